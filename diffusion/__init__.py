@@ -1,0 +1,1 @@
+"""The diffusion core: schedules, parameterizations, samplers (no Streamlit, no printing)."""

@@ -1,0 +1,65 @@
+"""Shared command-line plumbing: one-line errors with exit code 2, and a progress bar callback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (no usage block) and exits with code 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def run(main, prog: str, argv=None) -> int:
+    """Call main(argv); a ValueError (bad input found by the core) becomes a one-line message, exit 2."""
+    try:
+        return main(argv) or 0
+    except ValueError as e:
+        sys.stderr.write(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}\n")
+        return 2
+
+
+def positive_int(name: str, lo: int = 1, hi: int = 10_000_000):
+    """An argparse type: an integer in [lo, hi], with a message naming the option."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in [{lo}, {hi}]; got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer in [{lo}, {hi}]; got {value}")
+        return value
+    return parse
+
+
+def bounded_float(name: str, lo: float, hi: float):
+    """An argparse type: a finite float in [lo, hi]."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {text!r}") from None
+        if not lo <= value <= hi:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {text}")
+        return value
+    return parse
+
+
+class ProgressBar:
+    """A tqdm bar on stderr, used as a per-step callback; silent when stderr is not a terminal unless forced."""
+
+    def __init__(self, total: int, desc: str, enabled: bool | None = None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=enabled is False,
+                        dynamic_ncols=True, leave=False)
+
+    def __call__(self, info=None):
+        self.bar.update(1)
+
+    def close(self):
+        self.bar.close()

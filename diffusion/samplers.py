@@ -1,0 +1,271 @@
+"""Samplers: walk from noise at t_max back to data at t_min.
+
+A sampler is one function `sample_X(denoise, x, ts, schedule, callback=None, generator=None)`.
+`denoise(x, t)` returns the model's x0_hat at the scalar time t (any parameterization is turned into
+x0_hat by the model wrapper, see `diffusion.models`), `ts` is a decreasing time grid from
+`time_grid`, and `callback({'i', 't', 'x', 'x0_hat'})` is called once per step with the state
+before that step. Every sampler works for every schedule and for any tensor shape: `[B, 2]` points
+or `[B, 1, 28, 28]` images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .parameterizations import NoiseLevel, noise_level
+from .schedules import Schedule
+
+Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x [B, ...], t scalar) -> x0_hat [B, ...]
+
+
+# --- time grids -------------------------------------------------------------------------------
+
+def grid_uniform_t(schedule: Schedule, steps: int) -> Tensor:
+    """steps + 1 times equally spaced in t from t_max down to t_min."""
+    t_lo, t_hi = schedule.t_range
+    return torch.linspace(t_hi, t_lo, steps + 1, dtype=torch.float64)
+
+
+def grid_uniform_logsnr(schedule: Schedule, steps: int) -> Tensor:
+    """steps + 1 times equally spaced in log-SNR lambda (Lu et al. 2022's choice for DPM-Solver)."""
+    t_lo, t_hi = schedule.t_range
+    lam = torch.linspace(schedule.logsnr(t_hi).item(), schedule.logsnr(t_lo).item(), steps + 1,
+                         dtype=torch.float64)
+    ts = schedule.t_of_logsnr(lam)
+    ts[0], ts[-1] = t_hi, t_lo  # exact ends despite round-off in t(lambda(t))
+    return ts
+
+
+GRIDS = {"uniform_t": grid_uniform_t, "uniform_logsnr": grid_uniform_logsnr}
+
+
+def check_steps(steps) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 10_000:
+        raise ValueError(f"steps must be an integer in [1, 10000]; got {steps!r}")
+    return steps
+
+
+def time_grid(schedule: Schedule, steps: int, grid: str = "uniform_t") -> Tensor:
+    """A decreasing float64 grid of steps + 1 times in the schedule's t_range."""
+    check_steps(steps)
+    if grid not in GRIDS:
+        raise ValueError(f"unknown time grid {grid!r}; allowed: {', '.join(GRIDS)}")
+    return GRIDS[grid](schedule, steps)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def _level(schedule: Schedule, t: Tensor, x: Tensor) -> NoiseLevel:
+    return noise_level(schedule, t).to(x)
+
+
+def _eps(x: Tensor, x0: Tensor, lv: NoiseLevel) -> Tensor:
+    return (x - lv.alpha * x0) / lv.sigma
+
+
+def _velocity(x: Tensor, x0: Tensor, lv: NoiseLevel) -> Tensor:
+    """Probability-flow ODE dx/dt = alpha' x0_hat + sigma' eps_hat (the interpolant's mean velocity)."""
+    return lv.d_alpha * x0 + lv.d_sigma * _eps(x, x0, lv)
+
+
+def _noise(x: Tensor, generator) -> Tensor:
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def _report(callback, i, t, x, x0):
+    if callback is not None:
+        callback({"i": i, "t": float(t), "x": x, "x0_hat": x0})
+
+
+# --- samplers -----------------------------------------------------------------------------------
+
+@torch.no_grad()
+def sample_ddpm(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
+    """DDPM ancestral sampling: draw x_s from the posterior q(x_s | x_t, x0 = x0_hat) (Ho et al. 2020, Eq. 7;
+    in alpha/sigma form, Kingma et al. 2021, Eq. 32)."""
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        x0 = denoise(x, t)
+        _report(callback, i, t, x, x0)
+        lt, ls = _level(schedule, t, x), _level(schedule, s, x)
+        r = torch.exp(lt.logsnr - ls.logsnr)  # SNR_t / SNR_s < 1
+        # 1. posterior mean: (alpha_t/alpha_s) sigma_s^2/sigma_t^2 x_t + alpha_s (1 - r) x0_hat
+        x = (lt.alpha / ls.alpha) * ls.sigma**2 / lt.sigma**2 * x + ls.alpha * (1 - r) * x0
+        # 2. posterior std: sigma_s sqrt(1 - r); no noise on the last step
+        if i < len(ts) - 2:
+            x = x + ls.sigma * torch.sqrt(-torch.expm1(lt.logsnr - ls.logsnr)) * _noise(x, generator)
+    return x
+
+
+@torch.no_grad()
+def sample_ddim(denoise: Denoiser, x, ts, schedule, callback=None, generator=None, eta=0.0):
+    """DDIM (Song et al. 2021, Eq. 12): eta = 0 is deterministic, eta = 1 is DDPM ancestral sampling."""
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        x0 = denoise(x, t)
+        _report(callback, i, t, x, x0)
+        lt, ls = _level(schedule, t, x), _level(schedule, s, x)
+        eps = _eps(x, x0, lt)
+        # Eq. 16: the injected noise is eta times the DDPM posterior std; none on the last step.
+        c = eta * ls.sigma * torch.sqrt(-torch.expm1(lt.logsnr - ls.logsnr)) if i < len(ts) - 2 else 0 * ls.sigma
+        x = ls.alpha * x0 + torch.sqrt(ls.sigma**2 - c**2) * eps
+        if eta > 0 and i < len(ts) - 2:
+            x = x + c * _noise(x, generator)
+    return x
+
+
+@torch.no_grad()
+def sample_euler(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
+    """Probability-flow ODE dx/dt = alpha' x0_hat + sigma' eps_hat, Euler's method in t."""
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        x0 = denoise(x, t)
+        _report(callback, i, t, x, x0)
+        x = x + (s - t) * _velocity(x, x0, _level(schedule, t, x))
+    return x
+
+
+@torch.no_grad()
+def sample_heun(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
+    """Probability-flow ODE with Heun's 2nd-order method (Karras et al. 2022, Alg. 1): 2 evaluations a step."""
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        x0 = denoise(x, t)
+        _report(callback, i, t, x, x0)
+        d = _velocity(x, x0, _level(schedule, t, x))
+        x_euler = x + (s - t) * d
+        d2 = _velocity(x_euler, denoise(x_euler, s), _level(schedule, s, x))
+        x = x + (s - t) * (d + d2) / 2
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2), multistep in h = half the log-SNR step."""
+    x0_prev, h_prev = None, None
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        x0 = denoise(x, t)
+        _report(callback, i, t, x, x0)
+        lt, ls = _level(schedule, t, x), _level(schedule, s, x)
+        h = (ls.logsnr - lt.logsnr) / 2
+        if x0_prev is None:
+            d = x0
+        else:  # second order: linear extrapolation of x0_hat in lambda
+            r = h_prev / h
+            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+        x = (ls.sigma / lt.sigma) * x - ls.alpha * torch.expm1(-h) * d
+        x0_prev, h_prev = x0, h
+    return x
+
+
+@torch.no_grad()
+def sample_sde(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
+    """Reverse-time SDE (Song et al. 2021, Eq. 6), Euler-Maruyama.
+
+    The step is taken in the scale-free variables y = x / alpha, tau = (sigma / alpha)^2, where the
+    forward process is dy = dW_tau (Karras et al. 2022, Eq. 4 with s(t) = alpha) and the reverse SDE is
+    dy = -grad_y log p(y) dtau + dW_tau with grad_y log p = (x0_hat - y) / tau. This has no stiff
+    linear drift, so it stays stable where alpha -> 0. No noise is added on the last step.
+    """
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        x0 = denoise(x, t)
+        _report(callback, i, t, x, x0)
+        lt, ls = _level(schedule, t, x), _level(schedule, s, x)
+        y = x / lt.alpha
+        tau_t, tau_s = torch.exp(-lt.logsnr), torch.exp(-ls.logsnr)
+        dtau = tau_t - tau_s  # > 0
+        y = y + dtau / tau_t * (x0 - y)
+        if i < len(ts) - 2:
+            y = y + torch.sqrt(dtau) * _noise(x, generator)
+        x = ls.alpha * y
+    return x
+
+
+SAMPLERS = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "sde": sample_sde,
+}
+NFE_PER_STEP = {"ddpm": 1, "ddim": 1, "euler": 1, "heun": 2, "dpmpp_2m": 1, "sde": 1}
+
+
+def steps_for_nfe(sampler: str, nfe: int) -> int:
+    """The number of steps that spends at most `nfe` model evaluations (at least one step)."""
+    return max(1, nfe // NFE_PER_STEP[check_sampler(sampler)])
+
+
+def check_sampler(name: str) -> str:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; allowed: {', '.join(SAMPLERS)}")
+    return name
+
+
+# --- guidance and the front door ------------------------------------------------------------
+
+def guided(model, label, guidance: float = 0.0) -> Denoiser:
+    """Classifier-free guidance (Ho & Salimans 2022): x0_c + w (x0_c - x0_u); w = 0 is plain conditional.
+
+    `model(x, t, label)` returns x0_hat; label None means unconditional.
+    """
+    guidance = float(guidance)
+    if not (guidance == guidance and -1 <= guidance <= 20):  # NaN fails the first test
+        raise ValueError(f"guidance weight must be in [-1, 20]; got {guidance}")
+    if label is None or guidance == 0:
+        return lambda x, t: model(x, t, label)
+
+    def denoise(x, t):
+        x0_c = model(x, t, label)
+        return x0_c + guidance * (x0_c - model(x, t, None))
+
+    return denoise
+
+
+@dataclass
+class Trajectory:
+    """A whole sampling run: ts [S+1]; xs [S+1, B, ...] (xs[-1] is the sample); x0_hats [S, B, ...]."""
+
+    ts: Tensor
+    xs: Tensor
+    x0_hats: Tensor
+
+
+def sample(denoise: Denoiser, x: Tensor, schedule: Schedule, sampler: str = "heun", steps: int = 50,
+           grid: str = "uniform_t", *, eta: float = 0.0, generator=None, callback=None,
+           return_trajectory: bool = False):
+    """Run a sampler by name from noise x at t_max; returns x at t_min, or a Trajectory."""
+    fn = SAMPLERS[check_sampler(sampler)]
+    ts = time_grid(schedule, steps, grid)
+    kwargs = {}
+    if sampler == "ddim":
+        if not (0 <= eta <= 1):
+            raise ValueError(f"eta must be in [0, 1]; got {eta}")
+        kwargs["eta"] = eta
+    if not return_trajectory:
+        return fn(denoise, x, ts, schedule, callback=callback, generator=generator, **kwargs)
+    xs, x0s = [], []
+
+    def record(info):
+        xs.append(info["x"])
+        x0s.append(info["x0_hat"])
+        if callback is not None:
+            callback(info)
+
+    x = fn(denoise, x, ts, schedule, callback=record, generator=generator, **kwargs)
+    return Trajectory(ts, torch.stack(xs + [x]), torch.stack(x0s))
+
+
+def prior_sample(schedule: Schedule, shape, generator=None, dtype=torch.float32, device="cpu") -> Tensor:
+    """x at t_max, drawn from N(0, (alpha^2 + sigma^2) I): exact in its first two moments for data of
+    zero mean and unit variance (every toy set is standardised so), and ~ sigma eps wherever alpha is small."""
+    alpha, sigma = schedule.alpha_sigma(schedule.t_range[1])
+    std = torch.sqrt(alpha**2 + sigma**2).item()
+    return std * torch.randn(shape, generator=generator, dtype=dtype, device=device)

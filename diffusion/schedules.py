@@ -1,0 +1,340 @@
+"""Noise schedules in continuous time t in [0, 1].
+
+The forward process is x_t = alpha(t) x0 + sigma(t) eps, eps ~ N(0, I); t = 0 is data and t = 1
+is noise. Every schedule gives alpha, sigma, their time derivatives, the log-SNR
+lambda(t) = log(alpha^2 / sigma^2) and its inverse t(lambda). That is all the rest of the code
+needs to know about a schedule.
+
+Where the math is infinite (sigma = 0 at t = 0 for the variance-preserving schedules, alpha = 0 at
+t = 1 for cosine, sigmoid and rectified flow) every public method clamps t to the schedule's
+`t_range`, the interval on which lambda stays inside [LOGSNR_MIN, LOGSNR_MAX]. So t = 0 and t = 1
+are always valid inputs and every returned number is finite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+LOGSNR_MAX = 10.0  # sigma/alpha >= exp(-5) ~ 0.0067: below a pixel's quantisation step and 1/10 of the narrowest 2-D component
+LOGSNR_MIN = -10.0  # alpha/sigma <= 0.0067: the start of sampling is noise but for a 0.7% trace of the data
+
+
+def as_time(t, dtype=torch.float64) -> Tensor:
+    """t as a tensor (a Python float becomes float64), checked to lie in [0, 1]."""
+    t = torch.as_tensor(t, dtype=dtype if not torch.is_tensor(t) else None)
+    if not torch.is_floating_point(t):
+        t = t.to(dtype)
+    if torch.isnan(t).any() or (t < 0).any() or (t > 1).any():
+        bad = t[torch.isnan(t) | (t < 0) | (t > 1)].flatten()[0].item()
+        raise ValueError(f"t must lie in [0, 1]; got {bad}")
+    return t
+
+
+def _check(name: str, value: float, ok: bool, allowed: str) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and ok):
+        raise ValueError(f"schedule parameter {name}={value!r} is invalid; allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Base class: subclasses define the raw alpha, sigma, derivatives and inverse log-SNR."""
+
+    name = "base"
+
+    # --- what a subclass defines (t already clamped; no validation) ---
+    def _alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _derivatives(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _t_of_logsnr(self, lam: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _logsnr(self, t: Tensor) -> Tensor:
+        alpha, sigma = self._alpha_sigma(t)
+        return 2 * (torch.log(alpha) - torch.log(sigma))
+
+    # --- the public interface ---
+    @property
+    def params(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @cached_property
+    def t_range(self) -> tuple[float, float]:
+        """(t_min, t_max): the clamp that keeps lambda inside [LOGSNR_MIN, LOGSNR_MAX]."""
+        lam = torch.tensor([LOGSNR_MAX, LOGSNR_MIN], dtype=torch.float64)
+        t_lo, t_hi = self._t_of_logsnr(lam).clamp(0.0, 1.0).tolist()
+        return t_lo, t_hi
+
+    def clamp(self, t) -> Tensor:
+        t_lo, t_hi = self.t_range
+        return as_time(t).clamp(t_lo, t_hi)
+
+    def alpha_sigma(self, t) -> tuple[Tensor, Tensor]:
+        """(alpha(t), sigma(t))."""
+        return self._alpha_sigma(self.clamp(t))
+
+    def derivatives(self, t) -> tuple[Tensor, Tensor]:
+        """(d alpha / dt, d sigma / dt)."""
+        return self._derivatives(self.clamp(t))
+
+    def logsnr(self, t) -> Tensor:
+        """lambda(t) = log(alpha^2 / sigma^2), strictly decreasing in t."""
+        return self._logsnr(self.clamp(t))
+
+    def t_of_logsnr(self, lam) -> Tensor:
+        """The inverse of logsnr on t_range: t(lambda), lambda clamped to the schedule's range."""
+        lam = torch.as_tensor(lam, dtype=torch.float64 if not torch.is_tensor(lam) else None)
+        t_lo, t_hi = self.t_range
+        return self._t_of_logsnr(lam).clamp(t_lo, t_hi)
+
+    def spec(self) -> str:
+        """A one-line description that `make_schedule` parses back: 'cosine:s=0.008'."""
+        return self.name + ":" + ",".join(f"{k}={v:g}" for k, v in self.params.items())
+
+
+def _vp_sigma(log_alpha: Tensor) -> Tensor:
+    """sigma = sqrt(1 - alpha^2), accurate when alpha is close to 1."""
+    return torch.sqrt(-torch.expm1(2 * log_alpha))
+
+
+def _vp_logsnr(log_alpha: Tensor) -> Tensor:
+    return 2 * log_alpha - torch.log(-torch.expm1(2 * log_alpha))
+
+
+@dataclass(frozen=True)
+class LinearSchedule(Schedule):
+    """DDPM's linear beta range in continuous time (Song et al. 2021, VP-SDE).
+
+    beta(t) = beta_min + t (beta_max - beta_min); log alpha = -t^2 (beta_max - beta_min)/4 - t beta_min/2.
+    The DDPM betas 1e-4 .. 0.02 over 1000 steps are beta_min = 0.1, beta_max = 20.
+    """
+
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    name = "linear"
+
+    def __post_init__(self):
+        _check("beta_min", self.beta_min, 0 < self.beta_min <= 100, "0 < beta_min <= 100")
+        _check("beta_max", self.beta_max, self.beta_min <= self.beta_max <= 100,
+               f"beta_min ({self.beta_min:g}) <= beta_max <= 100")
+
+    def _log_alpha(self, t):
+        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def _alpha_sigma(self, t):
+        la = self._log_alpha(t)
+        return torch.exp(la), _vp_sigma(la)
+
+    def _logsnr(self, t):
+        return _vp_logsnr(self._log_alpha(t))
+
+    def _derivatives(self, t):
+        alpha, sigma = self._alpha_sigma(t)
+        beta = self.beta_min + t * (self.beta_max - self.beta_min)
+        d_alpha = -0.5 * beta * alpha
+        return d_alpha, -alpha * d_alpha / sigma
+
+    def _t_of_logsnr(self, lam):
+        c = torch.nn.functional.softplus(-lam)  # -log alpha^2
+        db = self.beta_max - self.beta_min
+        if db == 0:
+            return c / self.beta_min
+        return (-self.beta_min + torch.sqrt(self.beta_min**2 + 2 * db * c)) / db
+
+
+@dataclass(frozen=True)
+class CosineSchedule(Schedule):
+    """Cosine schedule (Nichol & Dhariwal 2021): alpha(t) = cos(f(t)) / cos(f(0)), f(t) = (t+s)/(1+s) pi/2."""
+
+    s: float = 0.008
+    name = "cosine"
+
+    def __post_init__(self):
+        _check("s", self.s, 0 <= self.s <= 1, "0 <= s <= 1")
+
+    def _f(self, t):
+        return (t + self.s) / (1 + self.s) * (math.pi / 2)
+
+    def _alpha_sigma(self, t):
+        alpha = torch.cos(self._f(t)) / math.cos(self._f(0.0))
+        return alpha, _vp_sigma(torch.log(alpha))
+
+    def _logsnr(self, t):
+        return _vp_logsnr(torch.log(torch.cos(self._f(t)) / math.cos(self._f(0.0))))
+
+    def _derivatives(self, t):
+        alpha, sigma = self._alpha_sigma(t)
+        d_alpha = -torch.sin(self._f(t)) * (math.pi / 2) / (1 + self.s) / math.cos(self._f(0.0))
+        return d_alpha, -alpha * d_alpha / sigma
+
+    def _t_of_logsnr(self, lam):
+        alpha = torch.sqrt(torch.sigmoid(lam))
+        return torch.arccos(alpha * math.cos(self._f(0.0))) * (2 * (1 + self.s) / math.pi) - self.s
+
+
+@dataclass(frozen=True)
+class SigmoidSchedule(Schedule):
+    """Sigmoid schedule (Chen 2023; Jabri et al. 2023): alpha^2(t) = (v_end - sigmoid(z)) / (v_end - v_start),
+
+    z = (start + t (end - start)) / tau, v_x = sigmoid(x / tau).
+    """
+
+    start: float = -3.0
+    end: float = 3.0
+    tau: float = 1.0
+    name = "sigmoid"
+
+    def __post_init__(self):
+        _check("start", self.start, -20 <= self.start <= 20, "-20 <= start <= 20")
+        _check("end", self.end, self.start < self.end <= 20, f"start ({self.start:g}) < end <= 20")
+        _check("tau", self.tau, 0.05 <= self.tau <= 10, "0.05 <= tau <= 10")
+
+    def _v(self, x):
+        return 1 / (1 + math.exp(-x / self.tau))
+
+    def _gamma(self, t):  # alpha^2 and sigma^2, each computed without cancellation
+        vs, ve = self._v(self.start), self._v(self.end)
+        z = (self.start + t * (self.end - self.start)) / self.tau
+        return (ve - torch.sigmoid(z)) / (ve - vs), (torch.sigmoid(z) - vs) / (ve - vs)
+
+    def _alpha_sigma(self, t):
+        a2, s2 = self._gamma(t)
+        return torch.sqrt(a2), torch.sqrt(s2)
+
+    def _logsnr(self, t):
+        a2, s2 = self._gamma(t)
+        return torch.log(a2) - torch.log(s2)
+
+    def _derivatives(self, t):
+        alpha, sigma = self._alpha_sigma(t)
+        vs, ve = self._v(self.start), self._v(self.end)
+        z = (self.start + t * (self.end - self.start)) / self.tau
+        sz = torch.sigmoid(z)
+        d_a2 = -sz * (1 - sz) * (self.end - self.start) / self.tau / (ve - vs)
+        return d_a2 / (2 * alpha), -d_a2 / (2 * sigma)
+
+    def _t_of_logsnr(self, lam):
+        vs, ve = self._v(self.start), self._v(self.end)
+        sz = ve - torch.sigmoid(lam) * (ve - vs)
+        z = torch.log(sz) - torch.log1p(-sz)
+        return (z * self.tau - self.start) / (self.end - self.start)
+
+
+@dataclass(frozen=True)
+class KarrasSchedule(Schedule):
+    """EDM / Karras et al. 2022: alpha = 1, sigma(t) = (smin^(1/rho) + t (smax^(1/rho) - smin^(1/rho)))^rho."""
+
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    name = "edm"
+
+    def __post_init__(self):
+        _check("sigma_min", self.sigma_min, 1e-4 <= self.sigma_min <= 10, "1e-4 <= sigma_min <= 10")
+        _check("sigma_max", self.sigma_max, self.sigma_min < self.sigma_max <= 1000,
+               f"sigma_min ({self.sigma_min:g}) < sigma_max <= 1000")
+        _check("rho", self.rho, 0.5 <= self.rho <= 20, "0.5 <= rho <= 20")
+
+    def _ends(self):
+        return self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
+
+    def _alpha_sigma(self, t):
+        lo, hi = self._ends()
+        return torch.ones_like(t), (lo + t * (hi - lo)) ** self.rho
+
+    def _derivatives(self, t):
+        lo, hi = self._ends()
+        return torch.zeros_like(t), self.rho * (lo + t * (hi - lo)) ** (self.rho - 1) * (hi - lo)
+
+    def _t_of_logsnr(self, lam):
+        lo, hi = self._ends()
+        return (torch.exp(-lam / (2 * self.rho)) - lo) / (hi - lo)
+
+
+@dataclass(frozen=True)
+class VESchedule(Schedule):
+    """Variance exploding (Song et al. 2021): alpha = 1, sigma(t) = sigma_min (sigma_max / sigma_min)^t."""
+
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+    name = "ve"
+
+    def __post_init__(self):
+        _check("sigma_min", self.sigma_min, 1e-4 <= self.sigma_min <= 10, "1e-4 <= sigma_min <= 10")
+        _check("sigma_max", self.sigma_max, self.sigma_min < self.sigma_max <= 1000,
+               f"sigma_min ({self.sigma_min:g}) < sigma_max <= 1000")
+
+    def _alpha_sigma(self, t):
+        return torch.ones_like(t), self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def _derivatives(self, t):
+        _, sigma = self._alpha_sigma(t)
+        return torch.zeros_like(t), sigma * math.log(self.sigma_max / self.sigma_min)
+
+    def _t_of_logsnr(self, lam):
+        return (-lam / 2 - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)
+
+
+@dataclass(frozen=True)
+class FlowSchedule(Schedule):
+    """Rectified flow / linear interpolation (Liu et al. 2023; Lipman et al. 2023): alpha = 1 - t, sigma = t."""
+
+    name = "flow"
+
+    def _alpha_sigma(self, t):
+        return 1 - t, t
+
+    def _derivatives(self, t):
+        return -torch.ones_like(t), torch.ones_like(t)
+
+    def _logsnr(self, t):
+        return 2 * (torch.log1p(-t) - torch.log(t))
+
+    def _t_of_logsnr(self, lam):
+        return torch.sigmoid(-lam / 2)
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    "linear": LinearSchedule,
+    "cosine": CosineSchedule,
+    "sigmoid": SigmoidSchedule,
+    "edm": KarrasSchedule,
+    "ve": VESchedule,
+    "flow": FlowSchedule,
+}
+
+
+def make_schedule(name: str, **params) -> Schedule:
+    """A schedule by name, from 'name' plus keyword parameters or from a spec 'name:k=v,k=v'."""
+    if ":" in name:
+        name, _, rest = name.partition(":")
+        for item in filter(None, (s.strip() for s in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"schedule parameter {item!r} must look like name=value")
+            try:
+                params[key.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"schedule parameter {key.strip()}={value!r} is not a number") from None
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULES)}")
+    cls = SCHEDULES[name]
+    allowed = [f.name for f in fields(cls)]
+    for key in params:
+        if key not in allowed:
+            raise ValueError(f"schedule {name!r} has no parameter {key!r}; "
+                             f"allowed: {', '.join(allowed) or 'none'}")
+    values = {}
+    for key, value in params.items():
+        try:
+            values[key] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"schedule parameter {key}={value!r} is not a number") from None
+    return cls(**values)

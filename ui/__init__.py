@@ -1,0 +1,1 @@
+"""UI helpers for the Streamlit pages: pure figure builders and widget/state glue."""
