@@ -3,16 +3,107 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from .parameterizations import NoiseLevel, check_parameterization, noise_level, to_x0_eps
 from .schedules import Schedule
 
 
-def oracle_model(dist, schedule: Schedule):
-    """The exact denoiser of a ground-truth distribution (anything with `denoise(x, alpha, sigma, label)`)."""
+class OracleModel:
+    """The exact denoiser of a ground-truth distribution, with the same interface as DiffusionModel.
 
-    def model(x: Tensor, t, label=None) -> Tensor:
-        alpha, sigma = schedule.alpha_sigma(t)
-        return dist.denoise(x, alpha, sigma, label)
+    `dist` is anything with `denoise(x, alpha, sigma, label)` (a toy_data GaussianMixture); it is an
+    x0-parameterization whose prediction is exact, and differentiable in x (for the likelihood).
+    """
 
-    return model
+    parameterization = "x0"
+
+    def __init__(self, dist, schedule: Schedule):
+        self.dist, self.schedule = dist, schedule
+        self.num_classes = getattr(dist, "num_classes", 0)
+
+    def predict(self, x: Tensor, t, label=None, create_graph: bool = False):
+        t = torch.as_tensor(t).detach().to("cpu", torch.float64)
+        lvl = noise_level(self.schedule, t)
+        return self.dist.denoise(x, lvl.alpha, lvl.sigma, label), lvl
+
+    def __call__(self, x: Tensor, t, label=None) -> Tensor:
+        return self.predict(x, t, label)[0]
+
+
+def oracle_model(dist, schedule: Schedule) -> OracleModel:
+    """model(x, t, label) -> the exact E[x0 | x_t] of `dist`."""
+    return OracleModel(dist, schedule)
+
+
+def label_index(label, batch: int, num_classes: int, device) -> Tensor | None:
+    """None / int / [B] tensor (-1 = none) -> [B] embedding indices, with num_classes meaning "no label"."""
+    if num_classes == 0:
+        return None
+    if label is None:
+        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+    lab = torch.as_tensor(label, device=device).long()
+    if lab.ndim == 0:
+        lab = lab.expand(batch)
+    if lab.numel() and (lab.min() < -1 or lab.max() >= num_classes):
+        raise ValueError(f"label must be in 0..{num_classes - 1} (or -1 for none); got {lab.unique().tolist()}")
+    return torch.where(lab < 0, num_classes, lab)
+
+
+class DiffusionModel(nn.Module):
+    """A net + its parameterization + its schedule: the one object the samplers, losses and pages use.
+
+    The net sees x / sqrt(alpha^2 + sigma^2) and lambda; its raw output r becomes the prediction
+        eps, x0, v: r        score: r / sigma        flow: r sqrt(alpha'^2 + sigma'^2)
+        energy: E = r sqrt(alpha^2 + sigma^2) / sigma, a scalar, with score = -grad_x E
+    so that r is of order one for every kind and every schedule.
+    """
+
+    def __init__(self, net: nn.Module, parameterization: str, schedule: Schedule, num_classes: int = 0):
+        super().__init__()
+        self.net = net
+        self.parameterization = check_parameterization(parameterization)
+        self.schedule = schedule
+        self.num_classes = num_classes
+
+    def _inputs(self, x: Tensor, t, label):
+        t = torch.as_tensor(t).detach().to("cpu", torch.float64)  # schedules run in float64 on the CPU
+        lvl = noise_level(self.schedule, t.expand(x.shape[0]) if t.ndim == 0 else t).to(x)
+        lam = lvl.logsnr.reshape(x.shape[0])
+        scale = torch.sqrt(lvl.alpha**2 + lvl.sigma**2)
+        return lvl, scale, lam, label_index(label, x.shape[0], self.num_classes, x.device)
+
+    def energy(self, x: Tensor, t, label=None) -> Tensor:
+        """E(x, t) [B] of an energy head (defined up to a constant in x for each t)."""
+        if self.parameterization != "energy":
+            raise ValueError("only an energy head has a direct energy; use likelihood.energy_via_ode")
+        lvl, scale, lam, lab = self._inputs(x, t, label)
+        return self.net(x / scale, lam, lab) * (scale / lvl.sigma).reshape(x.shape[0])
+
+    def predict(self, x: Tensor, t, label=None, create_graph: bool = False) -> tuple[Tensor, NoiseLevel]:
+        """The prediction in this model's parameterization (the score for an energy head), and the level."""
+        lvl, scale, lam, lab = self._inputs(x, t, label)
+        kind = self.parameterization
+        if kind == "energy":
+            with torch.enable_grad():
+                xg = x if x.requires_grad else x.detach().requires_grad_(True)
+                e = self.net(xg / scale, lam, lab) * (scale / lvl.sigma).reshape(x.shape[0])
+                (grad,) = torch.autograd.grad(e.sum(), xg, create_graph=create_graph)
+            return -grad, lvl
+        r = self.net(x / scale, lam, lab)
+        if kind == "score":
+            return r / lvl.sigma, lvl
+        if kind == "flow":
+            return r * torch.sqrt(lvl.d_alpha**2 + lvl.d_sigma**2), lvl
+        return r, lvl
+
+    def forward(self, x: Tensor, t, label=None) -> Tensor:
+        """x0_hat: the contract the samplers use."""
+        out, lvl = self.predict(x, t, label)
+        return to_x0_eps(self.parameterization, out, x, lvl)[0].detach()
+
+    def score(self, x: Tensor, t, label=None) -> Tensor:
+        """grad_x log p_t(x) as this model sees it."""
+        out, lvl = self.predict(x, t, label)
+        eps = to_x0_eps(self.parameterization, out, x, lvl)[1]
+        return (-eps / lvl.sigma).detach()

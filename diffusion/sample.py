@@ -1,9 +1,10 @@
 """python -m diffusion.sample: draw samples through the reverse process and write them to .npy.
 
-The model is the exact ground truth of a toy distribution (--oracle), so what comes out shows the
-sampler alone, with no learned error. Example:
+The model is a trained checkpoint (--checkpoint) or the exact ground truth of a toy distribution
+(--oracle), whose samples show the sampler alone, with no learned error. Examples:
 
     python -m diffusion.sample --oracle --dataset moons --sampler heun --steps 50 --out moons.npy
+    python -m diffusion.sample --checkpoint checkpoints/moons.safetensors --label 1 --guidance 2 --out m.npy
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from toy_data import DATASETS, get_dataset
 
 from . import cli
+from .checkpoints import load_checkpoint
 from .models import oracle_model
 from .samplers import GRIDS, SAMPLERS, guided, prior_sample, sample
 from .schedules import SCHEDULES, make_schedule
@@ -24,10 +26,12 @@ from .schedules import SCHEDULES, make_schedule
 def build_parser():
     p = cli.ArgumentParser(prog="python -m diffusion.sample", description=__doc__.split("\n\n")[0])
     src = p.add_argument_group("model")
+    src.add_argument("--checkpoint", default=None, help="a .safetensors checkpoint written by diffusion.train")
     src.add_argument("--oracle", action="store_true", help="use the exact denoiser of --dataset as the model")
-    src.add_argument("--dataset", default="moons", help=f"toy distribution: {', '.join(DATASETS)}")
+    src.add_argument("--dataset", default="moons", help=f"toy distribution for --oracle: {', '.join(DATASETS)}")
     src.add_argument("--schedule", default="cosine",
-                     help=f"noise schedule, optionally with parameters, e.g. 'cosine:s=0.008' ({', '.join(SCHEDULES)})")
+                     help=f"noise schedule for --oracle, optionally with parameters, e.g. 'cosine:s=0.008' "
+                          f"({', '.join(SCHEDULES)}); a checkpoint uses its own")
     s = p.add_argument_group("sampling")
     s.add_argument("--sampler", default="heun", choices=list(SAMPLERS))
     s.add_argument("--steps", type=cli.positive_int("--steps", 1, 2000), default=50)
@@ -58,17 +62,24 @@ def _save(path: str, array: np.ndarray) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.oracle:
-        raise ValueError("a model is needed: pass --oracle to sample with the exact denoiser of --dataset")
+    if args.oracle == (args.checkpoint is not None):
+        raise ValueError("choose one model: --checkpoint PATH, or --oracle for the exact denoiser of --dataset")
     if not args.out.endswith(".npy"):
         raise ValueError(f"--out must name a .npy file; got {args.out!r}")
-    dist = get_dataset(args.dataset)
-    schedule = make_schedule(args.schedule)
-    if args.label is not None:
-        dist.check_label(args.label)
-    denoise = guided(oracle_model(dist, schedule), args.label, args.guidance)
+    if args.oracle:
+        dist = get_dataset(args.dataset)
+        schedule = make_schedule(args.schedule)
+        model, shape, num_classes = oracle_model(dist, schedule), (dist.dim,), dist.num_classes
+    else:
+        model, config = load_checkpoint(args.checkpoint)
+        schedule, num_classes = model.schedule, model.num_classes
+        shape = (config["net"]["dim"],) if config["net"]["arch"] == "mlp2d" else (1, 28, 28)
+    if args.label is not None and not args.label < num_classes:
+        raise ValueError(f"label must be in 0..{num_classes - 1}; got {args.label}" if num_classes
+                         else "this model is unconditional: it takes no --label")
+    denoise = guided(model, args.label, args.guidance)
     g = torch.Generator().manual_seed(args.seed)
-    x = prior_sample(schedule, (args.n, dist.dim), generator=g)
+    x = prior_sample(schedule, (args.n, *shape), generator=g)
     bar = cli.ProgressBar(args.steps, "sampling", enabled=False if args.quiet else None)
     result = sample(denoise, x, schedule, args.sampler, args.steps, args.grid, eta=args.eta, generator=g,
                     callback=bar, return_trajectory=args.trajectory)

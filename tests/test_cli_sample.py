@@ -53,6 +53,7 @@ def test_trajectory_and_label(tmp_path):
     (["--steps", "0"], "--steps"),
     (["--steps", "ten"], "--steps"),
     (["--label", "7"], "label must be in 0..1"),
+    (["--checkpoint", "x.safetensors"], "choose one model"),
     (["--guidance", "nan"], "--guidance"),
     (["--eta", "2"], "--eta"),
     (["--grid", "log"], "--grid"),
@@ -68,4 +69,4 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, args, needle):
 
 def test_missing_model_is_explained(tmp_path):
     r = run("--out", str(tmp_path / "x.npy"))
-    assert r.returncode == 2 and "--oracle" in r.stderr
+    assert r.returncode == 2 and "--checkpoint" in r.stderr

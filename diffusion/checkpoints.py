@@ -1,0 +1,130 @@
+"""Checkpoints: safetensors weights (loading cannot execute code) with the full configuration beside them.
+
+A checkpoint is one `.safetensors` file whose metadata holds a JSON config: the network
+architecture and sizes, parameterization, schedule spec, dataset and label names, training
+settings and measured figures. Writes are atomic (a temporary file, fsync, then rename), so a crash
+mid-save leaves the previous file intact. Any problem on load raises CheckpointError naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .models import DiffusionModel
+from .nets import MLP2D, MLPConfig
+from .schedules import make_schedule
+
+FORMAT = "diffusion-lab/1"
+MAX_HEADER = 10_000_000  # bytes; a safetensors header longer than this is corrupt
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used, with the file and the problem in the message."""
+
+    def __init__(self, path, problem: str):
+        super().__init__(f"checkpoint {os.fspath(path)!s}: {problem}")
+        self.path, self.problem = os.fspath(path), problem
+
+
+def build_model(config: dict) -> DiffusionModel:
+    """An untrained DiffusionModel from a checkpoint config."""
+    net_cfg = dict(config["net"])
+    arch = net_cfg.pop("arch")
+    if arch == "mlp2d":
+        net = MLP2D(MLPConfig(**net_cfg))
+    elif arch == "unet":
+        from .unet import UNet, UNetConfig
+
+        net = UNet(UNetConfig(**net_cfg))
+    else:
+        raise ValueError(f"unknown network architecture {arch!r}")
+    return DiffusionModel(net, config["parameterization"], make_schedule(config["schedule"]),
+                          net_cfg.get("num_classes", 0))
+
+
+def model_config(model: DiffusionModel, **extra) -> dict:
+    """The config that `build_model` needs, plus anything extra (dataset, training settings, metrics)."""
+    return {"format": FORMAT, "net": model.net.config(), "parameterization": model.parameterization,
+            "schedule": model.schedule.spec(), **extra}
+
+
+def save_checkpoint(path, model: DiffusionModel, **extra) -> dict:
+    """Write model weights + config atomically to `path`; returns the config written."""
+    config = model_config(model, **extra)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
+    blob = st_save(tensors, metadata={"config": json.dumps(config)})
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return config
+
+
+def read_config(path) -> dict:
+    """The config stored in a checkpoint, read from its header alone (no tensors are loaded)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(path, "the file is empty or truncated (no safetensors header)")
+            (n,) = struct.unpack("<Q", head)
+            if n > MAX_HEADER:
+                raise CheckpointError(path, "not a safetensors file (header length is implausible)")
+            header = f.read(n)
+    except OSError as e:
+        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
+    if len(header) < n:
+        raise CheckpointError(path, "the file is truncated (header cut short)")
+    try:
+        meta = json.loads(header.decode("utf-8")).get("__metadata__") or {}
+        config = json.loads(meta["config"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError, TypeError):
+        raise CheckpointError(path, "not a diffusion-lab checkpoint (no readable config in its metadata)") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(path, f"unsupported checkpoint format {config.get('format') if isinstance(config, dict) else config!r}; expected {FORMAT}")
+    return config
+
+
+def load_checkpoint(path, expect: dict | None = None) -> tuple[DiffusionModel, dict]:
+    """(model in eval mode on the CPU, config). `expect` pins config fields, e.g. {'net.arch': 'mlp2d'}."""
+    config = read_config(path)
+    for key, want in (expect or {}).items():
+        have = config
+        for part in key.split("."):
+            have = have.get(part) if isinstance(have, dict) else None
+        if have != want:
+            raise CheckpointError(path, f"is a checkpoint with {key}={have!r}, but {want!r} is needed here")
+    try:
+        with open(path, "rb") as f:
+            tensors = st_load(f.read())
+    except Exception as e:  # safetensors raises its own error types on corrupt data
+        raise CheckpointError(path, f"the weights are corrupt or truncated ({type(e).__name__}: {e})") from None
+    try:
+        model = build_model(config)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(path, f"its config does not describe a model this code can build ({e})") from None
+    try:
+        model.net.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(path, f"the weights do not match the network in its config ({first[1].strip() if len(first) > 1 else first[0]})") from None
+    for name, value in tensors.items():
+        if not torch.isfinite(value).all():
+            raise CheckpointError(path, f"weight {name} holds NaN or inf")
+    return model.eval(), config

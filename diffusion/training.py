@@ -1,0 +1,143 @@
+"""Training: the denoising loss and one train() loop shared by 2-D points and MNIST images."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .models import DiffusionModel
+from .parameterizations import eps_scale, from_x0_eps, get_weighting, noise_level
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA, then Apple MPS, then the CPU; any other name is checked and used as given."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N, mps; got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' was asked for but Apple MPS is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, generator=None) -> Tensor:
+    """E_t,eps [ w(lambda) / c^2 |out - out*|^2 ] = E [ w(lambda) |eps_hat - eps|^2 ], per dimension.
+
+    t is drawn stratified-uniform in [0, 1] (one per example: lower variance than i.i.d. t).
+    """
+    b = x0.shape[0]
+    u = torch.rand((), generator=generator, dtype=torch.float64).item()
+    t = ((torch.arange(b, dtype=torch.float64) + u) / b)[torch.randperm(b, generator=generator)]
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    lvl = noise_level(model.schedule, t)
+    lv = lvl.to(x0)
+    x = lv.alpha * x0 + lv.sigma * eps
+    out, _ = model.predict(x, t, label, create_graph=True)
+    target = from_x0_eps(model.parameterization, x0, eps, lvl)
+    w = get_weighting(weighting)(lv.logsnr) / eps_scale(model.parameterization, lv) ** 2
+    return (w * (out - target) ** 2).mean()
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 4000
+    batch_size: int = 1024
+    lr: float = 3e-3  # peak Adam learning rate; cosine decay to 0 after a 2% warm-up
+    weighting: str = "eps"  # loss weighting w(lambda), see parameterizations.WEIGHTINGS
+    ema_decay: float = 0.995  # EMA of the weights; the EMA model is the one that is saved
+    grad_clip: float = 1.0  # max global grad norm
+    label_dropout: float = 0.15  # share of labels replaced by "no label", for classifier-free guidance
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> "TrainConfig":
+        checks = [("steps", 1 <= self.steps <= 1_000_000, "1..1000000"),
+                  ("batch_size", 1 <= self.batch_size <= 65536, "1..65536"),
+                  ("lr", 0 < self.lr <= 1, "(0, 1]"), ("ema_decay", 0 <= self.ema_decay < 1, "[0, 1)"),
+                  ("grad_clip", self.grad_clip > 0, "> 0"), ("label_dropout", 0 <= self.label_dropout <= 1, "[0, 1]")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"training setting {name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
+        get_weighting(self.weighting)
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: DiffusionModel  # the EMA weights: the model to use
+    losses: list[float] = field(default_factory=list)
+    steps_done: int = 0
+    seconds: float = 0.0
+    stopped: str = ""  # why training ended early ("" when it ran all its steps)
+
+
+def train(model: DiffusionModel, data: Callable, config: TrainConfig, callback: Callable | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train `model` in place on batches from `data(batch_size, generator) -> (x0, labels)`.
+
+    `callback({'step', 'loss', 'snapshot'})` is called after every step; `snapshot()` returns a frozen
+    copy of the current EMA model. A NaN or inf loss stops training, restores the last good weights
+    and says so in `result.stopped`; `should_stop()` returning True stops it cleanly.
+    """
+    config.validate()
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    g = torch.Generator().manual_seed(config.seed)
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    warm = max(1, config.steps // 50)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
+    result, start = TrainResult(ema), time.perf_counter()
+    for step in range(config.steps):
+        if should_stop is not None and should_stop():
+            result.stopped = f"stopped by request after {step} steps"
+            break
+        x0, labels = data(config.batch_size, g)
+        x0 = x0.to(device)
+        if labels is not None and model.num_classes:
+            drop = torch.rand(labels.shape, generator=g) < config.label_dropout
+            labels = torch.where(drop, -1, labels).to(device)
+        else:
+            labels = None
+        loss = diffusion_loss(model, x0, labels, config.weighting, generator=g)
+        opt.zero_grad(set_to_none=True)
+        bad = None if torch.isfinite(loss) else f"the loss became {loss.item()}"
+        if bad is None:
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            bad = None if torch.isfinite(norm) else f"the gradient became {norm.item()}"
+        if bad is not None:  # no update was taken: the weights are those of the last good step
+            result.stopped = f"{bad} at step {step + 1}; training stopped and kept the weights of step {step}"
+            break
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            d = min(config.ema_decay, (1 + step) / (10 + step))  # short warm-up of the EMA
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - d)
+        result.losses.append(loss.item())
+        result.steps_done = step + 1
+        if callback is not None:
+            callback({"step": step + 1, "loss": result.losses[-1],
+                      "snapshot": lambda: copy.deepcopy(ema).cpu().eval()})
+    result.seconds = time.perf_counter() - start
+    ema.cpu().eval()
+    model.cpu()
+    return result

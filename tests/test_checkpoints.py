@@ -1,0 +1,117 @@
+"""Checkpoints: exact round trip, safe format, atomic writes, clear errors on bad files."""
+
+import json
+import os
+import struct
+
+import pytest
+import torch
+
+from diffusion.checkpoints import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from diffusion.models import DiffusionModel
+from diffusion.nets import MLP2D, MLPConfig
+from diffusion.schedules import make_schedule
+
+
+def make(kind="v", num_classes=2):
+    torch.manual_seed(0)
+    net = MLP2D(MLPConfig(width=32, depth=2, num_classes=num_classes, scalar_out=kind == "energy"))
+    return DiffusionModel(net, kind, make_schedule("sigmoid:start=-2,end=3,tau=0.7"), num_classes).eval()
+
+
+@pytest.mark.parametrize("kind", ["v", "energy"])
+def test_round_trip_reproduces_outputs_exactly(tmp_path, kind):
+    model = make(kind)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, dataset="moons", label_names=["a", "b"], train={"steps": 1})
+    loaded, config = load_checkpoint(path)
+    assert config["dataset"] == "moons" and config["schedule"] == model.schedule.spec()
+    assert loaded.schedule == model.schedule and loaded.parameterization == kind
+    x = torch.randn(50, 2)
+    for t, label in [(0.0, None), (0.37, 1), (1.0, torch.tensor([0, -1] * 25))]:
+        assert torch.equal(loaded(x, t, label), model(x, t, label))
+
+
+def test_file_is_plain_safetensors_without_pickle(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, make(), dataset="moons")
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    assert "__metadata__" in header and all(v["dtype"] == "F32" for k, v in header.items() if k != "__metadata__")
+    assert b"\x80\x04" not in raw[:8 + n]  # no pickle protocol marker in the header
+
+
+def test_atomic_write_keeps_previous_file_when_save_fails(tmp_path, monkeypatch):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, make(), dataset="moons")
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(path, make("x0"), dataset="moons")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left behind
+
+
+def _expect_error(path, needle):
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert str(path) in str(e.value) and needle in str(e.value)
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, make(), dataset="moons")
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    _expect_error(path, "truncated")
+    path.write_bytes(raw[:5])
+    _expect_error(path, "truncated")
+
+
+def test_garbage_and_foreign_files(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"\xff" * 64)
+    _expect_error(path, "not a safetensors file")
+    path.write_bytes(b"hello world, not a model")
+    _expect_error(path, "not a")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(path))
+    _expect_error(path, "not a diffusion-lab checkpoint")
+    _expect_error(tmp_path / "missing.safetensors", "cannot be read")
+
+
+def test_mismatched_weights(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, make(), dataset="moons")
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    config = json.loads(header["__metadata__"]["config"])
+    config["net"]["width"] = 64  # the config now describes a different network
+    header["__metadata__"]["config"] = json.dumps(config)
+    new = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
+    _expect_error(path, "do not match")
+
+
+def test_nan_weights_are_refused(tmp_path):
+    model = make()
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, dataset="moons")
+    _expect_error(path, "NaN")
+
+
+def test_expectations_are_checked(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, make(), dataset="moons")
+    assert read_config(path)["net"]["arch"] == "mlp2d"
+    with pytest.raises(CheckpointError, match="net.arch='mlp2d'"):
+        load_checkpoint(path, expect={"net.arch": "unet"})

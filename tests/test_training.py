@@ -1,0 +1,176 @@
+"""Networks, training, likelihood: behaviour checked against exact answers."""
+
+import math
+
+import pytest
+import torch
+
+from diffusion.likelihood import energy_via_ode, nll, ode_log_likelihood
+from diffusion.metrics import energy_distance, energy_distance_floor
+from diffusion.models import DiffusionModel, oracle_model
+from diffusion.nets import MLP2D, MLPConfig
+from diffusion.parameterizations import PARAMETERIZATIONS
+from diffusion.samplers import guided, prior_sample, sample
+from diffusion.schedules import make_schedule
+from diffusion.training import TrainConfig, pick_device, train
+from toy_data import GaussianMixture, get_dataset
+
+
+def make(kind="v", schedule="cosine", num_classes=2, width=64, depth=2, seed=0):
+    torch.manual_seed(seed)
+    net = MLP2D(MLPConfig(width=width, depth=depth, num_classes=num_classes, scalar_out=kind == "energy"))
+    return DiffusionModel(net, kind, make_schedule(schedule), num_classes)
+
+
+def moons_data(n, g):
+    return get_dataset("moons").sample(n, generator=g)
+
+
+def ratio_of(model, n=2000, seed=0):
+    d = get_dataset("moons")
+    g = torch.Generator().manual_seed(seed)
+    floor = energy_distance_floor(lambda k: d.sample(k, generator=g)[0], n, pairs=3)
+    ref = d.sample(n, generator=g)[0]
+    x = sample(guided(model, None), prior_sample(model.schedule, (n, 2), generator=g), model.schedule, "heun", 20)
+    return energy_distance(x, ref) / floor
+
+
+def test_short_training_lowers_loss_and_improves_samples():
+    model = make()
+    before = ratio_of(model.eval())
+    res = train(model, moons_data, TrainConfig(steps=400, batch_size=256, lr=3e-3, device="cpu"))
+    first, last = sum(res.losses[:20]) / 20, sum(res.losses[-20:]) / 20
+    assert last < 0.9 * first
+    after = ratio_of(res.model)
+    assert after < 0.3 * before, (before, after)
+    assert res.steps_done == 400 and not res.stopped
+
+
+def test_same_seed_same_result():
+    a = train(make(seed=1), moons_data, TrainConfig(steps=30, batch_size=64, seed=7, device="cpu"))
+    b = train(make(seed=1), moons_data, TrainConfig(steps=30, batch_size=64, seed=7, device="cpu"))
+    assert a.losses == b.losses
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_callback_reports_every_step_with_a_snapshot():
+    seen = []
+
+    def cb(info):
+        seen.append(info["step"])
+        if info["step"] == 5:
+            snap = info["snapshot"]()
+            x = torch.randn(8, 2)
+            assert snap(x, 0.5).shape == (8, 2)
+
+    train(make(), moons_data, TrainConfig(steps=10, batch_size=32, device="cpu"), callback=cb)
+    assert seen == list(range(1, 11))
+
+
+def test_should_stop_keeps_the_model():
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 3
+
+    res = train(make(), moons_data, TrainConfig(steps=100, batch_size=32, device="cpu"), should_stop=stop)
+    assert res.steps_done == 3 and "stopped by request" in res.stopped
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+
+
+def test_nan_loss_stops_and_keeps_last_good_weights():
+    model = make()
+    calls = {"n": 0}
+
+    def data(n, g):
+        calls["n"] += 1
+        x, y = moons_data(n, g)
+        if calls["n"] == 6:
+            x = x * float("nan")
+        return x, y
+
+    res = train(model, data, TrainConfig(steps=20, batch_size=32, device="cpu"))
+    assert res.steps_done == 5 and "step 6" in res.stopped and "nan" in res.stopped
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("kind", PARAMETERIZATIONS)
+def test_every_head_trains_and_samples_finitely(kind):
+    model = make(kind, schedule="flow" if kind == "flow" else "cosine")
+    res = train(model, moons_data, TrainConfig(steps=20, batch_size=64, device="cpu"))
+    assert not res.stopped
+    x = sample(guided(res.model, 1, 1.0), prior_sample(model.schedule, (64, 2)), model.schedule, "dpmpp_2m", 5)
+    assert x.shape == (64, 2) and torch.isfinite(x).all()
+
+
+def test_energy_head_negative_gradient_is_its_score():
+    model = make("energy").eval()
+    x = torch.randn(16, 2, dtype=torch.float32, requires_grad=True)
+    e = model.energy(x, 0.3, 1)
+    (grad,) = torch.autograd.grad(e.sum(), x)
+    score = model.score(x.detach(), 0.3, 1)
+    torch.testing.assert_close(score, -grad, rtol=1e-5, atol=1e-6)
+    # and the finite difference of E agrees with the score along a random direction
+    d = torch.randn(16, 2)
+    h = 1e-3
+    with torch.no_grad():
+        fd = (model.energy(x + h * d, 0.3, 1) - model.energy(x - h * d, 0.3, 1)) / (2 * h)
+    torch.testing.assert_close(fd, -(score * d).sum(-1), rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "sigmoid"])
+def test_likelihood_of_standard_gaussian_under_oracle_is_analytic(schedule):
+    gauss = GaussianMixture(torch.zeros(1, 2), 1.0, 1.0, [0], ["all"])
+    model = oracle_model(gauss, make_schedule(schedule))
+    x = torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    exact = -math.log(2 * math.pi) - (x**2).sum(-1) / 2
+    torch.testing.assert_close(ode_log_likelihood(model, x, steps=16), exact, atol=1e-6, rtol=0)
+
+
+def test_likelihood_of_a_non_gaussian_under_oracle_matches_exact_density():
+    d = get_dataset("8gaussians")
+    model = oracle_model(d, make_schedule("cosine"))
+    x = d.sample(300, generator=torch.Generator().manual_seed(1))[0].double()
+    lp = ode_log_likelihood(model, x, steps=96)
+    assert (lp - d.log_prob(x)).abs().mean() < 0.02
+    out = nll(model, x, steps=96)
+    assert out["bits_per_dim"] == pytest.approx(out["nll_nats"] / (2 * math.log(2)))
+
+
+def test_hutchinson_divergence_is_unbiased():
+    d = get_dataset("moons")
+    model = oracle_model(d, make_schedule("cosine"))
+    x = d.sample(400, generator=torch.Generator().manual_seed(2))[0].double()
+    exact = ode_log_likelihood(model, x, steps=24, exact=True)
+    est = ode_log_likelihood(model, x, steps=24, exact=False, generator=torch.Generator().manual_seed(3))
+    assert (est - exact).mean().abs() < 0.1 and not torch.equal(est, exact)
+
+
+def test_energy_via_ode_at_t_matches_exact_noisy_density():
+    d = get_dataset("moons")
+    schedule = make_schedule("cosine")
+    model = oracle_model(d, schedule)
+    x = torch.randn(100, 2, dtype=torch.float64)
+    alpha, sigma = schedule.alpha_sigma(0.4)
+    e = energy_via_ode(model, x, 0.4, steps=48)
+    torch.testing.assert_close(e, -d.log_prob(x, alpha, sigma), atol=0.02, rtol=0)
+
+
+def test_device_choice():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="device"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            pick_device("cuda")
+
+
+def test_bad_train_settings_are_named():
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0).validate()
+    with pytest.raises(ValueError, match="weighting"):
+        TrainConfig(weighting="magic").validate()
