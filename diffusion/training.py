@@ -32,14 +32,23 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, generator=None) -> Tensor:
+T_SAMPLING = ("uniform_t", "uniform_logsnr")
+
+
+def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, generator=None,
+                   t_sampling: str = "uniform_t") -> Tensor:
     """E_t,eps [ w(lambda) / c^2 |out - out*|^2 ] = E [ w(lambda) |eps_hat - eps|^2 ], per dimension.
 
-    t is drawn stratified-uniform in [0, 1] (one per example: lower variance than i.i.d. t).
+    t is drawn stratified (one per example: lower variance than i.i.d.), uniform in t or, with
+    t_sampling="uniform_logsnr", uniform in lambda over the schedule's range.
     """
     b = x0.shape[0]
     u = torch.rand((), generator=generator, dtype=torch.float64).item()
     t = ((torch.arange(b, dtype=torch.float64) + u) / b)[torch.randperm(b, generator=generator)]
+    if t_sampling == "uniform_logsnr":
+        t_lo, t_hi = model.schedule.t_range
+        lam_hi, lam_lo = model.schedule.logsnr(t_lo), model.schedule.logsnr(t_hi)
+        t = model.schedule.t_of_logsnr(lam_hi + t * (lam_lo - lam_hi))
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     lvl = noise_level(model.schedule, t)
     lv = lvl.to(x0)
@@ -59,6 +68,7 @@ class TrainConfig:
     ema_decay: float = 0.995  # EMA of the weights; the EMA model is the one that is saved
     grad_clip: float = 1.0  # max global grad norm
     label_dropout: float = 0.15  # share of labels replaced by "no label", for classifier-free guidance
+    t_sampling: str = "uniform_t"  # or "uniform_logsnr": more examples at the low- and high-noise ends
     seed: int = 0
     device: str = "auto"
 
@@ -71,6 +81,8 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"training setting {name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
         get_weighting(self.weighting)
+        if self.t_sampling not in T_SAMPLING:
+            raise ValueError(f"t_sampling {self.t_sampling!r} is invalid; allowed: {', '.join(T_SAMPLING)}")
         return self
 
     def to_dict(self) -> dict:
@@ -116,7 +128,7 @@ def train(model: DiffusionModel, data: Callable, config: TrainConfig, callback: 
             labels = torch.where(drop, -1, labels).to(device)
         else:
             labels = None
-        loss = diffusion_loss(model, x0, labels, config.weighting, generator=g)
+        loss = diffusion_loss(model, x0, labels, config.weighting, generator=g, t_sampling=config.t_sampling)
         opt.zero_grad(set_to_none=True)
         bad = None if torch.isfinite(loss) else f"the loss became {loss.item()}"
         if bad is None:
