@@ -110,9 +110,10 @@ def sample_ddim(denoise: Denoiser, x, ts, schedule, callback=None, generator=Non
         _report(callback, i, t, x, x0)
         lt, ls = _level(schedule, t, x), _level(schedule, s, x)
         eps = _eps(x, x0, lt)
-        # Eq. 16: the injected noise is eta times the DDPM posterior std; none on the last step.
-        c = eta * ls.sigma * torch.sqrt(-torch.expm1(lt.logsnr - ls.logsnr)) if i < len(ts) - 2 else 0 * ls.sigma
-        x = ls.alpha * x0 + torch.sqrt(ls.sigma**2 - c**2) * eps
+        # Eq. 16: the injected noise is eta times the DDPM posterior std (not added on the last step,
+        # which then lands on the posterior mean, as DDPM's does).
+        c = eta * ls.sigma * torch.sqrt(-torch.expm1(lt.logsnr - ls.logsnr))
+        x = ls.alpha * x0 + torch.sqrt((ls.sigma**2 - c**2).clamp_min(0)) * eps
         if eta > 0 and i < len(ts) - 2:
             x = x + c * _noise(x, generator)
     return x
@@ -200,6 +201,8 @@ NFE_PER_STEP = {"ddpm": 1, "ddim": 1, "euler": 1, "heun": 2, "dpmpp_2m": 1, "sde
 
 def steps_for_nfe(sampler: str, nfe: int) -> int:
     """The number of steps that spends at most `nfe` model evaluations (at least one step)."""
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+        raise ValueError(f"nfe must be a positive integer; got {nfe!r}")
     return max(1, nfe // NFE_PER_STEP[check_sampler(sampler)])
 
 
@@ -241,7 +244,11 @@ class Trajectory:
 def sample(denoise: Denoiser, x: Tensor, schedule: Schedule, sampler: str = "heun", steps: int = 50,
            grid: str = "uniform_t", *, eta: float = 0.0, generator=None, callback=None,
            return_trajectory: bool = False):
-    """Run a sampler by name from noise x at t_max; returns x at t_min, or a Trajectory."""
+    """Run a sampler by name from noise x at t_max; returns the sample, or a Trajectory.
+
+    The sample is x_{t_min} / alpha(t_min) = x0 + (sigma/alpha) eps: the data plus noise at log-SNR
+    LOGSNR_MAX, in data units (for rectified flow alpha(t_min) = 0.993, so this undoes a 0.7% shrink).
+    """
     fn = SAMPLERS[check_sampler(sampler)]
     ts = time_grid(schedule, steps, grid)
     kwargs = {}
@@ -249,8 +256,9 @@ def sample(denoise: Denoiser, x: Tensor, schedule: Schedule, sampler: str = "heu
         if not (0 <= eta <= 1):
             raise ValueError(f"eta must be in [0, 1]; got {eta}")
         kwargs["eta"] = eta
+    alpha_end = schedule.alpha_sigma(ts[-1])[0].item()
     if not return_trajectory:
-        return fn(denoise, x, ts, schedule, callback=callback, generator=generator, **kwargs)
+        return fn(denoise, x, ts, schedule, callback=callback, generator=generator, **kwargs) / alpha_end
     xs, x0s = [], []
 
     def record(info):
@@ -259,7 +267,7 @@ def sample(denoise: Denoiser, x: Tensor, schedule: Schedule, sampler: str = "heu
         if callback is not None:
             callback(info)
 
-    x = fn(denoise, x, ts, schedule, callback=record, generator=generator, **kwargs)
+    x = fn(denoise, x, ts, schedule, callback=record, generator=generator, **kwargs) / alpha_end
     return Trajectory(ts, torch.stack(xs + [x]), torch.stack(x0s))
 
 

@@ -96,7 +96,7 @@ class Schedule:
 
     def spec(self) -> str:
         """A one-line description that `make_schedule` parses back: 'cosine:s=0.008'."""
-        return self.name + ":" + ",".join(f"{k}={v:g}" for k, v in self.params.items())
+        return self.name + ":" + ",".join(f"{k}={v!r}" for k, v in self.params.items())
 
 
 def _vp_sigma(log_alpha: Tensor) -> Tensor:

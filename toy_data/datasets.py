@@ -1,8 +1,8 @@
 """Eight 2-D toy distributions, each an exact Gaussian mixture with natural class labels.
 
 Shapes along curves are chains of small Gaussians spaced closer than their width, so the density
-is smooth along the curve. Every set is standardised (mean 0, variance 1 per coordinate, computed
-exactly from the mixture) so one noise schedule suits them all.
+is smooth along the curve. Every set is standardised (mean 0 and variance 1 averaged over the two
+coordinates, computed exactly from the mixture) so one noise schedule suits them all.
 """
 
 from __future__ import annotations

@@ -65,11 +65,15 @@ class GaussianMixture:
         """None, an int in [0, C), or a [B] tensor with entries in [-1, C) (-1 = unconditional)."""
         if label is None:
             return None
+        allowed = f"an integer in 0..{self.num_classes - 1} ({', '.join(self.label_names)})"
         if isinstance(label, bool):
-            raise ValueError(f"label must be an integer; got {label!r}")
-        lab = torch.as_tensor(label)
-        if lab.dtype.is_floating_point or lab.dtype == torch.bool:
-            raise ValueError(f"label must be an integer; got {label!r}")
+            raise ValueError(f"label must be {allowed}; got {label!r}")
+        try:
+            lab = torch.as_tensor(label)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"label must be {allowed}; got {label!r}") from None
+        if lab.dtype.is_floating_point or lab.dtype == torch.bool or lab.dtype.is_complex:
+            raise ValueError(f"label must be {allowed}; got {label!r}")
         lo = NO_LABEL if lab.ndim else 0
         if lab.numel() and (lab.min() < lo or lab.max() >= self.num_classes):
             raise ValueError(f"label must be in 0..{self.num_classes - 1} for {self.name or 'this mixture'} "
@@ -140,6 +144,8 @@ class GaussianMixture:
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 10_000_000:
             raise ValueError(f"number of points must be an integer in [0, 10000000]; got {n!r}")
         log_w = self.log_weights(label, n)
+        if n == 0:
+            return torch.zeros(0, self.dim), torch.zeros(0, dtype=torch.long)
         if log_w.shape[0] == 1:
             k = torch.multinomial(torch.exp(log_w[0]), n, replacement=True, generator=generator)
         else:  # one label per row

@@ -1,0 +1,463 @@
+"""Samplers driven by exact denoisers: they must reproduce the data, converge at their order, agree with
+each other where theory says so, handle labels, guidance and images, and reject bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import LABEL_PURITY, EnergyReference, energy_reference, gen, record_ratio
+from diffusion.metrics import energy_distance
+from diffusion.models import oracle_model
+from diffusion.samplers import (GRIDS, NFE_PER_STEP, SAMPLERS, Trajectory, guided, prior_sample, sample,
+                                steps_for_nfe, time_grid)
+from diffusion.schedules import SCHEDULES, make_schedule
+from toy_data import DATASETS, get_dataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+F64 = torch.float64
+PASS = 1.5  # generated-vs-truth energy distance, in units of the true-vs-true floor
+N = 5000
+
+
+def run(name, schedule, sampler, steps, grid, n=N, label=None, guidance=0.0, dtype=torch.float32, seed=""):
+    dist = get_dataset(name)
+    den = guided(oracle_model(dist, schedule), label, guidance)
+    x = prior_sample(schedule, (n, 2), generator=gen("noise", name, schedule.spec(), n, seed), dtype=dtype)
+    return sample(den, x, schedule, sampler, steps, grid,
+                  generator=gen("sampler", name, schedule.spec(), sampler, steps, grid, n, seed))
+
+
+# --- the energy-distance machinery itself ---------------------------------------------------------
+
+def test_energy_reference_matches_metrics():
+    """The cached ratio computes exactly diffusion.metrics.energy_distance."""
+    dist = get_dataset("8gaussians")
+    ref = EnergyReference(dist, n=600, refs=2, pairs=2)
+    x = dist.sample(600, generator=gen("erm"))[0] * 1.1
+    assert ref.distances(x) == pytest.approx([energy_distance(x, r) for r in ref.refs], rel=1e-12, abs=1e-15)
+    assert ref.ratio(x) == pytest.approx(sum(energy_distance(x, r) for r in ref.refs) / 2 / ref.floor, rel=1e-12)
+
+
+def test_energy_distance_detects_a_shift():
+    ref = energy_reference("moons")
+    x = get_dataset("moons").sample(N, generator=gen("shift"))[0]
+    assert ref.ratio(x + torch.tensor([0.1, 0.0])) > 5 * PASS
+
+
+# --- every sampler reproduces every data set (cosine schedule) ------------------------------------
+
+MATRIX = [("ddpm", 200, "uniform_t"), ("ddim", 200, "uniform_t"), ("euler", 200, "uniform_t"),
+          ("heun", 50, "uniform_t"), ("dpmpp_2m", 20, "uniform_logsnr"), ("dpmpp_2m", 50, "uniform_logsnr"),
+          ("sde", 200, "uniform_t")]
+# Where a setting above scored over 1.5 with these seeds, the brief's remedy (the other grid, or more
+# steps): (dataset, sampler, steps, grid) -> (steps, grid), with what it scored before.
+MATRIX_OVERRIDES = {
+    # Euler-Maruyama on uniform_t over-disperses on the narrowest sets (components 0.063/0.069 wide):
+    # spiral 2.22 here, 0.86-1.46 with three other seeds vs 0.61-1.02 on uniform_logsnr; swiss_roll 1.78.
+    ("spiral", "sde", 200, "uniform_t"): (200, "uniform_logsnr"),
+    ("swiss_roll", "sde", 200, "uniform_t"): (200, "uniform_logsnr"),
+    # DPM-Solver++(2M) with 20 steps is visibly biased on spiral: 1.58 (25 steps 1.44, 30 steps 1.37, 50 1.28).
+    ("spiral", "dpmpp_2m", 20, "uniform_logsnr"): (30, "uniform_logsnr"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_every_sampler_reproduces_the_data(name):
+    ref = energy_reference(name)
+    sched = make_schedule("cosine")
+    control = get_dataset(name).sample(N, generator=gen("matrix-control", name))[0]
+    record_ratio(f"cosine {name:12s} (a true sample, for scale)", ref.ratio(control))
+    ratios = {}
+    for sampler, steps, grid in MATRIX:
+        steps, grid = MATRIX_OVERRIDES.get((name, sampler, steps, grid), (steps, grid))
+        out = run(name, sched, sampler, steps, grid)
+        assert out.shape == (N, 2) and torch.isfinite(out).all()
+        ratios[f"{sampler} {steps} {grid}"] = r = ref.ratio(out)
+        record_ratio(f"cosine {name:12s} {sampler:8s} {steps:3d} {grid}", r)
+    bad = {k: round(v, 3) for k, v in ratios.items() if not v <= PASS}
+    assert not bad, f"{name}: ratio above {PASS}: {bad}; all: { {k: round(v, 3) for k, v in ratios.items()} }"
+
+
+# --- every schedule works (moons) -----------------------------------------------------------------
+
+SCHEDULE_MATRIX = [("ddpm", 200, "uniform_logsnr"), ("ddim", 200, "uniform_t"), ("heun", 100, "uniform_t"),
+                   ("dpmpp_2m", 50, "uniform_logsnr"), ("sde", 200, "uniform_logsnr")]
+SCHEDULE_OVERRIDES = {
+    # 2.25 with this seed; 0.46-0.67 with five other generator seeds (and 0.63 on uniform_t)
+    ("cosine", "ddpm", 200, "uniform_logsnr"): (200, "uniform_t"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_every_schedule_reproduces_the_data(schedule):
+    ref = energy_reference("moons")
+    sched = make_schedule(schedule)
+    ratios = {}
+    for sampler, steps, grid in SCHEDULE_MATRIX:
+        steps, grid = SCHEDULE_OVERRIDES.get((schedule, sampler, steps, grid), (steps, grid))
+        out = run("moons", sched, sampler, steps, grid)
+        assert torch.isfinite(out).all(), (sampler, grid)
+        ratios[f"{sampler} {steps} {grid}"] = r = ref.ratio(out)
+        record_ratio(f"moons  {schedule:12s} {sampler:8s} {steps:3d} {grid}", r)
+    bad = {k: round(v, 3) for k, v in ratios.items() if not v <= PASS}
+    assert not bad, f"{schedule}: ratio above {PASS}: {bad}; all: { {k: round(v, 3) for k, v in ratios.items()} }"
+
+
+# --- convergence order --------------------------------------------------------------------------------
+
+# error(50 steps) / error(100 steps) must exceed this; measured 2.01-2.07, 4.10-4.33, 4.05-4.25
+ORDER = {"euler": 1.6, "heun": 3.0, "dpmpp_2m": 3.0}
+# and the 100-step median error must be below this; measured at most 0.11 (edm), 3.3e-3 (edm), 6.3e-4
+MAX_ERROR_100 = {"euler": 0.25, "heun": 0.01, "dpmpp_2m": 0.003}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_convergence_order(schedule):
+    """Halving the step (50 -> 100 steps) divides the error by ~2 (first order) or ~4 (second order).
+
+    All on the uniform-log-SNR grid (DPM-Solver++'s design grid; on uniform_t DPM-Solver++ gains only
+    ~2x on the linear schedule, whose last uniform-t step spans ~4 units of lambda), against heun with
+    1000 steps on the same grid."""
+    sched = make_schedule(schedule)
+    dist = get_dataset("moons")
+    den = guided(oracle_model(dist, sched), None)
+    x = prior_sample(sched, (2000, 2), generator=gen("order", schedule), dtype=F64)
+    reference = sample(den, x, sched, "heun", 1000, "uniform_logsnr")
+    assert reference.dtype == F64
+
+    def err(sampler, steps):
+        return (sample(den, x, sched, sampler, steps, "uniform_logsnr") - reference).norm(dim=-1).median().item()
+
+    for sampler, factor in ORDER.items():
+        e50, e100 = err(sampler, 50), err(sampler, 100)
+        assert e100 < e50 / factor, (sampler, e50, e100, e50 / e100)
+        assert e100 < MAX_ERROR_100[sampler], (sampler, e100)
+
+
+# --- exact relations between samplers --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def moons_cosine():
+    sched = make_schedule("cosine")
+    dist = get_dataset("moons")
+    x = prior_sample(sched, (500, 2), generator=gen("relations"), dtype=F64)
+    return dist, sched, oracle_model(dist, sched), x
+
+
+def test_ddim_eta_one_is_ddpm_up_to_the_last_step(moons_cosine):
+    _, sched, model, x = moons_cosine
+    den = guided(model, None)
+    a = sample(den, x, sched, "ddpm", 40, generator=gen("eta1"), return_trajectory=True)
+    b = sample(den, x, sched, "ddim", 40, eta=1.0, generator=gen("eta1"), return_trajectory=True)
+    torch.testing.assert_close(b.xs[:-1], a.xs[:-1], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(b.x0_hats, a.x0_hats, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_ddim_eta_one_equals_ddpm(moons_cosine, grid):
+    _, sched, model, x = moons_cosine
+    den = guided(model, None)
+    a = sample(den, x, sched, "ddpm", 40, grid, generator=gen("eta1", grid))
+    b = sample(den, x, sched, "ddim", 40, grid, eta=1.0, generator=gen("eta1", grid))
+    torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-9)
+
+
+def test_ddim_eta_zero_is_deterministic(moons_cosine):
+    _, sched, model, x = moons_cosine
+    den = guided(model, None)
+    a = sample(den, x, sched, "ddim", 30, generator=gen("a"))
+    b = sample(den, x, sched, "ddim", 30, generator=gen("b"))
+    c = sample(den, x, sched, "ddim", 30)
+    assert torch.equal(a, b) and torch.equal(a, c)
+    # and it injects noise for 0 < eta: different generators, different samples
+    d = sample(den, x, sched, "ddim", 30, eta=0.5, generator=gen("a"))
+    e = sample(den, x, sched, "ddim", 30, eta=0.5, generator=gen("b"))
+    assert (d - e).abs().max() > 1e-3
+    assert torch.equal(d, sample(den, x, sched, "ddim", 30, eta=0.5, generator=gen("a")))
+
+
+def test_stochastic_samplers_are_reproducible_and_use_the_generator(moons_cosine):
+    _, sched, model, x = moons_cosine
+    den = guided(model, None)
+    for sampler in ("ddpm", "sde"):
+        a = sample(den, x, sched, sampler, 30, generator=gen("a"))
+        assert torch.equal(a, sample(den, x, sched, sampler, 30, generator=gen("a")))
+        assert (a - sample(den, x, sched, sampler, 30, generator=gen("b"))).abs().max() > 1e-3
+    for sampler in ("euler", "heun", "dpmpp_2m"):
+        assert torch.equal(sample(den, x, sched, sampler, 30, generator=gen("a")),
+                           sample(den, x, sched, sampler, 30, generator=gen("b")))
+
+
+def test_samplers_do_not_modify_their_input(moons_cosine):
+    _, sched, model, x = moons_cosine
+    x_before = x.clone()
+    for sampler in SAMPLERS:
+        sample(guided(model, None), x, sched, sampler, 5, generator=gen("inplace"))
+        assert torch.equal(x, x_before), sampler
+
+
+# --- guidance ------------------------------------------------------------------------------------------
+
+def test_guidance_zero_is_plain_conditional_sampling(moons_cosine):
+    _, sched, model, x = moons_cosine
+    for sampler in ("ddpm", "heun"):
+        a = sample(guided(model, 1, 0.0), x, sched, sampler, 20, generator=gen("g0"))
+        b = sample(lambda x_, t: model(x_, t, 1), x, sched, sampler, 20, generator=gen("g0"))
+        assert torch.equal(a, b)
+    # unconditional: label None ignores the guidance weight
+    a = sample(guided(model, None, 3.0), x, sched, "heun", 20)
+    b = sample(lambda x_, t: model(x_, t, None), x, sched, "heun", 20)
+    assert torch.equal(a, b)
+
+
+def test_guided_denoiser_is_the_cfg_formula(moons_cosine):
+    dist, sched, model, x = moons_cosine
+    for label in (0, torch.tensor(1), torch.zeros(x.shape[0], dtype=torch.long)):
+        for w in (-1.0, 0.5, 3, 20.0):
+            t = 0.6
+            cond, uncond = model(x, t, label), model(x, t, None)
+            torch.testing.assert_close(guided(model, label, w)(x, t), cond + w * (cond - uncond))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 100, 20.5, -1.5, float("inf"), "abc"])
+def test_invalid_guidance_raises(moons_cosine, bad):
+    _, _, model, _ = moons_cosine
+    with pytest.raises(ValueError):
+        guided(model, 0, bad)
+    if not isinstance(bad, str):
+        with pytest.raises(ValueError, match=r"guidance weight must be in \[-1, 20\]"):
+            guided(model, 0, bad)
+
+
+def test_guidance_sharpens_the_class():
+    """On swiss_roll (classes that touch), guidance pushes the label's share beyond plain conditional."""
+    name, label = "swiss_roll", 1
+    dist = get_dataset(name)
+    sched = make_schedule("cosine")
+    share = {}
+    for key, lab, w in (("uncond", None, 0.0), ("cond", label, 0.0), ("guided", label, 3.0)):
+        out = run(name, sched, "heun", 50, "uniform_t", n=2000, label=lab, guidance=w, seed="guidance")
+        assert torch.isfinite(out).all()
+        share[key] = (dist.nearest_label(out) == label).double().mean().item()
+    assert share["uncond"] < 0.5 < share["cond"] < share["guided"], share
+    assert share["guided"] - share["cond"] > 0.003, share
+
+
+# --- conditional sampling ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_conditional_sampling_hits_the_label(name):
+    dist = get_dataset(name)
+    sched = make_schedule("cosine")
+    purity = LABEL_PURITY.get(name, 0.99)
+    for c in range(dist.num_classes):
+        out = run(name, sched, "heun", 50, "uniform_t", n=2000, label=c, seed="conditional")
+        share = (dist.nearest_label(out) == c).double().mean().item()
+        assert share >= purity, (name, c, share)
+
+
+def test_per_row_labels_sample_each_row_from_its_class():
+    name = "8gaussians"
+    dist = get_dataset(name)
+    sched = make_schedule("cosine")
+    labels = torch.arange(2000) % dist.num_classes
+    out = run(name, sched, "dpmpp_2m", 30, "uniform_logsnr", n=2000, label=labels, seed="rows")
+    assert (dist.nearest_label(out) == labels).double().mean().item() >= 0.99
+
+
+# --- images ----------------------------------------------------------------------------------------------
+
+IMG = (1, 28, 28)
+S_IMG = 0.5
+M_IMG = torch.sin(torch.linspace(0, 3 * math.pi, 784)).reshape(IMG) * 0.8  # the data mean, a fixed pattern
+
+
+def gaussian_denoiser(schedule):
+    """The exact denoiser of N(m, s^2 I): m + alpha s^2 / (alpha^2 s^2 + sigma^2) (x - alpha m)."""
+    calls = []
+
+    def den(x, t):
+        calls.append(x.shape)
+        alpha, sigma = (v.item() for v in schedule.alpha_sigma(t))
+        return M_IMG + alpha * S_IMG**2 / (alpha**2 * S_IMG**2 + sigma**2) * (x - alpha * M_IMG)
+
+    return den, calls
+
+
+# Steps chosen so each sampler's own discretisation bias in the spread stays well inside the 2.5% pooled
+# tolerance (measured on this problem: ddpm 200: -1.7%, ddim 100: -1.5%, euler 100: -0.3%, heun 50: 0.0%,
+# dpmpp_2m 50: +0.3%, sde 200: +1.0%; ddpm/ddim lose and sde gains spread at O(1/steps)).
+IMG_RUNS = [("ddpm", 200, "uniform_t"), ("ddim", 100, "uniform_t"), ("euler", 100, "uniform_t"),
+            ("heun", 50, "uniform_t"), ("dpmpp_2m", 50, "uniform_logsnr"), ("sde", 200, "uniform_t")]
+
+
+@pytest.mark.parametrize("sampler, steps, grid", IMG_RUNS)
+def test_samplers_on_images(sampler, steps, grid):
+    sched = make_schedule("cosine")
+    den, _ = gaussian_denoiser(sched)
+    b = 512
+    x = prior_sample(sched, (b, *IMG), generator=gen("img"))
+    out = sample(den, x, sched, sampler, steps, grid, generator=gen("img-sampler", sampler))
+    assert out.shape == (b, *IMG) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    mean, std = out.mean(0), out.std(0)
+    # per pixel: within 5 standard errors (sd of a mean s/sqrt(b), of a std ~s/sqrt(2b))
+    assert (mean - M_IMG).abs().max() < 5 * S_IMG / math.sqrt(b)
+    assert (std - S_IMG).abs().max() < 5 * S_IMG / math.sqrt(2 * b)
+    # pooled over all 784 pixels: much tighter (sampling error ~0.1%)
+    assert (mean - M_IMG).mean().abs() < 5 * S_IMG / math.sqrt(b * 784)
+    assert std.pow(2).mean().sqrt().item() == pytest.approx(S_IMG, rel=0.025)
+
+
+def test_images_ddpm_spread_converges_at_first_order():
+    """DDPM drops the posterior variance of x0 from each step: its spread deficit halves as steps double."""
+    sched = make_schedule("cosine")
+    den, _ = gaussian_denoiser(sched)
+    x = prior_sample(sched, (512, *IMG), generator=gen("img"))
+    deficit = [S_IMG - sample(den, x, sched, "ddpm", k, generator=gen("img-sampler", "ddpm")).std(0).pow(2)
+               .mean().sqrt().item() for k in (50, 100)]
+    assert deficit[0] > deficit[1] > 0
+    assert 1.6 < deficit[0] / deficit[1] < 2.4, deficit
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_callback_and_trajectory_on_images(sampler):
+    sched = make_schedule("cosine")
+    den, calls = gaussian_denoiser(sched)
+    b, steps = 4, 6
+    x = prior_sample(sched, (b, *IMG), generator=gen("traj"))
+    seen = []
+    plain = sample(den, x, sched, sampler, steps, generator=gen("traj-s"), callback=seen.append)
+    assert len(calls) == steps * NFE_PER_STEP[sampler]
+    ts = time_grid(sched, steps)
+    assert [info["i"] for info in seen] == list(range(steps))
+    assert [info["t"] for info in seen] == ts[:-1].tolist()
+    for info in seen:
+        assert info["x"].shape == (b, *IMG) and info["x0_hat"].shape == (b, *IMG)
+        torch.testing.assert_close(info["x0_hat"], den(info["x"], info["t"]))
+    assert torch.equal(seen[0]["x"], x)
+
+    seen2 = []
+    traj = sample(den, x, sched, sampler, steps, generator=gen("traj-s"), return_trajectory=True,
+                  callback=seen2.append)
+    assert isinstance(traj, Trajectory)
+    assert traj.xs.shape == (steps + 1, b, *IMG) and traj.x0_hats.shape == (steps, b, *IMG)
+    assert torch.equal(traj.ts, ts)
+    assert torch.equal(traj.xs[-1], plain)  # the trajectory's end is the sample
+    assert torch.equal(traj.xs[0], x)
+    assert len(seen2) == steps  # a callback still sees every step when the trajectory is recorded
+    for i, info in enumerate(seen):
+        assert torch.equal(traj.xs[i], info["x"]) and torch.equal(traj.x0_hats[i], info["x0_hat"])
+
+
+# --- grids, prior, NFE ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_time_grids(schedule):
+    sched = make_schedule(schedule)
+    t_lo, t_hi = sched.t_range
+    for grid in GRIDS:
+        ts = time_grid(sched, 37, grid)
+        assert ts.shape == (38,) and ts.dtype == F64
+        assert ts[0].item() == t_hi and ts[-1].item() == t_lo
+        assert (ts.diff() < 0).all()
+    dt = time_grid(sched, 37, "uniform_t").diff()
+    torch.testing.assert_close(dt, torch.full_like(dt, (t_lo - t_hi) / 37))
+    dlam = sched.logsnr(time_grid(sched, 37, "uniform_logsnr")).diff()
+    torch.testing.assert_close(dlam, torch.full_like(dlam, dlam.mean().item()), rtol=1e-6, atol=1e-6)
+    assert time_grid(sched, 1).tolist() == [t_hi, t_lo]
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_prior_sample(schedule):
+    sched = make_schedule(schedule)
+    x = prior_sample(sched, (200_000,), generator=gen("prior", schedule))
+    alpha, sigma = sched.alpha_sigma(1.0)
+    assert x.dtype == torch.float32
+    assert x.double().std().item() == pytest.approx(math.sqrt(alpha**2 + sigma**2), rel=0.01)
+    assert abs(x.double().mean().item()) < 0.01 * math.sqrt(alpha**2 + sigma**2)
+    assert prior_sample(sched, (3, 2), dtype=F64).dtype == F64
+    assert torch.equal(prior_sample(sched, (5, 2), generator=gen("p")), prior_sample(sched, (5, 2), generator=gen("p")))
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_steps_for_nfe(sampler):
+    per = NFE_PER_STEP[sampler]
+    for nfe in (1, 2, 3, 10, 25, 100, 101):
+        steps = steps_for_nfe(sampler, nfe)
+        assert isinstance(steps, int) and steps >= 1
+        if nfe >= per:
+            assert steps * per <= nfe < (steps + 1) * per
+        else:
+            assert steps == 1
+    # and it is what the sampler really spends: count the denoiser calls
+    calls = []
+
+    def den(x, t):
+        calls.append(t)
+        return torch.zeros_like(x)
+
+    sched = make_schedule("cosine")
+    sample(den, torch.zeros(3, 2), sched, sampler, steps_for_nfe(sampler, 41), generator=gen("nfe"))
+    assert 41 - per < len(calls) <= 41
+    with pytest.raises(ValueError, match="unknown sampler"):
+        steps_for_nfe("rk4", 10)
+
+
+# --- bad input -----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny():
+    sched = make_schedule("cosine")
+    return (lambda x, t: torch.zeros_like(x)), torch.zeros(3, 2), sched
+
+
+def test_unknown_sampler(tiny):
+    den, x, sched = tiny
+    with pytest.raises(ValueError) as e:
+        sample(den, x, sched, "rk4", 10)
+    assert "sampler" in str(e.value) and "'rk4'" in str(e.value)
+    for name in SAMPLERS:
+        assert name in str(e.value)
+
+
+def test_unknown_grid(tiny):
+    den, x, sched = tiny
+    with pytest.raises(ValueError) as e:
+        sample(den, x, sched, "heun", 10, "karras")
+    assert "grid" in str(e.value) and "'karras'" in str(e.value)
+    for name in GRIDS:
+        assert name in str(e.value)
+
+
+@pytest.mark.parametrize("steps", [0, -3, 1.5, 10.0, True, False, "10", None, 10_001])
+def test_bad_steps(tiny, steps):
+    den, x, sched = tiny
+    for sampler in ("heun", "ddpm"):
+        with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 10000\]"):
+            sample(den, x, sched, sampler, steps)
+    with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 10000\]"):
+        time_grid(sched, steps)
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5, float("nan"), float("inf")])
+def test_bad_eta(tiny, eta):
+    den, x, sched = tiny
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
+        sample(den, x, sched, "ddim", 10, eta=eta)
+
+
+def test_valid_edge_settings(tiny):
+    den, x, sched = tiny
+    for sampler in SAMPLERS:
+        out = sample(den, x, sched, sampler, 1, generator=gen("edge"))  # one step
+        assert out.shape == x.shape and torch.isfinite(out).all()
+    for eta in (0, 0.0, 1, 1.0):
+        assert torch.isfinite(sample(den, x, sched, "ddim", 3, eta=eta, generator=gen("edge"))).all()
