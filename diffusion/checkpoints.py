@@ -55,43 +55,53 @@ def model_config(model: DiffusionModel, **extra) -> dict:
             "schedule": model.schedule.spec(), **extra}
 
 
-def save_checkpoint(path, model: DiffusionModel, **extra) -> dict:
-    """Write model weights + config atomically to `path`; returns the config written."""
-    config = model_config(model, **extra)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
-    blob = st_save(tensors, metadata={"config": json.dumps(config)})
+def atomic_write(path, data: bytes) -> None:
+    """Write bytes so that a crash leaves the old file or the new one, never half of one:
+    a temporary file in the same folder, fsync, chmod to the umask's default, rename, fsync the folder."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; this is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path, model: DiffusionModel, **extra) -> dict:
+    """Write model weights + config atomically to `path`; returns the config written."""
+    config = model_config(model, **extra)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, st_save(tensors, metadata={"config": json.dumps(config)}))
     return config
 
 
-def read_config(path) -> dict:
-    """The config stored in a checkpoint, read from its header alone (no tensors are loaded)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise CheckpointError(path, "the file is empty or truncated (no safetensors header)")
-            (n,) = struct.unpack("<Q", head)
-            if n > MAX_HEADER:
-                raise CheckpointError(path, "not a safetensors file (header length is implausible)")
-            header = f.read(n)
-    except OSError as e:
-        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
+def _parse_config(path, head: bytes, read_more) -> dict:
+    """The config from a safetensors header; `read_more(n)` returns the next n bytes of the file."""
+    if len(head) < 8:
+        raise CheckpointError(path, "the file is empty or truncated (no safetensors header)")
+    (n,) = struct.unpack("<Q", head[:8])
+    if n > MAX_HEADER:
+        raise CheckpointError(path, "not a safetensors file (header length is implausible)")
+    header = read_more(n)
     if len(header) < n:
         raise CheckpointError(path, "the file is truncated (header cut short)")
     try:
@@ -100,33 +110,68 @@ def read_config(path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError, TypeError):
         raise CheckpointError(path, "not a diffusion-lab checkpoint (no readable config in its metadata)") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(path, f"unsupported checkpoint format {config.get('format') if isinstance(config, dict) else config!r}; expected {FORMAT}")
+        found = config.get("format") if isinstance(config, dict) else config
+        raise CheckpointError(path, f"unsupported checkpoint format {found!r}; expected {FORMAT}")
     return config
 
 
+def read_config(path) -> dict:
+    """The config stored in a checkpoint, read from its header alone (no tensors are loaded)."""
+    try:
+        with open(path, "rb") as f:
+            return _parse_config(path, f.read(8), f.read)
+    except OSError as e:
+        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
+
+
+# What a checkpoint's network sizes may be: anything else is refused before a network is built.
+NET_LIMITS = {"dim": (1, 4096), "width": (8, 2048), "depth": (1, 32), "num_classes": (0, 1000),
+              "fourier": (0, 64), "base": (8, 512)}
+
+
+def _check_net(path, net: dict) -> None:
+    if not isinstance(net, dict) or net.get("arch") not in ("mlp2d", "unet"):
+        raise CheckpointError(path, f"unknown network architecture {net.get('arch') if isinstance(net, dict) else net!r}")
+    for key, value in net.items():
+        if key in NET_LIMITS:
+            lo, hi = NET_LIMITS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise CheckpointError(path, f"network setting {key}={value!r} is out of range [{lo}, {hi}]")
+
+
 def load_checkpoint(path, expect: dict | None = None) -> tuple[DiffusionModel, dict]:
-    """(model in eval mode on the CPU, config). `expect` pins config fields, e.g. {'net.arch': 'mlp2d'}."""
-    config = read_config(path)
+    """(model in eval mode on the CPU, config). `expect` pins config fields, e.g. {'net.arch': 'mlp2d'}.
+
+    The file is read once, so the config and the weights always come from the same file.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
+    config = _parse_config(path, raw[:8], lambda n: raw[8:8 + n])
     for key, want in (expect or {}).items():
         have = config
         for part in key.split("."):
             have = have.get(part) if isinstance(have, dict) else None
         if have != want:
             raise CheckpointError(path, f"is a checkpoint with {key}={have!r}, but {want!r} is needed here")
+    _check_net(path, config.get("net"))
     try:
-        with open(path, "rb") as f:
-            tensors = st_load(f.read())
+        tensors = st_load(raw)
     except Exception as e:  # safetensors raises its own error types on corrupt data
         raise CheckpointError(path, f"the weights are corrupt or truncated ({type(e).__name__}: {e})") from None
     try:
         model = build_model(config)
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(path, f"its config does not describe a model this code can build ({e})") from None
+    except Exception as e:  # a config this code cannot build (unknown schedule, missing module, ...)
+        raise CheckpointError(path, f"its config does not describe a model this code can build "
+                                    f"({type(e).__name__}: {e})") from None
     try:
         model.net.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
-        raise CheckpointError(path, f"the weights do not match the network in its config ({first[1].strip() if len(first) > 1 else first[0]})") from None
+        raise CheckpointError(path, f"the weights do not match the network in its config "
+                                    f"({first[1].strip() if len(first) > 1 else first[0]})") from None
     for name, value in tensors.items():
         if not torch.isfinite(value).all():
             raise CheckpointError(path, f"weight {name} holds NaN or inf")

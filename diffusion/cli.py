@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -18,7 +19,7 @@ def run(main, prog: str, argv=None) -> int:
     """Call main(argv); a ValueError (bad input found by the core) becomes a one-line message, exit 2."""
     try:
         return main(argv) or 0
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         sys.stderr.write(f"{prog}: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}\n")
         return 2
 
@@ -47,6 +48,20 @@ def bounded_float(name: str, lo: float, hi: float):
             raise argparse.ArgumentTypeError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {text}")
         return value
     return parse
+
+
+def check_writable(path: str, suffix: str, option: str = "--out") -> str:
+    """Fail early (before any work) if `path` cannot be written: wrong suffix, missing or read-only folder."""
+    if not path.endswith(suffix):
+        raise ValueError(f"{option} must name a {suffix} file; got {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{option}: folder {folder!r} is not writable")
+    if os.path.isdir(path):
+        raise ValueError(f"{option}: {path!r} is a folder")
+    return path
 
 
 class ProgressBar:

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 
 from .parameterizations import to_x0_eps
+from .samplers import check_steps
+from .schedules import as_time
 
 
 def velocity(model, x: Tensor, t, label=None, create_graph: bool = False) -> Tensor:
@@ -50,29 +52,36 @@ def ode_log_likelihood(model, x: Tensor, label=None, t_start: float = 0.0, steps
     `exact` (default: dim <= 16) chooses the exact divergence over Hutchinson's estimator.
     """
     schedule = model.schedule
+    check_steps(steps)
     d = x[0].numel()
     exact = d <= 16 if exact is None else exact
     t_lo, t_hi = schedule.t_range
-    t0 = min(max(float(t_start), t_lo), t_hi)
+    t0 = min(max(float(as_time(t_start)), t_lo), t_hi)
+    correction = torch.zeros(x.shape[0], dtype=torch.float64)
+    if float(t_start) == 0.0:
+        # x is data as `sample()` returns it, x_{t_min} / alpha(t_min): score its density, not p_{t_min}'s.
+        alpha0 = schedule.alpha_sigma(t0)[0].item()
+        x = x * alpha0
+        correction += d * math.log(alpha0)
     lam = torch.linspace(schedule.logsnr(t0).item(), schedule.logsnr(t_hi).item(), steps + 1, dtype=torch.float64)
     ts = schedule.t_of_logsnr(lam)
     ts[0], ts[-1] = t0, t_hi
     z = None
     if not exact:
         z = (torch.randint(0, 2, x.shape, generator=generator) * 2 - 1).to(x)
-    delta = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    delta = torch.zeros(x.shape[0], dtype=torch.float64)  # accumulated on the CPU (MPS has no float64)
     for i in range(steps):
         t, s = ts[i], ts[i + 1]
         v1, div1 = _velocity_and_divergence(model, x, t, label, exact, z)
         x_e = x + (s - t).item() * v1
         v2, div2 = _velocity_and_divergence(model, x_e, s, label, exact, z)
         x = x + (s - t).item() * (v1 + v2) / 2
-        delta = delta + (s - t).item() * (div1 + div2).double() / 2
+        delta = delta + (s - t).item() * (div1 + div2).detach().cpu().double() / 2
     alpha, sigma = schedule.alpha_sigma(t_hi)
     var = (alpha**2 + sigma**2).item()  # the prior N(0, (alpha^2 + sigma^2) I) of samplers.prior_sample
-    flat = x.reshape(x.shape[0], -1).double()
+    flat = x.detach().cpu().reshape(x.shape[0], -1).double()
     log_prior = -0.5 * d * math.log(2 * math.pi * var) - (flat**2).sum(-1) / (2 * var)
-    return log_prior + delta
+    return log_prior + delta + correction
 
 
 def nll(model, x: Tensor, label=None, steps: int = 64, exact: bool | None = None, generator=None) -> dict:

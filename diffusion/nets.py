@@ -1,4 +1,4 @@
-"""Networks: a residual MLP for 2-D points (the MNIST UNet lives in unet.py).
+"""Networks: a residual MLP for 2-D points.
 
 A net sees the scaled input x / sqrt(alpha^2 + sigma^2), the log-SNR lambda and a label, and returns
 a raw output; `diffusion.models.DiffusionModel` turns that raw output into the chosen

@@ -9,7 +9,7 @@ The model is a trained checkpoint (--checkpoint) or the exact ground truth of a 
 
 from __future__ import annotations
 
-import os
+import io
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ import torch
 from toy_data import DATASETS, get_dataset
 
 from . import cli
-from .checkpoints import load_checkpoint
+from .checkpoints import atomic_write, load_checkpoint
 from .models import oracle_model
 from .samplers import GRIDS, SAMPLERS, guided, prior_sample, sample
 from .schedules import SCHEDULES, make_schedule
@@ -53,19 +53,21 @@ def build_parser():
 
 
 def _save(path: str, array: np.ndarray) -> None:
-    """Atomic write: a crash leaves either the old file or the new one, never half of one."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+    """Atomic .npy write (see checkpoints.atomic_write)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write(path, buf.getvalue())
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.oracle == (args.checkpoint is not None):
         raise ValueError("choose one model: --checkpoint PATH, or --oracle for the exact denoiser of --dataset")
-    if not args.out.endswith(".npy"):
-        raise ValueError(f"--out must name a .npy file; got {args.out!r}")
+    cli.check_writable(args.out, ".npy")
+    if args.guidance != 0 and args.label is None:
+        raise ValueError("--guidance needs a --label to guide towards")
+    if args.eta != 0 and args.sampler != "ddim":
+        raise ValueError(f"--eta applies to the ddim sampler only (got --sampler {args.sampler})")
     if args.oracle:
         dist = get_dataset(args.dataset)
         schedule = make_schedule(args.schedule)

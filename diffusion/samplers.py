@@ -73,7 +73,9 @@ def _velocity(x: Tensor, x0: Tensor, lv: NoiseLevel) -> Tensor:
 
 
 def _noise(x: Tensor, generator) -> Tensor:
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    """N(0, I) like x, drawn on the generator's device (CPU generators drive GPU sampling too)."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
 
 
 def _report(callback, i, t, x, x0):
@@ -272,8 +274,9 @@ def sample(denoise: Denoiser, x: Tensor, schedule: Schedule, sampler: str = "heu
 
 
 def prior_sample(schedule: Schedule, shape, generator=None, dtype=torch.float32, device="cpu") -> Tensor:
-    """x at t_max, drawn from N(0, (alpha^2 + sigma^2) I): exact in its first two moments for data of
-    zero mean and unit variance (every toy set is standardised so), and ~ sigma eps wherever alpha is small."""
+    """x at t_max, drawn from N(0, (alpha^2 + sigma^2) I): right in scale for data of zero mean and unit
+    variance (the toy sets have that on average over their coordinates), and ~ sigma eps wherever alpha is small."""
     alpha, sigma = schedule.alpha_sigma(schedule.t_range[1])
     std = torch.sqrt(alpha**2 + sigma**2).item()
-    return std * torch.randn(shape, generator=generator, dtype=dtype, device=device)
+    g_device = generator.device if generator is not None else device
+    return std * torch.randn(shape, generator=generator, dtype=dtype, device=g_device).to(device)

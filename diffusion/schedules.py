@@ -22,6 +22,7 @@ from torch import Tensor
 
 LOGSNR_MAX = 10.0  # sigma/alpha >= exp(-5) ~ 0.0067: below a pixel's quantisation step and 1/10 of the narrowest 2-D component
 LOGSNR_MIN = -10.0  # alpha/sigma <= 0.0067: the start of sampling is noise but for a 0.7% trace of the data
+REACH = 4.0  # a schedule must span at least lambda in [-4, 4]: from sigma/alpha = 0.14 to alpha/sigma = 0.14
 
 
 def as_time(t, dtype=torch.float64) -> Tensor:
@@ -59,6 +60,14 @@ class Schedule:
     def _logsnr(self, t: Tensor) -> Tensor:
         alpha, sigma = self._alpha_sigma(t)
         return 2 * (torch.log(alpha) - torch.log(sigma))
+
+    def __post_init__(self):
+        """Every schedule must run from data to noise: lambda(0) >= REACH and lambda(1) <= -REACH."""
+        ends = self._logsnr(torch.tensor([0.0, 1.0], dtype=torch.float64)).tolist()
+        if not (ends[0] >= REACH and ends[1] <= -REACH):
+            raise ValueError(f"schedule {self.name} with {', '.join(f'{k}={v:g}' for k, v in self.params.items())} "
+                             f"does not run from data to noise: log-SNR goes from {ends[0]:.2f} at t=0 to "
+                             f"{ends[1]:.2f} at t=1; it must start >= {REACH:g} and end <= {-REACH:g}")
 
     # --- the public interface ---
     @property
@@ -124,6 +133,7 @@ class LinearSchedule(Schedule):
         _check("beta_min", self.beta_min, 0 < self.beta_min <= 100, "0 < beta_min <= 100")
         _check("beta_max", self.beta_max, self.beta_min <= self.beta_max <= 100,
                f"beta_min ({self.beta_min:g}) <= beta_max <= 100")
+        super().__post_init__()
 
     def _log_alpha(self, t):
         return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
@@ -158,6 +168,7 @@ class CosineSchedule(Schedule):
 
     def __post_init__(self):
         _check("s", self.s, 0 <= self.s <= 1, "0 <= s <= 1")
+        super().__post_init__()
 
     def _f(self, t):
         return (t + self.s) / (1 + self.s) * (math.pi / 2)
@@ -195,6 +206,7 @@ class SigmoidSchedule(Schedule):
         _check("start", self.start, -20 <= self.start <= 20, "-20 <= start <= 20")
         _check("end", self.end, self.start < self.end <= 20, f"start ({self.start:g}) < end <= 20")
         _check("tau", self.tau, 0.05 <= self.tau <= 10, "0.05 <= tau <= 10")
+        super().__post_init__()
 
     def _v(self, x):
         return 1 / (1 + math.exp(-x / self.tau))
@@ -241,6 +253,7 @@ class KarrasSchedule(Schedule):
         _check("sigma_max", self.sigma_max, self.sigma_min < self.sigma_max <= 1000,
                f"sigma_min ({self.sigma_min:g}) < sigma_max <= 1000")
         _check("rho", self.rho, 0.5 <= self.rho <= 20, "0.5 <= rho <= 20")
+        super().__post_init__()
 
     def _ends(self):
         return self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
@@ -270,6 +283,7 @@ class VESchedule(Schedule):
         _check("sigma_min", self.sigma_min, 1e-4 <= self.sigma_min <= 10, "1e-4 <= sigma_min <= 10")
         _check("sigma_max", self.sigma_max, self.sigma_min < self.sigma_max <= 1000,
                f"sigma_min ({self.sigma_min:g}) < sigma_max <= 1000")
+        super().__post_init__()
 
     def _alpha_sigma(self, t):
         return torch.ones_like(t), self.sigma_min * (self.sigma_max / self.sigma_min) ** t

@@ -1,6 +1,6 @@
 """python -m diffusion.train: train a diffusion model and save it as a checkpoint.
 
-Example (a class-conditional moons model, about 30 s on two CPU cores):
+Example (a class-conditional moons model, about a minute on two CPU cores):
 
     python -m diffusion.train --dataset moons --out checkpoints/moons.safetensors
 """
@@ -44,7 +44,9 @@ def build_parser():
     p.add_argument("--ema", type=cli.bounded_float("--ema", 0, 0.99999), default=0.995, help="EMA decay")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     p.add_argument("--seed", type=cli.positive_int("--seed", 0, 2**31 - 1), default=0)
-    p.add_argument("--resume", default=None, help="continue from this checkpoint (its network and schedule)")
+    p.add_argument("--resume", default=None,
+                   help="continue from this checkpoint: its network, parameterization and schedule are kept "
+                        "(--width, --depth, --schedule, --parameterization are then ignored); fresh optimizer")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -52,14 +54,14 @@ def build_parser():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.out.endswith(".safetensors"):
-        raise ValueError(f"--out must name a .safetensors file; got {args.out!r}")
+    cli.check_writable(args.out, ".safetensors")
     dist = get_dataset(args.dataset)
     config = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, weighting=args.weighting,
                          ema_decay=args.ema, label_dropout=args.label_dropout, seed=args.seed,
                          device=args.device).validate()
     device = pick_device(args.device)
     num_classes = 0 if args.unconditional else dist.num_classes
+    torch.manual_seed(args.seed)  # the network's initial weights follow --seed too
     if args.resume:
         model, old = load_checkpoint(args.resume, expect={"dataset": args.dataset})
     else:

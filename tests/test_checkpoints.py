@@ -115,3 +115,28 @@ def test_expectations_are_checked(tmp_path):
     assert read_config(path)["net"]["arch"] == "mlp2d"
     with pytest.raises(CheckpointError, match="net.arch='mlp2d'"):
         load_checkpoint(path, expect={"net.arch": "unet"})
+
+
+def _rewrite_config(path, change):
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    config = json.loads(header["__metadata__"]["config"])
+    change(config)
+    header["__metadata__"]["config"] = json.dumps(config)
+    new = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda c: c["net"].update(width=-5), "width=-5"),
+    (lambda c: c["net"].update(width=10**9), "out of range"),
+    (lambda c: c["net"].update(arch="transformer"), "unknown network architecture"),
+    (lambda c: c.update(schedule="zigzag"), "can build"),
+    (lambda c: c.update(parameterization="magic"), "can build"),
+])
+def test_hostile_configs_are_refused_with_checkpoint_error(tmp_path, change, needle):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, make(), dataset="moons")
+    _rewrite_config(path, change)
+    _expect_error(path, needle)

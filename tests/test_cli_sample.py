@@ -70,3 +70,16 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, args, needle):
 def test_missing_model_is_explained(tmp_path):
     r = run("--out", str(tmp_path / "x.npy"))
     assert r.returncode == 2 and "--checkpoint" in r.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--out", "/nonexistent-folder/x.npy"], "does not exist"),
+    (["--out", "x.txt"], ".npy"),
+    (["--guidance", "2", "--out", "x.npy"], "needs a --label"),
+    (["--eta", "0.5", "--out", "x.npy"], "ddim sampler only"),
+    (["--schedule", "ve:sigma_max=1", "--out", "x.npy"], "does not run from data to noise"),
+])
+def test_output_and_combination_errors(tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    r = run("--oracle", "--quiet", *args)
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

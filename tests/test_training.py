@@ -124,9 +124,13 @@ def test_energy_head_negative_gradient_is_its_score():
 @pytest.mark.parametrize("schedule", ["cosine", "linear", "sigmoid"])
 def test_likelihood_of_standard_gaussian_under_oracle_is_analytic(schedule):
     gauss = GaussianMixture(torch.zeros(1, 2), 1.0, 1.0, [0], ["all"])
-    model = oracle_model(gauss, make_schedule(schedule))
+    sched = make_schedule(schedule)
+    model = oracle_model(gauss, sched)
     x = torch.randn(200, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    exact = -math.log(2 * math.pi) - (x**2).sum(-1) / 2
+    # what sample() returns is x_{t_min} / alpha(t_min) ~ N(0, v I) with v = (alpha^2 + sigma^2) / alpha^2
+    alpha, sigma = sched.alpha_sigma(0.0)
+    v = ((alpha**2 + sigma**2) / alpha**2).item()
+    exact = -math.log(2 * math.pi * v) - (x**2).sum(-1) / (2 * v)
     torch.testing.assert_close(ode_log_likelihood(model, x, steps=16), exact, atol=1e-6, rtol=0)
 
 

@@ -53,11 +53,11 @@ def moons() -> GaussianMixture:
 
 
 def swiss_roll() -> GaussianMixture:
-    """A 2-D Swiss roll r = theta, theta in [1.5 pi, 4.5 pi], uniform along its length; label = which third of its length."""
+    """A 2-D Swiss roll r = theta, theta in [1.5 pi, 4.5 pi], uniform along its length; label = which half-turn (theta in [1.5, 2.5), [2.5, 3.5), [3.5, 4.5] pi)."""
     pts = _curve(lambda t: (t * torch.cos(t), t * torch.sin(t)), 1.5 * math.pi, 4.5 * math.pi, 0.4)
     theta = torch.linalg.norm(pts, dim=-1)
     labels = ((theta - 1.5 * math.pi) / math.pi).floor().clamp(0, 2)
-    return _standardised(pts, 0.5, 1.0, labels, ("inner third", "middle third", "outer third"), "swiss_roll")
+    return _standardised(pts, 0.5, 1.0, labels, ("inner turn", "middle turn", "outer turn"), "swiss_roll")
 
 
 def circles() -> GaussianMixture:
