@@ -1,6 +1,7 @@
 """python -m diffusion.train and diffusion.evaluate: real runs, and exit code 2 on bad arguments."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from diffusion.checkpoints import load_checkpoint
 
 def run(module, *args, timeout=300):
     return subprocess.run([sys.executable, "-m", f"diffusion.{module}", *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=pathlib.Path(__file__).resolve().parents[1])
 
 
 def test_train_then_sample_then_evaluate(tmp_path):
