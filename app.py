@@ -1,10 +1,29 @@
-"""Diffusion lab: the Streamlit entry point. Run with `streamlit run app.py`."""
+"""Diffusion lab: the Streamlit entry point. Run with `streamlit run app.py`.
+
+The sidebar (ui/state.py) is drawn here, before the page, so its values are shared by every page and
+kept in the URL; each page then reads `ui.state.view()`.
+"""
 
 import streamlit as st
 
+from ui.state import forget, sidebar
+
 st.set_page_config(page_title="Diffusion lab", page_icon="🌫️", layout="wide")
 
-pages = [
+PAGES = [  # the story, in order (see the seed post): data, energy, score, noise, learning, sampling
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/data.py", title="1 · Data and prompts", icon="🎯", url_path="data"),
+    st.Page("pages/energy.py", title="2 · Energy and the normaliser", icon="⛰️", url_path="energy"),
+    st.Page("pages/score.py", title="3 · Score field", icon="🧭", url_path="score"),
+    st.Page("pages/forward.py", title="4 · Forward process and SNR", icon="🌫️", url_path="forward"),
+    st.Page("pages/train.py", title="5 · Train", icon="🏋️", url_path="train"),
+    st.Page("pages/denoise.py", title="6 · What the model learns", icon="🔍", url_path="denoise"),
+    st.Page("pages/reverse.py", title="7 · Reverse sampling", icon="⏪", url_path="reverse"),
+    st.Page("pages/your_data.py", title="8 · Your own data", icon="✏️", url_path="your-data"),
 ]
-st.navigation(pages).run()
+page = st.navigation(PAGES)
+sidebar()
+try:
+    page.run()
+finally:
+    forget()

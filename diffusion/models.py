@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .parameterizations import NoiseLevel, check_parameterization, noise_level, to_x0_eps
+from .parameterizations import NoiseLevel, append_dims, check_parameterization, noise_level, to_x0_eps
 from .schedules import Schedule
 
 
@@ -107,3 +107,45 @@ class DiffusionModel(nn.Module):
         out, lvl = self.predict(x, t, label)
         eps = to_x0_eps(self.parameterization, out, x, lvl)[1]
         return (-eps / lvl.sigma).detach()
+
+
+class Rescheduled:
+    """A model trained under one schedule, used under another: matched through the log-SNR lambda.
+
+    At equal lambda both schedules see the same signal-to-noise ratio, so under the new schedule
+    x = alpha x0 + sigma eps is the model's x' = alpha' x0 + sigma' eps scaled by c = alpha / alpha'
+    (= sigma / sigma'). The wrapper queries the model at t' = t_model(lambda) on x / c and returns its
+    x0_hat, which is the same under every schedule: an x0-parameterization under `schedule`.
+    """
+
+    parameterization = "x0"
+
+    def __init__(self, model, schedule: Schedule):
+        self.model, self.schedule = model, schedule
+        self.num_classes = model.num_classes
+
+    def _matched(self, x: Tensor, t):
+        t = torch.as_tensor(t).detach().to("cpu", torch.float64)
+        lvl = noise_level(self.schedule, t)
+        t_model = self.model.schedule.t_of_logsnr(self.schedule.logsnr(t))
+        ref = noise_level(self.model.schedule, t_model)
+        c = append_dims(lvl.alpha / ref.alpha if lvl.alpha.min() > 0 else lvl.sigma / ref.sigma, x.ndim)
+        return t_model, c.to(x), lvl
+
+    def predict(self, x: Tensor, t, label=None, create_graph: bool = False):
+        t_model, c, lvl = self._matched(x, t)
+        out, ref = self.model.predict(x / c, t_model, label, create_graph=create_graph)
+        return to_x0_eps(self.model.parameterization, out, x / c, ref)[0], lvl
+
+    def __call__(self, x: Tensor, t, label=None) -> Tensor:
+        return self.predict(x, t, label)[0].detach()
+
+    def score(self, x: Tensor, t, label=None) -> Tensor:
+        x0, lvl = self.predict(x, t, label)
+        alpha, sigma = append_dims(lvl.alpha, x.ndim).to(x), append_dims(lvl.sigma, x.ndim).to(x)
+        return ((alpha * x0 - x) / sigma**2).detach()
+
+
+def reschedule(model, schedule: Schedule):
+    """`model` under `schedule` (itself when the schedules are equal)."""
+    return model if model.schedule == schedule else Rescheduled(model, schedule)

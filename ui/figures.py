@@ -53,3 +53,48 @@ def forward_panels(dist, schedule, ts, n_points: int = 600, seed: int = 0, exten
     fig.update_layout(height=360, margin=dict(l=40, r=10, t=70, b=40), font=FONT,
                       legend=dict(orientation="h", y=-0.25), plot_bgcolor="white")
     return fig
+
+
+def quiver(x, y, u, v, color: str = "#000000", name: str = "score", arrow: float = 0.3, width: float = 1.5,
+           showlegend: bool = True, **scatter_kwargs) -> go.Scatter:
+    """Arrows from (x, y) to (x + u, y + v) as one line trace (None-separated segments with a two-stroke head).
+
+    Arrays are flat numpy arrays of equal length; scale u, v before calling.
+    """
+    x, y, u, v = (np.asarray(a, dtype=float).ravel() for a in (x, y, u, v))
+    ex, ey = x + u, y + v
+    length = np.hypot(u, v) + 1e-12
+    ux, uy = u / length, v / length
+    head = arrow * np.minimum(length, np.median(length) * 1.5 + 1e-12)
+    c, s = np.cos(0.45), np.sin(0.45)
+    h1x, h1y = ex - head * (c * ux - s * uy), ey - head * (s * ux + c * uy)
+    h2x, h2y = ex - head * (c * ux + s * uy), ey - head * (-s * ux + c * uy)
+    nan = np.full_like(x, np.nan)
+    xs = np.stack([x, ex, nan, h1x, ex, h2x, nan], 1).ravel()
+    ys = np.stack([y, ey, nan, h1y, ey, h2y, nan], 1).ravel()
+    xs, ys = [None if np.isnan(a) else float(a) for a in xs], [None if np.isnan(a) else float(a) for a in ys]
+    return go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=width), name=name,
+                      showlegend=showlegend, hoverinfo="skip", **scatter_kwargs)
+
+
+def add_player(fig: go.Figure, names: list[str], active: int = 0, prefix: str = "t = ",
+               ms_per_frame: int = 120) -> go.Figure:
+    """Give `fig` (whose fig.frames are named `names`) a slider and play/pause buttons that run in the browser.
+
+    Scrubbing then needs no server round trip. `active` is the frame the figure opens at; set the base
+    traces to that frame's data.
+    """
+    steps = [dict(method="animate", label=n,
+                  args=[[n], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
+             for n in names]
+    play = dict(label="▶ Play", method="animate",
+                args=[None, dict(frame=dict(duration=ms_per_frame, redraw=True), transition=dict(duration=0),
+                                 fromcurrent=True, mode="immediate")])
+    pause = dict(label="❚❚ Pause", method="animate",
+                 args=[[None], dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")])
+    fig.update_layout(
+        updatemenus=[dict(type="buttons", direction="left", buttons=[play, pause], x=0.0, y=0, xanchor="left",
+                          yanchor="top", pad=dict(t=50, r=10), showactive=False, font=dict(size=14))],
+        sliders=[dict(active=active, steps=steps, x=0.16, len=0.84, y=0, yanchor="top", pad=dict(t=40),
+                      currentvalue=dict(prefix=prefix, font=dict(size=16)), font=dict(size=12))])
+    return fig

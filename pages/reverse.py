@@ -1,0 +1,5 @@
+"""Placeholder while the page is being written (issue 4)."""
+
+import streamlit as st
+
+st.write("coming")

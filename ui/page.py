@@ -1,0 +1,45 @@
+"""Small helpers every page uses: the source expander, figure downloads, the 'no model' notice."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import streamlit as st
+
+from . import export
+
+
+def show_source(*objects, title: str = "Show the code that drew this") -> None:
+    """An expander with the source of the core functions behind the page (as Streamlit's hello demo does)."""
+    with st.expander(title):
+        for obj in objects:
+            st.code(inspect.getsource(obj), language="python")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "figure"
+
+
+def downloads(fig, name: str, key: str, gif: bool = False, png_kwargs: dict | None = None) -> None:
+    """Download buttons for `fig` as PNG and, where it has animation frames, as GIF.
+
+    The files are drawn only when a button is clicked (deferred callables), so they cost the page
+    nothing on a rerun.
+    """
+    cols = st.columns(4)
+    slug = _slug(name)
+    cols[0].download_button("Download PNG", lambda: export.to_png(fig, **(png_kwargs or {})), f"{slug}.png",
+                            "image/png", key=f"{key}.png", on_click="ignore", icon=":material/image:")
+    if gif and fig.frames:
+        cols[1].download_button("Download GIF", lambda: export.to_gif(fig), f"{slug}.gif", "image/gif",
+                                key=f"{key}.gif", on_click="ignore", icon=":material/animation:")
+
+
+def need_model(v) -> bool:
+    """True when a learned model exists for the view; otherwise say how to get one."""
+    if v.learned() is None:
+        st.info("There is no learned model for this dataset yet, so only the exact side is drawn. "
+                "Train one on the **Train** page (it then serves every page in this session).")
+        return False
+    return True

@@ -1,0 +1,183 @@
+"""The shared sidebar and the `View` every page reads.
+
+Every control here is created in the entry point (app.py) before the page runs, so it keeps its
+value when you change page, and is bound to a URL query parameter, so a shared link reopens the same
+view (the page itself is the URL's path). Pages call `view()`; they never build these widgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import streamlit as st
+import torch
+
+from diffusion.models import oracle_model, reschedule
+from diffusion.samplers import SAMPLERS
+from diffusion.schedules import SCHEDULES, Schedule, make_schedule
+from toy_data import DATASETS, get_dataset
+
+from . import models as model_store
+
+CUSTOM = "yours"  # the dataset name of the user's own points (pages/your_data.py)
+SAMPLER_NAMES = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "euler": "Euler (ODE)", "heun": "Heun (ODE)",
+                 "dpmpp_2m": "DPM-Solver++(2M)", "sde": "Reverse SDE (Euler-Maruyama)"}
+SCHEDULE_NAMES = {"linear": "DDPM linear β", "cosine": "Cosine", "sigmoid": "Sigmoid", "edm": "EDM / Karras",
+                  "ve": "Variance exploding", "flow": "Rectified flow"}
+DATASET_NAMES = {"moons": "Two moons", "swiss_roll": "Swiss roll", "circles": "Circles", "spiral": "Spiral",
+                 "8gaussians": "8 Gaussians", "grid": "Grid", "checkerboard": "Checkerboard",
+                 "pinwheel": "Pinwheel", CUSTOM: "Your own data"}
+# Slider ranges for every schedule parameter: (min, max, step). Wide enough to explore; a combination
+# the schedule itself rejects (say sigmoid start >= end) is reported and the defaults are used.
+PARAM_RANGES = {
+    "beta_min": (0.01, 1.0, 0.01), "beta_max": (1.0, 40.0, 0.5), "s": (0.0, 0.2, 0.002),
+    "start": (-8.0, 0.0, 0.5), "end": (0.5, 8.0, 0.5), "tau": (0.1, 3.0, 0.1),
+    "sigma_min": (0.002, 0.1, 0.001), "sigma_max": (5.0, 100.0, 1.0), "rho": (1.0, 10.0, 0.5),
+}
+PARAM_LABELS = {"beta_min": "β_min", "beta_max": "β_max", "s": "offset s", "start": "start", "end": "end",
+                "tau": "temperature τ", "sigma_min": "σ_min", "sigma_max": "σ_max", "rho": "ρ"}
+MAX_STEPS = 200  # sampler steps a page may ask for (server-side cap)
+T_STEP = 0.01  # the shared t moves on this grid, so per-t caches stay small
+MODEL_CHOICES = {"shipped": "Shipped model", "session": "Trained in this session"}
+
+
+@dataclass(frozen=True)
+class View:
+    """What the sidebar says: the pages' whole shared state."""
+
+    dataset: str
+    schedule: Schedule
+    t: float
+    label: int | None  # None: unconditional
+    guidance: float
+    sampler: str
+    steps: int
+    model_source: str  # "shipped" or "session"
+    device: str
+
+    @property
+    def dist(self):
+        return dataset(self.dataset)
+
+    @property
+    def logsnr(self) -> float:
+        return float(self.schedule.logsnr(self.t))
+
+    @property
+    def alpha_sigma(self) -> tuple[float, float]:
+        a, s = self.schedule.alpha_sigma(self.t)
+        return float(a), float(s)
+
+    def oracle(self):
+        """The exact denoiser of this dataset under this schedule."""
+        return oracle_model(self.dist, self.schedule)
+
+    def learned(self):
+        """The learned model under this view's schedule, or None when there is none for this dataset."""
+        model = model_store.get(self.dataset, self.model_source)
+        return None if model is None else reschedule(model, self.schedule)
+
+    @property
+    def data_key(self) -> str:
+        """A cache key for the dataset: its name, or for the user's own data a hash of the points."""
+        return self.dataset if self.dataset != CUSTOM else f"{CUSTOM}:{st.session_state.get('custom_key', '')}"
+
+    @property
+    def model_key(self) -> str:
+        """A cache key for the learned model (changes when a new one is trained in this session)."""
+        info = self.learned_info() or {}
+        return f"{self.model_source}:{self.data_key}:{info.get('id', '')}"
+
+    def learned_info(self) -> dict | None:
+        return model_store.info(self.dataset, self.model_source)
+
+
+def dataset(name: str):
+    """A toy distribution by name, or the session's own data."""
+    if name == CUSTOM:
+        return st.session_state["custom_dist"]
+    return get_dataset(name)
+
+
+def devices() -> list[str]:
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out.insert(0, "cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.insert(0, "mps")
+    return out
+
+
+def _bound(widget, label, *args, key, **kwargs):
+    return widget(label, *args, key=key, bind="query-params", persist_state="session", **kwargs)
+
+
+def _schedule_params(name: str) -> dict:
+    defaults = SCHEDULES[name]()
+    params = {}
+    for f in fields(SCHEDULES[name]):
+        lo, hi, step = PARAM_RANGES[f.name]
+        params[f.name] = _bound(st.slider, PARAM_LABELS[f.name], lo, hi, float(getattr(defaults, f.name)), step,
+                                key=f"{name}.{f.name}")
+    return params
+
+
+def sidebar() -> View:
+    """Draw the shared controls (once, from app.py) and remember the view for the page."""
+    with st.sidebar:
+        names = list(DATASETS) + ([CUSTOM] if "custom_dist" in st.session_state else [])
+        if st.session_state.get("dataset") not in names:  # e.g. a shared link to someone else's data
+            st.session_state.pop("dataset", None)
+        name = _bound(st.selectbox, "Dataset", names, key="dataset")
+        st.caption(DATASET_NAMES[name] if name != CUSTOM else "Your own points (page 8)")
+        sched_name = _bound(st.selectbox, "Noise schedule", list(SCHEDULES), index=list(SCHEDULES).index("cosine"),
+                            key="schedule", help=" · ".join(f"{k}: {v}" for k, v in SCHEDULE_NAMES.items()))
+        with st.expander("Schedule parameters"):
+            params = _schedule_params(sched_name)
+            if sched_name == "flow":
+                st.caption("Rectified flow has no parameters: α = 1 − t, σ = t.")
+        try:
+            schedule = make_schedule(sched_name, **params)
+        except ValueError as e:  # e.g. sigmoid start >= end: say which, fall back to the defaults
+            st.warning(f"{e}. Using the default {SCHEDULE_NAMES[sched_name]} parameters.")
+            schedule = make_schedule(sched_name)
+        t = _bound(st.slider, "Time t", 0.0, 1.0, 0.3, T_STEP, key="t",
+                   help="0 is clean data, 1 is pure noise. Shared by every page.")
+        lam = float(schedule.logsnr(t))
+        st.caption(f"log-SNR λ = {lam + 0.0:.2f} · SNR = e^λ = {torch.tensor(lam).exp().item():.3g}")
+        dist = dataset(name)
+        label_name = _bound(st.selectbox, "Label (the prompt)", ["none"] + list(dist.label_names), key="label",
+                            help="Condition on a class, or 'none' for the whole distribution.")
+        label = None if label_name == "none" else list(dist.label_names).index(label_name)
+        with st.expander("Model and sampler"):
+            sources = ["shipped"] + (["session"] if model_store.has_session(name) else [])
+            if st.session_state.get("model") not in sources:
+                st.session_state.pop("model", None)
+            source = _bound(st.radio, "Learned model", sources, key="model", horizontal=True,
+                            help="shipped: trained by us, in checkpoints/; session: the one you trained on the Train page")
+            info = model_store.info(name, source)
+            st.caption(model_store.describe(info) if info else "No learned model yet: train one on the Train page.")
+            guidance = _bound(st.slider, "Guidance weight w", 0.0, 8.0, 0.0, 0.5, key="w",
+                              help="Classifier-free guidance; used only when a label is chosen.")
+            sampler = _bound(st.selectbox, "Sampler", list(SAMPLERS), index=list(SAMPLERS).index("heun"),
+                             key="sampler", help=" · ".join(f"{k}: {v}" for k, v in SAMPLER_NAMES.items()))
+            steps = _bound(st.slider, "Sampler steps", 1, MAX_STEPS, 25, key="steps")
+            device = _bound(st.selectbox, "Device", devices(), key="device",
+                            help="Where training and sampling run. A GPU is used only when present.")
+    v = View(name, schedule, float(t), label, float(guidance), sampler, int(steps), source, device)
+    st.session_state["_view"] = v
+    return v
+
+
+def view() -> View:
+    """The view the sidebar drew on this run. A page calls this once, at its top."""
+    v = st.session_state.get("_view")
+    if v is None:  # a page run on its own (AppTest's switch_page runs only the page): draw the sidebar here
+        v = sidebar()
+        forget()
+    return v
+
+
+def forget() -> None:
+    """Called by app.py after the page ran, so the next run starts from the widgets again."""
+    st.session_state.pop("_view", None)
