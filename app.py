@@ -8,18 +8,18 @@ import streamlit as st
 
 from ui.state import forget, sidebar
 
-st.set_page_config(page_title="Diffusion lab", page_icon="🌫️", layout="wide")
+st.set_page_config(page_title="Diffusion lab", page_icon=":material/blur_on:", layout="wide")
 
 PAGES = [  # the story, in order (see the seed post): data, energy, score, noise, learning, sampling
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/data.py", title="1 · Data and prompts", icon="🎯", url_path="data"),
-    st.Page("pages/energy.py", title="2 · Energy and the normaliser", icon="⛰️", url_path="energy"),
-    st.Page("pages/score.py", title="3 · Score field", icon="🧭", url_path="score"),
-    st.Page("pages/forward.py", title="4 · Forward process and SNR", icon="🌫️", url_path="forward"),
-    st.Page("pages/train.py", title="5 · Train", icon="🏋️", url_path="train"),
-    st.Page("pages/denoise.py", title="6 · What the model learns", icon="🔍", url_path="denoise"),
-    st.Page("pages/reverse.py", title="7 · Reverse sampling", icon="⏪", url_path="reverse"),
-    st.Page("pages/your_data.py", title="8 · Your own data", icon="✏️", url_path="your-data"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="1 · Data and prompts", icon=":material/scatter_plot:", url_path="data"),
+    st.Page("pages/energy.py", title="2 · Energy and the normaliser", icon=":material/landscape:", url_path="energy"),
+    st.Page("pages/score.py", title="3 · Score field", icon=":material/explore:", url_path="score"),
+    st.Page("pages/forward.py", title="4 · Forward process and SNR", icon=":material/blur_on:", url_path="forward"),
+    st.Page("pages/train.py", title="5 · Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/denoise.py", title="6 · What the model learns", icon=":material/center_focus_strong:", url_path="denoise"),
+    st.Page("pages/reverse.py", title="7 · Reverse sampling", icon=":material/replay:", url_path="reverse"),
+    st.Page("pages/your_data.py", title="8 · Your own data", icon=":material/edit:", url_path="your-data"),
 ]
 page = st.navigation(PAGES)
 sidebar()

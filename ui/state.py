@@ -122,8 +122,19 @@ def _schedule_params(name: str) -> dict:
     return params
 
 
+def request(**values) -> None:
+    """Ask the sidebar to take new values on the next run (say dataset="yours", model="session").
+
+    A page runs after the sidebar, and Streamlit forbids setting a drawn widget's value in the same
+    run, so the values wait here; follow with st.rerun() to apply them now.
+    """
+    st.session_state.setdefault("_requested", {}).update(values)
+
+
 def sidebar() -> View:
     """Draw the shared controls (once, from app.py) and remember the view for the page."""
+    for key, value in st.session_state.pop("_requested", {}).items():
+        st.session_state[key] = value
     with st.sidebar:
         names = list(DATASETS) + ([CUSTOM] if "custom_dist" in st.session_state else [])
         if st.session_state.get("dataset") not in names:  # e.g. a shared link to someone else's data
