@@ -1,28 +1,89 @@
-"""The Streamlit app runs its pages without exceptions, and its widgets change what is drawn."""
+"""The app shell: the home page, the shared sidebar, and the view kept in the URL's query parameters."""
 
 import pathlib
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui.state import PARAM_RANGES
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAGES = ["data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data"]
 
 
-def _app():
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+def _app(**query):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(query)
+    return at
 
 
-def _figure_json(at):
+def _figures(at):
     return [c.proto.spec for c in at.get("plotly_chart")]
 
 
-def test_home_renders_a_live_plot_that_follows_the_dataset():
+def test_home_renders_a_live_plot_that_follows_the_sidebar():
     at = _app().run()
     assert not at.exception
-    before = _figure_json(at)
+    before = _figures(at)
     assert before, "the home page shows a plot"
-    at.selectbox[0].select("grid").run()
+    at.sidebar.selectbox(key="dataset").select("grid").run()
     assert not at.exception
-    after = _figure_json(at)
+    after = _figures(at)
     assert after and after != before
-    at.selectbox[1].select("ve").run()
-    assert not at.exception and _figure_json(at) != after
+    at.sidebar.selectbox(key="schedule").select("ve").run()
+    assert not at.exception and _figures(at) != after
+    labelled = _figures(at)
+    at.sidebar.selectbox(key="label").select(at.sidebar.selectbox(key="label").options[1]).run()
+    assert not at.exception and _figures(at) != labelled
+
+
+def test_home_links_every_page():
+    at = _app().run()
+    linked = {pl.proto.page for pl in at.get("page_link")}
+    for name in PAGES:
+        assert any(name.replace("_", "-") in p or name in p for p in linked), (name, linked)
+
+
+def test_query_parameters_set_the_whole_view():
+    at = _app(dataset="swiss_roll", schedule="sigmoid", t="0.8", label="outer turn", w="2.5", sampler="euler",
+              steps="40", model="shipped", **{"sigmoid.tau": "0.5"}).run()
+    assert not at.exception
+    sb = at.sidebar
+    assert sb.selectbox(key="dataset").value == "swiss_roll"
+    assert sb.selectbox(key="schedule").value == "sigmoid"
+    assert sb.slider(key="t").value == pytest.approx(0.8)
+    assert sb.selectbox(key="label").value == "outer turn"
+    assert sb.slider(key="w").value == pytest.approx(2.5)
+    assert sb.selectbox(key="sampler").value == "euler"
+    assert sb.slider(key="steps").value == 40
+    assert sb.slider(key="sigmoid.tau").value == pytest.approx(0.5)
+    view = at.session_state["_view"] if "_view" in at.session_state else None
+    assert view is None, "the per-run view is dropped after the page ran"
+    # the caption under t reports this schedule's log-SNR at t = 0.8
+    from diffusion.schedules import make_schedule
+    lam = make_schedule("sigmoid", tau=0.5).logsnr(0.8).item()
+    assert any(f"λ = {lam:.2f}" in c.value for c in sb.caption)
+
+
+@pytest.mark.parametrize("query", [dict(dataset="nonsense"), dict(t="7"), dict(schedule="bogus"), dict(steps="-3")])
+def test_bad_query_parameters_fall_back_without_a_traceback(query):
+    at = _app(**query).run()
+    assert not at.exception
+
+
+def test_the_sidebar_state_survives_a_page_change():
+    at = _app().run()
+    at.sidebar.slider(key="t").set_value(0.66).run()
+    at.sidebar.selectbox(key="dataset").select("pinwheel").run()
+    at.switch_page("pages/forward.py").run()
+    assert not at.exception
+    assert at.sidebar.slider(key="t").value == pytest.approx(0.66)
+    assert at.sidebar.selectbox(key="dataset").value == "pinwheel"
+
+
+def test_an_invalid_schedule_combination_is_named_and_replaced_by_the_defaults():
+    lo, hi, _ = PARAM_RANGES["start"]
+    at = _app(schedule="sigmoid", **{"sigmoid.start": str(hi), "sigmoid.end": str(PARAM_RANGES["end"][0])}).run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.sidebar.warning)
+    assert "start" in warnings and "default" in warnings

@@ -23,10 +23,11 @@ def density_grid(dist, alpha, sigma, n: int = 100, extent: float = EXTENT, label
     return xs, xs, np.exp(logp)
 
 
-def forward_panels(dist, schedule, ts, n_points: int = 600, seed: int = 0, extent: float = EXTENT):
-    """One panel per t: the exact density of p_t as a heat map, with samples x_t = alpha x0 + sigma eps on top."""
+def forward_panels(dist, schedule, ts, n_points: int = 600, seed: int = 0, extent: float = EXTENT, label=None):
+    """One panel per t: the exact density of p_t (given `label`, if any) as a heat map, with samples
+    x_t = alpha x0 + sigma eps on top."""
     g = torch.Generator().manual_seed(seed)
-    x0, y = dist.sample(n_points, generator=g)
+    x0, y = dist.sample(n_points, label=label, generator=g)
     eps = torch.randn(x0.shape, generator=g)
     titles = []
     for t in ts:
@@ -37,12 +38,14 @@ def forward_panels(dist, schedule, ts, n_points: int = 600, seed: int = 0, exten
         alpha, sigma = schedule.alpha_sigma(t)
         # Zoom out with the noise so the cloud stays in view (VE schedules reach sigma = 80).
         half = extent * max(1.0, float(torch.sqrt(alpha**2 + sigma**2)))
-        xs, ys, p = density_grid(dist, alpha, sigma, n=80, extent=half)
+        xs, ys, p = density_grid(dist, alpha, sigma, n=80, extent=half, label=label)
         fig.add_trace(go.Heatmap(x=xs, y=ys, z=p, colorscale=DENSITY_SCALE, showscale=False,
                                  hovertemplate="p_t = %{z:.3g}<extra></extra>"), row=1, col=j)
         xt = (alpha * x0 + sigma * eps).numpy()
         for c in range(dist.num_classes):
             m = (y == c).numpy()
+            if not m.any():
+                continue
             fig.add_trace(go.Scattergl(x=xt[m, 0], y=xt[m, 1], mode="markers", name=dist.label_names[c],
                                        legendgroup=str(c), showlegend=j == 1,
                                        marker=dict(size=4, color=PALETTE[c % len(PALETTE)],
