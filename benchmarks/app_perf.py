@@ -1,0 +1,154 @@
+"""How fast the app answers: cold start in Chromium, server time per widget change, sampling and drawing.
+
+    python benchmarks/app_perf.py                 # everything (needs Debian's chromium for the cold start)
+    python benchmarks/app_perf.py --skip-browser  # server-side figures only
+
+Server time per widget change is the wall time of the script rerun that the change triggers, measured
+with streamlit.testing.v1.AppTest (the same script run a browser would trigger, without the network),
+after each page's first load, as the median over a sequence of changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# (page file, [(widget kind, key, values to cycle through)]); sidebar keys first, then the page's own.
+CHANGES = {
+    "pages/home.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("sidebar.selectbox", "label", ["upper moon", "none"])],
+    "pages/data.py": [("sidebar.selectbox", "label", ["upper moon", "lower moon", "none"])],
+    "pages/energy.py": [("sidebar.slider", "t", [0.2, 0.5]), ("sidebar.selectbox", "label", ["upper moon", "none"])],
+    "pages/score.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("sidebar.slider", "w", [1.0, 2.0])],
+    "pages/forward.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("sidebar.slider", "cosine.s", [0.01, 0.02])],
+    "pages/denoise.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8])],
+    "pages/reverse.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8])],
+}
+
+
+def _widget(at, kind, key):
+    where, _, what = kind.partition(".")
+    return getattr(getattr(at, where) if where == "sidebar" else at, what)(key=key)
+
+
+def _set(widget, value):
+    return widget.select(value) if hasattr(widget, "select") else widget.set_value(value)
+
+
+def server_times(repeats: int = 2) -> dict:
+    """{page: (first load s, median widget-change s, max widget-change s, n)}; each change is run twice so
+    the second visit of a value (the cached case a class sees) and the first both count."""
+    from streamlit.testing.v1 import AppTest
+
+    out = {}
+    for page, changes in CHANGES.items():
+        at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=300).run()
+        start = time.perf_counter()
+        if page != "pages/home.py":
+            at.switch_page(page)
+        at.run()
+        first = time.perf_counter() - start
+        if at.exception:
+            out[page] = ("error", str(at.exception[0].message)[:200])
+            continue
+        times = []
+        for _ in range(repeats):
+            for kind, key, values in changes:
+                for value in values:
+                    _set(_widget(at, kind, key), value)
+                    t0 = time.perf_counter()
+                    at.run()
+                    times.append(time.perf_counter() - t0)
+        out[page] = (first, statistics.median(times), max(times), len(times))
+    return out
+
+
+def sampling_and_drawing(n: int = 2000, steps: int = 50) -> dict:
+    """Seconds to sample n particles with Heun for `steps` steps with a shipped model and build the figure."""
+    import plotly.graph_objects as go
+    import torch
+
+    from diffusion.checkpoints import load_checkpoint
+    from diffusion.samplers import prior_sample, sample
+
+    model, _ = load_checkpoint(os.path.join(ROOT, "checkpoints", "moons.safetensors"))
+    g = torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        x = prior_sample(model.schedule, (n, 2), generator=g)
+        with torch.no_grad():
+            traj = sample(lambda x, t: model(x, t, None), x, model.schedule, "heun", steps, return_trajectory=True)
+        xs = traj.xs.numpy()
+        fig = go.Figure([go.Scattergl(x=xs[-1, :, 0], y=xs[-1, :, 1], mode="markers")],
+                        frames=[go.Frame(data=[go.Scattergl(x=f[:, 0], y=f[:, 1])], name=str(i)) for i, f in enumerate(xs)])
+        fig.to_json()
+        times.append(time.perf_counter() - t0)
+    return {"n": n, "steps": steps, "seconds_median": statistics.median(times)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cold_start(chromium: str = "/usr/bin/chromium") -> float:
+    """Seconds from `streamlit run app.py` to the home page's chart drawn in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "app.py"), "--server.headless",
+                             "true", "--server.port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            while True:
+                try:
+                    page.goto(f"http://127.0.0.1:{port}/", timeout=5000)
+                    break
+                except Exception:
+                    if time.perf_counter() - t0 > 120:
+                        raise
+                    time.sleep(0.05)
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120000)
+            seconds = time.perf_counter() - t0
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+    return seconds
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--skip-browser", action="store_true")
+    args = p.parse_args()
+    import torch
+
+    print(f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    if not args.skip_browser:
+        print(f"cold start to a drawn home page (Chromium): {cold_start():.2f} s")
+    s = sampling_and_drawing()
+    print(f"sample {s['n']} particles, Heun {s['steps']} steps, build the animated figure: {s['seconds_median']:.2f} s")
+    print("\n| page | first load s | median change s | max change s | changes |\n|---|---|---|---|---|")
+    for page, row in server_times().items():
+        if row[0] == "error":
+            print(f"| {page} | error: {row[1]} | | | |")
+        else:
+            print(f"| {page} | {row[0]:.2f} | {row[1]:.3f} | {row[2]:.3f} | {row[3]} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Builders for page 4, the forward process and the signal-to-noise ratio (no streamlit here).
+
+`forward_animation` is the noising movie (exact p_t as a heat map, noisy points, a few tracked points
+with their path so far), `schedule_curves` the alpha / sigma / SNR / log-SNR curves of several schedules
+on shared axes, and `schedules_from_params` turns slider values into schedules, falling back to the
+defaults (with a message naming the parameter) when a combination is rejected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from diffusion.schedules import SCHEDULES, make_schedule
+
+from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, density_grid
+
+FRAME_TS = np.round(np.linspace(0.0, 1.0, 31), 4)  # the animation's t values (every 1/30)
+TRACK_COLOR = "#000000"
+
+
+def nearest_frame(ts, t: float) -> int:
+    """Index of the frame time closest to t."""
+    return int(np.argmin(np.abs(np.asarray(ts, dtype=float) - float(t))))
+
+
+def forward_points(dist, n_points: int = 600, seed: int = 0, label=None):
+    """(x0 [n, 2], labels [n], eps [n, 2]): clean points and the noise that will be mixed in, fixed by `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    x0, y = dist.sample(n_points, label=label, generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    return x0, y, eps
+
+
+def noised(schedule, t: float, x0, eps):
+    """x_t = alpha_t x0 + sigma_t eps (float32), and the (alpha, sigma) used."""
+    alpha, sigma = schedule.alpha_sigma(float(t))
+    return (alpha * x0.double() + sigma * eps.double()).float(), float(alpha), float(sigma)
+
+
+def view_half_width(alpha: float, sigma: float, extent: float = EXTENT) -> float:
+    """Half the side of the square shown: the data's extent, grown with the total scale sqrt(alpha^2 + sigma^2)."""
+    return extent * max(1.0, float(np.sqrt(alpha**2 + sigma**2)))
+
+
+def _r(a) -> list:
+    """Coordinates rounded for a smaller figure (the eye cannot tell 1e-3 apart)."""
+    return np.round(np.asarray(a, dtype=float), 3).tolist()
+
+
+def _frame_traces(dist, alpha, sigma, xt, y, paths, label, grid_n):
+    """The frame's traces (coordinates only; forward_animation styles the base traces)."""
+    half = view_half_width(alpha, sigma)
+    xs, _, p = density_grid(dist, alpha, sigma, n=grid_n, extent=half, label=label)
+    z = np.asarray([[float(f"{v:.3g}") for v in row] for row in p])
+    traces = [go.Heatmap(x=_r(xs), y=_r(xs), z=z.tolist(), colorscale=DENSITY_SCALE, showscale=False,
+                         hovertemplate="x₁ %{x:.2f}, x₂ %{y:.2f}<br>p_t = %{z:.3g}<extra></extra>")]
+    for c in range(dist.num_classes):
+        m = y == c
+        traces.append(go.Scattergl(x=_r(xt[m, 0]), y=_r(xt[m, 1])))
+    px, py = [], []  # the tracked points' paths x_s for s up to t, one None-separated line
+    for path in paths:
+        px += _r(path[:, 0]) + [None]
+        py += _r(path[:, 1]) + [None]
+    traces.append(go.Scatter(x=px, y=py))
+    traces.append(go.Scatter(x=[p[-1, 0] for p in paths], y=[p[-1, 1] for p in paths]))
+    return traces, half
+
+
+def forward_path(schedule, ts, x0, eps):
+    """x_t = alpha_t x0 + sigma_t eps for every t in ts: [len(ts), n, 2] numpy, with alphas and sigmas [len(ts)]."""
+    alpha, sigma = schedule.alpha_sigma(torch.as_tensor(np.asarray(ts, dtype=float), dtype=torch.float64))
+    xt = alpha[:, None, None] * x0.double()[None] + sigma[:, None, None] * eps.double()[None]
+    return xt.float().numpy(), alpha.numpy(), sigma.numpy()
+
+
+def forward_animation(dist, schedule, ts=FRAME_TS, n_points: int = 500, n_tracked: int = 5, seed: int = 0,
+                      label=None, active: int = 0, grid_n: int = 56) -> go.Figure:
+    """The forward process as an in-browser movie over `ts`.
+
+    Each frame: the exact density p_t (of the label's conditional when `label` is set) as a heat map, the
+    points x_t = alpha_t x0 + sigma_t eps coloured by class, and `n_tracked` points (the first ones) as black
+    rings with their path from t = 0 up to the frame's t. The view zooms out with sqrt(alpha^2 + sigma^2)
+    so variance-exploding schedules stay in sight. The figure opens at frame `active`.
+    """
+    x0, y, eps = forward_points(dist, n_points, seed, label)
+    tracked = list(range(min(n_tracked, n_points)))
+    names, frames = [], []
+    xts, alphas, sigmas = forward_path(schedule, ts, x0, eps)
+    y = y.numpy()
+    for k, t in enumerate(ts):
+        alpha, sigma = float(alphas[k]), float(sigmas[k])
+        paths = [xts[:k + 1, i] for i in tracked]
+        traces, half = _frame_traces(dist, alpha, sigma, xts[k], y, paths, label, grid_n)
+        lam = float(schedule.logsnr(float(t)))
+        name = f"{t:.2f}"
+        names.append(name)
+        title = (f"Exact p_t and noisy points at t = {t:.2f}: α = {alpha:.3f}, σ = {sigma:.3g}, "
+                 f"log-SNR λ = {lam + 0.0:.2f}")
+        frames.append(go.Frame(name=name, data=traces, layout=dict(
+            title_text=title, xaxis=dict(range=[-half, half]), yaxis=dict(range=[-half, half]))))
+    fig = go.Figure(data=frames[active].data, frames=frames)
+    names_ = list(dist.label_names)
+    for c in range(dist.num_classes):  # style the class traces (frames carry only coordinates)
+        fig.data[1 + c].update(mode="markers", name=names_[c], legendgroup=str(c),
+                               marker=dict(size=5, color=PALETTE[c % len(PALETTE)], line=dict(width=0.3, color="white")),
+                               hovertemplate=f"{names_[c]}<extra></extra>")
+        if label is not None and c != label:
+            fig.data[1 + c].update(showlegend=False)
+    k_path, k_pts = 1 + dist.num_classes, 2 + dist.num_classes
+    fig.data[k_path].update(mode="lines", name="path of a tracked point", line=dict(color=TRACK_COLOR, width=2),
+                            hoverinfo="skip")
+    fig.data[k_pts].update(mode="markers", name="tracked point x_t",
+                           marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(width=3, color=TRACK_COLOR)),
+                           hovertemplate="tracked x_t (%{x:.2f}, %{y:.2f})<extra></extra>")
+    fig.update_layout(frames[active].layout)
+    fig.update_xaxes(title_text="x₁ (data units)", constrain="domain")
+    fig.update_yaxes(title_text="x₂ (data units)", scaleanchor="x", scaleratio=1, constrain="domain")
+    fig.update_layout(height=680, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=60, b=150),
+                      legend=dict(orientation="h", y=-0.32, x=0), title=dict(font=dict(size=17)))
+    add_player(fig, names, active=active, prefix="t = ", ms_per_frame=150)
+    return fig
+
+
+# --- the schedule curves ---------------------------------------------------------------------------
+
+def default_params(name: str) -> dict[str, float]:
+    return dict(SCHEDULES[name]().params)
+
+
+def schedules_from_params(params: dict[str, dict[str, float]]):
+    """({name: Schedule}, [messages]): each schedule from its slider values, or its defaults if rejected."""
+    out, notes = {}, []
+    for name, p in params.items():
+        try:
+            out[name] = make_schedule(name, **p)
+        except ValueError as e:
+            notes.append(f"{name}: {e}. Using its default parameters.")
+            out[name] = make_schedule(name)
+    return out, notes
+
+
+def curve_values(schedule, ts) -> dict[str, np.ndarray]:
+    """alpha, sigma, SNR = alpha^2 / sigma^2 and log-SNR lambda on the times `ts` (clamped to t_range)."""
+    t = torch.as_tensor(np.asarray(ts, dtype=float), dtype=torch.float64)
+    alpha, sigma = schedule.alpha_sigma(t)
+    lam = schedule.logsnr(t)
+    return {"alpha": alpha.numpy(), "sigma": sigma.numpy(), "snr": torch.exp(lam).numpy(), "logsnr": lam.numpy()}
+
+
+CURVES = [("alpha", "α(t): signal kept", False), ("sigma", "σ(t): noise added (log axis)", True),
+          ("snr", "SNR(t) = α²/σ² (log axis)", True), ("logsnr", "log-SNR λ(t) = log(α²/σ²)", False)]
+
+
+def schedule_curves(schedules: dict, current: str, t: float, names: dict | None = None, n: int = 201) -> go.Figure:
+    """A 2x2 grid: alpha, sigma, SNR and log-SNR against t for every schedule, `current` drawn bold, and each
+    schedule's value at `t` marked with a dot (with a vertical line at t)."""
+    names = names or {}
+    ts = np.linspace(0.0, 1.0, n)
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[c[1] for c in CURVES], horizontal_spacing=0.1,
+                        vertical_spacing=0.17)
+    for j, (name, sched) in enumerate(schedules.items()):
+        vals, here = curve_values(sched, ts), curve_values(sched, [t])
+        bold = name == current
+        color = PALETTE[j % len(PALETTE)]
+        label = names.get(name, name) + (" (sidebar)" if bold else "")
+        for i, (key, _, _) in enumerate(CURVES):
+            row, col = i // 2 + 1, i % 2 + 1
+            fig.add_trace(go.Scatter(x=ts, y=vals[key], mode="lines", name=label, legendgroup=name,
+                                     showlegend=i == 0, opacity=1.0 if bold else 0.75,
+                                     line=dict(color=color, width=5 if bold else 2.5, dash=None if bold else "solid"),
+                                     hovertemplate=f"{label}<br>t = %{{x:.2f}}<br>{key} = %{{y:.3g}}<extra></extra>"),
+                          row=row, col=col)
+            fig.add_trace(go.Scatter(x=[float(t)], y=[float(here[key][0])], mode="markers", legendgroup=name,
+                                     showlegend=False, name=f"{label} at t",
+                                     marker=dict(size=15 if bold else 10, color=color, line=dict(width=2, color="black")),
+                                     hovertemplate=f"{label} at t = %{{x:.2f}}: {key} = %{{y:.3g}}<extra></extra>"),
+                          row=row, col=col)
+    for i, (key, _, log) in enumerate(CURVES):
+        row, col = i // 2 + 1, i % 2 + 1
+        fig.update_xaxes(title_text="t (0 = data, 1 = noise)", range=[0, 1], row=row, col=col)
+        fig.update_yaxes(type="log" if log else "linear", row=row, col=col, exponentformat="power")
+        fig.add_vline(x=float(t), line=dict(color="#777777", width=1.5, dash="dash"), row=row, col=col)
+    fig.update_yaxes(title_text="α", row=1, col=1)
+    fig.update_yaxes(title_text="σ", row=1, col=2)
+    fig.update_yaxes(title_text="SNR", row=2, col=1)
+    fig.update_yaxes(title_text="λ (nats)", row=2, col=2)
+    fig.update_layout(height=760, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=50, b=60),
+                      legend=dict(orientation="h", y=-0.12, x=0))
+    fig.update_xaxes(gridcolor="#e5e5e5")
+    fig.update_yaxes(gridcolor="#e5e5e5")
+    return fig
