@@ -1,5 +1,267 @@
-"""Placeholder while the page is being written (issue 4)."""
+"""6 · What the model learns: the exact posterior over clean points, the ideal denoiser, the network's
+answer, and memorising a finite training set versus generalising."""
 
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
+import torch
 
-st.write("coming")
+from diffusion.models import oracle_model
+from ui import denoise as build
+from ui.figures import EXTENT, density_grid, quiver
+from ui.page import downloads, need_model, show_source
+from ui.state import view
+
+v = view()
+dist = v.dist
+label = v.label
+alpha, sigma = v.alpha_sigma
+scale = build.view_scale(alpha, sigma)
+prompt = "no prompt" if label is None else f"prompt c = {dist.label_names[label]}"
+model = v.learned()
+
+st.title("6 · What the model learns")
+st.markdown(
+    "Training shows the network a clean point x₀, breaks it with noise into x_t, and asks for x₀ back. "
+    "But one noisy point could have come from many clean ones, so there is no single right answer. "
+    "The best possible guess (the one with the least squared error) is the **average of every clean point "
+    "that could have produced x_t**, each weighted by how likely it is. That weighting is the posterior "
+    "p(x₀ | x_t), and we know it exactly here. Pick a noisy point and compare the network's answer with it."
+)
+st.latex(r"p(x_0 \mid x_t) = \frac{p_0(x_0)\,\mathcal{N}(x_t;\ \alpha_t x_0,\ \sigma_t^2 I)}{p_t(x_t)}, \qquad "
+         r"\hat x_0^{\,*}(x_t) = \mathbb{E}[x_0 \mid x_t] = \arg\min_{f}\ \mathbb{E}\,\lVert f(x_t) - x_0\rVert^2")
+
+# --- choose x_t: sliders (in units of the view scale) and clicks on the noisy-data chart --------------
+ux, uy = "denoise.x1", "denoise.x2"
+st.session_state.setdefault(ux, 1.0)
+st.session_state.setdefault(uy, 0.5)
+
+
+def _on_pick():
+    event = st.session_state.get("denoise.pick")
+    points = [p for p in ((event or {}).get("selection") or {}).get("points", []) if p.get("curve_number") == 1]
+    if points:
+        st.session_state[ux] = float(np.clip(round(points[-1]["x"] / scale / 0.05) * 0.05, -3.5, 3.5))
+        st.session_state[uy] = float(np.clip(round(points[-1]["y"] / scale / 0.05) * 0.05, -3.5, 3.5))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _clean_grid(data_key: str, label):
+    with build.one_thread():
+        return build.clean_log_prob_grid(dist, label)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _noisy(data_key: str, label, spec: str, t: float):
+    """p_t on the picking grid at this t (small: 40 x 40, ~30 ms the first time a t is visited)."""
+    with build.one_thread():
+        return build.noisy_density(dist, alpha, sigma, label, extent=build.PICK_RANGE * scale)
+
+
+@st.cache_resource(show_spinner=False)
+def _pick_base():
+    """The picking chart's styles as a plotly dict; data, ranges and title are patched in per t and x_t."""
+    return build.pick_figure(np.zeros(2), np.zeros((2, 2)), np.zeros((1, 2)), 1.0, (0.0, 0.0), 0.0).to_dict()
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _post_base(data_key: str):
+    """The posterior chart's layout and trace styles as a plotly dict; every value is patched in per x_t."""
+    xs = _clean_grid(data_key, None)[0]
+    return build.posterior_figure(xs, np.zeros((len(xs), len(xs))), (0.0, 0.0), 1.0, 1.0, (0.0, 0.0)).to_dict()
+
+
+
+@st.fragment
+def _pick_section():
+    """Reruns alone when x_t changes (slider or click): the rest of the page is not redrawn."""
+    unit = "" if scale == 1 else f" (× {scale:.3g})"
+    with st.container(horizontal=True):
+        st.slider(f"x_t, first coordinate{unit}", -build.PICK_RANGE, build.PICK_RANGE, step=0.05, key=ux)
+        st.slider(f"x_t, second coordinate{unit}", -build.PICK_RANGE, build.PICK_RANGE, step=0.05, key=uy)
+    xt = np.array([st.session_state[ux], st.session_state[uy]]) * scale
+
+
+    xs, log_p0 = _clean_grid(v.data_key, label)
+    post = build.posterior_grid(dist, xs, log_p0, alpha, sigma, xt, label)
+    x_in = torch.tensor(xt[None], dtype=torch.float32)
+    exact_x0 = v.oracle()(x_in.double(), v.t, label)[0].numpy()
+    learned_x0 = None
+    if model is not None:
+        with torch.no_grad():
+            learned_x0 = model(x_in, v.t, label)[0].double().numpy()
+    summary = build.posterior_summary(dist, alpha, sigma, xt, label)
+
+    nx, pt = _noisy(v.data_key, label, v.schedule.spec(), v.t)
+    traces, layout = build.pick_values(nx, pt, build.pick_grid(), scale, xt, v.t)
+    pick_spec = build.patch(_pick_base(), dict(enumerate(traces)), layout)
+    values = build.posterior_values(xs, post, xt, alpha, sigma, exact_x0, learned_x0)
+    post_spec = build.patch(_post_base(v.data_key), dict(enumerate(values)))
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(build.SpecFigure(pick_spec), width="stretch", theme=None, key="denoise.pick",
+                        on_select=_on_pick, selection_mode="points", config={"displayModeBar": False})
+    with right:
+        st.plotly_chart(build.SpecFigure(post_spec), width="stretch", theme=None, key="denoise.post")
+    post_fig = build.LazyFigure(lambda: build.posterior_figure(xs, post, xt, alpha, sigma, exact_x0, learned_x0))
+
+    cols = st.columns(4)
+    cols[0].metric("Noise level", f"σ/α = {sigma / alpha:.3g}", help="The likelihood N(x_t; α x₀, σ² I), read as a "
+                   "function of x₀, is a blob centred at x_t/α of radius σ/α (dotted ring: 2σ/α).")
+    cols[1].metric("Posterior spread", f"{summary['spread']:.3f}",
+                   help="sqrt(E|x₀ − E[x₀|x_t]|² / 2): how unsure the best guess is, per coordinate.")
+    cols[2].metric("Parts of the data involved", f"{summary['components_90']} of {summary['components']}",
+                   help="Mixture components that hold 90% of the posterior's mass.")
+    if learned_x0 is not None:
+        cols[3].metric("Learned − exact", f"{np.linalg.norm(learned_x0 - exact_x0):.3f}",
+                       help="Distance between the network's x̂₀ and the ideal denoiser E[x₀ | x_t].")
+    else:
+        need_model(v)
+    cell = (xs[1] - xs[0]) ** 2
+    if post.sum() * cell < 0.5:
+        st.caption("At this noise level the posterior is narrower than a grid cell, so the heat map misses most of it: "
+                   "the clean point is practically x_t/α itself.")
+    st.markdown(
+        f"At t = {v.t:.2f} the likelihood blob has radius σ/α = {sigma / alpha:.3g}. **Low noise**: the blob is "
+        "small, the posterior is one small patch of data next to x_t/α, and the best guess is nearly a clean point. "
+        "**High noise** (move the sidebar's t up): the blob covers much of the data, the posterior spreads over "
+        "many regions, and its mean, the ideal denoiser's answer, is a *blurry average* that may lie between "
+        "the data, where no clean point exists. That is not a failure: it is the best answer under squared error, "
+        "and it is what the network (diamond) is trained to give."
+    )
+    downloads(post_fig, f"posterior-{v.dataset}-t{v.t:.2f}", key="denoise.dl.post")
+
+
+
+_pick_section()
+
+# --- the denoiser field -------------------------------------------------------------------------------
+st.header("The denoising field")
+st.markdown(
+    "Repeat the question for many noisy points at once: every arrow runs from an x_t to the answer x̂₀. "
+    "The network learns one such field for each t (and each prompt). Press play: at high noise every arrow "
+    "points to roughly the same average; as the noise falls the arrows split up and land on the data."
+)
+ts = build.field_times(v.schedule)
+active = int(np.argmin(np.abs(ts - v.t)))
+
+
+@st.cache_data(show_spinner="Computing the denoising field...", max_entries=32)
+def _field(data_key: str, model_key: str, spec: str, label):
+    with build.one_thread():
+        return _field_compute(label)
+
+
+def _field_compute(label):
+    points = build.field_points()
+    exact = build.denoiser_field(v.oracle(), points, ts, label)
+    learned = None if model is None else build.denoiser_field(model, points, ts, label)
+    _, _, p0 = density_grid(dist, 1.0, 0.0, n=70, label=label)
+    return points, exact, learned, p0
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _field_fig(data_key: str, model_key: str, spec: str, label):
+    """The animated field figure (built once) and its plotly dict."""
+    points, exact, learned, p0 = _field(data_key, model_key, spec, label)
+    fig = build.field_figure(points, exact, learned, ts, 0, xs=np.linspace(-EXTENT, EXTENT, 70), p0=p0)
+    return fig, fig.to_dict()
+
+
+field_fig, field_spec = _field_fig(v.data_key, v.model_key, v.schedule.spec(), label)
+st.plotly_chart(build.SpecFigure(build.at_frame(field_spec, active)), width="stretch", theme=None, key="denoise.field")
+downloads(build.LazyFigure(lambda: go.Figure(build.at_frame(field_spec, active)), frames=field_fig.frames),
+          f"denoising-field-{v.dataset}-t{ts[active]:.2f}", key="denoise.dl.field", gif=True)
+
+# --- memorising versus generalising -----------------------------------------------------------------
+st.header("Memorising versus generalising")
+st.markdown(
+    "A real model is trained on a *finite* set of examples. If it learned the ideal denoiser of that set "
+    "perfectly, its posterior would only ever weigh the N training points (the formula above with p₀ a "
+    "sum of point masses), and sampling with it would return copies of the training points: pure "
+    "memorisation. Below, N points are drawn from the data, and the exact denoiser of that set "
+    "samples from the *same noise* as the network. The network was trained on a fresh batch at every step, "
+    "and its smooth denoiser fills the space between examples: it generalises."
+)
+st.latex(r"\hat x_0^{\,\mathrm{set}}(x_t) = \sum_{i=1}^{N} \mathrm{softmax}_i\!\left(-\frac{\lVert x_t - "
+         r"\alpha_t x^{(i)}\rVert^2}{2\sigma_t^2}\right) x^{(i)}")
+N_GEN, SEED = 400, 0
+
+
+def _memo_run(label, n: int, noise):
+    """N training points, and the finite-set ideal denoiser's samples from `noise` (with the prompt if any
+    training point carries it)."""
+    points, labels = build.training_set(dist, n, SEED)
+    use = label if label is not None and bool((labels == label).any()) else None
+    fs = build.memoriser(dist, points, labels)
+    return points.numpy(), build.sample_from(oracle_model(fs, v.schedule), v.schedule, noise, use), use
+
+
+@st.cache_resource(show_spinner="Sampling with the finite-set denoiser for every N (once)...", max_entries=16)
+def _memo_all(data_key: str, model_key: str, spec: str, label):
+    """For every N choice: (figure, its dict, distance table, distance-curve dict, label used). Built once, so
+    moving the N slider only redraws."""
+    with build.one_thread():
+        noise = build.shared_noise(v.schedule, N_GEN, SEED)
+        learned = None if model is None else build.sample_from(model, v.schedule, noise, label)
+        true = dist.sample(N_GEN, label, generator=torch.Generator().manual_seed(SEED + 1))[0].double().numpy()
+        runs = {n: _memo_run(label, n, noise) for n in build.N_CHOICES}
+        dists = {}
+        for n, (train, finite_x, _) in runs.items():
+            d = {"Finite-set ideal denoiser": build.nearest_distance(finite_x, train)}
+            if learned is not None:
+                d["Learned network"] = build.nearest_distance(learned, train)
+            d["Exact p(x) samples"] = build.nearest_distance(true, train)
+            dists[n] = d
+    curves = {name: [dists[n][name].mean() for n in build.N_CHOICES] for name in dists[build.N_CHOICES[0]]}
+    views = {}
+    for n, (train, finite_x, used) in runs.items():
+        table = pd.DataFrame({
+            "sampler": list(dists[n]),
+            "mean distance to nearest": [d.mean() for d in dists[n].values()],
+            "share within 0.05": [(d < 0.05).mean() for d in dists[n].values()],
+        })
+        fig = build.memorisation_figure(train, finite_x, learned, true)
+        views[n] = (fig, fig.to_dict(), table, build.distance_curve_figure(build.N_CHOICES, curves, n).to_dict(), used)
+    return views
+
+
+@st.fragment
+def _memo_section():
+    """Reruns alone when N changes."""
+    n_train = st.select_slider("Training set size N", build.N_CHOICES, value=16, key="denoise.n",
+                               help="How many training points the finite-set denoiser knows.")
+    try:
+        memo_fig, memo_spec, table, curve_spec, used_label = _memo_all(v.data_key, v.model_key, v.schedule.spec(),
+                                                                      label)[n_train]
+    except ValueError as e:
+        st.error(f"Sampling the finite-set denoiser failed: {e}")
+        return
+    if label is not None and used_label is None:
+        st.warning(f"None of the {n_train} training points has the label {dist.label_names[label]}, so the "
+                   "finite-set denoiser runs without a prompt. Increase N.")
+    st.plotly_chart(build.SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
+    left, right = st.columns([1, 1])
+    with left:
+        st.table(table.style.format({"mean distance to nearest": "{:.3f}", "share within 0.05": "{:.0%}"})
+                 .hide(axis="index"))
+        st.caption(f"N = {n_train} training points; {N_GEN} samples each, {build.MEMO_SAMPLER} sampler with "
+                   f"{build.MEMO_STEPS} steps, {prompt}. The finite-set and learned samplers start from the same "
+                   "noise. Distances are to the nearest of the N training points; *share within 0.05*: samples "
+                   "that practically copy a training point.")
+    with right:
+        st.plotly_chart(build.SpecFigure(curve_spec), width="stretch", theme=None, key="denoise.curve")
+    st.markdown(
+        "The finite-set denoiser's samples sit on the training points for every N (distance near zero): it can "
+        "only give back what it was shown. The network's samples are as far from the training points as fresh "
+        "exact samples are: they are new points of the same distribution. With more training points both "
+        "distances shrink, because the set fills the data's region, but only the memoriser stays glued to it."
+    )
+    downloads(memo_fig, f"memorisation-{v.dataset}-N{n_train}", key="denoise.dl.memo")
+
+
+_memo_section()
+show_source(build.posterior_grid, build.posterior_summary, type(dist).posterior, type(dist).denoise,
+            build.denoiser_field, quiver, build.memoriser, build.sample_from, build.nearest_distance,
+            build.field_figure)

@@ -1,5 +1,214 @@
-"""Placeholder while the page is being written (issue 4)."""
+"""2 · Energy and the normaliser: E = -log p, exact beside learned; Z by brute force, and why it cannot scale."""
+
+import math
+import time
 
 import streamlit as st
+import torch
 
-st.write("coming")
+from diffusion.likelihood import energy_via_ode, ode_log_likelihood
+from ui import energy as en
+from ui.page import downloads, need_model, show_source
+from ui.state import view
+
+_start = time.perf_counter()
+v = view()
+
+LEARNED_GRID = 40  # points per axis of the learned energy (each one a full ODE solve)
+ODE_STEPS = 16  # Heun steps from t to pure noise: measured within ~0.01 nats of 32 steps on moons
+EXACT_GRID = 80
+
+st.title("Energy and the normaliser")
+label_text = "the whole distribution" if v.label is None else f"label “{v.dist.label_names[v.label]}”"
+st.markdown(
+    f"""
+Any probability density can be written through an **energy** $E(x)$: likely points have low energy,
+unlikely points high energy, and the density is $e^{{-E}}$ divided by whatever number makes it add up
+to one. That number, the **normaliser** $Z$, is the sum of $e^{{-E}}$ over *every possible* $x$.
+On this page $E_t(x) = -\\log p_t(x)$ is the energy of the noisy data at the sidebar's time
+**t = {v.t:.2f}**, for {label_text}. Slide t to see the landscape melt: at small t the valleys hug the
+data and the walls between them are steep; by t = 1 only one round bowl (a Gaussian) is left.
+"""
+)
+st.latex(r"p(x) = \frac{e^{-E(x)}}{Z}, \qquad Z = \int e^{-E(x)}\,dx, \qquad "
+         r"E_t(x) = -\log p_t(x) \;(\text{so here } Z = 1)")
+
+alpha, sigma = v.alpha_sigma
+half = en.box_half_width(alpha, sigma)
+spec = v.schedule.spec()
+t_key = round(v.t, 4)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _exact(data_key: str, spec: str, label, t: float, n: int, half: float):
+    return en.exact_energy(v.dist, alpha, sigma, label, n, half)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _learned(model_key: str, spec: str, label, t: float, n: int, half: float, steps: int, _model):
+    return en.learned_energy(_model, t, label, n, half, steps)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _landscape(data_key: str, spec: str, label, t: float, model_key: str, _learned):
+    """(heat maps, surfaces) for one view: built once, then shared (figures are never changed in place)."""
+    grids = _learned[:2] if _learned is not None else (None, None)
+    return (en.energy_heatmaps(xs, E, *grids, title_exact=f"Exact E_t, t = {t:.2f}",
+                               title_learned="Learned E_t (through the ODE)"),
+            en.energy_surfaces(xs, E, *grids))
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _constant_figure(data_key: str, spec: str, label, t: float, c: float):
+    return en.constant_figure(xs, E, c)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _convergence_figure(data_key: str, spec: str, label, t: float, half: float, _conv):
+    return en.convergence_figure(_conv)
+
+
+@st.cache_resource(show_spinner=False, max_entries=512)
+def _cost_figure(n: int):
+    return en.cost_figure(n)
+
+
+xs, E = _exact(v.data_key, spec, v.label, t_key, EXACT_GRID, half)
+st.session_state.setdefault("_marks", []).append((75, time.perf_counter() - _start))
+model = v.learned() if need_model(v) else None
+learned = None
+if model is not None:
+    try:
+        with st.spinner(f"Solving {LEARNED_GRID * LEARNED_GRID:,} probability-flow ODEs for the learned energy "
+                        f"(once per t; a second or more on a busy machine)..."):
+            learned = _learned(v.model_key, spec, v.label, t_key, LEARNED_GRID, half, ODE_STEPS, model)
+    except ValueError as e:
+        st.error(f"The learned energy could not be computed: {e}")
+
+# --- the landscape -----------------------------------------------------------------------------------
+st.subheader("The energy landscape, exact beside learned")
+fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_key, v.model_key if learned else "", learned)
+st.session_state.setdefault("_marks", []).append((88, time.perf_counter() - _start))
+st.plotly_chart(fig_heat, width="stretch", theme=None)
+st.session_state.setdefault("_marks", []).append((89, time.perf_counter() - _start))
+lo, hi = en.energy_cap(E)
+if learned is not None:
+    xl, El, secs = learned
+    exact_on_learned = _exact(v.data_key, spec, v.label, t_key, LEARNED_GRID, half)[1]
+    typical = exact_on_learned < lo + 8  # where the data (nearly) lives
+    gap = float(abs(El - exact_on_learned)[typical].mean())
+    c1, c2, c3 = st.columns(3)
+    c1.metric("ODE solves for the learned map", f"{LEARNED_GRID ** 2:,}", help=f"{ODE_STEPS} Heun steps each")
+    c2.metric("Time they took", f"{secs:.2f} s", help="measured on this server, the first time this t was shown")
+    c3.metric("Mean gap where p is high", f"{gap:.2f} nats",
+              help="mean |learned − exact| over grid points whose exact energy is within 8 nats of the minimum")
+st.caption(
+    f"Colours run from the lowest exact energy ({lo:.1f} nats) to {hi:.1f} nats; anything higher is drawn at the top "
+    "colour (at small t the exact walls between the data climb far past that, to places no training point ever "
+    "visited, so the network has no reason to match them there). White lines are contours of equal energy. "
+    "The network predicts velocity, not energy, so its energy is found by following each point along the "
+    "probability-flow ODE to pure noise and adding up how much the flow squeezes or stretches space on the way.")
+st.latex(r"\log p_t(x) = \log p_1(x_1) + \int_t^1 \nabla\!\cdot v_\theta(x_s, s)\, ds")
+
+st.plotly_chart(fig_surface, width="stretch", theme=None)
+st.session_state.setdefault("_marks", []).append((109, time.perf_counter() - _start))
+st.caption("The same landscape in 3-D (drag to turn it). Samples roll downhill into the valleys.")
+downloads(fig_heat, "energy-heatmaps", key="energy.dl_heat")
+st.session_state.setdefault("_marks", []).append((111, time.perf_counter() - _start))
+
+# --- Z by brute force ----------------------------------------------------------------------------------
+st.subheader("Computing Z by brute force")
+st.markdown(
+    """
+In 2-D we *can* find $Z$ the obvious way: cut the box into an $n \\times n$ grid, evaluate the energy
+in the middle of every cell and add up $e^{-E}$ times the cell's area. Because our exact energy is
+already $-\\log p$, the right answer is $Z = 1$ (up to the little mass outside the box).
+"""
+)
+col_n, col_c = st.columns(2)
+n = col_n.slider("Grid points per axis n", 2, 400, 60, key="energy.n",
+                 help="The energy is evaluated n² times")
+c = col_c.number_input("Add a constant c to the energy", -50.0, 50.0, 0.0, 0.5, key="energy.c",
+                       help="E(x) → E(x) + c")
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _z(data_key: str, spec: str, label, t: float, n: int, half: float, c: float):
+    return en.partition_function(lambda p: -v.dist.log_prob(p, alpha, sigma, label), n, half, c)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _convergence(data_key: str, spec: str, label, t: float, half: float):
+    return en.z_convergence(lambda p: -v.dist.log_prob(p, alpha, sigma, label), half)
+
+
+try:
+    z = _z(v.data_key, spec, v.label, t_key, int(n), half, 0.0)
+    z_c = _z(v.data_key, spec, v.label, t_key, int(n), half, float(c))
+except ValueError as e:
+    st.error(f"Grid points per axis n: {e} (allowed 2 to 400).")
+    st.stop()
+conv = _convergence(v.data_key, spec, v.label, t_key, half)
+st.session_state.setdefault("_marks", []).append((145, time.perf_counter() - _start))
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Z (grid estimate)", f"{z['Z']:.5f}")
+m2.metric("log Z", f"{z['log_Z']:.4f}")
+m3.metric("Energy evaluations", f"{z['evaluations']:,}", help=f"n² = {n}²")
+m4.metric("Time", f"{1000 * z['seconds']:.1f} ms")
+need = en.points_needed(conv)
+st.caption(f"Box [−{half:.1f}, {half:.1f}]². " + (
+    f"About {need} points per axis ({need * need:,} evaluations) already give Z within 1% of the finest grid "
+    f"({max(conv)} per axis)." if need else "Even the coarser grids miss Z by more than 1% here."))
+
+story = en.cost_story(n)
+fig_cost = _cost_figure(int(n))
+col_a, col_b = st.columns([2, 3])
+col_a.plotly_chart(_convergence_figure(v.data_key, spec, v.label, t_key, half, conv), width="stretch", theme=None)
+col_b.plotly_chart(fig_cost, width="stretch", theme=None)
+st.session_state.setdefault("_marks", []).append((160, time.perf_counter() - _start))
+years = story["log10_years"]
+atoms = ("more evaluations than there are atoms in the universe (about $10^{80}$)" if story["beats_atoms"] else
+         "still fewer evaluations than atoms in the universe (about $10^{80}$), but only because the grid is so coarse")
+day = (f" A whole day at that rate covers a grid in at most d = {story['max_dim_in_a_day']} dimensions."
+       if story["max_dim_in_a_day"] is not None else "")
+st.markdown(
+    f"""
+Now the catch. With {n} points per axis a grid needs $n^d$ evaluations in $d$ dimensions. For a tiny
+28×28 grey image ($d = 784$) that is **$10^{{{story['log10_evaluations']:.0f}}}$ evaluations**: at a
+billion per second, **$10^{{{years:.0f}}}$ years**, which is $10^{{{story['log10_universe_ages']:.0f}}}$
+times the age of the universe, and {atoms}.{day} Cleverer integration (Monte Carlo, importance
+sampling) helps, yet for images nobody can compute $Z$: a model that needs $Z$ to train is stuck.
+"""
+)
+downloads(fig_cost, "grid-cost", key="energy.dl_cost")
+st.session_state.setdefault("_marks", []).append((175, time.perf_counter() - _start))
+
+# --- the constant ------------------------------------------------------------------------------------
+st.subheader("Adding a constant changes Z, not the score")
+st.markdown(
+    """
+Energy is only defined up to a constant: $E + c$ describes the same distribution, because $Z$ absorbs
+the change ($Z \\to Z e^{-c}$). The **score**, the gradient of $\\log p$, never sees $Z$ at all: the
+constant vanishes when you differentiate. That is why diffusion models learn the score instead of $p$.
+"""
+)
+st.latex(r"\nabla_x \log p(x) = -\nabla_x E(x) - \underbrace{\nabla_x \log Z}_{=\,0} = -\nabla_x E(x)")
+fig_c = _constant_figure(v.data_key, spec, v.label, t_key, float(c))
+st.plotly_chart(fig_c, width="stretch", theme=None)
+st.session_state.setdefault("_marks", []).append((188, time.perf_counter() - _start))
+
+probe = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
+s0 = en.finite_difference_score(lambda p: -v.dist.log_prob(p, alpha, sigma, v.label).numpy(), probe.numpy())[0]
+sc = en.finite_difference_score(lambda p: -v.dist.log_prob(p, alpha, sigma, v.label).numpy() + c, probe.numpy())[0]
+k1, k2, k3 = st.columns(3)
+k1.metric("Z of E + c  (= Z e^−c)", en.format_z(z_c), help=f"log Z = {z_c['log_Z']:.4f}; Z e^−c = {z['Z'] * math.exp(-c):.4g}")
+k2.metric("Score at (0.5, 0.5) from E", f"({s0[0]:+.4f}, {s0[1]:+.4f})")
+k3.metric("Score at (0.5, 0.5) from E + c", f"({sc[0]:+.4f}, {sc[1]:+.4f})",
+          help="central differences of E + c, step 1e-4")
+st.caption("Both panels share one picture; only the colour bar's numbers move by c. The white arrows are "
+           "−∇E computed separately from each panel's own numbers, and they coincide.")
+
+show_source(en.exact_energy, en.learned_energy, energy_via_ode, ode_log_likelihood, en.partition_function,
+st.session_state.setdefault("_marks", []).append((201, time.perf_counter() - _start))
+            en.cost_story, en.finite_difference_score)
+st.session_state["energy.server_ms"] = 1000 * (time.perf_counter() - _start)  # read by the tests

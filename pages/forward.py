@@ -1,5 +1,117 @@
-"""Placeholder while the page is being written (issue 4)."""
+"""Page 4: the forward process x_t = alpha_t x0 + sigma_t eps, and the signal-to-noise ratio of every schedule."""
 
 import streamlit as st
 
-st.write("coming")
+from ui.state import view
+
+v = view()
+
+import math  # noqa: E402
+
+from diffusion.schedules import SCHEDULES, make_schedule  # noqa: E402
+from ui import forward as fw  # noqa: E402
+from ui.figures import density_grid  # noqa: E402
+from ui.page import downloads, show_source  # noqa: E402
+from ui.state import PARAM_LABELS, PARAM_RANGES, SCHEDULE_NAMES  # noqa: E402
+
+st.title("4 · Forward process and SNR")
+st.markdown(
+    """
+Learning the data density directly is hard, so diffusion takes a detour through a corruption we design
+ourselves. Every clean point $x_0$ is shrunk by a factor $\\alpha_t$ and blurred with Gaussian noise of
+size $\\sigma_t$. At $t = 0$ nothing has happened; by $t = 1$ the data are gone and only noise is left.
+Because the recipe is ours, the density $p_t$ of the noisy points is known **exactly** here (each Gaussian
+bump of the mixture just widens), and that is the grey heat map below.
+"""
+)
+st.latex(r"x_t = \alpha_t\, x_0 + \sigma_t\, \varepsilon,\quad \varepsilon \sim \mathcal N(0, I)"
+         r"\qquad\Longrightarrow\qquad p_t(x) = \int p_0(x_0)\, \mathcal N\!\left(x;\ \alpha_t x_0,\ \sigma_t^2 I\right) dx_0")
+
+lab = "the whole distribution" if v.label is None else f"label '{v.dist.label_names[v.label]}' only"
+a_now, s_now = v.alpha_sigma
+c = st.columns(4)
+c[0].metric("α_t (signal kept)", f"{a_now:.3f}")
+c[1].metric("σ_t (noise added)", f"{s_now:.3g}")
+c[2].metric("SNR = α²/σ²", f"{math.exp(v.logsnr):.3g}")
+c[3].metric("log-SNR λ", f"{v.logsnr + 0.0:.2f}")
+
+
+@st.cache_resource(show_spinner="Drawing the 31 frames of the forward process...", max_entries=16)
+def _movie(data_key: str, spec: str, label, _dist):
+    return fw.forward_animation(_dist, make_schedule(spec), fw.FRAME_TS, label=label)
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _movie_at(data_key: str, spec: str, label, k: int, _dist):
+    """The movie opened at frame k (cached objects: never modified by the page)."""
+    return fw.open_at(_movie(data_key, spec, label, _dist), k)
+
+
+active = fw.nearest_frame(fw.FRAME_TS, v.t)
+movie = _movie_at(v.data_key, v.schedule.spec(), v.label, active, v.dist)
+st.subheader(f"Noising {v.dist.name or v.dataset} under the {SCHEDULE_NAMES[v.schedule.name]} schedule")
+st.plotly_chart(movie, width="stretch", theme=None, key="forward.movie")
+st.caption(
+    f"Showing {lab}. Press Play or drag the slider: the frames (every 1/30 in t) are all in your browser, "
+    f"and the movie opens at t = {fw.FRAME_TS[active]:.2f}, the frame nearest the sidebar's t = {v.t:.2f}. "
+    "Coloured dots: 500 points noised with their own fixed ε. Black rings: five tracked points, with the "
+    "line they have drawn since t = 0. The view zooms out as √(α² + σ²) grows, so variance-exploding "
+    "schedules stay in sight."
+)
+downloads(movie, f"forward-{v.dataset}-{v.schedule.name}", key="forward.dl.movie", gif=True)
+
+st.header("Signal-to-noise ratio")
+st.markdown(
+    """
+How much of $x_t$ is still data? Compare the power of the signal part $\\alpha_t x_0$ with that of the
+noise part $\\sigma_t \\varepsilon$. Their ratio is the **SNR**; its logarithm $\\lambda_t$ is easier to plot
+and to reason with because it runs over a modest range (here clamped to $[-10, 10]$) instead of many
+orders of magnitude. Large $\\lambda$: nearly clean. Very negative $\\lambda$: nearly pure noise.
+Schedules differ only in **how fast** they walk down the $\\lambda$ axis (and in the overall scale
+$\\sqrt{\\alpha^2+\\sigma^2}$, which the model can undo): two schedules at the same $\\lambda$ see the same
+picture up to a zoom.
+"""
+)
+st.latex(r"\mathrm{SNR}(t) = \frac{\alpha_t^2}{\sigma_t^2}, \qquad \lambda_t = \log \mathrm{SNR}(t) "
+         r"= \log\frac{\alpha_t^2}{\sigma_t^2}\quad(\text{decreasing in } t)")
+
+with st.expander("Parameters of the other schedules (the sidebar's schedule uses the sidebar's sliders)"):
+    params = {}
+    for name in SCHEDULES:
+        if name == v.schedule.name:
+            continue
+        defaults = fw.default_params(name)
+        if not defaults:
+            st.caption(f"{SCHEDULE_NAMES[name]}: no parameters (α = 1 − t, σ = t).")
+            params[name] = {}
+            continue
+        st.markdown(f"**{SCHEDULE_NAMES[name]}**")
+        cols = st.columns(len(defaults))
+        params[name] = {}
+        for col, (p, d) in zip(cols, defaults.items()):
+            lo, hi, step = PARAM_RANGES[p]
+            params[name][p] = col.slider(PARAM_LABELS[p], lo, hi, float(d), step, key=f"forward.{name}.{p}")
+others, notes = fw.schedules_from_params(params)
+for note in notes:
+    st.warning(note)
+schedules = {name: (v.schedule if name == v.schedule.name else others[name]) for name in SCHEDULES}
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _curves(specs: tuple, current: str, t: float):
+    return fw.schedule_curves({s.split(":")[0]: make_schedule(s) for s in specs}, current, t, names=SCHEDULE_NAMES)
+
+
+curves = _curves(tuple(s.spec() for s in schedules.values()), v.schedule.name, v.t)
+st.plotly_chart(curves, width="stretch", theme=None, key="forward.curves")
+st.caption(
+    f"All six schedules on shared axes; the sidebar's ({SCHEDULE_NAMES[v.schedule.name]}) is drawn bold, and "
+    f"each dot is where that schedule stands at the sidebar's t = {v.t:.2f}. Flat ends are the clamp that "
+    "keeps λ inside [−10, 10]. VE and EDM keep α = 1 and let σ grow far past 1 (variance exploding); the "
+    "others keep α² + σ² near 1 (variance preserving), and rectified flow moves on a straight line."
+)
+downloads(curves, "schedule-curves", key="forward.dl.curves")
+
+show_source(fw.forward_animation, fw.forward_path, density_grid, fw.schedule_curves, fw.curve_values,
+            type(v.schedule).logsnr if hasattr(type(v.schedule), "logsnr") else make_schedule,
+            type(v.schedule)._alpha_sigma)

@@ -1,5 +1,212 @@
-"""Placeholder while the page is being written (issue 4)."""
+"""Page 7: reverse sampling, particles walking from noise back to data, scored against the exact truth."""
 
 import streamlit as st
 
-st.write("coming")
+from ui.state import view
+
+v = view()
+
+import time  # noqa: E402
+
+from diffusion.samplers import NFE_PER_STEP, guided, sample  # noqa: E402
+from ui import reverse as rv  # noqa: E402
+from ui.page import downloads, show_source  # noqa: E402
+from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
+
+N_PARTICLES = 2000
+STEPS_LIST = (5, 10, 20, 50)
+
+st.title("7 · Reverse sampling")
+st.markdown(
+    """
+Training taught the model one skill: given a noisy point $x_t$ and the time $t$, guess the clean point
+$\\hat x_0(x_t, t)$ it came from (for a label, the guess among points of that label). Generation uses that
+skill backwards. Start from pure noise at $t = 1$, ask for $\\hat x_0$, step a little towards a slightly
+less noisy $x_s$ that is consistent with that guess, and repeat down to $t = 0$. Early guesses are blurry
+averages of many possible data points; as the noise drains away they sharpen onto one. The samplers differ
+in how they take a step: some follow a deterministic ODE (the *probability flow*), others add fresh noise at
+every step (an SDE, or DDPM's ancestral steps).
+"""
+)
+st.latex(r"\text{ODE (deterministic):}\quad \frac{dx}{dt} = \dot\alpha_t\,\hat x_0 + \dot\sigma_t\,\hat\varepsilon,"
+         r"\qquad \hat\varepsilon = \frac{x_t - \alpha_t \hat x_0}{\sigma_t}")
+st.latex(r"\text{DDIM step } t \to s:\quad x_s = \alpha_s\,\hat x_0 + \sqrt{\sigma_s^2 - c^2}\;\hat\varepsilon + c\,z,"
+         r"\quad c = \eta\,\sigma_s\sqrt{1 - \mathrm{SNR}_t/\mathrm{SNR}_s}")
+st.caption("η = 0 gives DDIM's deterministic steps, η = 1 gives DDPM's ancestral sampling. "
+           "With a label and guidance weight w, the model's guess is x̂₀ = x̂₀(label) + w (x̂₀(label) − x̂₀(no label)).")
+
+learned = v.learned()
+c1, c2, c3 = st.columns([2, 1, 1])
+choices = ["Exact and learned", "Exact oracle only", "Learned model only"] if learned is not None else ["Exact oracle only"]
+mode = c1.radio("Model that denoises", choices, horizontal=True, key="reverse.model",
+                help="Exact oracle: the true E[x0 | x_t] of the toy mixture, so any error left is the sampler's.")
+eta = 0.0
+if v.sampler == "ddim":
+    eta = c2.slider("DDIM η", 0.0, 1.0, 0.0, 0.1, key="reverse.eta", help="0: deterministic, 1: as noisy as DDPM")
+else:
+    c2.caption(f"η applies to DDIM only; the sidebar's sampler is {SAMPLER_NAMES[v.sampler]}.")
+seed = int(c3.number_input("Noise seed", 0, 9999, 1, 1, key="reverse.seed",
+                           help="Fixes the starting noise (and the sampler's own noise)."))
+if learned is None:
+    st.info("There is no learned model for this dataset yet, so the exact oracle denoises here. "
+            "Train one on the **Train** page to see the learned model beside it.")
+
+models = {}
+if mode != "Learned model only":
+    models["Exact"] = (f"oracle:{v.data_key}", v.oracle())
+if mode != "Exact oracle only" and learned is not None:
+    models["Learned"] = (v.model_key, learned)
+
+
+@st.cache_data(show_spinner=False, max_entries=48)
+def _trajectory(model_key, spec, sampler, steps, label, w, eta, seed, n, device, _model):
+    """(Trajectory, seconds it took)."""
+    t0 = time.perf_counter()
+    traj = rv.run(_model, v.schedule, sampler, steps, n, seed, label, w, eta, device)
+    return traj, time.perf_counter() - t0
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _reference(data_key, label, n, _dist):
+    ref = rv.EDReference(_dist, n, label)
+    return ref, ref.control()
+
+
+@st.cache_resource(show_spinner=False, max_entries=24)
+def _animation(keys, spec, label, _dist, _trajs):
+    return rv.sampling_animation(_dist, v.schedule, _trajs, label)
+
+
+spec = v.schedule.spec()
+common = (spec, v.sampler, v.steps, v.label, v.guidance, eta, seed)
+try:
+    with st.spinner(f"Sampling {N_PARTICLES:,} particles with {SAMPLER_NAMES[v.sampler]}, {v.steps} steps..."):
+        t_start = time.perf_counter()
+        runs = {name: _trajectory(key, *common, N_PARTICLES, v.device, model) for name, (key, model) in models.items()}
+        trajs = {name: r[0] for name, r in runs.items()}
+        anim = _animation(tuple((models[n][0],) + common for n in trajs), spec, v.label, v.dist, trajs)
+        elapsed = time.perf_counter() - t_start
+except ValueError as e:  # e.g. a guidance weight or eta the core rejects
+    st.error(f"Sampling failed: {e}")
+    st.stop()
+
+label_text = "unconditional" if v.label is None else (
+    f"label '{v.dist.label_names[v.label]}'" + (f", guidance w = {v.guidance:g}" if v.guidance else ""))
+st.subheader(f"{SAMPLER_NAMES[v.sampler]}, {v.steps} steps, {label_text}"
+             + (f", η = {eta:g}" if v.sampler == "ddim" else ""))
+st.plotly_chart(anim, width="stretch", theme=None, key="reverse.anim")
+frames = len(anim.frames)
+st.caption(
+    f"{N_PARTICLES:,} particles from the same starting noise in every panel; press Play or drag the slider "
+    f"({frames} frames{'' if frames == v.steps + 1 else f', every few of the {v.steps} steps'}). The grey is "
+    "the exact density p_t at that step's t: a good sampler keeps the cloud looking like a sample of it all the "
+    "way down. Colours say which class each particle finally lands in. Black rings are three tracked particles, "
+    "black crosses the model's current guess x̂₀ for them. "
+    + ("" if v.guidance == 0 or v.label is None else "With guidance w > 0 the particles are pushed past p_t(·|label) "
+       "on purpose, so they need not match the grey. ")
+    + f"Sampling on {v.device}: " + ", ".join(f"{n.lower()} {r[1]:.2f} s" for n, r in runs.items())
+    + f" when first computed; this page run spent {elapsed:.2f} s getting the particles and the movie (cached runs cost almost nothing)."
+)
+downloads(anim, f"reverse-{v.dataset}-{v.sampler}-{v.steps}", key="reverse.dl.anim", gif=True)
+
+# --- quality readout ---------------------------------------------------------------------------------
+st.header("How close to the truth?")
+st.markdown(
+    """
+The toy data's true distribution is known, so the samples can be scored against it. The **energy
+distance** between two point clouds is zero only when they come from the same distribution; dividing it by
+the energy distance between two independent exact samples of the same size gives a ratio where **1 means
+"as close as a fresh true sample"**. Finite samples make the ratio noisy, so a fresh exact sample's own
+ratio is shown beside it.
+"""
+)
+st.latex(r"\mathrm{ED}(X, Y) = 2\,\mathbb E\|X - Y\| - \mathbb E\|X - X'\| - \mathbb E\|Y - Y'\|")
+st.latex(r"\text{ratio} = \frac{\mathrm{ED}(\text{samples},\ \text{exact})}{\mathrm{ED}(\text{exact},\ \text{exact}')}")
+ref, control = _reference(v.data_key, v.label, N_PARTICLES, v.dist)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _ratio(key, data_key, label, n, _x):
+    return _reference(data_key, label, n, None)[0].ratio(_x)
+
+
+cols = st.columns(len(trajs) + 2)
+for col, (name, tr) in zip(cols, trajs.items()):
+    col.metric(f"ED ratio, {name.lower()}", f"{_ratio((models[name][0],) + common, v.data_key, v.label, N_PARTICLES, tr.xs[-1]):.2f}")
+cols[len(trajs)].metric("A fresh exact sample", f"{control:.2f}")
+if v.label is not None and v.guidance > 0:
+    st.caption(f"With guidance w = {v.guidance:g} the samples are pushed deliberately away from the exact p(x | label) "
+               "(purer, more typical points of the label, less spread), so a large ratio here measures that trade, "
+               "not a broken sampler. Set w = 0 to score against the conditional truth.")
+cols[len(trajs) + 1].metric("Model evaluations", f"{v.steps * NFE_PER_STEP[v.sampler] * (2 if v.label is not None and v.guidance else 1)}")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _ed_steps(model_key, spec, sampler, label, w, eta, seed, n, data_key, device, _model, _dist):
+    ref_n, _ = _reference(data_key, label, n, _dist)
+    return rv.ed_vs_steps(_model, _dist, v.schedule, sampler, STEPS_LIST, ref_n, seed, label, w, eta, device)
+
+
+with st.spinner(f"Scoring {SAMPLER_NAMES[v.sampler]} at {', '.join(map(str, STEPS_LIST))} steps..."):
+    curves = {name: _ed_steps(key, spec, v.sampler, v.label, v.guidance, eta, seed, N_PARTICLES, v.data_key, v.device,
+                              model, v.dist) for name, (key, model) in models.items()}
+ed_fig = rv.ed_steps_figure(STEPS_LIST, curves)
+st.plotly_chart(ed_fig, width="stretch", theme=None, key="reverse.ed")
+st.caption(f"The ED ratio of {N_PARTICLES:,} samples of {SAMPLER_NAMES[v.sampler]} against the number of steps, "
+           "same starting noise. Few steps leave discretisation error; with the exact oracle what remains at many "
+           "steps is sampling noise, with the learned model also the model's own error.")
+downloads(ed_fig, f"ed-vs-steps-{v.sampler}", key="reverse.dl.ed")
+
+# --- ODE beside SDE ----------------------------------------------------------------------------------
+st.header("Deterministic paths beside stochastic ones")
+st.markdown(
+    """
+Both samplers below start from **the same noise**. The probability-flow ODE (Heun's method) is a fixed map:
+the same start always lands on the same point, along a smooth path. The reverse SDE adds fresh noise on
+every step, so its paths jitter and the same start can end somewhere else; yet both clouds, as a whole,
+reproduce the data distribution.
+"""
+)
+name0, (key0, model0) = next(iter(reversed(models.items())))  # the learned model when it is shown
+ode_n = 600
+ode = _trajectory(key0, spec, "heun", v.steps, v.label, v.guidance, 0.0, seed, ode_n, v.device, model0)[0]
+sde = _trajectory(key0, spec, "sde", v.steps, v.label, v.guidance, 0.0, seed, ode_n, v.device, model0)[0]
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _ode_sde(keys, label, _dist, _ode, _sde):
+    return rv.ode_sde_figure(_dist, _ode, _sde, label=label)
+
+
+ode_fig = _ode_sde((key0,) + common[:1] + common[2:] + (ode_n,), v.label, v.dist, ode, sde)
+st.plotly_chart(ode_fig, width="stretch", theme=None, key="reverse.odesde")
+st.caption(f"{name0} model, {v.steps} steps, {ode_n} particles; six paths drawn, the same colour for the same "
+           "start. Paths may enter from outside the frame: the starting noise is spread as widely as the schedule's "
+           f"σ at t = 1 ({SCHEDULE_NAMES[v.schedule.name]}: σ = {float(v.schedule.alpha_sigma(1.0)[1]):.3g}).")
+downloads(ode_fig, "ode-vs-sde", key="reverse.dl.odesde")
+
+# --- the predicted x0 along a path ---------------------------------------------------------------------
+st.header("The predicted clean point along a path")
+st.markdown(
+    """
+At every step the model commits to a guess $\\hat x_0$ of where the particle will end. Far from the data
+(large $t$) the guess is a compromise, near the middle of everything the noisy point could have come from;
+as $t$ falls it moves out and settles on the point the particle actually reaches.
+"""
+)
+st.latex(r"\hat x_0(x_t, t) \approx \mathbb E[x_0 \mid x_t], \qquad "
+         r"\|\hat x_0(x_t, t) - x_{\text{final}}\| \to 0 \text{ as } t \to 0")
+main_name = next(iter(reversed(trajs)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _x0_fig(key, label, _dist, _traj):
+    return rv.x0_hat_figure(_dist, v.schedule, _traj, label=label)
+
+
+x0_fig = _x0_fig((models[main_name][0],) + common, v.label, v.dist, trajs[main_name])
+st.plotly_chart(x0_fig, width="stretch", theme=None, key="reverse.x0hat")
+st.caption(f"{main_name} model with the sidebar's sampler: three particles of the run above. Crosses grow as t falls.")
+downloads(x0_fig, "predicted-x0", key="reverse.dl.x0hat")
+
+show_source(rv.run, sample, guided, rv.sampling_animation, rv.EDReference, rv.ode_sde_figure, rv.x0_hat_figure)

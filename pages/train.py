@@ -1,5 +1,169 @@
-"""Placeholder while the page is being written (issue 4)."""
+"""5 · Train: train a diffusion model live, watch its loss and its samples, and use it on every page."""
 
 import streamlit as st
 
-st.write("coming")
+from diffusion.training import diffusion_loss, train
+from ui import models as model_store
+from ui.figures import density_grid
+from ui.page import downloads, show_source
+from ui.state import DATASET_NAMES, SCHEDULE_NAMES, request, view
+from ui.training import (BATCH_CHOICES, DEFAULTS, LR_CHOICES, MAX_CONCURRENT, PARAM_NAMES, STEPS_RANGE,
+                         WEIGHTING_NAMES, TrainingJob, build_model, eta_text, loss_figure, make_config,
+                         samples_figure, snapshot_samples)
+from diffusion.parameterizations import PARAMETERIZATIONS, WEIGHTINGS
+
+v = view()
+
+JOB = "_train_job"  # this session's TrainingJob (one at a time)
+POLL_S = 1.0  # how often the live view redraws while training
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _density(data_key: str, _dist):
+    return density_grid(_dist, 1.0, 0.0, n=90)
+
+
+def _collect(job) -> bool:
+    """Put a finished job's EMA model in the session's model store (once). True when a model was stored."""
+    job.collected = True
+    if job.result is None or job.result.steps_done == 0:
+        return False
+    model_store.put_session(job.dataset, job.result.model, job.info())
+    request(model="session")  # the sidebar switches to it (where this dataset is the one shown)
+    return True
+
+
+st.title("5 · Train a model")
+st.markdown(
+    """
+Every page so far used the **exact** answer, which we can only compute because our toy data is a known
+mixture of Gaussians. A real diffusion model has only samples. Training shows it one batch after another:
+take clean points $x_0$, pick a random time $t$, add noise of that level, and ask the network to undo it.
+What the network writes out (its *parameterization*) can be the noise, the clean point, the velocity $v$,
+the score, the flow velocity, or an energy whose slope is the score. All of them carry the same
+information; what changes the result is **how much each noise level counts** in the loss, the weighting
+$w(\\lambda)$. Below, the loss is written in noise units, whatever the network outputs.
+"""
+)
+st.latex(r"\mathcal{L}(\theta) = \mathbb{E}_{x_0,\,t,\,\varepsilon}\Big[\, w(\lambda_t)\,"
+         r"\big\|\hat\varepsilon_\theta(\alpha_t x_0 + \sigma_t \varepsilon,\; t,\; c) - \varepsilon\big\|^2 \Big],"
+         r"\qquad \lambda_t = \log\frac{\alpha_t^2}{\sigma_t^2}")
+st.caption("c is the class label (the prompt); it is hidden from the network for 15% of the batches, so the same "
+           "network also learns the unconditional model that classifier-free guidance needs.")
+
+job = st.session_state.get(JOB)
+busy = job is not None and job.active
+
+st.subheader("Settings")
+st.markdown(f"Data: **{DATASET_NAMES.get(v.dataset, v.dataset)}** · schedule: **{SCHEDULE_NAMES[v.schedule.spec().split(':')[0]]}** "
+            f"(`{v.schedule.spec()}`) · device: **{v.device}** — change these in the sidebar.")
+c1, c2, c3, c4, c5 = st.columns([1.3, 1.3, 1, 1, 1])
+param = c1.selectbox("Network predicts", PARAMETERIZATIONS, index=PARAMETERIZATIONS.index(DEFAULTS["parameterization"]),
+                     format_func=lambda k: f"{k}: {PARAM_NAMES[k]}", key="train.param", disabled=busy,
+                     persist_state="session")
+weighting = c2.selectbox("Loss weighting w(λ)", list(WEIGHTINGS), index=list(WEIGHTINGS).index(DEFAULTS["weighting"]),
+                         format_func=lambda k: WEIGHTING_NAMES[k], key="train.weighting", disabled=busy,
+                         persist_state="session")
+steps = c3.number_input("Training steps", STEPS_RANGE[0], STEPS_RANGE[1], DEFAULTS["steps"], 100, key="train.steps",
+                        disabled=busy, persist_state="session",
+                        help=f"{STEPS_RANGE[0]}..{STEPS_RANGE[1]}; 3,000 take about 40 s on two idle CPU cores (the shipped models: 4,000 or more).")
+batch = c4.select_slider("Batch size", BATCH_CHOICES, DEFAULTS["batch"], key="train.batch", disabled=busy,
+                         persist_state="session")
+lr = c5.select_slider("Learning rate", LR_CHOICES, DEFAULTS["lr"], format_func=lambda x: f"{x:g}", key="train.lr",
+                      disabled=busy, persist_state="session", help="peak Adam step; warm-up, then cosine decay to 0")
+
+b1, b2, b3 = st.columns([1, 1, 3])
+if b1.button("Train", type="primary", icon=":material/play_arrow:", key="train.start", disabled=busy):
+    try:
+        config = make_config(steps, batch, lr, weighting, v.device)
+        job = TrainingJob(v.dist, v.dataset, v.data_key, param, v.schedule, config).start()
+        st.session_state[JOB] = job
+        st.rerun()
+    except ValueError as e:
+        st.error(f"Cannot train with these settings: {e}")
+if model_store.has_session(v.dataset) and not busy:
+    b3.caption("This session already has a model for this dataset: "
+               + model_store.describe(model_store.info(v.dataset, "session")) + ". Training again replaces it.")
+
+
+@st.fragment(run_every=POLL_S if busy else None)
+def monitor():
+    """The live view: redrawn on its own every POLL_S seconds while training, without rerunning the page."""
+    job = st.session_state.get(JOB)
+    if job is None:
+        st.info("Press **Train** to start. The loss curve and the model's samples update here while it runs; "
+                "you can stop at any time and keep the model trained so far.")
+        return
+    pr = job.progress()
+    state, step, total = pr["state"], pr["step"], pr["total"]
+    if not job.active and not job.collected:
+        if _collect(job):
+            st.rerun()  # the whole app: the sidebar now offers the new model
+    if job.active:
+        if state == "queued":
+            st.progress(0.0, text=f"Waiting for a free training slot (at most {MAX_CONCURRENT} trainings run at once "
+                                  "on this server)...")
+        elif state == "evaluating":
+            st.progress(1.0, text="Training finished; measuring the model against the exact data...")
+        else:
+            st.progress(min(1.0, step / total), text=eta_text(step, total, pr["seconds"]))
+        st.button("Stop and keep the model so far", icon=":material/stop:", key="train.stop",
+                  on_click=job.request_stop, disabled=job.stop_requested)
+    name = DATASET_NAMES.get(job.dataset, job.dataset)
+    if job.error:
+        st.error(f"Training failed: {job.error}")
+    elif state == "done":
+        r = job.result
+        if r.stopped and job.stop_requested:
+            st.info(f"Stopped by you after {r.steps_done} of {total} steps; that model was kept.")
+        elif r.stopped:
+            st.warning(f"Training could not go on: {r.stopped}. Try a smaller learning rate or another weighting.")
+        if r.steps_done:
+            st.success(f"The model trained on **{name}** now serves every page in this session "
+                       "(sidebar, *Model and sampler*: **session**).")
+            m1, m2, m3, m4 = st.columns(4)
+            m1.metric("Training time", f"{r.seconds:.1f} s")
+            m2.metric("Steps", f"{r.steps_done:,}")
+            m3.metric("ED ratio", f"{job.ed_ratio:.2f}",
+                      help="Energy distance of 2,000 model samples to true samples, divided by that between two "
+                           "true samples: 1 means as close as a fresh true sample.")
+            m4.metric("Final loss", f"{sum(r.losses[-100:]) / len(r.losses[-100:]):.4f}",
+                      help="mean over the last 100 steps")
+    left, right = st.columns([2, 3])
+    snap = pr["snapshot"]
+    fkey = (id(job), step, None if snap is None else snap[0], state, len(pr["losses"]))
+    cached = st.session_state.get("_train_figs")
+    if cached is None or cached[0] != fkey:  # build the figures only when something changed
+        title = "Learned (not yet sampled)" if snap is None else f"Learned, step {snap[0]:,}"
+        cached = (fkey, loss_figure(pr["steps"], pr["losses"], total),
+                  samples_figure(job.dist, job.exact_x, job.exact_y, None if snap is None else snap[1], title,
+                                 density=_density(job.data_key, job.dist)))
+        st.session_state["_train_figs"] = cached
+    _, fig_loss, fig_samples = cached
+    with left:
+        st.plotly_chart(fig_loss, width="stretch", theme=None, key="train.loss_chart")
+    with right:
+        st.plotly_chart(fig_samples, width="stretch", theme=None, key="train.samples_chart")
+    st.caption(f"{name}. Left of the pair: 300 true points over the exact density. Right: 300 samples of the "
+               f"current EMA model (Heun, 15 steps, always from the same starting noise), each asked for the class "
+               f"its colour shows, redrawn every {job.snapshot_every} training steps.")
+    if not job.active:
+        st.caption("The loss curve:")
+        downloads(fig_loss, "training loss", key="train.dl_loss")
+        st.caption("The samples beside the exact ones:")
+        downloads(fig_samples, "training samples", key="train.dl_samples")
+
+
+monitor()
+
+with st.expander("Why the page stays responsive"):
+    st.markdown(
+        """
+Training runs in a background thread of the server; this page only looks at its progress once a second
+(a Streamlit fragment redraws the live view and nothing else). The thread uses one CPU thread, and only a
+limited number of trainings run at once on the server, so other visitors' pages stay quick. When it ends,
+or when you press Stop, the *EMA* copy of the weights (a running average that is smoother than the last
+step's weights) becomes this session's model. Switching pages does not stop it; come back here to collect it.
+"""
+    )
+show_source(diffusion_loss, train, build_model, snapshot_samples)

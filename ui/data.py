@@ -91,9 +91,11 @@ def prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_
     for j in range(1, cols + 1):
         fig.update_xaxes(range=[-extent, extent], title_text="x₁", row=1, col=j, constrain="domain")
         fig.update_yaxes(range=[-extent, extent], row=1, col=j, scaleanchor=f"x{j if j > 1 else ''}",
-                         title_text="x₂" if j == 1 else None, showticklabels=j == 1, constrain="domain")
+                         title_text="x₂" if j == 1 else None, showticklabels=j == 1, ticks="" if j > 1 else None,
+                         constrain="domain")
     fig.update_layout(height=height, margin=dict(l=50, r=10, t=60, b=40), font=FONT, plot_bgcolor="white",
-                      legend=dict(orientation="h", y=-0.18, title_text="label (colour): "))
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.3, yanchor="top",
+                                  title_text="label (colour): "))
     fig.update_annotations(font_size=17)
     return fig
 

@@ -8,6 +8,8 @@ defaults (with a message naming the parameter) when a combination is rejected.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import plotly.graph_objects as go
 import torch
@@ -19,6 +21,18 @@ from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, density_g
 
 FRAME_TS = np.round(np.linspace(0.0, 1.0, 31), 4)  # the animation's t values (every 1/30)
 TRACK_COLOR = "#000000"
+
+
+@contextmanager
+def one_thread():
+    """One intra-op torch thread for the many small tensor ops here: on a small shared machine two OpenMP
+    threads fighting other processes run several times slower (see tests/conftest.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def nearest_frame(ts, t: float) -> int:
@@ -45,27 +59,36 @@ def view_half_width(alpha: float, sigma: float, extent: float = EXTENT) -> float
     return extent * max(1.0, float(np.sqrt(alpha**2 + sigma**2)))
 
 
-def _r(a) -> list:
-    """Coordinates rounded for a smaller figure (the eye cannot tell 1e-3 apart)."""
-    return np.round(np.asarray(a, dtype=float), 3).tolist()
+def _r(a) -> np.ndarray:
+    """Coordinates rounded for a smaller figure (the eye cannot tell 1e-3 apart); numpy, so plotly checks it fast."""
+    return np.round(np.asarray(a, dtype=float), 3).astype(np.float32)
+
+
+def round_density(p: np.ndarray) -> np.ndarray:
+    """A density rounded to about 4 significant digits of its maximum (smaller JSON; the colours are unchanged)."""
+    top = float(np.max(p)) if np.size(p) else 1.0
+    return np.round(p, max(0, 3 - int(np.floor(np.log10(top)))) if top > 0 else 6).astype(np.float32)
+
+
+def joined(paths) -> tuple[np.ndarray, np.ndarray]:
+    """Several [m, 2] paths as one line trace's x and y, separated by NaN (a gap)."""
+    gap = np.full((1, 2), np.nan)
+    pts = np.concatenate([np.concatenate([np.asarray(p, dtype=float), gap]) for p in paths]) if len(paths) else gap
+    return _r(pts[:, 0]), _r(pts[:, 1])
 
 
 def _frame_traces(dist, alpha, sigma, xt, y, paths, label, grid_n):
     """The frame's traces (coordinates only; forward_animation styles the base traces)."""
     half = view_half_width(alpha, sigma)
     xs, _, p = density_grid(dist, alpha, sigma, n=grid_n, extent=half, label=label)
-    z = np.asarray([[float(f"{v:.3g}") for v in row] for row in p])
-    traces = [go.Heatmap(x=_r(xs), y=_r(xs), z=z.tolist(), colorscale=DENSITY_SCALE, showscale=False,
-                         hovertemplate="x₁ %{x:.2f}, x₂ %{y:.2f}<br>p_t = %{z:.3g}<extra></extra>")]
+    traces = [dict(type="heatmap", x=_r(xs), y=_r(xs), z=round_density(p), colorscale=DENSITY_SCALE, showscale=False,
+                   hovertemplate="x₁ %{x:.2f}, x₂ %{y:.2f}<br>p_t = %{z:.3g}<extra></extra>")]
     for c in range(dist.num_classes):
         m = y == c
-        traces.append(go.Scattergl(x=_r(xt[m, 0]), y=_r(xt[m, 1])))
-    px, py = [], []  # the tracked points' paths x_s for s up to t, one None-separated line
-    for path in paths:
-        px += _r(path[:, 0]) + [None]
-        py += _r(path[:, 1]) + [None]
-    traces.append(go.Scatter(x=px, y=py))
-    traces.append(go.Scatter(x=[p[-1, 0] for p in paths], y=[p[-1, 1] for p in paths]))
+        traces.append(dict(type="scattergl", x=_r(xt[m, 0]), y=_r(xt[m, 1])))
+    px, py = joined(paths)  # the tracked points' paths x_s for s up to t
+    traces.append(dict(type="scatter", x=px, y=py))
+    traces.append(dict(type="scatter", x=_r([p[-1, 0] for p in paths]), y=_r([p[-1, 1] for p in paths])))
     return traces, half
 
 
@@ -85,6 +108,11 @@ def forward_animation(dist, schedule, ts=FRAME_TS, n_points: int = 500, n_tracke
     rings with their path from t = 0 up to the frame's t. The view zooms out with sqrt(alpha^2 + sigma^2)
     so variance-exploding schedules stay in sight. The figure opens at frame `active`.
     """
+    with one_thread():
+        return _forward_animation(dist, schedule, ts, n_points, n_tracked, seed, label, active, grid_n)
+
+
+def _forward_animation(dist, schedule, ts, n_points, n_tracked, seed, label, active, grid_n):
     x0, y, eps = forward_points(dist, n_points, seed, label)
     tracked = list(range(min(n_tracked, n_points)))
     names, frames = [], []
@@ -99,9 +127,9 @@ def forward_animation(dist, schedule, ts=FRAME_TS, n_points: int = 500, n_tracke
         names.append(name)
         title = (f"Exact p_t and noisy points at t = {t:.2f}: α = {alpha:.3f}, σ = {sigma:.3g}, "
                  f"log-SNR λ = {lam + 0.0:.2f}")
-        frames.append(go.Frame(name=name, data=traces, layout=dict(
-            title_text=title, xaxis=dict(range=[-half, half]), yaxis=dict(range=[-half, half]))))
-    fig = go.Figure(data=frames[active].data, frames=frames)
+        frames.append(dict(name=name, data=traces, layout=dict(
+            title=dict(text=title), xaxis=dict(range=[-half, half]), yaxis=dict(range=[-half, half]))))
+    fig = go.Figure(data=frames[active]["data"])
     names_ = list(dist.label_names)
     for c in range(dist.num_classes):  # style the class traces (frames carry only coordinates)
         fig.data[1 + c].update(mode="markers", name=names_[c], legendgroup=str(c),
@@ -115,12 +143,27 @@ def forward_animation(dist, schedule, ts=FRAME_TS, n_points: int = 500, n_tracke
     fig.data[k_pts].update(mode="markers", name="tracked point x_t",
                            marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(width=3, color=TRACK_COLOR)),
                            hovertemplate="tracked x_t (%{x:.2f}, %{y:.2f})<extra></extra>")
-    fig.update_layout(frames[active].layout)
+    fig.update_layout(frames[active]["layout"])
     fig.update_xaxes(title_text="x₁ (data units)", constrain="domain")
     fig.update_yaxes(title_text="x₂ (data units)", scaleanchor="x", scaleratio=1, constrain="domain")
-    fig.update_layout(height=680, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=60, b=150),
-                      legend=dict(orientation="h", y=-0.32, x=0), title=dict(font=dict(size=17)))
+    fig.update_layout(height=740, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=60, b=190),
+                      legend=dict(orientation="h", y=-0.42, x=0), title=dict(font=dict(size=17)))
     add_player(fig, names, active=active, prefix="t = ", ms_per_frame=150)
+    place_player(fig)
+    return with_frames(fig, frames)
+
+
+def with_frames(fig: go.Figure, frames: list[dict]) -> go.Figure:
+    """`fig` (its base traces and layout checked by plotly as usual) with animation frames given as plain dicts
+    of trace coordinates, which plotly does not re-validate one value at a time: that check took ~1 s for
+    50 frames of 2,000 points and found nothing the builders here could get wrong."""
+    return go.Figure({**fig.to_dict(), "frames": frames}, _validate=False)
+
+
+def place_player(fig: go.Figure, below: int = 85) -> go.Figure:
+    """Move add_player's buttons and slider below the x-axis title (their default overlaps it)."""
+    fig.layout.updatemenus[0].pad.t = below + 10
+    fig.layout.sliders[0].update(pad=dict(t=below), x=0.25, len=0.75)  # clear of the buttons on a narrow page
     return fig
 
 
@@ -180,7 +223,7 @@ def schedule_curves(schedules: dict, current: str, t: float, names: dict | None 
                           row=row, col=col)
     for i, (key, _, log) in enumerate(CURVES):
         row, col = i // 2 + 1, i % 2 + 1
-        fig.update_xaxes(title_text="t (0 = data, 1 = noise)", range=[0, 1], row=row, col=col)
+        fig.update_xaxes(title_text="t (0 = data, 1 = noise)" if row == 2 else None, range=[0, 1], row=row, col=col)
         fig.update_yaxes(type="log" if log else "linear", row=row, col=col, exponentformat="power")
         fig.add_vline(x=float(t), line=dict(color="#777777", width=1.5, dash="dash"), row=row, col=col)
     fig.update_yaxes(title_text="α", row=1, col=1)
@@ -192,3 +235,19 @@ def schedule_curves(schedules: dict, current: str, t: float, names: dict | None 
     fig.update_xaxes(gridcolor="#e5e5e5")
     fig.update_yaxes(gridcolor="#e5e5e5")
     return fig
+
+
+def open_at(fig: go.Figure, k: int) -> go.Figure:
+    """A copy of an animated figure (made by forward_animation or ui.reverse) showing frame k and with its
+    slider on k; `fig` itself is left untouched (it may be a cached object)."""
+    frame = fig.frames[k]
+    data = []
+    for base, tr in zip(fig.data, frame.data):
+        merged = base.to_plotly_json()
+        merged.update({key: val for key, val in tr.to_plotly_json().items() if key != "type"})
+        data.append(merged)
+    out = go.Figure(data=data, layout=fig.layout)
+    if frame.layout:
+        out.update_layout(frame.layout)
+    out.layout.sliders[0].active = k
+    return with_frames(out, [f.to_plotly_json() for f in fig.frames])

@@ -1,0 +1,162 @@
+"""Page 6 (what the model learns): the page runs, its widgets change what is shown, and its builders
+agree with the exact mixture (posterior mean = ideal denoiser; a finite set's sampler memorises)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from diffusion.models import oracle_model
+from diffusion.schedules import make_schedule
+from toy_data import get_dataset
+from ui import denoise as build
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _charts(at) -> list[str]:
+    return [c.proto.spec for c in at.get("plotly_chart")]
+
+
+def _array(value) -> np.ndarray:
+    """An array from a figure dict: a list, a numpy array, or plotly's typed array {dtype, bdata}."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return out.reshape([int(k) for k in str(value["shape"]).split(",")]) if "shape" in value else out
+    return np.asarray(value, dtype=float)
+
+
+def _metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+@pytest.fixture(scope="module")
+def page():
+    at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=180)
+    at.query_params.update(dataset="moons", t="0.5")
+    at.run()
+    at.switch_page("pages/denoise.py").run()
+    assert not at.exception
+    return at
+
+
+def test_page_widgets_change_what_is_shown(page):
+    at = page
+    charts = _charts(at)
+    assert len(charts) == 5  # pick, posterior, field, memorisation, distance curve
+    assert "click a point" in charts[0] and "Exact posterior" in charts[1]
+    assert '"frames"' in charts[2]  # the field animates over t in the browser
+    m0 = _metrics(at)
+    assert m0["Noise level"].startswith("σ/α") and float(m0["Learned − exact"]) < 0.1
+
+    # moving x_t redraws the posterior and its numbers, not the field
+    at.slider(key="denoise.x1").set_value(-1.5).run()
+    c1, m1 = _charts(at), _metrics(at)
+    assert c1[1] != charts[1] and c1[0] != charts[0] and c1[2] == charts[2]
+    assert m1["Posterior spread"] != m0["Posterior spread"]
+    at.slider(key="denoise.x2").set_value(-1.0).run()
+    assert _charts(at)[1] != c1[1]
+
+    # more noise: the posterior spreads over more of the data
+    at.sidebar.slider(key="t").set_value(0.9).run()
+    m2 = _metrics(at)
+    assert float(m2["Posterior spread"]) > float(m1["Posterior spread"])
+    assert "t = 0.90" in _charts(at)[0]
+    assert json.loads(_charts(at)[2])["layout"]["sliders"][0]["active"] == 18  # the frame nearest t = 0.9
+
+    # the training-set size changes the memorisation view
+    before = _charts(at)[3]
+    at.select_slider(key="denoise.n").set_value(256).run()
+    assert _charts(at)[3] != before
+    table = at.table[0].value
+    row = table.set_index("sampler")["mean distance to nearest"].astype(float)
+    assert row["Finite-set ideal denoiser"] < 0.05 < row["Learned network"]
+
+    # a prompt conditions every part
+    before = _charts(at)
+    at.sidebar.selectbox(key="label").set_value("upper moon").run()
+    assert not at.exception
+    after = _charts(at)
+    assert after[1] != before[1] and after[2] != before[2] and after[3] != before[3]
+    assert any("prompt c = upper moon" in c.value for c in at.caption)
+
+
+def test_gridded_posterior_mean_is_the_ideal_denoiser():
+    dist = get_dataset("moons")
+    xs, log_p0 = build.clean_log_prob_grid(dist, n=161)
+    for alpha, sigma, xt, label in [(0.8, 0.6, (1.0, 0.5), None), (0.5, 0.87, (-0.3, 0.8), None),
+                                    (0.9, 0.45, (0.2, -0.4), 1)]:
+        if label is not None:
+            xs, log_p0 = build.clean_log_prob_grid(dist, label, n=161)
+        post = build.posterior_grid(dist, xs, log_p0, alpha, sigma, xt, label)
+        cell = (xs[1] - xs[0]) ** 2
+        assert post.sum() * cell == pytest.approx(1.0, abs=0.01)  # normalised exactly by p_t(x_t)
+        exact = dist.denoise(torch.tensor([xt], dtype=torch.float64), alpha, sigma, label)[0].numpy()
+        np.testing.assert_allclose(build.grid_mean(xs, post), exact, atol=0.01)
+        np.testing.assert_allclose(build.posterior_summary(dist, alpha, sigma, xt, label)["mean"], exact, atol=1e-9)
+
+
+def test_posterior_spread_grows_with_noise():
+    dist = get_dataset("8gaussians")
+    spreads = [build.posterior_summary(dist, a, s, (0.5, 0.5))["spread"] for a, s in [(0.99, 0.14), (0.7, 0.71),
+                                                                                      (0.2, 0.98)]]
+    assert spreads[0] < spreads[1] < spreads[2]
+
+
+def test_finite_set_sampler_memorises():
+    dist = get_dataset("moons")
+    schedule = make_schedule("cosine")
+    points, labels = build.training_set(dist, 4, seed=0)
+    fs = build.memoriser(dist, points, labels)
+    # its ideal denoiser at low noise returns the nearest training point
+    x = points[:2].float() + 0.01
+    np.testing.assert_allclose(fs.denoise(x, 1.0, 0.01).numpy(), points[:2].numpy(), atol=1e-4)
+    noise = build.shared_noise(schedule, 200, seed=1)
+    with build.one_thread():
+        out = build.sample_from(oracle_model(fs, schedule), schedule, noise)
+        true = dist.sample(200, generator=torch.Generator().manual_seed(2))[0]
+    d = build.nearest_distance(out, points)
+    assert d.mean() < 0.03 and np.quantile(d, 0.9) < 0.05
+    assert build.nearest_distance(true, points).mean() > 0.3  # fresh data is not near 4 points
+
+
+def test_denoiser_field_is_the_oracle_and_at_frame_opens_at_t():
+    dist = get_dataset("moons")
+    schedule = make_schedule("cosine")
+    ts = build.field_times(schedule)
+    assert len(ts) == 21 and ts[0] == pytest.approx(schedule.t_range[0]) and ts[10] == 0.5
+    points = build.field_points(5)
+    field = build.denoiser_field(oracle_model(dist, schedule), points, ts)
+    a, s = schedule.alpha_sigma(0.5)
+    np.testing.assert_allclose(field[10], dist.denoise(torch.tensor(points), a, s).numpy(), atol=1e-5)
+    fig = build.field_figure(points, field, field, ts, 0)
+    spec = fig.to_dict()
+    opened = build.at_frame(spec, 7)
+    assert opened["layout"]["sliders"][0]["active"] == 7
+    arrow = spec["frames"][7]["traces"][0]
+    np.testing.assert_array_equal(_array(opened["data"][arrow]["x"]), _array(spec["frames"][7]["data"][0]["x"]))
+    assert spec["layout"]["sliders"][0]["active"] == 0  # the cached dict is not modified
+    assert build.SpecFigure(opened).to_dict() is opened
+
+
+def test_pick_and_posterior_patches_match_the_built_figures():
+    dist = get_dataset("moons")
+    xs, log_p0 = build.clean_log_prob_grid(dist, n=41)
+    post = build.posterior_grid(dist, xs, log_p0, 0.8, 0.6, (1.0, 0.5))
+    full = build.posterior_figure(xs, post, (1.0, 0.5), 0.8, 0.6, (0.1, 0.2), (0.15, 0.2)).to_dict()
+    base = build.posterior_figure(xs, np.zeros_like(post), (0, 0), 1.0, 1.0, (0, 0)).to_dict()
+    patched = build.patch(base, dict(enumerate(build.posterior_values(xs, post, (1.0, 0.5), 0.8, 0.6, (0.1, 0.2),
+                                                                      (0.15, 0.2)))))
+    for a, b in zip(full["data"], patched["data"]):
+        for key in ("x", "y", "z"):
+            if key in a:
+                np.testing.assert_allclose(_array(a[key]), _array(b[key]))
+    nx, pt = build.noisy_density(dist, 0.8, 0.6, n=20)
+    fig = build.pick_figure(nx, pt, build.pick_grid(), 2.0, (0.3, 0.4), 0.5)
+    assert fig.data[1].x[0] == pytest.approx(-2 * build.PICK_RANGE) and "t = 0.50" in fig.layout.title.text

@@ -1,0 +1,139 @@
+"""Page 2 (energy and the normaliser): its builders against exact values, and the page driven as a user would."""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from diffusion.models import oracle_model
+from diffusion.schedules import make_schedule
+from toy_data import get_dataset
+from ui import energy as en
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    yield
+
+
+def _energy(dist, alpha, sigma, label=None):
+    return lambda p: -dist.log_prob(p, alpha, sigma, label)
+
+
+@pytest.mark.parametrize("name,t,label", [("moons", 0.0, None), ("8gaussians", 0.4, None), ("grid", 0.1, 2)])
+def test_z_of_a_normalised_energy_is_one(name, t, label):
+    dist, sched = get_dataset(name), make_schedule("cosine")
+    alpha, sigma = (float(a) for a in sched.alpha_sigma(t))
+    z = en.partition_function(_energy(dist, alpha, sigma, label), 300, 6.0)
+    assert z["Z"] == pytest.approx(1.0, abs=2e-3)
+    assert z["evaluations"] == 300 * 300
+
+
+def test_adding_c_scales_z_by_exp_minus_c_and_keeps_the_score():
+    dist = get_dataset("8gaussians")
+    alpha, sigma = 0.9, 0.4
+    energy = _energy(dist, alpha, sigma)
+    z0 = en.partition_function(energy, 120, 5.0)
+    for c in (-20.0, 3.0, 700.0):  # 700: Z itself underflows to ~e^-700, log Z must not
+        zc = en.partition_function(energy, 120, 5.0, c)
+        assert zc["log_Z"] == pytest.approx(z0["log_Z"] - c, abs=1e-9)
+    x = np.array([[0.3, -0.7], [1.5, 1.1], [-2.0, 0.1]])
+    s0 = en.finite_difference_score(lambda p: energy(p).numpy(), x)
+    sc = en.finite_difference_score(lambda p: energy(p).numpy() + 5.0, x)
+    np.testing.assert_allclose(sc, s0, atol=1e-8)
+    exact = dist.score(torch.from_numpy(x), alpha, sigma).numpy()
+    np.testing.assert_allclose(s0, exact, rtol=1e-5, atol=1e-6)
+
+
+def test_grid_score_of_the_exact_energy_is_the_exact_score():
+    dist = get_dataset("8gaussians")
+    alpha, sigma = 0.8, 0.6
+    xs, E = en.exact_energy(dist, alpha, sigma, None, n=201, half=4.0)
+    u, w = en.grid_score(E, xs)
+    gx, gy = np.meshgrid(xs, xs)
+    exact = dist.score(torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1)), alpha, sigma).numpy()
+    inner = (slice(1, -1), slice(1, -1))
+    np.testing.assert_allclose(u[inner], exact[:, 0].reshape(201, 201)[inner], atol=2e-3)
+    np.testing.assert_allclose(w[inner], exact[:, 1].reshape(201, 201)[inner], atol=2e-3)
+
+
+def test_ode_energy_of_the_exact_denoiser_matches_log_prob():
+    dist, sched = get_dataset("8gaussians"), make_schedule("cosine")
+    t = 0.5
+    alpha, sigma = (float(a) for a in sched.alpha_sigma(t))
+    xs, E, secs = en.learned_energy(oracle_model(dist, sched), t, None, n=5, half=2.0, steps=16)
+    _, exact = en.exact_energy(dist, alpha, sigma, None, n=5, half=2.0)
+    assert secs > 0
+    np.testing.assert_allclose(E, exact, atol=0.05)
+
+
+def test_cost_story_is_computed_not_hard_coded():
+    story = en.cost_story(10, 784)
+    assert story["log10_evaluations"] == pytest.approx(784.0)
+    assert story["log10_years"] == pytest.approx(784 - 9 - math.log10(365.25 * 86400))
+    assert story["beats_atoms"]
+    assert story["max_dim_in_a_day"] == 13  # 10^13 <= 8.64e13 evaluations < 10^14
+    assert en.cost_story(2, 100)["beats_atoms"] is False  # 2^100 ~ 1e30
+    np.testing.assert_allclose(en.cost_in_d(100, [1, 2, 784]), [2, 4, 1568])
+    conv = {4: math.log(0.9), 8: math.log(0.995), 16: 0.0}
+    assert en.points_needed(conv) == 8
+
+
+def test_figures_put_exact_beside_learned():
+    dist = get_dataset("moons")
+    xs, E = en.exact_energy(dist, 1.0, 0.3, None, n=30)
+    fig = en.energy_heatmaps(xs, E, xs, E + 0.1)
+    assert [a.text for a in fig.layout.annotations] == ["Exact", "Learned"]
+    assert en.energy_surfaces(xs, E, xs, E).data[1].type == "surface"
+    fig_c = en.constant_figure(xs, E, 2.0)
+    # the arrows of E and of E + c are the same line segments
+    for axis in ("x", "y"):
+        a, b = (np.array(fig_c.data[i][axis], dtype=float) for i in (1, 3))  # None (pen up) becomes NaN
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    assert np.allclose(np.asarray(fig_c.data[2].z) - np.asarray(fig_c.data[0].z), 2.0)
+    conv = en.z_convergence(_energy(dist, 1.0, 0.3), 3.0, ns=(4, 8, 16))
+    assert len(en.convergence_figure(conv).data[0].x) == 2
+    cost = en.cost_figure(10)
+    assert cost.data[0].y[-1] == pytest.approx(784.0) and list(cost.data[3].x) == [2, 784]
+
+
+def _metric(at, label_start):
+    return next(m.value for m in at.metric if m.label.startswith(label_start))
+
+
+def test_page_runs_and_its_widgets_change_what_is_shown():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(dataset="8gaussians", t="0.5")
+    at.run()
+    at.switch_page("pages/energy.py").run()
+    assert not at.exception
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert len(specs) == 5
+    heat = json.loads(specs[0])
+    assert len(heat["data"]) == 4, "exact and learned heat maps with contours"
+    assert float(_metric(at, "Z (grid")) == pytest.approx(1.0, abs=0.01)
+    assert _metric(at, "Energy evaluations") == "3,600"
+
+    at.slider(key="energy.n").set_value(20).run()
+    assert not at.exception
+    assert _metric(at, "Energy evaluations") == "400"
+    assert at.get("plotly_chart")[3].proto.spec != specs[3]  # the n^d curve moved
+
+    s_before = _metric(at, "Score at (0.5, 0.5) from E + c")
+    at.number_input(key="energy.c").set_value(3.0).run()
+    assert not at.exception
+    z = float(_metric(at, "Z (grid"))
+    assert float(_metric(at, "Z of E + c")) == pytest.approx(z * math.exp(-3.0), rel=1e-3)
+    assert _metric(at, "Score at (0.5, 0.5) from E + c") == s_before == _metric(at, "Score at (0.5, 0.5) from E")
+
+    at.sidebar.slider(key="t").set_value(0.8).run()
+    assert not at.exception
+    assert at.get("plotly_chart")[0].proto.spec != specs[0]
+    at.number_input(key="energy.c").set_value(1.0).run()  # a cached rerun: everything but c is cached
+    assert at.session_state["energy.server_ms"] < 2000

@@ -1,0 +1,122 @@
+"""Page 4 (forward process and SNR): the page runs, follows the sidebar, and its builders are exact."""
+
+import json
+import pathlib
+
+import numpy as np
+import plotly.io as pio
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from diffusion.schedules import SCHEDULES, make_schedule
+from toy_data import get_dataset
+from ui import forward as fw
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _charts(at):
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+@pytest.fixture(scope="module")
+def page():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(dataset="moons", t="0.4")
+    at.run()
+    at.switch_page("pages/forward.py").run()
+    assert not at.exception
+    return at
+
+
+def test_page_shows_the_movie_at_the_sidebar_t_and_follows_the_sidebar(page):
+    at = page
+    movie, curves = _charts(at)
+    assert len(movie["frames"]) == len(fw.FRAME_TS) == 31
+    assert movie["layout"]["sliders"][0]["active"] == fw.nearest_frame(fw.FRAME_TS, 0.4) == 12
+    assert "t = 0.40" in movie["layout"]["title"]["text"]
+    metrics = {m.label: m.value for m in at.get("metric")}
+    a, s = make_schedule("cosine").alpha_sigma(0.4)
+    assert metrics["α_t (signal kept)"] == f"{float(a):.3f}"
+
+    at.sidebar.slider(key="t").set_value(0.8).run()
+    assert not at.exception
+    movie2, curves2 = _charts(at)
+    assert movie2["layout"]["sliders"][0]["active"] == 24 and "t = 0.80" in movie2["layout"]["title"]["text"]
+    assert curves2 != curves  # the current-t dots moved
+
+    at.sidebar.selectbox(key="schedule").select("ve").run()
+    assert not at.exception
+    movie3, curves3 = _charts(at)
+    assert any("Variance exploding" in h.value for h in at.subheader)
+    assert movie3["frames"][-1]["layout"]["xaxis"]["range"][1] > 100  # zoomed out with sigma_max = 50
+    assert curves3 != curves2
+
+    at.sidebar.selectbox(key="label").select(at.sidebar.selectbox(key="label").options[1]).run()
+    assert not at.exception
+    movie4, _ = _charts(at)
+    classes = [tr for tr in movie4["data"] if tr["type"] == "scattergl"]
+    assert movie4["data"][0]["z"] != movie3["data"][0]["z"]  # p_t(x | label) instead of p_t(x)
+    assert sum(tr.get("showlegend", True) for tr in classes) == 1  # only the chosen label's points remain
+
+
+def test_other_schedules_have_page_sliders_and_bad_values_warn(page):
+    at = page
+    at.sidebar.selectbox(key="schedule").select("cosine").run()
+    before = _charts(at)[1]
+    at.slider(key="forward.edm.rho").set_value(3.0).run()
+    assert not at.exception
+    after = _charts(at)[1]
+    assert after != before
+    at.slider(key="forward.linear.beta_max").set_value(1.0).run()  # does not reach log-SNR -4 at t = 1
+    assert not at.exception
+    assert any("linear" in w.value and "default" in w.value for w in at.warning)
+
+
+def test_frames_hold_x_t_equal_alpha_x0_plus_sigma_eps():
+    dist, sched = get_dataset("circles"), make_schedule("sigmoid")
+    ts = np.array([0.0, 0.3, 0.7, 1.0])
+    fig = fw.forward_animation(dist, sched, ts, n_points=40, n_tracked=3, seed=5, grid_n=12)
+    x0, y, eps = fw.forward_points(dist, 40, 5)
+    k_pts = 2 + dist.num_classes
+    for k, t in enumerate(ts):
+        a, s = sched.alpha_sigma(float(t))
+        want = (a * x0[:3].double() + s * eps[:3].double()).numpy()
+        frame = fig.frames[k]
+        assert np.allclose(frame.data[k_pts].x, want[:, 0], atol=1e-3)
+        assert np.allclose(frame.data[k_pts].y, want[:, 1], atol=1e-3)
+        path_x = np.asarray(frame.data[k_pts - 1].x, dtype=float)
+        assert np.isnan(path_x).sum() == 3 and (~np.isnan(path_x)).sum() == 3 * (k + 1)  # paths so far
+        xs, _, p = fw.density_grid(dist, a, s, n=12, extent=fw.view_half_width(float(a), float(s)))
+        assert np.allclose(frame.data[0].z, p, rtol=1e-3, atol=1e-3 * p.max())
+
+
+def test_open_at_equals_building_at_that_frame():
+    dist, sched = get_dataset("moons"), make_schedule("cosine")
+    ts = np.array([0.0, 0.5, 1.0])
+    base = fw.forward_animation(dist, sched, ts, n_points=30, grid_n=10)
+    at2 = fw.forward_animation(dist, sched, ts, n_points=30, grid_n=10, active=2)
+    assert json.loads(pio.to_json(fw.open_at(base, 2))) == json.loads(pio.to_json(at2))
+    assert base.layout.sliders[0].active == 0  # the cached original is untouched
+
+
+def test_curves_equal_the_schedules():
+    schedules, notes = fw.schedules_from_params({n: fw.default_params(n) for n in SCHEDULES})
+    assert not notes
+    fig = fw.schedule_curves(schedules, "cosine", 0.25)
+    ts = torch.linspace(0, 1, 201, dtype=torch.float64)
+    lines = {(tr.legendgroup, tr.xaxis): tr for tr in fig.data if tr.mode == "lines"}
+    dots = {(tr.legendgroup, tr.xaxis): tr for tr in fig.data if tr.mode == "markers"}
+    for name, sched in schedules.items():
+        assert np.allclose(lines[(name, "x4")].y, sched.logsnr(ts).numpy())
+        assert np.allclose(lines[(name, "x3")].y, torch.exp(sched.logsnr(ts)).numpy())
+        assert np.allclose(lines[(name, "x")].y, sched.alpha_sigma(ts)[0].numpy())
+        assert np.allclose(dots[(name, "x4")].y, [float(sched.logsnr(0.25))])
+    widths = {tr.legendgroup: tr.line.width for tr in fig.data if tr.mode == "lines"}
+    assert widths["cosine"] > widths["linear"]
+
+
+def test_rejected_parameters_fall_back_with_the_parameter_named():
+    schedules, notes = fw.schedules_from_params({"sigmoid": {"start": 2.0, "end": 1.0, "tau": 1.0}, "flow": {}})
+    assert schedules["sigmoid"] == make_schedule("sigmoid") and len(notes) == 1 and "end" in notes[0]

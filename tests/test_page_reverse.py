@@ -1,0 +1,119 @@
+"""Page 7 (reverse sampling): the page runs, follows its controls, and its builders are exact."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from diffusion.models import oracle_model
+from diffusion.schedules import make_schedule
+from toy_data import get_dataset
+from ui import reverse as rv
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _charts(at):
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _metrics(at):
+    return {m.label: m.value for m in at.get("metric")}
+
+
+@pytest.fixture(scope="module")
+def page():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params.update(dataset="8gaussians", steps="8", sampler="ddpm")
+    at.run()
+    at.switch_page("pages/reverse.py").run()
+    assert not at.exception
+    return at
+
+
+def test_exact_beside_learned_then_the_controls_change_what_is_shown(page):
+    at = page
+    anim = _charts(at)[0]
+    assert [a["text"] for a in anim["layout"]["annotations"][:2]] == ["Exact", "Learned"]
+    assert len(anim["frames"]) == 9  # 8 steps: 9 states, all of them frames
+    m = _metrics(at)
+    assert float(m["ED ratio, exact"]) > 0 and float(m["ED ratio, learned"]) > 0 and m["Model evaluations"] == "8"
+
+    at.radio(key="reverse.model").set_value("Exact oracle only").run()
+    assert not at.exception
+    anim1 = _charts(at)[0]
+    assert [a["text"] for a in anim1["layout"]["annotations"]][:1] == ["Exact"] and "ED ratio, learned" not in _metrics(at)
+
+    at.sidebar.slider(key="steps").set_value(12).run()
+    assert not at.exception
+    anim2 = _charts(at)[0]
+    assert len(anim2["frames"]) == 13 and _metrics(at)["Model evaluations"] == "12"
+
+    at.sidebar.selectbox(key="sampler").select("ddim").run()  # DDIM brings its eta slider
+    assert not at.exception
+    before = _charts(at)[0]["frames"][-1]["data"][1]
+    at.slider(key="reverse.eta").set_value(1.0).run()
+    assert not at.exception
+    assert _charts(at)[0]["frames"][-1]["data"][1] != before
+    assert any("DDIM" in h.value and "η = 1" in h.value for h in at.subheader)
+
+    ed_before = _metrics(at)["ED ratio, exact"]
+    at.sidebar.selectbox(key="label").select(at.sidebar.selectbox(key="label").options[1]).run()
+    assert not at.exception
+    assert any("label" in h.value for h in at.subheader) and _metrics(at)["ED ratio, exact"] != ed_before
+
+
+def test_run_and_frames_are_the_trajectory():
+    dist, sched = get_dataset("moons"), make_schedule("cosine")
+    traj = rv.run(oracle_model(dist, sched), sched, "euler", 6, n=50, seed=3)
+    assert torch.equal(traj.xs[0], rv.start_noise(sched, 50, 3))
+    fig = rv.sampling_animation(dist, sched, {"Exact": traj}, tracked=(0, 1), grid_n=10)
+    assert len(fig.frames) == 7
+    finals = dist.nearest_label(traj.xs[-1]).numpy()
+    for k, frame in enumerate(fig.frames):
+        pts = np.concatenate([np.stack([frame.data[1 + c].x, frame.data[1 + c].y], 1) for c in range(2)])
+        want = np.concatenate([traj.xs[k].numpy()[finals == c] for c in range(2)])
+        assert np.allclose(pts, want, atol=1e-3)
+        assert np.allclose(frame.data[5].x, rv.x0_hat_at(traj, k)[:2, 0].numpy(), atol=1e-3)  # the x0_hat crosses
+    assert rv.frame_indices(201) == sorted(set(rv.frame_indices(201))) and len(rv.frame_indices(201)) == 61
+    assert rv.frame_indices(201)[0] == 0 and rv.frame_indices(201)[-1] == 200 and rv.frame_indices(10) == list(range(10))
+
+
+def test_ode_is_deterministic_and_sde_is_not_from_the_same_start():
+    dist, sched = get_dataset("circles"), make_schedule("cosine")
+    model = oracle_model(dist, sched)
+    x = rv.start_noise(sched, 40, 7)
+    a = rv.run(model, sched, "heun", 10, seed=1, x_start=x)
+    b = rv.run(model, sched, "heun", 10, seed=2, x_start=x)
+    c = rv.run(model, sched, "sde", 10, seed=1, x_start=x)
+    d = rv.run(model, sched, "sde", 10, seed=2, x_start=x)
+    assert torch.equal(a.xs[-1], b.xs[-1]) and not torch.equal(c.xs[-1], d.xs[-1])
+    assert torch.equal(c.xs[0], a.xs[0])
+    fig = rv.ode_sde_figure(dist, a, c, n_paths=3, grid_n=10)
+    paths = [tr for tr in fig.data if getattr(tr, "mode", None) == "lines"]
+    assert len(paths) == 6 and np.allclose(paths[0].x, a.xs[:, 0, 0].numpy(), atol=1e-3)
+    assert np.allclose(paths[3].x, c.xs[:, 0, 0].numpy(), atol=1e-3)
+
+
+def test_exact_oracle_with_heun_50_steps_reads_as_the_truth():
+    dist, sched = get_dataset("moons"), make_schedule("cosine")
+    ref = rv.EDReference(dist, 2000)
+    traj = rv.run(oracle_model(dist, sched), sched, "heun", 50, n=2000, seed=1)
+    assert ref.ratio(traj.xs[-1]) < 2
+    bad = rv.run(oracle_model(dist, sched), sched, "euler", 2, n=2000, seed=1)  # two Euler steps: visibly off
+    assert ref.ratio(bad.xs[-1]) > 3
+    from diffusion.metrics import energy_distance
+    x = traj.xs[-1]
+    assert np.isclose(ref.distances(x)[0], energy_distance(x, ref.refs[0]), rtol=1e-9)
+
+
+def test_x0_hat_figure_follows_the_predictions():
+    dist, sched = get_dataset("moons"), make_schedule("cosine")
+    traj = rv.run(oracle_model(dist, sched), sched, "heun", 5, n=10, seed=0)
+    fig = rv.x0_hat_figure(dist, sched, traj, tracked=(0,), grid_n=10)
+    assert np.allclose(fig.data[2].x, traj.x0_hats[:, 0, 0].numpy(), atol=1e-3)
+    dist_to_final = np.linalg.norm(traj.x0_hats[:, 0].numpy() - traj.xs[-1, 0].numpy(), axis=1)
+    assert np.allclose(fig.data[3].y, dist_to_final)

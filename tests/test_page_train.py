@@ -1,0 +1,144 @@
+"""5 · Train: live training in a background thread, Stop, and the trained model serving the sidebar."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import numpy as np
+import plotly.io as pio
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from diffusion.schedules import make_schedule
+from toy_data import get_dataset
+from ui.training import (DEFAULTS, TrainingJob, build_model, eta_text, loss_figure, make_config, samples_figure,
+                         smooth)
+
+ROOT = Path(__file__).resolve().parent.parent
+JOB = "_train_job"
+
+
+def _arr(v) -> np.ndarray:
+    """A plotly array from figure JSON (plotly writes numeric arrays as base64 'bdata')."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def _page(**query):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(**query)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    return at
+
+
+def _wait(at, limit: float = 60.0, until=None):
+    """Rerun the page (as the fragment's polling does) until the job's model is collected."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        at.run()
+        assert not at.exception
+        job = at.session_state[JOB]
+        if until is not None and until(job):
+            return job
+        if until is None and not job.active and job.collected:
+            at.run()
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"training did not finish in {limit} s")
+
+
+def test_train_short_run_serves_the_sidebar():
+    at = _page(dataset="moons")
+    assert at.sidebar.radio(key="model").options == ["shipped"]  # no session model yet
+    assert at.number_input(key="train.steps").value == DEFAULTS["steps"]
+    at.selectbox(key="train.param").set_value("eps")
+    at.selectbox(key="train.weighting").set_value("eps")
+    at.number_input(key="train.steps").set_value(30)
+    at.select_slider(key="train.batch").set_value(128)
+    at.button(key="train.start").click().run()
+    assert not at.exception and not at.error
+    job = _wait(at)
+    assert job.state == "done" and job.result.steps_done == 30 and job.parameterization == "eps"
+    assert job.config.batch_size == 128 and job.config.weighting == "eps"
+    # the model is in the session store and the sidebar selected it
+    model, info = at.session_state["trained"]["moons"]
+    assert info["parameterization"] == "eps" and info["schedule"] == make_schedule("cosine").spec()
+    assert info["train"]["steps_done"] == 30 and info["metrics"]["ed_ratio"] > 0
+    assert at.sidebar.radio(key="model").options == ["shipped", "session"]
+    assert at.sidebar.radio(key="model").value == "session"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Steps"] == "30" and float(metrics["ED ratio"]) == pytest.approx(job.ed_ratio, abs=0.01)
+    # the live figures: a log-scale loss curve with 30 steps, and learned samples beside exact ones
+    figs = [pio.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    loss = next(f for f in figs if f.layout.title.text == "Training loss")
+    assert loss.layout.yaxis.type == "log" and list(_arr(loss.data[0].x)) == list(range(1, 31))
+    samples = next(f for f in figs if f.layout.annotations)
+    assert [a.text for a in samples.layout.annotations] == ["Exact", "Learned, step 30"]
+    learned = [t for t in samples.data if t.type == "scattergl" and t.xaxis == "x2"]
+    assert sum(len(_arr(t.x)) for t in learned) == 300  # the EMA model's samples
+    assert not at.button(key="train.start").disabled  # widgets are free again
+
+
+def test_stop_keeps_the_model_trained_so_far():
+    at = _page(dataset="circles")
+    at.number_input(key="train.steps").set_value(20000)
+    at.select_slider(key="train.batch").set_value(64)
+    at.button(key="train.start").click().run()
+    assert at.button(key="train.start").disabled  # no second job while one runs
+    _wait(at, until=lambda j: j.progress()["step"] >= 5)
+    at.button(key="train.stop").click().run()
+    job = _wait(at)
+    assert job.stop_requested and 5 <= job.result.steps_done < 20000
+    assert "stopped by request" in job.result.stopped
+    assert any("Stopped by you" in i.value for i in at.info)
+    assert at.session_state["trained"]["circles"][1]["train"]["steps_done"] == job.result.steps_done
+    assert at.sidebar.radio(key="model").value == "session"
+
+
+def test_bad_settings_are_reported():
+    with pytest.raises(ValueError, match="training steps must be in 10..20000"):
+        make_config(5, 64, 1e-3, "v", "cpu")
+    with pytest.raises(ValueError, match="unknown loss weighting"):
+        make_config(100, 64, 1e-3, "nope", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            make_config(100, 64, 1e-3, "v", "cuda")
+
+
+def test_nan_stop_and_thread_errors_are_kept_on_the_job():
+    dist = get_dataset("moons")
+    job = TrainingJob(dist, "moons", "moons", "v", make_schedule("cosine"), make_config(10, 32, 1.0, "v", "cpu"))
+    job.start().join(60)
+    assert job.state == "done" and job.result.steps_done == 10  # lr 1 with clipping still trains 10 steps
+    broken = TrainingJob(dist, "moons", "moons", "v", make_schedule("cosine"), make_config(10, 32, 1e-3, "v", "cpu"))
+    broken.dist = None  # sampling fails inside the thread: reported, not a dead page
+    broken.start().join(60)
+    assert broken.state == "failed" and "AttributeError" in broken.error
+
+
+def test_build_model_matches_the_cli():
+    dist = get_dataset("spiral")
+    m = build_model(dist, "energy", make_schedule("cosine"))
+    assert m.num_classes == dist.num_classes and m.net.cfg.scalar_out
+    x = torch.randn(5, 2)
+    assert m.energy(x, torch.full((5,), 0.5)).shape == (5,)
+    assert not build_model(dist, "v", make_schedule("cosine")).net.cfg.scalar_out
+
+
+def test_pure_builders():
+    assert np.allclose(smooth([1, 3, 5], window=2), [1, 2, 4])
+    assert eta_text(0, 100, 0) == "step 0 / 100"
+    assert eta_text(50, 100, 10) == "step 50 / 100 · 5 steps/s · about 10 s left"
+    fig = loss_figure(np.arange(1, 5001), np.linspace(1, 0.1, 5000), 5000)
+    assert len(fig.data[0].x) <= 1500 and fig.layout.yaxis.type == "log"
+    dist = get_dataset("moons")
+    x, y = dist.sample(50, generator=torch.Generator().manual_seed(0))
+    fig = samples_figure(dist, x.numpy(), y.numpy(), x.numpy() + 0.1, "Learned")
+    assert [a.text for a in fig.layout.annotations] == ["Exact", "Learned"]
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.font.size >= 16

@@ -1,0 +1,294 @@
+"""Live training for the Train page (and "Train on it now" on the Your-data page): no Streamlit here.
+
+A `TrainingJob` runs `diffusion.training.train` in a background thread and writes what the page needs
+(step, losses, a sample from the current EMA model every few steps, the final result) into itself
+under a lock; the page polls it from an `st.fragment(run_every=...)` and never waits on it.
+
+Threads and cores. The toy networks are tiny (a 128-wide MLP on batches of about a thousand 2-D
+points), so torch's intra-op parallelism buys little and, on a small machine shared by several
+sessions, several threads per job fight each other (measured on 2 busy cores: 200 training steps took
+5 s with one thread, 14 s with two). The training thread therefore sets `torch.set_num_threads(1)`.
+That call is effectively process-wide in torch (threads started afterwards, such as Streamlit's
+script threads, inherit one thread too), which is the setting this app wants anyway: every page's
+work is small-tensor work. On top of that at most `MAX_CONCURRENT` jobs train at once (one slot per
+core, leaving one core for the pages); further jobs wait in a queue and say so.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from diffusion.metrics import energy_distance, energy_distance_floor
+from diffusion.models import DiffusionModel
+from diffusion.nets import MLP2D, MLPConfig
+from diffusion.parameterizations import PARAMETERIZATIONS, WEIGHTINGS, check_parameterization
+from diffusion.samplers import guided, prior_sample, sample
+from diffusion.train import DEFAULTS_2D
+from diffusion.training import TrainConfig, pick_device, train
+
+from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
+
+# The page's choices, with the shipped recipe (diffusion/train.py) as the defaults, except the step count:
+# 3,000 steps train a usable model in under a minute on two idle CPU cores (the recipe uses 4,000).
+DEFAULTS = {**DEFAULTS_2D, "steps": 3000}
+STEPS_RANGE = (10, 20_000)  # the page's slider; longer runs belong to `python -m diffusion.train`
+BATCH_CHOICES = (64, 128, 256, 512, 1024, 2048)
+LR_CHOICES = (3e-4, 1e-3, 3e-3, 1e-2)
+SNAPSHOT_POINTS = 300  # particles in each live sample
+SNAPSHOT_STEPS = 15  # Heun steps for a live sample (29 network calls)
+MAX_CONCURRENT = max(1, (os.cpu_count() or 2) - 1)
+_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
+
+# Plain-words descriptions for the page.
+PARAM_NAMES = {"eps": "ε (the noise)", "x0": "x₀ (the clean point)", "v": "v = α ε − σ x₀ (velocity)",
+               "score": "score ∇ log p_t", "flow": "flow velocity dx/dt", "energy": "energy E (score = −∇E)"}
+WEIGHTING_NAMES = {"eps": "ε-MSE (w = 1)", "x0": "x₀-MSE (w = SNR)", "v": "v-MSE (w = SNR / (1 + SNR))",
+                   "flow": "flow-matching", "min_snr": "min-SNR-5", "sigmoid": "sigmoid"}
+assert set(PARAM_NAMES) == set(PARAMETERIZATIONS) and set(WEIGHTING_NAMES) == set(WEIGHTINGS)
+
+
+def build_model(dist, parameterization: str, schedule, width: int = 128, depth: int = 4, seed: int = 0) -> DiffusionModel:
+    """A fresh network as `python -m diffusion.train` builds it: class-conditional on the data's labels
+    (with a "no label" row for guidance), a scalar head for the energy parameterization."""
+    check_parameterization(parameterization)
+    torch.manual_seed(seed)  # the initial weights follow the seed, as in the CLI
+    net = MLP2D(MLPConfig(dim=dist.dim, width=width, depth=depth, num_classes=dist.num_classes,
+                          scalar_out=parameterization == "energy"))
+    return DiffusionModel(net, parameterization, schedule, dist.num_classes)
+
+
+def make_config(steps: int, batch_size: int, lr: float, weighting: str, device: str, seed: int = 0) -> TrainConfig:
+    """A checked TrainConfig (ValueError naming the bad setting and its allowed range)."""
+    lo, hi = STEPS_RANGE
+    if not lo <= int(steps) <= hi:
+        raise ValueError(f"training steps must be in {lo}..{hi}; got {steps}")
+    config = TrainConfig(steps=int(steps), batch_size=int(batch_size), lr=float(lr), weighting=weighting,
+                         seed=int(seed), device=device).validate()
+    pick_device(device)  # a GPU that is asked for but absent is reported now, not in the thread
+    return config
+
+
+def fixed_noise(schedule, n: int = SNAPSHOT_POINTS, seed: int = 1):
+    """The same starting noise for every live sample, so what changes between pictures is the model."""
+    return prior_sample(schedule, (n, 2), generator=torch.Generator().manual_seed(seed))
+
+
+def exact_points(dist, n: int = SNAPSHOT_POINTS, seed: int = 2):
+    """(x0 [n, 2] numpy, labels [n] numpy): true samples to draw beside the learned ones."""
+    x, y = dist.sample(n, generator=torch.Generator().manual_seed(seed))
+    return x.numpy(), y.numpy()
+
+
+def snapshot_samples(model, schedule, x_T, labels, steps: int = SNAPSHOT_STEPS):
+    """Samples of `model` from the noise x_T, each particle asked for the class in `labels` (numpy [n, 2])."""
+    lab = torch.as_tensor(labels, dtype=torch.long) if getattr(model, "num_classes", 0) else None
+    x = sample(guided(model, lab, 0.0), x_T.clone(), schedule, "heun", steps)
+    return x.detach().float().numpy()
+
+
+def quick_ed_ratio(model, dist, n: int = 2000, steps: int = 25, seed: int = 0) -> float:
+    """Energy distance of n unconditional Heun samples to true samples, divided by that of two true samples
+    (the floor): 1 means as close as a fresh true sample. A quicker cousin of diffusion.evaluate's ed_ratio."""
+    g = torch.Generator().manual_seed(seed)
+    x = sample(guided(model, None), prior_sample(model.schedule, (n, dist.dim), generator=g), model.schedule,
+               "heun", steps).detach()
+    floor = energy_distance_floor(lambda k: dist.sample(k, generator=g)[0], n, pairs=3)
+    refs = [dist.sample(n, generator=g)[0] for _ in range(2)]
+    return sum(energy_distance(x, r) for r in refs) / len(refs) / floor
+
+
+class TrainingJob:
+    """One training run in a background thread; every public read is a consistent copy taken under a lock."""
+
+    def __init__(self, dist, dataset: str, data_key: str, parameterization: str, schedule, config: TrainConfig,
+                 snapshot_every: int | None = None):
+        self.dist, self.dataset, self.data_key = dist, dataset, data_key
+        self.parameterization, self.schedule, self.config = check_parameterization(parameterization), schedule, config
+        self.snapshot_every = snapshot_every or max(25, config.steps // 25)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.x_T = fixed_noise(schedule)
+        self.exact_x, self.exact_y = exact_points(dist)
+        # written by the thread, read under the lock
+        self._state = "new"  # new, queued, running, evaluating, done, failed
+        self._steps: list[int] = []
+        self._losses: list[float] = []
+        self._snap: tuple[int, np.ndarray] | None = None
+        self._started = self._finished = None
+        self.result = None  # TrainResult once done
+        self.ed_ratio: float | None = None
+        self.error = ""
+        self.collected = False  # set by the page once the model is in the session's model store
+
+    # --- control --------------------------------------------------------------------------------------
+
+    def start(self) -> "TrainingJob":
+        self._thread = threading.Thread(target=self._run, name=f"train-{self.dataset}", daemon=True)
+        with self._lock:
+            self._state = "queued"
+        self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # --- reading ---------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running", "evaluating")
+
+    def progress(self) -> dict:
+        """A consistent copy: state, step, total, steps [k], losses [k], snapshot (step, samples) or None,
+        seconds so far."""
+        with self._lock:
+            now = self._finished or time.perf_counter()
+            return {"state": self._state, "step": self._steps[-1] if self._steps else 0, "total": self.config.steps,
+                    "steps": list(self._steps), "losses": list(self._losses), "snapshot": self._snap,
+                    "seconds": 0.0 if self._started is None else now - self._started}
+
+    # --- the thread ----------------------------------------------------------------------------------
+
+    def _callback(self, info: dict) -> None:
+        step = info["step"]
+        snap = None
+        if step % self.snapshot_every == 0 or step == self.config.steps:
+            snap = (step, snapshot_samples(info["snapshot"](), self.schedule, self.x_T, self.exact_y))
+        with self._lock:
+            self._steps.append(step)
+            self._losses.append(info["loss"])
+            if snap is not None:
+                self._snap = snap
+
+    def _run(self) -> None:
+        torch.set_num_threads(1)  # see the module docstring
+        while not _SLOTS.acquire(timeout=0.2):  # wait for a free slot, but a Stop while queued ends the job
+            if self._stop.is_set():
+                with self._lock:
+                    self._state, self.error = "failed", "stopped while waiting for a free training slot"
+                return
+        try:
+            with self._lock:
+                self._state, self._started = "running", time.perf_counter()
+            model = build_model(self.dist, self.parameterization, self.schedule, seed=self.config.seed)
+            result = train(model, lambda n, g: self.dist.sample(n, generator=g), self.config,
+                           callback=self._callback, should_stop=self._stop.is_set)
+            with self._lock:
+                self.result, self._finished = result, time.perf_counter()
+                self._state = "evaluating"
+            if result.steps_done:
+                snap = (result.steps_done, snapshot_samples(result.model, self.schedule, self.x_T, self.exact_y))
+                ed = quick_ed_ratio(result.model, self.dist)
+                with self._lock:
+                    self._snap, self.ed_ratio = snap, ed
+            with self._lock:
+                self._state = "done"
+        except Exception as e:  # noqa: BLE001 -- shown on the page, never a silent dead thread
+            with self._lock:
+                self._state, self.error = "failed", f"{type(e).__name__}: {e}"
+                self._finished = self._finished or time.perf_counter()
+        finally:
+            _SLOTS.release()
+
+    # --- the result for the model store --------------------------------------------------------------
+
+    def info(self) -> dict:
+        """The `info` dict for ui.models.put_session (what the sidebar and other pages show)."""
+        r = self.result
+        return {"parameterization": self.parameterization, "schedule": self.schedule.spec(),
+                "dataset": self.dataset, "label_names": list(self.dist.label_names),
+                "train": {**self.config.to_dict(), "steps_done": r.steps_done, "seconds": round(r.seconds, 1),
+                          "stopped": r.stopped, "data_key": self.data_key,
+                          "final_loss": round(float(np.mean(r.losses[-100:])), 5) if r.losses else None},
+                "metrics": {"ed_ratio": round(self.ed_ratio, 3) if self.ed_ratio is not None else None}}
+
+
+# --- figures -------------------------------------------------------------------------------------------
+
+def smooth(values, window: int = 50) -> np.ndarray:
+    """Running mean over the last `window` values (shorter at the start): a readable loss trend."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return v
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    idx = np.arange(1, v.size + 1)
+    lo = np.maximum(0, idx - window)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def loss_figure(steps, losses, total: int | None = None, max_points: int = 1500) -> go.Figure:
+    """The training loss per step on a log axis: raw (faint) and its running mean."""
+    steps, losses = np.asarray(steps), np.asarray(losses, dtype=float)
+    trend = smooth(losses)
+    stride = max(1, int(np.ceil(steps.size / max_points)))  # keep the figure small for long runs
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=steps[::stride], y=losses[::stride], mode="lines", name="loss per batch",
+                             line=dict(color=PALETTE[4], width=1), opacity=0.6))
+    fig.add_trace(go.Scatter(x=steps[::stride], y=trend[::stride], mode="lines", name="running mean (50 steps)",
+                             line=dict(color=PALETTE[0], width=3)))
+    fig.update_layout(title="Training loss", font=FONT, height=460, margin=dict(l=70, r=10, t=60, b=60),
+                      plot_bgcolor="white", legend=dict(x=0.98, y=0.98, xanchor="right", yanchor="top",
+                                                        bgcolor="rgba(255,255,255,0.85)", font=dict(size=14)),
+                      xaxis=dict(title="training step", range=[0, total or max(1, int(steps.max(initial=1)))],
+                                 gridcolor="#e5e5e5"),
+                      yaxis=dict(title="weighted denoising loss", type="log", gridcolor="#e5e5e5"))
+    return fig
+
+
+def samples_figure(dist, exact_x, exact_y, learned_x=None, learned_title: str = "Learned", density=None,
+                   extent: float = EXTENT) -> go.Figure:
+    """Exact samples (left) beside samples of the learned model (right), coloured by class, over the exact
+    density; `density` is (xs, ys, p) from ui.figures.density_grid (or None to compute it)."""
+    xs, ys, p = density if density is not None else density_grid(dist, 1.0, 0.0, n=90, extent=extent)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Exact", learned_title], horizontal_spacing=0.06)
+    for col, (pts, lab) in enumerate([(exact_x, exact_y), (learned_x, exact_y)], start=1):
+        fig.add_trace(go.Heatmap(x=xs, y=ys, z=p, colorscale=DENSITY_SCALE, showscale=False,
+                                 hovertemplate="p(x) = %{z:.3g}<extra></extra>"), row=1, col=col)
+        if pts is None:
+            continue
+        pts = np.asarray(pts)
+        for c, name in enumerate(dist.label_names):
+            m = np.asarray(lab) == c
+            fig.add_trace(go.Scattergl(x=pts[m, 0], y=pts[m, 1], mode="markers", name=name, legendgroup=str(c),
+                                       showlegend=col == 1,
+                                       marker=dict(size=6, color=PALETTE[c % len(PALETTE)],
+                                                   line=dict(width=0.5, color="white"))), row=1, col=col)
+    lim = extent * 1.1
+    for col in (1, 2):
+        fig.update_xaxes(range=[-lim, lim], title_text="x₁", zeroline=False, row=1, col=col)
+        fig.update_yaxes(range=[-lim, lim], title_text="x₂" if col == 1 else None, zeroline=False, row=1, col=col,
+                         scaleanchor="x" if col == 1 else "x2")
+    fig.update_layout(font=FONT, height=500, margin=dict(l=60, r=10, t=60, b=40), plot_bgcolor="white",
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top",
+                                  title_text="colour = class asked for: "))
+    fig.update_annotations(font=dict(size=18))
+    return fig
+
+
+def eta_text(step: int, total: int, seconds: float) -> str:
+    """'step 400 / 2000 · 55 steps/s · about 29 s left'."""
+    if step <= 0 or seconds <= 0:
+        return f"step {step} / {total}"
+    rate = step / seconds
+    return f"step {step} / {total} · {rate:.0f} steps/s · about {max(0.0, (total - step) / rate):.0f} s left"
