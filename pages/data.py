@@ -1,10 +1,12 @@
 """1 · Data and prompts: a prompt defines a distribution of answers, not one answer."""
 
+import numpy as np
 import streamlit as st
 import torch
 
 from diffusion.samplers import sample
 from ui import data as build
+from ui.denoise import LazyFigure, SpecFigure, patch
 from ui.figures import density_grid
 from ui.page import downloads, need_model, show_source
 from ui.state import view
@@ -42,13 +44,24 @@ def _densities(data_key: str, label):
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _exact(data_key: str, label, n: int, seed: int):
-    return build.exact_samples(dist, n, None, seed), build.exact_samples(dist, n, label, seed + 7919)
+    with build.one_thread():
+        return build.exact_samples(dist, n, None, seed), build.exact_samples(dist, n, label, seed + 7919)
 
 
-@st.cache_data(show_spinner="Sampling the learned model (Heun, 25 steps)...", max_entries=64)
+POOL = 4000  # learned samples generated once per prompt; each draw picks n of them
+
+
+@st.cache_data(show_spinner="Sampling the learned model once for this prompt (Heun, 25 steps)...", max_entries=64)
+def _learned_pool(model_key: str, spec: str, label):
+    with build.one_thread():  # many small ops: one thread is far faster on a busy machine
+        x = build.learned_samples(v.learned(), v.schedule, POOL, label, seed=0)
+        return x, dist.nearest_label(torch.as_tensor(x, dtype=torch.float64)).numpy()
+
+
 def _learned(model_key: str, spec: str, label, n: int, seed: int):
-    x = build.learned_samples(v.learned(), v.schedule, n, label, seed)
-    return x, dist.nearest_label(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    x, y = _learned_pool(model_key, spec, label)
+    idx = build.draw_from_pool(np.arange(len(x)), n, seed)
+    return x[idx], y[idx]
 
 
 xs, p, pc = _densities(v.data_key, label)
@@ -61,12 +74,23 @@ if has_model:
     except ValueError as e:
         st.error(f"Sampling the learned model failed: {e}")
 
-fig = build.prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_x, learned_y)
-st.plotly_chart(fig, width="stretch", theme=None, key="data.fig")
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _prompt_base(data_key: str, label, learned: bool) -> dict:
+    """The three panels without samples (densities, titles, styles) as a plotly dict; samples are patched in."""
+    return build.prompt_figure(dist, xs, p, pc, label, None, None, None, None, learned_panel=learned).to_dict()
+
+
+spec = patch(_prompt_base(v.data_key, label, learned_x is not None),
+             build.prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
+st.plotly_chart(SpecFigure(spec), width="stretch", theme=None, key="data.fig")
+fig = LazyFigure(lambda: build.prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
 st.caption(
     f"Grey: the exact density (darker = more likely). Colour: each sample's label (for the learned samples, "
     f"the label of the nearest part of the data). Draw {n} points again with *Sample again*: the points move, "
-    "the distribution does not."
+    f"the distribution does not. (The learned panel draws its points at random from {POOL:,} samples the network "
+    "generated once for this prompt, so a new draw costs no sampling run.)"
 )
 
 left, right = st.columns([2, 3])
@@ -85,7 +109,8 @@ with right:
             f"that share over its whole region: the middle panel's {n} exact points all differ, and "
             "all of them answer the prompt.")
         if learned_x is not None:
-            hit = build.prompt_hit_rate(dist, learned_x, label)
+            with build.one_thread():
+                hit = build.prompt_hit_rate(dist, learned_x, label)
             st.metric("Learned samples that land in the prompted class", f"{hit:.1%}",
                       help="The fraction of the learned samples whose nearest mixture component carries the "
                            "prompted label (dist.nearest_label).")
@@ -99,5 +124,5 @@ with right:
     )
 
 downloads(fig, f"prompt-{v.dataset}-{prompt}", key="data.dl")
-show_source(build.class_prior, build.exact_samples, build.learned_samples, build.prompt_hit_rate,
+show_source(build.class_prior, build.exact_samples, build.learned_samples, build.draw_from_pool, build.prompt_hit_rate,
             build.density_grids, density_grid, type(dist).sample, sample, build.prompt_figure)

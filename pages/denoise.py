@@ -84,14 +84,12 @@ def _pick_section():
 
 
     xs, log_p0 = _clean_grid(v.data_key, label)
-    post = build.posterior_grid(dist, xs, log_p0, alpha, sigma, xt, label)
-    x_in = torch.tensor(xt[None], dtype=torch.float32)
-    exact_x0 = v.oracle()(x_in.double(), v.t, label)[0].numpy()
-    learned_x0 = None
-    if model is not None:
-        with torch.no_grad():
-            learned_x0 = model(x_in, v.t, label)[0].double().numpy()
-    summary = build.posterior_summary(dist, alpha, sigma, xt, label)
+    with build.one_thread(), torch.no_grad():  # a few tiny tensor ops: a thread pool only adds latency
+        post = build.posterior_grid(dist, xs, log_p0, alpha, sigma, xt, label)
+        x_in = torch.tensor(xt[None], dtype=torch.float32)
+        exact_x0 = v.oracle()(x_in.double(), v.t, label)[0].numpy()
+        learned_x0 = None if model is None else model(x_in, v.t, label)[0].double().numpy()
+        summary = build.posterior_summary(dist, alpha, sigma, xt, label)
 
     nx, pt = _noisy(v.data_key, label, v.schedule.spec(), v.t)
     traces, layout = build.pick_values(nx, pt, build.pick_grid(), scale, xt, v.t)

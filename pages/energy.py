@@ -3,8 +3,8 @@
 import math
 import time
 
+import numpy as np
 import streamlit as st
-import torch
 
 from diffusion.likelihood import energy_via_ode, ode_log_likelihood
 from ui import energy as en
@@ -74,7 +74,6 @@ def _cost_figure(n: int):
 
 
 xs, E = _exact(v.data_key, spec, v.label, t_key, EXACT_GRID, half)
-st.session_state.setdefault("_marks", []).append((75, time.perf_counter() - _start))
 model = v.learned() if need_model(v) else None
 learned = None
 if model is not None:
@@ -88,20 +87,21 @@ if model is not None:
 # --- the landscape -----------------------------------------------------------------------------------
 st.subheader("The energy landscape, exact beside learned")
 fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_key, v.model_key if learned else "", learned)
-st.session_state.setdefault("_marks", []).append((88, time.perf_counter() - _start))
 st.plotly_chart(fig_heat, width="stretch", theme=None)
-st.session_state.setdefault("_marks", []).append((89, time.perf_counter() - _start))
 lo, hi = en.energy_cap(E)
 if learned is not None:
     xl, El, secs = learned
     exact_on_learned = _exact(v.data_key, spec, v.label, t_key, LEARNED_GRID, half)[1]
     typical = exact_on_learned < lo + 8  # where the data (nearly) lives
     gap = float(abs(El - exact_on_learned)[typical].mean())
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("ODE solves for the learned map", f"{LEARNED_GRID ** 2:,}", help=f"{ODE_STEPS} Heun steps each")
     c2.metric("Time they took", f"{secs:.2f} s", help="measured on this server, the first time this t was shown")
     c3.metric("Mean gap where p is high", f"{gap:.2f} nats",
               help="mean |learned − exact| over grid points whose exact energy is within 8 nats of the minimum")
+    c4.metric("Z of the learned energy", f"{math.exp(en.grid_log_z(El, xl)):.3f}",
+              help=f"the sum of e^−E over its {LEARNED_GRID}×{LEARNED_GRID} grid times the cell area: the ODE "
+                   "gives a normalised density, so this is close to 1 (it misses the mass outside the box)")
 st.caption(
     f"Colours run from the lowest exact energy ({lo:.1f} nats) to {hi:.1f} nats; anything higher is drawn at the top "
     "colour (at small t the exact walls between the data climb far past that, to places no training point ever "
@@ -111,10 +111,8 @@ st.caption(
 st.latex(r"\log p_t(x) = \log p_1(x_1) + \int_t^1 \nabla\!\cdot v_\theta(x_s, s)\, ds")
 
 st.plotly_chart(fig_surface, width="stretch", theme=None)
-st.session_state.setdefault("_marks", []).append((109, time.perf_counter() - _start))
 st.caption("The same landscape in 3-D (drag to turn it). Samples roll downhill into the valleys.")
 downloads(fig_heat, "energy-heatmaps", key="energy.dl_heat")
-st.session_state.setdefault("_marks", []).append((111, time.perf_counter() - _start))
 
 # --- Z by brute force ----------------------------------------------------------------------------------
 st.subheader("Computing Z by brute force")
@@ -149,10 +147,9 @@ except ValueError as e:
     st.error(f"Grid points per axis n: {e} (allowed 2 to 400).")
     st.stop()
 conv = _convergence(v.data_key, spec, v.label, t_key, half)
-st.session_state.setdefault("_marks", []).append((145, time.perf_counter() - _start))
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Z (grid estimate)", f"{z['Z']:.5f}")
-m2.metric("log Z", f"{z['log_Z']:.4f}")
+m2.metric("log Z", f"{round(z['log_Z'], 4) + 0.0:.4f}")
 m3.metric("Energy evaluations", f"{z['evaluations']:,}", help=f"n² = {n}²")
 m4.metric("Time", f"{1000 * z['seconds']:.1f} ms")
 need = en.points_needed(conv)
@@ -165,7 +162,6 @@ fig_cost = _cost_figure(int(n))
 col_a, col_b = st.columns([2, 3])
 col_a.plotly_chart(_convergence_figure(v.data_key, spec, v.label, t_key, half, conv), width="stretch", theme=None)
 col_b.plotly_chart(fig_cost, width="stretch", theme=None)
-st.session_state.setdefault("_marks", []).append((160, time.perf_counter() - _start))
 years = story["log10_years"]
 atoms = ("more evaluations than there are atoms in the universe (about $10^{80}$)" if story["beats_atoms"] else
          "still fewer evaluations than atoms in the universe (about $10^{80}$), but only because the grid is so coarse")
@@ -181,7 +177,6 @@ sampling) helps, yet for images nobody can compute $Z$: a model that needs $Z$ t
 """
 )
 downloads(fig_cost, "grid-cost", key="energy.dl_cost")
-st.session_state.setdefault("_marks", []).append((175, time.perf_counter() - _start))
 
 # --- the constant ------------------------------------------------------------------------------------
 st.subheader("Adding a constant changes Z, not the score")
@@ -195,11 +190,19 @@ constant vanishes when you differentiate. That is why diffusion models learn the
 st.latex(r"\nabla_x \log p(x) = -\nabla_x E(x) - \underbrace{\nabla_x \log Z}_{=\,0} = -\nabla_x E(x)")
 fig_c = _constant_figure(v.data_key, spec, v.label, t_key, float(c))
 st.plotly_chart(fig_c, width="stretch", theme=None)
-st.session_state.setdefault("_marks", []).append((188, time.perf_counter() - _start))
 
-probe = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
-s0 = en.finite_difference_score(lambda p: -v.dist.log_prob(p, alpha, sigma, v.label).numpy(), probe.numpy())[0]
-sc = en.finite_difference_score(lambda p: -v.dist.log_prob(p, alpha, sigma, v.label).numpy() + c, probe.numpy())[0]
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _probe_scores(data_key: str, spec: str, label, t: float, c: float):
+    """The score at one point by central differences of E and of E + c (each from its own numbers)."""
+    probe = np.array([[0.5, 0.5]])
+    energy = lambda p: -v.dist.log_prob(p, alpha, sigma, label).numpy()  # noqa: E731
+    return (en.finite_difference_score(energy, probe)[0],
+            en.finite_difference_score(lambda p: energy(p) + c, probe)[0])
+
+
+s0, sc = _probe_scores(v.data_key, spec, v.label, t_key, float(c))
 k1, k2, k3 = st.columns(3)
 k1.metric("Z of E + c  (= Z e^−c)", en.format_z(z_c), help=f"log Z = {z_c['log_Z']:.4f}; Z e^−c = {z['Z'] * math.exp(-c):.4g}")
 k2.metric("Score at (0.5, 0.5) from E", f"({s0[0]:+.4f}, {s0[1]:+.4f})")
@@ -209,6 +212,5 @@ st.caption("Both panels share one picture; only the colour bar's numbers move by
            "−∇E computed separately from each panel's own numbers, and they coincide.")
 
 show_source(en.exact_energy, en.learned_energy, energy_via_ode, ode_log_likelihood, en.partition_function,
-st.session_state.setdefault("_marks", []).append((201, time.perf_counter() - _start))
             en.cost_story, en.finite_difference_score)
 st.session_state["energy.server_ms"] = 1000 * (time.perf_counter() - _start)  # read by the tests

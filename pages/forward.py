@@ -25,7 +25,8 @@ bump of the mixture just widens), and that is the grey heat map below.
 """
 )
 st.latex(r"x_t = \alpha_t\, x_0 + \sigma_t\, \varepsilon,\quad \varepsilon \sim \mathcal N(0, I)"
-         r"\qquad\Longrightarrow\qquad p_t(x) = \int p_0(x_0)\, \mathcal N\!\left(x;\ \alpha_t x_0,\ \sigma_t^2 I\right) dx_0")
+         r"\qquad\Longrightarrow\qquad "
+         r"p_t(x) = \int p_0(x_0)\, \mathcal N\!\left(x;\ \alpha_t x_0,\ \sigma_t^2 I\right) dx_0")
 
 lab = "the whole distribution" if v.label is None else f"label '{v.dist.label_names[v.label]}' only"
 a_now, s_now = v.alpha_sigma
@@ -97,12 +98,13 @@ for note in notes:
 schedules = {name: (v.schedule if name == v.schedule.name else others[name]) for name in SCHEDULES}
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
-def _curves(specs: tuple, current: str, t: float):
-    return fw.schedule_curves({s.split(":")[0]: make_schedule(s) for s in specs}, current, t, names=SCHEDULE_NAMES)
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _curve_lines(specs: tuple, current: str):
+    return fw.curve_lines({s.split(":")[0]: make_schedule(s) for s in specs}, current, names=SCHEDULE_NAMES)
 
 
-curves = _curves(tuple(s.spec() for s in schedules.values()), v.schedule.name, v.t)
+specs = tuple(s.spec() for s in schedules.values())
+curves = fw.mark_t(_curve_lines(specs, v.schedule.name), schedules, v.schedule.name, v.t, names=SCHEDULE_NAMES)
 st.plotly_chart(curves, width="stretch", theme=None, key="forward.curves")
 st.caption(
     f"All six schedules on shared axes; the sidebar's ({SCHEDULE_NAMES[v.schedule.name]}) is drawn bold, and "
@@ -112,6 +114,6 @@ st.caption(
 )
 downloads(curves, "schedule-curves", key="forward.dl.curves")
 
-show_source(fw.forward_animation, fw.forward_path, density_grid, fw.schedule_curves, fw.curve_values,
+show_source(fw.forward_animation, fw.forward_path, density_grid, fw.curve_lines, fw.mark_t, fw.curve_values,
             type(v.schedule).logsnr if hasattr(type(v.schedule), "logsnr") else make_schedule,
             type(v.schedule)._alpha_sigma)

@@ -33,11 +33,16 @@ st.latex(r"\text{ODE (deterministic):}\quad \frac{dx}{dt} = \dot\alpha_t\,\hat x
 st.latex(r"\text{DDIM step } t \to s:\quad x_s = \alpha_s\,\hat x_0 + \sqrt{\sigma_s^2 - c^2}\;\hat\varepsilon + c\,z,"
          r"\quad c = \eta\,\sigma_s\sqrt{1 - \mathrm{SNR}_t/\mathrm{SNR}_s}")
 st.caption("η = 0 gives DDIM's deterministic steps, η = 1 gives DDPM's ancestral sampling. "
-           "With a label and guidance weight w, the model's guess is x̂₀ = x̂₀(label) + w (x̂₀(label) − x̂₀(no label)).")
+           "With a label and guidance weight w, the model's guess is "
+           "x̂₀ = x̂₀(label) + w (x̂₀(label) − x̂₀(no label)).")
 
 learned = v.learned()
+choices = ["Exact oracle only"]
+if learned is not None:
+    choices = ["Exact and learned", "Exact oracle only", "Learned model only"]
+if st.session_state.get("reverse.model") not in choices:  # e.g. the learned model went away
+    st.session_state.pop("reverse.model", None)
 c1, c2, c3 = st.columns([2, 1, 1])
-choices = ["Exact and learned", "Exact oracle only", "Learned model only"] if learned is not None else ["Exact oracle only"]
 mode = c1.radio("Model that denoises", choices, horizontal=True, key="reverse.model",
                 help="Exact oracle: the true E[x0 | x_t] of the toy mixture, so any error left is the sampler's.")
 eta = 0.0
@@ -105,7 +110,8 @@ st.caption(
     + ("" if v.guidance == 0 or v.label is None else "With guidance w > 0 the particles are pushed past p_t(·|label) "
        "on purpose, so they need not match the grey. ")
     + f"Sampling on {v.device}: " + ", ".join(f"{n.lower()} {r[1]:.2f} s" for n, r in runs.items())
-    + f" when first computed; this page run spent {elapsed:.2f} s getting the particles and the movie (cached runs cost almost nothing)."
+    + f" when first computed; this page run spent {elapsed:.2f} s getting the particles and the movie "
+    "(cached runs cost almost nothing)."
 )
 downloads(anim, f"reverse-{v.dataset}-{v.sampler}-{v.steps}", key="reverse.dl.anim", gif=True)
 
@@ -132,13 +138,15 @@ def _ratio(key, data_key, label, n, _x):
 
 cols = st.columns(len(trajs) + 2)
 for col, (name, tr) in zip(cols, trajs.items()):
-    col.metric(f"ED ratio, {name.lower()}", f"{_ratio((models[name][0],) + common, v.data_key, v.label, N_PARTICLES, tr.xs[-1]):.2f}")
+    r = _ratio((models[name][0],) + common, v.data_key, v.label, N_PARTICLES, tr.xs[-1])
+    col.metric(f"ED ratio, {name.lower()}", f"{r:.2f}")
 cols[len(trajs)].metric("A fresh exact sample", f"{control:.2f}")
 if v.label is not None and v.guidance > 0:
     st.caption(f"With guidance w = {v.guidance:g} the samples are pushed deliberately away from the exact p(x | label) "
                "(purer, more typical points of the label, less spread), so a large ratio here measures that trade, "
                "not a broken sampler. Set w = 0 to score against the conditional truth.")
-cols[len(trajs) + 1].metric("Model evaluations", f"{v.steps * NFE_PER_STEP[v.sampler] * (2 if v.label is not None and v.guidance else 1)}")
+nfe = v.steps * NFE_PER_STEP[v.sampler] * (2 if v.label is not None and v.guidance else 1)  # guidance: 2 per step
+cols[len(trajs) + 1].metric("Model evaluations", f"{nfe}")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

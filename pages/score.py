@@ -68,8 +68,9 @@ st.caption(
     "the raw score grows like 1/σ_t and explodes as t → 0. Arrow length grows with |σ·s| up to one grid cell "
     f"(reached at |σ·s| = {sc.ARROW_CAP:g}); the direction is always exact. Grey is the exact density p_t"
     + (" (of the chosen label)" if v.label is not None else "")
-    + ". The right panel is the gap between learned and exact, in the same σ-units; its colour range follows each "
-    "frame, so read its colour bar.")
+    + ". The right panel is the gap between learned and exact, in the same σ-units. Its colour range follows each "
+    "frame (read its colour bar) and is set by the gap where p_t is not negligible: far from the data the "
+    "network never saw a training point, its gap is larger still, and there the colour saturates.")
 downloads(fig, "score-field", key="score.dl_field", gif=True)
 
 # --- error at the current t --------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ if has_model:
 
     err = _error_now(v.data_key, spec, v.model_key, v.label, round(v.t, 4), model)
     m1, m2 = st.columns([1, 2])
-    m1.metric(f"Relative score error at t = {v.t:.2f}", f"{err:.3f}",
+    m1.metric(f"Relative score error at t = {v.t:.2f}", f"{err:.3g}",
               help="sqrt(E‖ŝ − s‖² / E‖s‖²) over 2,000 points drawn from the exact p_t"
                    + (" of the chosen label" if v.label is not None else ""))
     m2.markdown(
@@ -91,7 +92,11 @@ if has_model:
         "set of thin ridges, its score changes abruptly over tiny distances, and a small network smooths "
         "those edges. Sampling spends only its last few steps there, and by then the point is already "
         "near the data.")
-    fig_err = sc.error_curve(frames, v.t, err)
+    @st.cache_resource(show_spinner=False, max_entries=512)
+    def _error_figure(data_key: str, spec: str, model_key: str, label, n_arrows: int, t: float, err: float, _frames):
+        return sc.error_curve(_frames, t, err)
+
+    fig_err = _error_figure(*keys, round(v.t, 4), err, frames)
     st.plotly_chart(fig_err, width="stretch", theme=None)
 
 # --- guidance --------------------------------------------------------------------------------------------
@@ -119,7 +124,12 @@ else:
         st.error(f"Guidance weight w: {e}")
         st.stop()
     label_name = v.dist.label_names[v.label]
-    fig_g = sc.guidance_figure(g, label_name)
+
+    @st.cache_resource(show_spinner=False, max_entries=256)
+    def _guidance_figure(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, _g):
+        return sc.guidance_figure(_g, v.dist.label_names[label])
+
+    fig_g = _guidance_figure(v.data_key, spec, v.model_key if has_model else "", v.label, v.guidance, round(v.t, 4), g)
     st.plotly_chart(fig_g, width="stretch", theme=None)
     st.caption(f"At t = {v.t:.2f}, label “{label_name}”, w = {v.guidance:g} (set w in the sidebar under Model and "
                "sampler). With w = 0 the guided field is the conditional one; larger w pushes harder away from "

@@ -55,7 +55,8 @@ job = st.session_state.get(JOB)
 busy = job is not None and job.active
 
 st.subheader("Settings")
-st.markdown(f"Data: **{DATASET_NAMES.get(v.dataset, v.dataset)}** · schedule: **{SCHEDULE_NAMES[v.schedule.spec().split(':')[0]]}** "
+sched_title = SCHEDULE_NAMES[v.schedule.spec().split(":")[0]]
+st.markdown(f"Data: **{DATASET_NAMES.get(v.dataset, v.dataset)}** · schedule: **{sched_title}** "
             f"(`{v.schedule.spec()}`) · device: **{v.device}** — change these in the sidebar.")
 c1, c2, c3, c4, c5 = st.columns([1.3, 1.3, 1, 1, 1])
 param = c1.selectbox("Network predicts", PARAMETERIZATIONS, index=PARAMETERIZATIONS.index(DEFAULTS["parameterization"]),
@@ -66,7 +67,8 @@ weighting = c2.selectbox("Loss weighting w(λ)", list(WEIGHTINGS), index=list(WE
                          persist_state="session")
 steps = c3.number_input("Training steps", STEPS_RANGE[0], STEPS_RANGE[1], DEFAULTS["steps"], 100, key="train.steps",
                         disabled=busy, persist_state="session",
-                        help=f"{STEPS_RANGE[0]}..{STEPS_RANGE[1]}; 3,000 take about 40 s on two idle CPU cores (the shipped models: 4,000 or more).")
+                        help=f"{STEPS_RANGE[0]}..{STEPS_RANGE[1]}; 3,000 take about 40 s on two idle CPU cores "
+                             "(the shipped models: 4,000 or more).")
 batch = c4.select_slider("Batch size", BATCH_CHOICES, DEFAULTS["batch"], key="train.batch", disabled=busy,
                          persist_state="session")
 lr = c5.select_slider("Learning rate", LR_CHOICES, DEFAULTS["lr"], format_func=lambda x: f"{x:g}", key="train.lr",

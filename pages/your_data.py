@@ -85,7 +85,8 @@ the built-in sets, so the noise schedules suit them.
 """
 )
 st.latex(r"p(x) = \frac{1}{N}\sum_{i=1}^{N} \mathcal{N}\big(x;\, z_i,\, h^2 I\big), \qquad "
-         r"p_t(x) = \frac{1}{N}\sum_{i=1}^{N} \mathcal{N}\big(x;\, \alpha_t z_i,\, (\alpha_t^2 h^2 + \sigma_t^2) I\big)")
+         r"p_t(x) = \frac{1}{N}\sum_{i=1}^{N} "
+         r"\mathcal{N}\big(x;\, \alpha_t z_i,\, (\alpha_t^2 h^2 + \sigma_t^2) I\big)")
 st.caption("z_i are your points after standardising. With h = 0 this would be the set itself, and its ideal "
            "denoiser could only give back training points (memorisation); h > 0 fills in between them.")
 

@@ -82,8 +82,8 @@ def test_the_sidebar_state_survives_a_page_change():
 
 
 def test_an_invalid_schedule_combination_is_named_and_replaced_by_the_defaults():
-    lo, hi, _ = PARAM_RANGES["start"]
-    at = _app(schedule="sigmoid", **{"sigmoid.start": str(hi), "sigmoid.end": str(PARAM_RANGES["end"][0])}).run()
+    at = _app(schedule="edm", **{"edm.sigma_max": str(PARAM_RANGES["sigma_max"][0])}).run()
     assert not at.exception
     warnings = " ".join(w.value for w in at.sidebar.warning)
-    assert "start" in warnings and "default" in warnings
+    assert "sigma_max=5" in warnings and "default" in warnings
+    assert at.session_state["edm.sigma_max"] == PARAM_RANGES["sigma_max"][0]

@@ -51,6 +51,13 @@ def test_adding_c_scales_z_by_exp_minus_c_and_keeps_the_score():
     np.testing.assert_allclose(s0, exact, rtol=1e-5, atol=1e-6)
 
 
+def test_log_z_of_a_drawn_grid():
+    dist = get_dataset("8gaussians")
+    xs, E = en.exact_energy(dist, 0.8, 0.6, None, n=161, half=6.0)
+    assert en.grid_log_z(E, xs) == pytest.approx(0.0, abs=1e-3)
+    assert en.grid_log_z(E, xs, c=2.5) == pytest.approx(-2.5, abs=1e-3)
+
+
 def test_grid_score_of_the_exact_energy_is_the_exact_score():
     dist = get_dataset("8gaussians")
     alpha, sigma = 0.8, 0.6

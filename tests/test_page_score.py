@@ -89,6 +89,9 @@ def test_animation_opens_at_the_chosen_frame():
     np.testing.assert_array_equal(opened.data[1].x, fig.frames[2].data[1].x)
     assert [tr.xaxis for tr in opened.data] == ["x", "x", "x2", "x2", "x3"]
     assert sc.nearest_frame(sc.FRAME_TS, 0.33) == 7  # 0.35
+    exact_only = sc.field_frames(dist, sched, None, None, ts=(0.2, 0.8), n_arrows=5, n_density=10)
+    fig = sc.open_at(sc.figure_dict(sc.score_animation(exact_only, 0)), 1)
+    assert len(fig.data) == 2 and fig.layout.sliders[0].active == 1
 
 
 def _specs(at):

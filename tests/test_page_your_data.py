@@ -46,7 +46,8 @@ def test_parse_good_files(text, points, labels, names):
     (b"1,1\n1,1\n", "all the points are at the same place"),
     (b"1,2\n", "at least 2 points are needed"),
     (b"\xff\xfe\x00\x01", "not a text CSV file"),
-    ("".join(f"{i},{i}\n" for i in range(MAX_ROWS + 1)).encode(), f"has {MAX_ROWS + 1:,} points; the maximum is {MAX_ROWS:,}"),
+    ("".join(f"{i},{i}\n" for i in range(MAX_ROWS + 1)).encode(),
+     f"has {MAX_ROWS + 1:,} points; the maximum is {MAX_ROWS:,}"),
     ("".join(f"{i},{i},c{i}\n" for i in range(9)).encode(), "9 different labels; the maximum is 8"),
 ])
 def test_parse_bad_files(text, message):
@@ -77,6 +78,16 @@ def test_ground_truth_is_standardised_and_exact():
     with pytest.raises(ValueError, match=r"bandwidth must be in \[0.05, 1.0\]"):
         build_dist(points, [0, 0, 0, 0], ("all",), 0.0)
     assert compact(np.array([3, 1, 3]), ("a", "b", "c", "d")) [1] == ("b", "d")
+
+
+def test_separable_density_grid_is_the_exact_density():
+    from ui.figures import density_grid
+    from ui.your_data import separable_density_grid
+
+    dist = build_dist(*preset("spiral", 120), 0.15)
+    xs, ys, p = separable_density_grid(dist, n=40)
+    xs2, ys2, p2 = density_grid(dist, 1.0, 0.0, n=40)
+    assert np.allclose(xs, xs2) and np.allclose(p, p2, rtol=1e-9, atol=1e-12)
 
 
 def test_keys_and_rule_of_thumb():

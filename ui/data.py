@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 
 from diffusion.samplers import guided, prior_sample, sample
 
+from .denoise import one_thread  # noqa: F401  (re-exported for the page)
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
 
 LEARNED_SAMPLER, LEARNED_STEPS = "heun", 25  # the fixed sampler of this page (2 x 25 network calls)
@@ -42,6 +43,12 @@ def learned_samples(model, schedule, n: int, label=None, seed: int = 0, sampler:
     return out.float().numpy()
 
 
+def draw_from_pool(pool: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """n rows of `pool` chosen at random without replacement (seeded): a fresh draw from i.i.d. samples."""
+    idx = np.random.default_rng(seed).choice(len(pool), size=min(n, len(pool)), replace=False)
+    return pool[idx]
+
+
 def prompt_hit_rate(dist, x: np.ndarray, label: int) -> float:
     """The fraction of points x whose most responsible component (under p0) carries `label`."""
     if len(x) == 0:
@@ -56,27 +63,39 @@ def density_grids(dist, label=None, n: int = 90, extent: float = EXTENT):
     return xs, p, pc
 
 
-def _scatter_by_label(fig, x, y, names, col, showlegend, size=5):
-    for c, name in enumerate(names):
+def _samples(dist, x, y) -> list[dict]:
+    """One {x, y} per label: the rows of x carrying that label (empty where none do)."""
+    out = []
+    for c in range(dist.num_classes):
         m = y == c
-        if not m.any():
-            continue
-        fig.add_trace(go.Scattergl(x=x[m, 0], y=x[m, 1], mode="markers", name=name, legendgroup=name,
-                                   showlegend=showlegend, marker=dict(size=size, color=PALETTE[c % len(PALETTE)],
-                                                                      line=dict(width=0.4, color="white")),
-                                   hovertemplate=f"{name}<br>x₁ = %{{x:.2f}}, x₂ = %{{y:.2f}}<extra></extra>"),
-                      row=1, col=col)
-    return fig
+        out.append({"x": x[m, 0], "y": x[m, 1]} if x is not None else {"x": [], "y": []})
+    return out
+
+
+def prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x=None, learned_y=None,
+                  panels: int | None = None) -> dict[int, dict]:
+    """What changes from one draw to the next in `prompt_figure`: {trace index: {x, y}} for its sample traces.
+    `panels`: how many panels the figure has (default: 3 with learned samples, else 2)."""
+    panels = panels or (3 if learned_x is not None else 2)
+    panels = [(all_x, all_y), (cond_x, cond_y), (learned_x, learned_y)][:panels]
+    first = len(panels)  # the heat maps come first, one per panel
+    updates = {}
+    for j, (x, y) in enumerate(panels):
+        for c, values in enumerate(_samples(dist, x, y)):
+            updates[first + j * dist.num_classes + c] = values
+    return updates
 
 
 def prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_x=None, learned_y=None,
-                  extent: float = EXTENT, height: int = 470):
+                  extent: float = EXTENT, height: int = 470, learned_panel: bool | None = None):
     """Three square panels: p(x) with samples coloured by label; exact p(x | c) with its samples; the
-    learned model's samples for the same prompt (over the same exact density). learned_x None: two panels."""
+    learned model's samples for the same prompt (over the same exact density). No learned panel when
+    learned_x is None (unless learned_panel says otherwise). Traces: the heat maps, then one scatter per
+    (panel, label), in that order (see `prompt_values`)."""
     name = "no prompt" if label is None else f"c = {dist.label_names[label]}"
     cond = "p(x)" if label is None else "p(x | c)"
     titles = ["Whole distribution p(x)", f"Exact {cond}, {name}"]
-    if learned_x is not None:
+    if learned_panel or (learned_panel is None and learned_x is not None):
         titles.append(f"Learned samples, {name}")
     cols = len(titles)
     fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.04)
@@ -84,10 +103,15 @@ def prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_
     for j, z in enumerate([p, zc, zc][:cols], start=1):
         fig.add_trace(go.Heatmap(x=xs, y=xs, z=z, colorscale=DENSITY_SCALE, showscale=False,
                                  hovertemplate="density %{z:.3g}<extra></extra>"), row=1, col=j)
-    _scatter_by_label(fig, all_x, all_y, dist.label_names, 1, True)
-    _scatter_by_label(fig, cond_x, cond_y, dist.label_names, 2, False)
-    if learned_x is not None:
-        _scatter_by_label(fig, learned_x, learned_y, dist.label_names, 3, False)
+    for j in range(1, cols + 1):
+        for c, cname in enumerate(dist.label_names):
+            fig.add_trace(go.Scattergl(mode="markers", name=cname, legendgroup=cname, showlegend=j == 1,
+                                       marker=dict(size=5, color=PALETTE[c % len(PALETTE)],
+                                                   line=dict(width=0.4, color="white")),
+                                       hovertemplate=f"{cname}<br>x₁ = %{{x:.2f}}, x₂ = %{{y:.2f}}<extra></extra>"),
+                          row=1, col=j)
+    for i, values in prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x, learned_y, panels=cols).items():
+        fig.data[i].update(values)
     for j in range(1, cols + 1):
         fig.update_xaxes(range=[-extent, extent], title_text="x₁", row=1, col=j, constrain="domain")
         fig.update_yaxes(range=[-extent, extent], row=1, col=j, scaleanchor=f"x{j if j > 1 else ''}",

@@ -137,7 +137,7 @@ def pick_figure(xs, p_t, grid_u, scale: float, xt, t: float, height: int = 520):
     fig.add_trace(go.Scatter(mode="markers", name="click to choose x_t", marker=dict(size=7, color="rgba(0,114,178,0.13)"),
                              hovertemplate="x_t = (%{x:.2f}, %{y:.2f})<extra>click</extra>"))
     fig.add_trace(go.Scatter(mode="markers", name="chosen x_t",
-                             marker=dict(size=16, color=XT_COLOR, symbol="x", line=dict(width=1, color="white")),
+                             marker=dict(size=15, color=XT_COLOR, symbol="cross", line=dict(width=1, color="white")),
                              hoverinfo="skip"))
     traces, layout = pick_values(xs, p_t, grid_u, scale, xt, t)
     for tr, values in zip(fig.data, traces):
@@ -182,7 +182,7 @@ def posterior_figure(xs, post, xt, alpha: float, sigma: float, exact_x0, learned
                              hovertemplate="p(x₀ | x_t) = %{z:.3g}<extra></extra>"))
     fig.add_trace(go.Scatter(mode="lines", name="x_t/α ± 2σ/α", line=dict(color=XT_COLOR, width=1.5, dash="dot"),
                              hoverinfo="skip"))
-    fig.add_trace(go.Scatter(mode="markers", name="x_t / α", marker=dict(size=14, color=XT_COLOR, symbol="x"),
+    fig.add_trace(go.Scatter(mode="markers", name="x_t / α", marker=dict(size=14, color=XT_COLOR, symbol="cross"),
                              hovertemplate="x_t/α = (%{x:.2f}, %{y:.2f})<extra></extra>"))
     fig.add_trace(go.Scatter(mode="markers", name="Exact E[x₀ | x_t]",
                              marker=dict(size=20, color=EXACT_COLOR, symbol="star", line=dict(width=1, color="white")),

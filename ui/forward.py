@@ -133,7 +133,8 @@ def _forward_animation(dist, schedule, ts, n_points, n_tracked, seed, label, act
     names_ = list(dist.label_names)
     for c in range(dist.num_classes):  # style the class traces (frames carry only coordinates)
         fig.data[1 + c].update(mode="markers", name=names_[c], legendgroup=str(c),
-                               marker=dict(size=5, color=PALETTE[c % len(PALETTE)], line=dict(width=0.3, color="white")),
+                               marker=dict(size=5, color=PALETTE[c % len(PALETTE)],
+                                           line=dict(width=0.3, color="white")),
                                hovertemplate=f"{names_[c]}<extra></extra>")
         if label is not None and c != label:
             fig.data[1 + c].update(showlegend=False)
@@ -157,13 +158,19 @@ def with_frames(fig: go.Figure, frames: list[dict]) -> go.Figure:
     """`fig` (its base traces and layout checked by plotly as usual) with animation frames given as plain dicts
     of trace coordinates, which plotly does not re-validate one value at a time: that check took ~1 s for
     50 frames of 2,000 points and found nothing the builders here could get wrong."""
-    return go.Figure({**fig.to_dict(), "frames": frames}, _validate=False)
+    return go.Figure({**plain_dict(fig), "frames": frames}, _validate=False)
+
+
+def plain_dict(fig: go.Figure) -> dict:
+    """fig's data and layout as dicts holding the arrays themselves (fig.to_dict() would base64-encode them,
+    which the browser reads but ui.export cannot)."""
+    return {"data": [tr.to_plotly_json() for tr in fig.data], "layout": fig.layout.to_plotly_json()}
 
 
 def place_player(fig: go.Figure, below: int = 85) -> go.Figure:
     """Move add_player's buttons and slider below the x-axis title (their default overlaps it)."""
     fig.layout.updatemenus[0].pad.t = below + 10
-    fig.layout.sliders[0].update(pad=dict(t=below), x=0.25, len=0.75)  # clear of the buttons on a narrow page
+    fig.layout.sliders[0].update(pad=dict(t=below), x=0.36, len=0.64)  # clear of the buttons on a narrow page
     return fig
 
 
@@ -197,35 +204,27 @@ CURVES = [("alpha", "α(t): signal kept", False), ("sigma", "σ(t): noise added 
           ("snr", "SNR(t) = α²/σ² (log axis)", True), ("logsnr", "log-SNR λ(t) = log(α²/σ²)", False)]
 
 
-def schedule_curves(schedules: dict, current: str, t: float, names: dict | None = None, n: int = 201) -> go.Figure:
-    """A 2x2 grid: alpha, sigma, SNR and log-SNR against t for every schedule, `current` drawn bold, and each
-    schedule's value at `t` marked with a dot (with a vertical line at t)."""
+def curve_lines(schedules: dict, current: str, names: dict | None = None, n: int = 201) -> go.Figure:
+    """A 2x2 grid: alpha, sigma, SNR and log-SNR against t for every schedule, `current` drawn bold."""
     names = names or {}
     ts = np.linspace(0.0, 1.0, n)
     fig = make_subplots(rows=2, cols=2, subplot_titles=[c[1] for c in CURVES], horizontal_spacing=0.1,
                         vertical_spacing=0.17)
     for j, (name, sched) in enumerate(schedules.items()):
-        vals, here = curve_values(sched, ts), curve_values(sched, [t])
+        vals = curve_values(sched, ts)
         bold = name == current
-        color = PALETTE[j % len(PALETTE)]
         label = names.get(name, name) + (" (sidebar)" if bold else "")
         for i, (key, _, _) in enumerate(CURVES):
-            row, col = i // 2 + 1, i % 2 + 1
             fig.add_trace(go.Scatter(x=ts, y=vals[key], mode="lines", name=label, legendgroup=name,
                                      showlegend=i == 0, opacity=1.0 if bold else 0.75,
-                                     line=dict(color=color, width=5 if bold else 2.5, dash=None if bold else "solid"),
+                                     line=dict(color=PALETTE[j % len(PALETTE)], width=5 if bold else 2.5),
                                      hovertemplate=f"{label}<br>t = %{{x:.2f}}<br>{key} = %{{y:.3g}}<extra></extra>"),
-                          row=row, col=col)
-            fig.add_trace(go.Scatter(x=[float(t)], y=[float(here[key][0])], mode="markers", legendgroup=name,
-                                     showlegend=False, name=f"{label} at t",
-                                     marker=dict(size=15 if bold else 10, color=color, line=dict(width=2, color="black")),
-                                     hovertemplate=f"{label} at t = %{{x:.2f}}: {key} = %{{y:.3g}}<extra></extra>"),
-                          row=row, col=col)
+                          row=i // 2 + 1, col=i % 2 + 1)
     for i, (key, _, log) in enumerate(CURVES):
         row, col = i // 2 + 1, i % 2 + 1
         fig.update_xaxes(title_text="t (0 = data, 1 = noise)" if row == 2 else None, range=[0, 1], row=row, col=col)
-        fig.update_yaxes(type="log" if log else "linear", row=row, col=col, exponentformat="power")
-        fig.add_vline(x=float(t), line=dict(color="#777777", width=1.5, dash="dash"), row=row, col=col)
+        fig.update_yaxes(type="log" if log else "linear", row=row, col=col, exponentformat="power",
+                         dtick=1 if key == "sigma" else None)  # one label a decade
     fig.update_yaxes(title_text="α", row=1, col=1)
     fig.update_yaxes(title_text="σ", row=1, col=2)
     fig.update_yaxes(title_text="SNR", row=2, col=1)
@@ -235,6 +234,33 @@ def schedule_curves(schedules: dict, current: str, t: float, names: dict | None 
     fig.update_xaxes(gridcolor="#e5e5e5")
     fig.update_yaxes(gridcolor="#e5e5e5")
     return fig
+
+
+def mark_t(lines: go.Figure, schedules: dict, current: str, t: float, names: dict | None = None) -> go.Figure:
+    """`lines` (from curve_lines, left untouched) plus each schedule's value at t as a dot and a dashed line at t.
+
+    Built as plain dicts on top of the already checked figure, so moving t costs milliseconds."""
+    names = names or {}
+    out = plain_dict(lines)
+    axes = ["", "2", "3", "4"]
+    for j, (name, sched) in enumerate(schedules.items()):
+        here = curve_values(sched, [t])
+        bold = name == current
+        label = names.get(name, name) + (" (sidebar)" if bold else "")
+        for i, (key, _, _) in enumerate(CURVES):
+            out["data"].append(dict(
+                type="scatter", x=[float(t)], y=[float(here[key][0])], mode="markers", legendgroup=name,
+                showlegend=False, name=f"{label} at t", xaxis="x" + axes[i], yaxis="y" + axes[i],
+                marker=dict(size=15 if bold else 10, color=PALETTE[j % len(PALETTE)], line=dict(width=2, color="black")),
+                hovertemplate=f"{label} at t = %{{x:.2f}}: {key} = %{{y:.3g}}<extra></extra>"))
+    out["layout"]["shapes"] = [dict(type="line", xref="x" + a, yref=f"y{a} domain", x0=float(t), x1=float(t), y0=0,
+                                    y1=1, line=dict(color="#777777", width=1.5, dash="dash")) for a in axes]
+    return go.Figure(out, _validate=False)
+
+
+def schedule_curves(schedules: dict, current: str, t: float, names: dict | None = None, n: int = 201) -> go.Figure:
+    """The 2x2 curve grid of every schedule with `current` bold and each schedule's value at `t` marked."""
+    return mark_t(curve_lines(schedules, current, names, n), schedules, current, t, names)
 
 
 def open_at(fig: go.Figure, k: int) -> go.Figure:

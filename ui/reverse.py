@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from diffusion.metrics import energy_distance, energy_distance_floor
+from diffusion.metrics import energy_distance_floor
 from diffusion.samplers import Trajectory, guided, prior_sample, sample
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, density_grid
@@ -112,7 +112,8 @@ def _sampling_animation(dist, schedule, trajs, label, tracked, max_frames, grid_
         step = k
         name = f"{step}"
         names.append(name)
-        what = "the samples (x_t / α_t)" if last else f"t = {t:.3f}, log-SNR λ = {float(schedule.logsnr(t)) + 0.0:.2f}"
+        lam = float(schedule.logsnr(t)) + 0.0
+        what = "the samples (x_t / α_t)" if last else f"t = {t:.3f}, log-SNR λ = {lam:.2f}"
         frames.append(dict(name=name, data=data, layout=dict(title=dict(text=f"Step {step} of {n_states - 1}: {what}"),
                                                              **lay)))
     for j in range(len(titles)):

@@ -153,9 +153,14 @@ def _axes_layout(cols: int, half: float) -> dict:
 
 
 def diff_range(frame) -> float:
-    """The difference map's colour range for one frame: its 99th percentile, at least 0.05 (the error
-    at t near 0 is tens of times that at t near 1, so one range for all frames would blank out most)."""
-    return max(0.05, float(np.quantile(frame["diff"], 0.99))) if frame["diff"] is not None else 1.0
+    """The difference map's colour range for one frame: the 99th percentile of the gap where p_t is at least
+    1/1000 of its peak, and at least 0.05. Off the data the network never trained and its gap there can be
+    far larger; it saturates the colour instead of washing out the region that matters. The error at t near
+    0 is tens of times that near t = 1, so each frame gets its own range."""
+    if frame["diff"] is None:
+        return 1.0
+    where = frame["p"] >= 1e-3 * frame["p"].max()
+    return max(0.05, float(np.quantile(frame["diff"][where], 0.99)))
 
 
 def score_animation(frames, active: int = 0, t_title: bool = True) -> go.Figure:

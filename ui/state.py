@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 
 import streamlit as st
 import torch
+from streamlit.runtime.pages_manager import PagesManager
 
 from diffusion.models import oracle_model, reschedule
 from diffusion.samplers import SAMPLERS
@@ -182,6 +183,13 @@ def sidebar() -> View:
 
 def view() -> View:
     """The view the sidebar drew on this run. A page calls this once, at its top."""
+    if getattr(PagesManager, "uses_pages_directory", False):
+        # Streamlit decides between st.navigation and its older pages/-folder mode only once app.py has
+        # called st.navigation; until then (the first run on a fresh server, opened at a page's URL, and
+        # every AppTest run) it runs pages/<page>.py alone, without app.py. Rerun at once in the
+        # navigation mode so the page gets app.py's layout, navigation and sidebar.
+        PagesManager.uses_pages_directory = False
+        st.rerun()
     v = st.session_state.get("_view")
     if v is None:  # a page run on its own (AppTest's switch_page runs only the page): draw the sidebar here
         v = sidebar()

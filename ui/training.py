@@ -54,7 +54,8 @@ WEIGHTING_NAMES = {"eps": "ε-MSE (w = 1)", "x0": "x₀-MSE (w = SNR)", "v": "v-
 assert set(PARAM_NAMES) == set(PARAMETERIZATIONS) and set(WEIGHTING_NAMES) == set(WEIGHTINGS)
 
 
-def build_model(dist, parameterization: str, schedule, width: int = 128, depth: int = 4, seed: int = 0) -> DiffusionModel:
+def build_model(dist, parameterization: str, schedule, width: int = 128, depth: int = 4,
+                seed: int = 0) -> DiffusionModel:
     """A fresh network as `python -m diffusion.train` builds it: class-conditional on the data's labels
     (with a "no label" row for guidance), a scalar head for the energy parameterization."""
     check_parameterization(parameterization)
@@ -247,9 +248,9 @@ def loss_figure(steps, losses, total: int | None = None, max_points: int = 1500)
                              line=dict(color=PALETTE[4], width=1), opacity=0.6))
     fig.add_trace(go.Scatter(x=steps[::stride], y=trend[::stride], mode="lines", name="running mean (50 steps)",
                              line=dict(color=PALETTE[0], width=3)))
-    fig.update_layout(title="Training loss", font=FONT, height=460, margin=dict(l=70, r=10, t=60, b=60),
-                      plot_bgcolor="white", legend=dict(x=0.98, y=0.98, xanchor="right", yanchor="top",
-                                                        bgcolor="rgba(255,255,255,0.85)", font=dict(size=14)),
+    fig.update_layout(title="Training loss", font=FONT, height=500, margin=dict(l=70, r=10, t=60, b=40),
+                      plot_bgcolor="white", legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.22,
+                                                        yanchor="top"),
                       xaxis=dict(title="training step", range=[0, total or max(1, int(steps.max(initial=1)))],
                                  gridcolor="#e5e5e5"),
                       yaxis=dict(title="weighted denoising loss", type="log", gridcolor="#e5e5e5"))
@@ -276,12 +277,12 @@ def samples_figure(dist, exact_x, exact_y, learned_x=None, learned_title: str = 
                                                    line=dict(width=0.5, color="white"))), row=1, col=col)
     lim = extent * 1.1
     for col in (1, 2):
-        fig.update_xaxes(range=[-lim, lim], title_text="x₁", zeroline=False, row=1, col=col)
-        fig.update_yaxes(range=[-lim, lim], title_text="x₂" if col == 1 else None, zeroline=False, row=1, col=col,
-                         scaleanchor="x" if col == 1 else "x2")
+        fig.update_xaxes(range=[-lim, lim], title_text="x₁", zeroline=False, constrain="domain", row=1, col=col)
+        fig.update_yaxes(range=[-lim, lim], title_text="x₂" if col == 1 else None, zeroline=False, constrain="domain",
+                         row=1, col=col, scaleanchor="x" if col == 1 else "x2")
     fig.update_layout(font=FONT, height=500, margin=dict(l=60, r=10, t=60, b=40), plot_bgcolor="white",
                       legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top",
-                                  title_text="colour = class asked for: "))
+                                  title_text="asked for: "))
     fig.update_annotations(font=dict(size=18))
     return fig
 

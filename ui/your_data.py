@@ -16,11 +16,10 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from toy_data import finite_set, get_dataset
 
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
+from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE
 
 MAX_ROWS = 5000  # points in a file (the mixture has one component per point: the exact pages stay quick)
 MAX_BYTES = 1_000_000  # about 1 MB: far more than 5,000 rows of numbers need
@@ -261,29 +260,47 @@ def canvas_figure(points, labels, names, bounds, n_grid: int = 41) -> go.Figure:
     return fig
 
 
+def separable_density_grid(dist, n: int = 110, extent: float = EXTENT):
+    """(xs, ys, p) of the exact p(x) of an isotropic Gaussian mixture on an n x n grid, p[i, j] at (xs[j], ys[i]).
+
+    Each component N(x; m_k, s_k^2 I) is a product of 1-D Gaussians in x1 and x2, so the grid is one matrix
+    product, sum_k w_k g_k(ys[i]) g_k(xs[j]): the same numbers as ui.figures.density_grid, but about
+    N times fewer exponentials (a 5,000-point set stays quick when the bandwidth slider moves).
+    """
+    xs = torch.linspace(-extent, extent, n, dtype=torch.float64)
+    m, s, w = dist.means, dist.stds, dist.weights
+
+    def g(v, d):  # [n, K]: the 1-D normal densities of every component along coordinate d
+        return torch.exp(-((v[:, None] - m[None, :, d]) ** 2) / (2 * s**2)) / torch.sqrt(2 * math.pi * s**2)
+
+    p = (g(xs, 1) * w) @ g(xs, 0).T
+    return xs.numpy(), xs.numpy(), p.numpy()
+
+
 def density_figure(dist, n: int = 110, extent: float = EXTENT) -> go.Figure:
-    """The exact density of the mixture (standardised units) with its points, and the density at t where
-    the points are blurred further: left the whole set, right the points coloured by class."""
-    xs, ys, p = density_grid(dist, 1.0, 0.0, n=n, extent=extent)
+    """Left: the exact density p(x) of the mixture (standardised units). Right: the points, coloured by class,
+    over its contour lines. Two side-by-side axes laid out by hand (make_subplots costs ~100 ms per call)."""
+    xs, ys, p = separable_density_grid(dist, n=n, extent=extent)
     pts, lab = dist.means.numpy(), dist.labels.numpy()
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06,
-                        subplot_titles=["Exact density p(x)", "Your points (standardised)"])
-    fig.add_trace(go.Heatmap(x=xs, y=ys, z=p, colorscale=DENSITY_SCALE, showscale=False,
-                             hovertemplate="p(x) = %{z:.3g}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Contour(x=xs, y=ys, z=p, showscale=False, contours=dict(coloring="lines"), ncontours=8,
-                             line=dict(width=1), colorscale=[[0, "#999999"], [1, "#999999"]], hoverinfo="skip"),
-                  row=1, col=2)
+    data = [go.Heatmap(x=xs, y=ys, z=p, colorscale=DENSITY_SCALE, showscale=False,
+                       hovertemplate="p(x) = %{z:.3g}<extra></extra>"),
+            go.Contour(x=xs, y=ys, z=p, showscale=False, contours=dict(coloring="lines"), ncontours=8,
+                       line=dict(width=1), colorscale=[[0, "#999999"], [1, "#999999"]], hoverinfo="skip",
+                       xaxis="x2", yaxis="y2")]
     for c, name in enumerate(dist.label_names):
         m = lab == c
-        fig.add_trace(go.Scattergl(x=pts[m, 0], y=pts[m, 1], mode="markers", name=name,
-                                   marker=dict(size=6, color=PALETTE[c % len(PALETTE)],
-                                               line=dict(width=0.5, color="white"))), row=1, col=2)
-    lim = extent
-    for col in (1, 2):
-        fig.update_xaxes(range=[-lim, lim], title_text="x₁ (standardised)", zeroline=False, row=1, col=col)
-        fig.update_yaxes(range=[-lim, lim], title_text="x₂ (standardised)" if col == 1 else None, zeroline=False,
-                         row=1, col=col, scaleanchor="x" if col == 1 else "x2")
-    fig.update_layout(font=FONT, height=500, margin=dict(l=60, r=10, t=60, b=40), plot_bgcolor="white",
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top"))
-    fig.update_annotations(font=dict(size=18))
-    return fig
+        data.append(go.Scattergl(x=pts[m, 0], y=pts[m, 1], mode="markers", name=name, xaxis="x2", yaxis="y2",
+                                 marker=dict(size=6, color=PALETTE[c % len(PALETTE)],
+                                             line=dict(width=0.5, color="white"))))
+    axis = dict(range=[-extent, extent], zeroline=False, title_text="x₁ (standardised)", gridcolor="#eeeeee",
+                constrain="domain")
+    title = dict(xref="paper", yref="paper", y=1.0, yanchor="bottom", showarrow=False, font=dict(size=18))
+    layout = dict(
+        font=FONT, height=580, margin=dict(l=60, r=10, t=60, b=40), plot_bgcolor="white",
+        legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top"),
+        xaxis=dict(axis, domain=[0, 0.47]), xaxis2=dict(axis, domain=[0.53, 1]),
+        yaxis=dict(axis, title_text="x₂ (standardised)", scaleanchor="x"),
+        yaxis2=dict(axis, title_text=None, scaleanchor="x2"),
+        annotations=[dict(title, text="Exact density p(x)", x=0.235, xanchor="center"),
+                     dict(title, text="Your points (standardised)", x=0.765, xanchor="center")])
+    return go.Figure(data=data, layout=layout)
