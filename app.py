@@ -7,6 +7,9 @@ kept in the URL; each page then reads `ui.state.view()`.
 import streamlit as st
 
 from ui.state import forget, sidebar
+from ui.threads import use_one_thread
+
+use_one_thread()  # one torch thread per computation, so a class's sessions share the cores (ui/threads.py)
 
 st.set_page_config(page_title="Diffusion lab", page_icon=":material/blur_on:", layout="wide")
 
@@ -19,7 +22,7 @@ PAGES = [  # the story, in order (see the seed post): data, energy, score, noise
     st.Page("pages/train.py", title="5 · Train", icon=":material/model_training:", url_path="train"),
     st.Page("pages/denoise.py", title="6 · What the model learns", icon=":material/center_focus_strong:", url_path="denoise"),
     st.Page("pages/reverse.py", title="7 · Reverse sampling", icon=":material/replay:", url_path="reverse"),
-    st.Page("pages/your_data.py", title="8 · Your own data", icon=":material/edit:", url_path="your-data"),
+    st.Page("pages/your_data.py", title="8 · Your own data", icon=":material/edit:", url_path="your_data"),
 ]
 page = st.navigation(PAGES)
 sidebar()

@@ -14,7 +14,6 @@ training points, against the network, which generalises.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
 import plotly.graph_objects as go
@@ -36,16 +35,7 @@ N_CHOICES = [4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000]
 EXACT_COLOR, LEARNED_COLOR, XT_COLOR, TRAIN_COLOR = PALETTE[0], PALETTE[5], PALETTE[7], PALETTE[7]
 
 
-@contextmanager
-def one_thread():
-    """Run torch on one thread for a while. Many small ops from a busy multi-user server ran 10-40x slower with
-    torch's default thread pool competing for the cores (measured: 0.8 s against 0.02 s for one sampling run)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from .threads import one_thread  # noqa: E402,F401  (re-exported for the pages)
 
 
 def view_scale(alpha: float, sigma: float) -> float:

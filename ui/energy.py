@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import plotly.graph_objects as go
@@ -29,20 +28,7 @@ ATOMS_IN_UNIVERSE_LOG10 = 80  # about 10^80 atoms in the observable universe
 MNIST_DIM = 28 * 28
 
 
-@contextmanager
-def one_thread():
-    """Run torch on one intra-op thread for a while (then restore the setting).
-
-    The ODE solve is many small batched ops; on a small machine shared with other processes, two
-    OpenMP threads fighting over the cores ran it 10x slower than one (measured: 16 s vs 1.5 s for
-    1,600 points, 16 Heun steps, on 2 busy cores).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from .threads import one_thread  # noqa: E402,F401  (re-exported for the pages)
 
 
 def box_half_width(alpha: float, sigma: float, extent: float = EXTENT) -> float:

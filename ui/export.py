@@ -73,6 +73,33 @@ def _axes(fig, layout):
     return placed
 
 
+def _markers(ax, tr, x, y, mode):
+    """Scatter markers: numeric colours through the colourscale, open symbols as rings, 'x'/'cross' as strokes."""
+    mk = tr.marker
+    size = (mk.size if isinstance(mk.size, (int, float)) else 6) or 6
+    symbol = mk.symbol if isinstance(mk.symbol, str) else "circle"
+    base = symbol.replace("-open", "").replace("-thin", "").replace("-dot", "")
+    shape = {"x": "x", "cross": "+", "star": "*", "diamond": "D", "square": "s", "triangle-up": "^"}.get(base, "o")
+    label = tr.name if (tr.showlegend is not False and tr.name and "lines" not in mode) else None
+    col = mk.color
+    alpha = mk.opacity if mk.opacity is not None else None
+    if col is not None and not isinstance(col, str) and np.issubdtype(np.asarray(col).dtype, np.number):
+        ax.scatter(x, y, c=np.asarray(col), cmap=_cmap(mk.colorscale), s=size**2 * 0.6, lw=0, label=label)
+        return
+    rgba = _color(col, "#0072B2")
+    edge = _color(mk.line.color, rgba) if mk.line and mk.line.color else rgba
+    if shape in ("x", "+"):  # stroke-only symbols: drawn by their edge
+        ax.scatter(x, y, color=edge if mk.line and mk.line.color else rgba, marker=shape, s=size**2 * 0.8,
+                   lw=max(1.5, (mk.line.width or 0) if mk.line else 0), alpha=alpha, label=label)
+    elif "-open" in symbol:
+        ax.scatter(x, y, facecolors="none", edgecolors=[rgba], marker=shape, s=size**2 * 0.8,
+                   lw=max(1.2, (mk.line.width or 0) if mk.line else 0), alpha=alpha, label=label)
+    else:
+        lw = (mk.line.width or 0) * 0.7 if mk.line else 0
+        ax.scatter(x, y, color=[rgba], marker=shape, s=size**2 * 0.6, lw=lw, edgecolors=[edge], alpha=alpha,
+                   label=label)
+
+
 def render(fig: go.Figure, width: int | None = None, height: int | None = None):
     """A matplotlib Figure drawn from a plotly figure's data and layout."""
     layout = fig.layout
@@ -117,15 +144,7 @@ def render(fig: go.Figure, width: int | None = None, height: int | None = None):
                 ax.plot(x, y, color=_color(ln.color, "#0072B2"), lw=(ln.width or 2) * 0.7,
                         ls="--" if ln.dash in ("dash", "dot", "dashdot") else "-", label=tr.name if tr.showlegend else None)
             if "markers" in mode:
-                mk = tr.marker
-                size = (mk.size if isinstance(mk.size, (int, float)) else 6) or 6
-                col = mk.color
-                if col is not None and not isinstance(col, str) and np.issubdtype(np.asarray(col).dtype, np.number):
-                    ax.scatter(x, y, c=np.asarray(col), cmap=_cmap(mk.colorscale), s=size**2 * 0.6, lw=0)
-                else:
-                    ax.scatter(x, y, color=_color(col, "#0072B2"), s=size**2 * 0.6, lw=0, alpha=mk.opacity or 1,
-                               marker="x" if mk.symbol in ("x", "x-thin") else "o",
-                               label=tr.name if (tr.showlegend is not False and tr.name and "lines" not in mode) else None)
+                _markers(ax, tr, x, y, mode)
     for key, ax in axes.items():
         if isinstance(key, str):
             continue
@@ -146,6 +165,8 @@ def render(fig: go.Figure, width: int | None = None, height: int | None = None):
         ax.tick_params(labelsize=font * 0.8)
         if ya.showticklabels is False:
             ax.set_yticklabels([])
+        if ya.scaleanchor or xa.scaleanchor:  # plotly's equal-aspect 2-D panels
+            ax.set_aspect("equal", adjustable="box")
     for ann in layout.annotations or ():
         if ann.xref == "paper" and ann.yref == "paper" and ann.text:
             text = ann.text.replace("<br>", "\n").replace("<b>", "").replace("</b>", "")

@@ -8,7 +8,6 @@ defaults (with a message naming the parameter) when a combination is rejected.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
 import plotly.graph_objects as go
@@ -23,16 +22,7 @@ FRAME_TS = np.round(np.linspace(0.0, 1.0, 31), 4)  # the animation's t values (e
 TRACK_COLOR = "#000000"
 
 
-@contextmanager
-def one_thread():
-    """One intra-op torch thread for the many small tensor ops here: on a small shared machine two OpenMP
-    threads fighting other processes run several times slower (see tests/conftest.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from .threads import one_thread  # noqa: E402,F401  (re-exported for the pages)
 
 
 def nearest_frame(ts, t: float) -> int:

@@ -7,6 +7,8 @@ view (the page itself is the URL's path). Pages call `view()`; they never build 
 
 from __future__ import annotations
 
+import os
+import runpy
 from dataclasses import dataclass, fields
 
 import streamlit as st
@@ -20,6 +22,7 @@ from toy_data import DATASETS, get_dataset
 
 from . import models as model_store
 
+APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
 CUSTOM = "yours"  # the dataset name of the user's own points (pages/your_data.py)
 SAMPLER_NAMES = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "euler": "Euler (ODE)", "heun": "Heun (ODE)",
                  "dpmpp_2m": "DPM-Solver++(2M)", "sde": "Reverse SDE (Euler-Maruyama)"}
@@ -185,11 +188,12 @@ def view() -> View:
     """The view the sidebar drew on this run. A page calls this once, at its top."""
     if getattr(PagesManager, "uses_pages_directory", False):
         # Streamlit decides between st.navigation and its older pages/-folder mode only once app.py has
-        # called st.navigation; until then (the first run on a fresh server, opened at a page's URL, and
-        # every AppTest run) it runs pages/<page>.py alone, without app.py. Rerun at once in the
-        # navigation mode so the page gets app.py's layout, navigation and sidebar.
+        # called st.navigation; until then (the first run on a fresh server opened at a page's URL, and
+        # every AppTest run) it runs pages/<page>.py alone, without app.py. Run app.py from here instead,
+        # which draws the layout, the navigation, the sidebar and this page, then end this outer run.
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        runpy.run_path(APP, run_name="__main__")
+        st.stop()
     v = st.session_state.get("_view")
     if v is None:  # a page run on its own (AppTest's switch_page runs only the page): draw the sidebar here
         v = sidebar()

@@ -1,0 +1,29 @@
+"""Torch threading in the app: one intra-op thread per computation.
+
+The pages run many small tensor operations (a grid of a few thousand points, a 50-step sampler), and
+several sessions (a class) may run them at once, with a training thread beside them. Measured on a
+2-core machine under load, torch's default pool of two OpenMP threads fighting over the cores ran
+these 10-40x slower than one thread (0.8 s against 0.02 s for one sampling run). app.py therefore
+sets one thread for the whole process; `one_thread()` marks the code that relies on it, and sets it
+again where a test or a script imports the builders without app.py.
+
+It does not restore the previous value afterwards: torch's setting is process-wide, so restoring
+it from one session would change it under another session's running computation.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+
+def use_one_thread() -> None:
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+@contextmanager
+def one_thread():
+    use_one_thread()
+    yield
