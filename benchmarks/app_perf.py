@@ -25,18 +25,23 @@ sys.path.insert(0, ROOT)
 # (page file, [(widget kind, key, values to cycle through)]); sidebar keys first, then the page's own.
 CHANGES = {
     "pages/home.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("sidebar.selectbox", "label", ["upper moon", "none"])],
-    "pages/data.py": [("sidebar.selectbox", "label", ["upper moon", "lower moon", "none"])],
-    "pages/energy.py": [("sidebar.slider", "t", [0.2, 0.5]), ("sidebar.selectbox", "label", ["upper moon", "none"])],
-    "pages/score.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("sidebar.slider", "w", [1.0, 2.0])],
-    "pages/forward.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("sidebar.slider", "cosine.s", [0.01, 0.02])],
-    "pages/denoise.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8])],
-    "pages/reverse.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8])],
+    "pages/data.py": [("sidebar.selectbox", "label", ["upper moon", "lower moon", "none"]),
+                      ("select_slider", "data.n", [200, 800])],
+    "pages/energy.py": [("slider", "energy.n", [40, 120]), ("number_input", "energy.c", [3.0, -2.0]),
+                        ("sidebar.selectbox", "label", ["upper moon", "none"])],
+    "pages/score.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("select_slider", "score.arrows", [11, 15])],
+    "pages/forward.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("sidebar.selectbox", "label", ["upper moon", "none"])],
+    "pages/denoise.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("slider", "denoise.x1", [0.5, -1.0]),
+                         ("select_slider", "denoise.n", [64, 16])],
+    "pages/reverse.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("radio", "reverse.model", ["Exact oracle only",
+                                                                                               "Exact and learned"])],
 }
 
 
 def _widget(at, kind, key):
-    where, _, what = kind.partition(".")
-    return getattr(getattr(at, where) if where == "sidebar" else at, what)(key=key)
+    if kind.startswith("sidebar."):
+        return getattr(at.sidebar, kind.split(".", 1)[1])(key=key)
+    return getattr(at, kind)(key=key)
 
 
 def _set(widget, value):
@@ -50,10 +55,10 @@ def server_times(repeats: int = 2) -> dict:
 
     out = {}
     for page, changes in CHANGES.items():
-        at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=300).run()
-        start = time.perf_counter()
+        at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=300)
         if page != "pages/home.py":
-            at.switch_page(page)
+            at.run().switch_page(page)
+        start = time.perf_counter()
         at.run()
         first = time.perf_counter() - start
         if at.exception:
@@ -102,18 +107,18 @@ def _free_port() -> int:
 
 
 def cold_start(chromium: str = "/usr/bin/chromium") -> float:
-    """Seconds from `streamlit run app.py` to the home page's chart drawn in headless Chromium."""
+    """Seconds from `streamlit run app.py` to the home page's chart drawn in an already open headless Chromium."""
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "app.py"), "--server.headless",
-                             "true", "--server.port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "app.py"),
+                                 "--server.headless", "true", "--server.port", str(port)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
             while True:
                 try:
                     page.goto(f"http://127.0.0.1:{port}/", timeout=5000)
@@ -124,10 +129,10 @@ def cold_start(chromium: str = "/usr/bin/chromium") -> float:
                     time.sleep(0.05)
             page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120000)
             seconds = time.perf_counter() - t0
+        finally:
+            proc.terminate()
+            proc.wait()
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait()
     return seconds
 
 

@@ -46,7 +46,7 @@ def forward_panels(dist, schedule, ts, n_points: int = 600, seed: int = 0, exten
             m = (y == c).numpy()
             if not m.any():
                 continue
-            fig.add_trace(go.Scattergl(x=xt[m, 0], y=xt[m, 1], mode="markers", name=dist.label_names[c],
+            fig.add_trace(go.Scatter(x=xt[m, 0], y=xt[m, 1], mode="markers", name=dist.label_names[c],
                                        legendgroup=str(c), showlegend=j == 1,
                                        marker=dict(size=4, color=PALETTE[c % len(PALETTE)],
                                                    line=dict(width=0.3, color="white"))), row=1, col=j)

@@ -7,7 +7,6 @@ import re
 
 import streamlit as st
 
-from . import export
 
 
 def show_source(*objects, title: str = "Show the code that drew this") -> None:
@@ -28,6 +27,8 @@ def downloads(fig, name: str, key: str, gif: bool = False, png_kwargs: dict | No
     nothing on a rerun.
     """
     cols = st.columns(4)
+    from . import export  # matplotlib loads on the first page that offers a download, not at start-up
+
     slug = _slug(name)
     cols[0].download_button("Download PNG", lambda: export.to_png(fig, **(png_kwargs or {})), f"{slug}.png",
                             "image/png", key=f"{key}.png", on_click="ignore", icon=":material/image:")
