@@ -126,7 +126,8 @@ def read_config(path) -> dict:
 
 # What a checkpoint's network sizes may be: anything else is refused before a network is built.
 NET_LIMITS = {"dim": (1, 4096), "width": (8, 2048), "depth": (1, 32), "num_classes": (0, 1000),
-              "fourier": (0, 64), "base": (8, 512)}
+              "fourier": (0, 64), "base": (8, 512), "channels": (1, 16), "size": (4, 256)}
+MULTS_LIMITS = (1, 6, 16)  # a UNet's channel multipliers: 1 to 6 levels, each 1..16
 
 
 def _check_net(path, net: dict) -> None:
@@ -137,6 +138,12 @@ def _check_net(path, net: dict) -> None:
             lo, hi = NET_LIMITS[key]
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise CheckpointError(path, f"network setting {key}={value!r} is out of range [{lo}, {hi}]")
+    if "mults" in net:
+        lo, hi, top = MULTS_LIMITS
+        m = net["mults"]
+        if (not isinstance(m, list) or not lo <= len(m) <= hi
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= top for v in m)):
+            raise CheckpointError(path, f"network setting mults={m!r} must be a list of {lo}-{hi} integers in [1, {top}]")
 
 
 def load_checkpoint(path, expect: dict | None = None) -> tuple[DiffusionModel, dict]:
