@@ -61,3 +61,23 @@ def describe(info: dict) -> str:
     if "kl_gap_nats" in metrics:
         text += f"; KL gap {metrics['kl_gap_nats']:.3f} nats, ED ratio {metrics['ed_ratio']:.2f}"
     return text
+
+
+MNIST_CHECKPOINT = os.path.join(CHECKPOINTS, "mnist.safetensors")
+
+
+@st.cache_resource(show_spinner=False)
+def mnist(path: str = MNIST_CHECKPOINT):
+    """(model, config) of the shipped MNIST model, or (None, {'error': message}) with what is wrong.
+
+    A checkpoint of another kind (a 2-D model saved under this name) is refused with a clear message.
+    """
+    if not os.path.exists(path):
+        return None, {"error": f"{path} is missing: train one with `python -m diffusion.train --dataset mnist "
+                               f"--out {os.path.relpath(path)}`"}
+    try:
+        model, config = load_checkpoint(path, expect={"net.arch": "unet", "dataset": "mnist"})
+    except CheckpointError as e:
+        return None, {"error": str(e)}
+    model.requires_grad_(False)
+    return model, {**config, "source": "shipped"}
