@@ -9,22 +9,42 @@ Figures (2-D models):
                      two true samples of the same size (1.0 = as close as a fresh true sample)
   score_rel_error    sqrt(E|s_model - s_true|^2 / E|s_true|^2) on exact p_t samples, per t
   conditional        per guidance weight: share of samples nearest to the requested label, and ed_ratio
+
+Figures (MNIST UNets: a checkpoint with net.arch "unet" and dataset "mnist"), measured with the separate
+classifier checkpoints/mnist_classifier.safetensors (benchmarks/train_classifier.py; ~99% test accuracy):
+
+    python -m diffusion.evaluate --checkpoint checkpoints/mnist.safetensors \
+        [--samplers heun dpmpp_2m ddim euler] [--nfe 10 20 50] [--guidance 0 1 3 5] [--n 1000]
+
+  for each sampler, number of function evaluations (NFE) and guidance weight w, --n class-conditional
+  samples (the same number of each digit, from the same starting noise in every setting), clipped to
+  [-1, 1]:
+  accuracy           share classified as the requested digit
+  fd                 Frechet distance between the samples and the 10,000 test digits in the classifier's
+                     128-d feature space (FID's formula, a different network)
+  fd_ratio           fd / fd_floor, where fd_floor is the same distance for --n real training digits
+                     (mean of 3 draws): what a perfect generator scores at this sample size
+  target_met         at 20 NFE and 1 <= w <= 3 the target is accuracy >= 0.99 and fd <= 2 fd_floor
+The defaults (one sampler, 20 NFE, w = 0, 1, 3, 5, 500 samples) take a few minutes on a CPU;
+benchmarks/samplers_mnist.py runs the full table. The NFE of a setting is the model evaluations per
+sample of the sampler; guidance w > 0 makes each cost two network calls (conditional and unconditional).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
 import torch
 
 from toy_data import get_dataset
 
 from . import cli
-from .checkpoints import load_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint
 from .likelihood import ode_log_likelihood
 from .metrics import energy_distance, energy_distance_floor, relative_score_error
-from .samplers import SAMPLERS, guided, prior_sample, sample
+from .samplers import SAMPLERS, guided, prior_sample, sample, steps_for_nfe
 
 
 def evaluate_2d(model, dist, n: int = 5000, sampler: str = "heun", steps: int = 50, guidances=(0.0, 1.0, 3.0),
@@ -72,25 +92,211 @@ def evaluate_2d(model, dist, n: int = 5000, sampler: str = "heun", steps: int = 
     return out
 
 
+MNIST_SAMPLERS = ("heun", "dpmpp_2m", "ddim", "euler")  # the deterministic samplers compared in the README
+MNIST_NFES = (10, 20, 50)
+MNIST_GUIDANCES = (0.0, 1.0, 3.0, 5.0)
+GRID = {"dpmpp_2m": "uniform_logsnr"}  # each sampler on the grid it is meant for; the rest uniform in t
+TARGET = {"nfe": 20, "guidance": (1.0, 3.0), "accuracy": 0.99, "fd_ratio": 2.0}  # the issue's pass mark
+
+
+def _real_subset(images, labels, per_digit: int, generator) -> torch.Tensor:
+    """per_digit random images of each digit 0..9 (without replacement), digit by digit."""
+    picks = []
+    for c in range(10):
+        pool = torch.nonzero(labels == c)[:, 0]
+        picks.append(pool[torch.randperm(len(pool), generator=generator)[:per_digit]])
+    return images[torch.cat(picks)]
+
+
+def mnist_reference(classifier, n: int, seed: int = 0, floor_draws: int = 3) -> dict:
+    """The real-data side of the MNIST figures: test-set feature statistics and the floor at sample size n.
+
+    Returns {"test_stats": (mu, cov), "fd_floor", "fd_floor_draws", "real_accuracy"}: fd_floor is the mean
+    Frechet distance between n training digits (n / 10 of each) and the test set over `floor_draws` draws;
+    real_accuracy is the classifier's accuracy on those training digits (the best a generator can score).
+    """
+    from toy_data.mnist import load_mnist
+
+    from .classifier import fingerprint, frechet_from_stats, gaussian_stats
+
+    if n % 10 or n < 20:
+        raise ValueError(f"--n must be a multiple of 10 (the same number of each digit), at least 20; got {n}")
+    x_test, _ = load_mnist("test")
+    stored = getattr(classifier, "reference", None)
+    if stored is not None and stored["fingerprint"] == fingerprint(x_test):
+        test_stats = (stored["mean"], stored["cov"])  # computed on this very test set when it was saved
+    else:
+        test_stats = gaussian_stats(classifier.embed(x_test))
+    x_train, y_train = load_mnist("train")
+    per = n // 10
+    if per > 5421:  # the rarest training digit (5) has 5,421 images
+        raise ValueError(f"--n must be at most 54210 for MNIST (5,421 images of the rarest digit); got {n}")
+    g = torch.Generator().manual_seed(seed + 777)
+    draws, accs = [], []
+    want = torch.arange(10).repeat_interleave(per)
+    for _ in range(floor_draws):
+        real = _real_subset(x_train, y_train, per, g)
+        draws.append(frechet_from_stats(*gaussian_stats(classifier.embed(real)), *test_stats))
+        accs.append((classifier.predict(real) == want).float().mean().item())
+    return {"test_stats": test_stats, "fd_floor": sum(draws) / len(draws),
+            "fd_floor_draws": [round(d, 4) for d in draws], "real_accuracy": sum(accs) / len(accs)}
+
+
+@torch.no_grad()
+def mnist_samples(model, labels: torch.Tensor, x_start: torch.Tensor, sampler: str, nfe: int, guidance: float,
+                  batch: int = 500, device="cpu") -> torch.Tensor:
+    """Class-conditional samples [N, 1, 28, 28] on the CPU, clipped to [-1, 1], from the starting noise x_start."""
+    steps = steps_for_nfe(sampler, nfe)
+    out = []
+    for i in range(0, len(labels), batch):
+        lab = labels[i:i + batch].to(device)
+        x = sample(guided(model, lab, guidance), x_start[i:i + batch].to(device), model.schedule, sampler, steps,
+                   GRID.get(sampler, "uniform_t"), generator=torch.Generator().manual_seed(i))
+        out.append(x.clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
+def evaluate_mnist(model, classifier, n: int = 500, samplers=("dpmpp_2m",), nfes=(20,),
+                   guidances=MNIST_GUIDANCES, seed: int = 0, batch: int = 500, device="cpu",
+                   progress=None, reference: dict | None = None) -> dict:
+    """Every MNIST figure of the module docstring: accuracy and Frechet distance per (sampler, NFE, w).
+
+    `model` is a class-conditional MNIST DiffusionModel, `classifier` a diffusion.classifier.MnistClassifier.
+    `progress(row)` is called after each setting with its result row. `reference` (from mnist_reference
+    with the same n and seed) may be passed to reuse the real-data statistics.
+    """
+    from .classifier import frechet_from_stats, gaussian_stats
+
+    if getattr(model, "num_classes", 0) != 10:
+        raise ValueError(f"an MNIST model must be class-conditional with 10 classes; this one has "
+                         f"{getattr(model, 'num_classes', 0)}")
+    ref = reference or mnist_reference(classifier, n, seed)
+    per = n // 10
+    labels = torch.arange(10).repeat_interleave(per)
+    x_start = prior_sample(model.schedule, (n, 1, 28, 28), generator=torch.Generator().manual_seed(seed))
+    model = model.to(device)
+    rows = []
+    for sampler in samplers:
+        for nfe in nfes:
+            for w in guidances:
+                start = time.perf_counter()
+                x = mnist_samples(model, labels, x_start, sampler, nfe, w, batch=batch, device=device)
+                seconds = time.perf_counter() - start
+                pred = classifier.predict(x)
+                per_digit = [(pred[labels == c] == c).float().mean().item() for c in range(10)]
+                fd = frechet_from_stats(*gaussian_stats(classifier.embed(x)), *ref["test_stats"])
+                row = {"sampler": sampler, "nfe": nfe, "steps": steps_for_nfe(sampler, nfe), "guidance": float(w),
+                       "accuracy": round((pred == labels).float().mean().item(), 4),
+                       "worst_digit": int(min(range(10), key=lambda c: per_digit[c])),
+                       "worst_digit_accuracy": round(min(per_digit), 4),
+                       "fd": round(fd, 4), "fd_ratio": round(fd / ref["fd_floor"], 3),
+                       "seconds": round(seconds, 2)}
+                if nfe == TARGET["nfe"] and TARGET["guidance"][0] <= w <= TARGET["guidance"][1]:
+                    row["target_met"] = bool(row["accuracy"] >= TARGET["accuracy"]
+                                             and fd <= TARGET["fd_ratio"] * ref["fd_floor"])
+                rows.append(row)
+                if progress is not None:
+                    progress(row)
+    return {"n": n, "per_digit": per, "seed": seed, "fd_floor": round(ref["fd_floor"], 4),
+            "fd_floor_draws": ref["fd_floor_draws"], "real_accuracy": round(ref["real_accuracy"], 4),
+            "target": {"nfe": TARGET["nfe"], "guidance": list(TARGET["guidance"]),
+                       "accuracy": TARGET["accuracy"], "fd_ratio": TARGET["fd_ratio"]},
+            "results": rows}
+
+
+def load_diffusion(path) -> tuple:
+    """load_checkpoint, with a plain message when the file is the evaluation classifier instead."""
+    from .classifier import CLASSIFIER_FORMAT
+
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as e:
+        if CLASSIFIER_FORMAT in e.problem:
+            raise CheckpointError(path, "is the MNIST evaluation classifier, not a diffusion model checkpoint; "
+                                        "pass it as --classifier") from None
+        raise
+
+
+def kind_of(config: dict, path) -> str:
+    """'2d' or 'mnist', from a checkpoint's config; anything else is refused."""
+    arch, dataset = config["net"]["arch"], config.get("dataset")
+    if arch == "mlp2d":
+        return "2d"
+    if arch == "unet" and dataset == "mnist":
+        return "mnist"
+    raise ValueError(f"{path} is a {arch} model of dataset {dataset!r}; this command measures 2-D models "
+                     f"and MNIST models")
+
+
 def build_parser():
     p = cli.ArgumentParser(prog="python -m diffusion.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint written by diffusion.train")
-    p.add_argument("--sampler", default="heun", choices=list(SAMPLERS))
-    p.add_argument("--steps", type=cli.positive_int("--steps", 1, 2000), default=50)
-    p.add_argument("--n", type=cli.positive_int("--n", 100, 20000), default=5000, help="samples to compare")
+    p.add_argument("--n", type=cli.positive_int("--n", 20, 20000), default=None,
+                   help="samples to compare (2-D: at least 100, default 5000; MNIST: per setting, a multiple "
+                        "of 10, default 500)")
     p.add_argument("--seed", type=cli.positive_int("--seed", 0, 2**31 - 1), default=0)
+    two = p.add_argument_group("2-D models")
+    two.add_argument("--sampler", default=None, choices=list(SAMPLERS), help="default heun")
+    two.add_argument("--steps", type=cli.positive_int("--steps", 1, 2000), default=None, help="default 50")
+    mn = p.add_argument_group("MNIST models")
+    mn.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=None,
+                    help=f"default dpmpp_2m; the README table uses {' '.join(MNIST_SAMPLERS)}")
+    mn.add_argument("--nfe", nargs="+", type=cli.positive_int("--nfe", 1, 1000), default=None,
+                    help="function evaluations per sample, default 20; the README table uses 10 20 50")
+    mn.add_argument("--guidance", nargs="+", type=cli.bounded_float("--guidance", 0, 20), default=None,
+                    help="classifier-free guidance weights, default 0 1 3 5")
+    mn.add_argument("--classifier", default=None, help="default checkpoints/mnist_classifier.safetensors")
+    mn.add_argument("--batch", type=cli.positive_int("--batch", 1, 100000), default=None,
+                    help="images per sampling batch, default 500")
+    mn.add_argument("--device", default=None, help="auto (CUDA, then MPS, then CPU; the default), cpu, cuda, "
+                                                   "cuda:N, mps")
+    mn.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
+
+
+MNIST_ONLY = ("samplers", "nfe", "guidance", "classifier", "batch", "device")
+TWO_D_ONLY = ("sampler", "steps")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    model, config = load_checkpoint(args.checkpoint)
+    model, config = load_diffusion(args.checkpoint)
     dataset = config.get("dataset")
-    if config["net"]["arch"] != "mlp2d":
-        raise ValueError(f"{args.checkpoint} is a {config['net']['arch']} model; this command measures 2-D models")
-    result = evaluate_2d(model, get_dataset(dataset), n=args.n, sampler=args.sampler, steps=args.steps,
-                         seed=args.seed)
-    json.dump({"checkpoint": args.checkpoint, "dataset": dataset, **result}, sys.stdout, indent=2)
+    kind = kind_of(config, args.checkpoint)
+    if kind == "2d":
+        extra = [f"--{k}" for k in MNIST_ONLY if getattr(args, k) is not None]
+        if extra:
+            raise ValueError(f"{' '.join(extra)} only apply to MNIST checkpoints; {args.checkpoint} is a 2-D "
+                             f"model (use --sampler and --steps)")
+        n = 5000 if args.n is None else args.n
+        if n < 100:
+            raise ValueError(f"--n must be an integer in [100, 20000] for a 2-D model; got {n}")
+        result = evaluate_2d(model, get_dataset(dataset), n=n, sampler=args.sampler or "heun",
+                             steps=args.steps or 50, seed=args.seed)
+        json.dump({"checkpoint": args.checkpoint, "dataset": dataset, **result}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    extra = [f"--{k}" for k in TWO_D_ONLY if getattr(args, k) is not None]
+    if extra:
+        raise ValueError(f"{' '.join(extra)} only apply to 2-D checkpoints; {args.checkpoint} is an MNIST model "
+                         f"(use --samplers and --nfe)")
+    from .classifier import load_classifier
+    from .training import pick_device
+
+    n = 500 if args.n is None else args.n
+    device = pick_device(args.device or "auto")
+    classifier, clf_config = load_classifier(args.classifier)
+    reference = mnist_reference(classifier, n, args.seed)  # checks n before any sampling
+    say = (lambda row: None) if args.quiet else (lambda row: sys.stderr.write(
+        f"{row['sampler']} {row['nfe']} NFE w={row['guidance']:g}: accuracy {row['accuracy']:.4f}, "
+        f"fd {row['fd']:.3f} ({row['fd_ratio']:.2f}x floor), {row['seconds']:.1f} s\n"))
+    result = evaluate_mnist(model, classifier, n=n, samplers=args.samplers or ["dpmpp_2m"], nfes=args.nfe or [20],
+                            guidances=args.guidance or list(MNIST_GUIDANCES), seed=args.seed,
+                            batch=args.batch or 500, device=device, progress=say, reference=reference)
+    json.dump({"checkpoint": args.checkpoint, "dataset": dataset, "kind": "mnist",
+               "steps_done": config.get("train", {}).get("steps_done"), "device": str(device),
+               "classifier": args.classifier or "checkpoints/mnist_classifier.safetensors",
+               "classifier_test_accuracy": clf_config.get("test_accuracy"), **result}, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 

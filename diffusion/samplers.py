@@ -134,13 +134,22 @@ def sample_euler(denoise: Denoiser, x, ts, schedule, callback=None, generator=No
 
 @torch.no_grad()
 def sample_heun(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
-    """Probability-flow ODE with Heun's 2nd-order method (Karras et al. 2022, Alg. 1): 2 evaluations a step."""
+    """Probability-flow ODE with Heun's 2nd-order method (Karras et al. 2022, Alg. 1): 2 evaluations a step.
+
+    As in Karras' algorithm the last step is a plain Euler step: at t_min, sigma'/sigma is large, so the
+    correction would magnify the first estimate's error (badly so for sharp denoisers such as a finite
+    set's); one Euler step keeps the method second-order overall.
+    """
+    last = len(ts) - 2
     for i in range(len(ts) - 1):
         t, s = ts[i], ts[i + 1]
         x0 = denoise(x, t)
         _report(callback, i, t, x, x0)
         d = _velocity(x, x0, _level(schedule, t, x))
         x_euler = x + (s - t) * d
+        if i == last:
+            x = x_euler
+            break
         d2 = _velocity(x_euler, denoise(x_euler, s), _level(schedule, s, x))
         x = x + (s - t) * (d + d2) / 2
     return x

@@ -6,6 +6,11 @@ Examples (class-conditional models; the 2-D one takes about a minute on two CPU 
     python -m diffusion.train --dataset mnist --out checkpoints/mnist.safetensors
     python -m diffusion.train --dataset mnist --data-path ~/data/MNIST/raw --out my_mnist.safetensors
 
+Several GPUs (or CPU processes): the same command under torchrun trains the same model, faster; --batch is
+the global batch and must be divisible by the number of processes. Rank 0 reports and saves:
+
+    torchrun --standalone --nproc_per_node 4 -m diffusion.train --dataset mnist --out my_mnist.safetensors
+
 Defaults depend on the dataset (DEFAULTS_2D, DEFAULTS_MNIST); any flag overrides them.
 """
 
@@ -20,7 +25,7 @@ from toy_data import DATASETS, get_dataset
 from toy_data.mnist import LABEL_NAMES as MNIST_LABELS
 from toy_data.mnist import mnist_sampler
 
-from . import cli
+from . import cli, distributed
 from .checkpoints import load_checkpoint, save_checkpoint
 from .models import DiffusionModel
 from .nets import MLP2D, MLPConfig
@@ -97,6 +102,10 @@ def main(argv=None) -> int:
         if getattr(args, key) is None:
             setattr(args, key, value)
     cli.check_writable(args.out, ".safetensors")
+    rank, _, world = distributed.env_world()  # under torchrun: this process's place; (0, _, 1) otherwise
+    if world > 1:
+        distributed.rows_of(args.batch, rank, world)  # fail early when the batch does not split evenly
+    main_process = rank == 0
     if args.dataset in IMAGE_SETS:
         data, label_names = mnist_sampler("train", args.data_path), MNIST_LABELS
     else:
@@ -113,7 +122,8 @@ def main(argv=None) -> int:
     else:
         model = build_model(args.dataset, args.parameterization, make_schedule(args.schedule), num_classes,
                             width=args.width, depth=args.depth, base=args.base)
-    bar = cli.ProgressBar(args.steps, f"training {args.dataset}", enabled=False if args.quiet else None)
+    bar = cli.ProgressBar(args.steps, f"training {args.dataset}",
+                          enabled=False if args.quiet or not main_process else None)
 
     def progress(info):
         bar(info)
@@ -123,13 +133,17 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     result = train(model, data, config, callback=progress)
     bar.close()
+    if not main_process:  # the other processes hold the same weights: rank 0 saves and reports
+        return 0
     save_checkpoint(args.out, result.model, dataset=args.dataset, label_names=list(label_names),
                     train={**config.to_dict(), "device": str(device), "steps_done": result.steps_done,
                            "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
+                           "world_size": result.world_size,
                            "resumed_from": args.resume})
     if result.stopped:
         sys.stderr.write(f"warning: {result.stopped}\n")
-    sys.stderr.write(f"saved {args.out} ({result.steps_done} steps, {result.seconds:.1f} s on {device}, "
+    sys.stderr.write(f"saved {args.out} ({result.steps_done} steps, {result.seconds:.1f} s on {device}"
+                     f"{f' x {result.world_size} processes' if result.world_size > 1 else ''}, "
                      f"final loss {sum(result.losses[-100:]) / max(1, len(result.losses[-100:])):.4f})\n")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -11,6 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from . import distributed
 from .models import DiffusionModel
 from .parameterizations import eps_scale, from_x0_eps, get_weighting, noise_level
 
@@ -38,11 +40,17 @@ T_SAMPLING = ("uniform_t", "uniform_logsnr")
 
 
 def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, generator=None,
-                   t_sampling: str = "uniform_t") -> Tensor:
+                   t_sampling: str = "uniform_t", rows: slice | None = None,
+                   autocast_dtype: torch.dtype | None = None) -> Tensor:
     """E_t,eps [ w(lambda) / c^2 |out - out*|^2 ] = E [ w(lambda) |eps_hat - eps|^2 ], per dimension.
 
     t is drawn stratified (one per example: lower variance than i.i.d.), uniform in t or, with
     t_sampling="uniform_logsnr", uniform in lambda over the schedule's range.
+
+    `rows` (one process's share when several train together): t and the noise are drawn for the whole
+    batch, as without it, and the loss is the mean over these rows only; so the mean of the losses over
+    equal blocks of rows is the whole batch's loss. `autocast_dtype` (e.g. torch.bfloat16 on CUDA) runs
+    the network under autocast; the loss itself is computed in x0's dtype.
     """
     b = x0.shape[0]
     u = torch.rand((), generator=generator, dtype=torch.float64).item()
@@ -52,10 +60,17 @@ def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, gen
         lam_hi, lam_lo = model.schedule.logsnr(t_lo), model.schedule.logsnr(t_hi)
         t = model.schedule.t_of_logsnr(lam_hi + t * (lam_lo - lam_hi))
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    if rows is not None:  # the same draws as for the whole batch, then this share of its rows
+        x0, eps, t = x0[rows], eps[rows], t[rows]
+        if isinstance(label, Tensor) and label.ndim:
+            label = label[rows]
     lvl = noise_level(model.schedule, t)
     lv = lvl.to(x0)
     x = lv.alpha * x0 + lv.sigma * eps
-    out, _ = model.predict(x, t, label, create_graph=True)
+    amp = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(x0.device.type, autocast_dtype)
+    with amp:
+        out, _ = model.predict(x, t, label, create_graph=True)
+    out = out.to(x0.dtype)
     target = from_x0_eps(model.parameterization, x0, eps, lvl)
     w = get_weighting(weighting)(lv.logsnr) / eps_scale(model.parameterization, lv) ** 2
     return (w * (out - target) ** 2).mean()
@@ -73,12 +88,14 @@ class TrainConfig:
     t_sampling: str = "uniform_t"  # or "uniform_logsnr": more examples at the low- and high-noise ends
     seed: int = 0
     device: str = "auto"
+    amp: bool = True  # bf16 autocast of the network on CUDA when supported; ignored on CPU/MPS and energy heads
 
     def validate(self) -> "TrainConfig":
         checks = [("steps", 1 <= self.steps <= 1_000_000, "1..1000000"),
                   ("batch_size", 1 <= self.batch_size <= 65536, "1..65536"),
                   ("lr", 0 < self.lr <= 1, "(0, 1]"), ("ema_decay", 0 <= self.ema_decay < 1, "[0, 1)"),
-                  ("grad_clip", self.grad_clip > 0, "> 0"), ("label_dropout", 0 <= self.label_dropout <= 1, "[0, 1]")]
+                  ("grad_clip", self.grad_clip > 0, "> 0"), ("label_dropout", 0 <= self.label_dropout <= 1, "[0, 1]"),
+                  ("amp", isinstance(self.amp, bool), "True or False")]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"training setting {name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
@@ -98,6 +115,7 @@ class TrainResult:
     steps_done: int = 0
     seconds: float = 0.0
     stopped: str = ""  # why training ended early ("" when it ran all its steps)
+    world_size: int = 1  # processes that trained it together (torchrun), 1 for a plain process
 
 
 def train(model: DiffusionModel, data: Callable, config: TrainConfig, callback: Callable | None = None,
@@ -107,50 +125,83 @@ def train(model: DiffusionModel, data: Callable, config: TrainConfig, callback: 
     `callback({'step', 'loss', 'snapshot'})` is called after every step; `snapshot()` returns a frozen
     copy of the current EMA model. A NaN or inf loss stops training, restores the last good weights
     and says so in `result.stopped`; `should_stop()` returning True stops it cleanly.
+
+    Under torchrun (WORLD_SIZE > 1) every process makes this same call (see diffusion.distributed): each
+    draws the same global batch of `config.batch_size` rows, trains on its block of them through
+    DistributedDataParallel, and ends with the same weights as one process would. Only rank 0 calls
+    `callback`; `should_stop()` True in any process, or a bad loss in any, stops them all at that step.
     """
     config.validate()
-    device = pick_device(config.device)
-    torch.manual_seed(config.seed)
-    g = torch.Generator().manual_seed(config.seed)
-    model.to(device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    warm = max(1, config.steps // 50)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
-    result, start = TrainResult(ema), time.perf_counter()
-    for step in range(config.steps):
-        if should_stop is not None and should_stop():
-            result.stopped = f"stopped by request after {step} steps"
-            break
-        x0, labels = data(config.batch_size, g)
-        x0 = x0.to(device)
-        if labels is not None and model.num_classes:
-            drop = torch.rand(labels.shape, generator=g) < config.label_dropout
-            labels = torch.where(drop, -1, labels).to(device)
-        else:
-            labels = None
-        loss = diffusion_loss(model, x0, labels, config.weighting, generator=g, t_sampling=config.t_sampling)
-        opt.zero_grad(set_to_none=True)
-        bad = None if torch.isfinite(loss) else f"the loss became {loss.item()}"
-        if bad is None:
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            bad = None if torch.isfinite(norm) else f"the gradient became {norm.item()}"
-        if bad is not None:  # no update was taken: the weights are those of the last good step
-            result.stopped = f"{bad} at step {step + 1}; training stopped and kept the weights of step {step}"
-            break
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            d = min(config.ema_decay, (1 + step) / (10 + step))  # short warm-up of the EMA
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - d)
-        result.losses.append(loss.item())
-        result.steps_done = step + 1
-        if callback is not None:
-            callback({"step": step + 1, "loss": result.losses[-1],
-                      "snapshot": lambda: copy.deepcopy(ema).cpu().eval()})
+    group, device = distributed.start(pick_device(config.device))  # a no-op in a plain process
+    net = model.net
+    try:
+        rows = distributed.rows_of(config.batch_size, group.rank, group.world_size) if group.active else None
+        amp = (torch.bfloat16 if config.amp and device.type == "cuda" and model.parameterization != "energy"
+               and torch.cuda.is_bf16_supported() else None)
+        torch.manual_seed(config.seed)
+        g = torch.Generator().manual_seed(config.seed)  # the same in every process: the same global batches
+        model.to(device).train()
+        ema = copy.deepcopy(model).eval().requires_grad_(False)
+        params = list(model.parameters())
+        opt = torch.optim.Adam(params, lr=config.lr)
+        warm = max(1, config.steps // 50)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
+        result, start = TrainResult(ema, world_size=group.world_size), time.perf_counter()
+        # Several processes: DDP averages the gradients during backward(). An energy head's loss is itself a
+        # gradient (score = -grad_x E, a double backward), which DDP does not support: there the gradients
+        # are averaged after backward() in one all-reduce instead.
+        by_hand = group.active and model.parameterization == "energy"
+        if by_hand:
+            distributed.broadcast_(params)  # start from rank 0's weights, as DDP does
+        elif group.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model.net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        for step in range(config.steps):
+            stop = should_stop is not None and should_stop()
+            if group.active:  # any process asking stops all of them at the same step
+                stop = distributed.all_reduce_(torch.tensor([float(stop)], device=device), "max").item() > 0
+            if stop:
+                result.stopped = f"stopped by request after {step} steps"
+                break
+            x0, labels = data(config.batch_size, g)
+            x0 = x0.to(device)
+            if labels is not None and model.num_classes:
+                drop = torch.rand(labels.shape, generator=g) < config.label_dropout
+                labels = torch.where(drop, -1, labels).to(device)
+            else:
+                labels = None
+            loss = diffusion_loss(model, x0, labels, config.weighting, generator=g, t_sampling=config.t_sampling,
+                                  rows=rows, autocast_dtype=amp)
+            opt.zero_grad(set_to_none=True)
+            seen = loss.detach()
+            if group.active:  # the whole batch's loss: the same number, finite or not, in every process
+                seen = distributed.all_reduce_(seen.clone()) / group.world_size
+            bad = None if torch.isfinite(seen) else f"the loss became {seen.item()}"
+            if bad is None:
+                loss.backward()
+                if by_hand:
+                    distributed.average_gradients_(params, group.world_size)
+                norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)  # of the averaged gradients
+                bad = None if torch.isfinite(norm) else f"the gradient became {norm.item()}"
+            if bad is not None:  # no update was taken: the weights are those of the last good step
+                result.stopped = f"{bad} at step {step + 1}; training stopped and kept the weights of step {step}"
+                break
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                d = min(config.ema_decay, (1 + step) / (10 + step))  # short warm-up of the EMA
+                for pe, pm in zip(ema.parameters(), params):
+                    pe.lerp_(pm, 1 - d)
+            result.losses.append(seen.item())
+            result.steps_done = step + 1
+            if callback is not None and group.is_main:
+                callback({"step": step + 1, "loss": result.losses[-1],
+                          "snapshot": lambda: copy.deepcopy(ema).cpu().eval()})
+    finally:
+        model.net = net
+        distributed.stop(group)
     result.seconds = time.perf_counter() - start
     ema.cpu().eval()
     model.cpu()

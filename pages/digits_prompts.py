@@ -1,8 +1,218 @@
-"""Being written (issue 5)."""
+"""Page 11: prompts on digits: composing conditional predictions, and the generator used as a classifier."""
 
 import streamlit as st
 
 from ui.state import view
 
 v = view()
-st.write("coming")
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from diffusion.models import reschedule  # noqa: E402
+from diffusion.samplers import NFE_PER_STEP, sample  # noqa: E402
+from toy_data.mnist import MnistError, load_mnist  # noqa: E402
+from ui import digits as dg  # noqa: E402
+from ui.models import mnist  # noqa: E402
+from ui.page import downloads, show_source  # noqa: E402
+from ui.state import SAMPLER_NAMES  # noqa: E402
+
+QUALITY_STEPS = 4000
+PRESETS = {
+    "a 3 and an 8": [(3, 2.0), (8, 2.0), (0, 0.0)],
+    "a 7 but not a 1": [(7, 3.0), (1, -2.0), (0, 0.0)],
+    "a 4 and a 9 but not a 1": [(4, 2.0), (9, 2.0), (1, -1.5)],
+}
+
+st.title("11 · Prompts on digits")
+
+model, config = mnist()
+if model is None:
+    st.error(f"The MNIST model could not be loaded: {config.get('error', 'unknown error')}")
+    st.stop()
+try:
+    dg.check_model(model)
+except ValueError as e:  # a checkpoint of the wrong kind saved as mnist.safetensors
+    st.error(f"The MNIST checkpoint is of the wrong kind: {e}")
+    st.stop()
+config_id = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+steps_done = int(config.get("train", {}).get("steps_done", 0))
+if steps_done < QUALITY_STEPS:
+    st.warning(f"The shipped MNIST model is an early snapshot, trained for only {steps_done} steps so far: its "
+               "samples and its opinions below may be poor. A longer-trained checkpoint replaces it (restart the app).")
+model = reschedule(model, v.schedule)
+spec = v.schedule.spec()
+
+# --- 1. composition -----------------------------------------------------------------------------------
+st.header("Combining prompts")
+st.markdown(
+    """
+The blog post hopes a model that has learned "cat", "banana" and "holding" can draw a combination it has
+never seen. On digits the model only knows single labels, yet its predictions can still be combined.
+Each conditional guess differs from the unconditional one by a **direction**: what would make this noisy
+image more like a 3. Adding the directions for 3 and 8 asks for an image that is both at once; subtracting
+the direction for 1 asks for a 7 *that does not look like a 1* (a crossed 7, a curved stem). In score
+language the model samples from a **product of experts**: the unconditional density times a power of
+"how much the image looks like each prompt", with negative powers for "not".
+"""
+)
+st.latex(r"\hat x_0 = \hat x_0(x_t, \varnothing) + \sum_i w_i\,\big(\hat x_0(x_t, c_i) "
+         r"- \hat x_0(x_t, \varnothing)\big)")
+st.latex(r"\nabla_x \log \tilde p(x_t) = \nabla_x \log p(x_t) + \sum_i w_i\, \nabla_x \log p(c_i \mid x_t)"
+         r"\quad\Longleftrightarrow\quad \tilde p(x_t) \propto p(x_t) \prod_i p(c_i \mid x_t)^{w_i}")
+st.caption("With one prompt of weight w this is classifier-free guidance with weight w − 1 (page 9): w = 1 is the "
+           "plain conditional model. Weight 0 switches a prompt off.")
+
+
+def _apply_preset(name):
+    for i, (c, w) in enumerate(PRESETS[name]):
+        st.session_state[f"prompts.c{i}"] = c
+        st.session_state[f"prompts.w{i}"] = w
+    st.session_state["prompts.k"] = 3 if PRESETS[name][2][1] else 2
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _compose(config_id, spec, prompts, n, sampler, steps, seed, alone, device, _model):
+    t0 = time.perf_counter()
+    images, names = dg.compose_grid(_model, v.schedule, list(prompts), n, sampler, steps, seed, alone, device)
+    return images, names, time.perf_counter() - t0
+
+
+@st.fragment
+def compose_section():
+    cols = st.columns(len(PRESETS) + 1)
+    cols[0].markdown("**Try:**")
+    for col, name in zip(cols[1:], PRESETS):
+        col.button(name, key=f"prompts.preset.{name}", on_click=_apply_preset, args=(name,), width="stretch")
+    k = st.radio("Number of prompts", [2, 3], horizontal=True, key="prompts.k")
+    slots = st.columns(3)
+    prompts = []
+    for i in range(k):
+        c0, w0 = PRESETS["a 3 and an 8"][i]
+        with slots[i]:
+            c = st.selectbox(f"Prompt {i + 1}: digit", list(range(10)), index=c0, key=f"prompts.c{i}")
+            w = st.slider(f"Prompt {i + 1}: weight w{i + 1}", -3.0, 5.0, w0, 0.5, key=f"prompts.w{i}",
+                          help="> 0: 'and' (towards the digit); < 0: 'not' (away from it); 0: off")
+        prompts.append((int(c), float(w)))
+    o1, o2, o3 = st.columns([1, 1, 1])
+    n = o1.slider("Samples per row", 4, 16, 8, key="prompts.n")
+    seed = int(o2.number_input("Noise seed", 0, 9999, 0, 1, key="prompts.seed"))
+    alone = o3.checkbox("Also each prompt on its own", value=False, key="prompts.alone",
+                        help="Extra rows, from the same starting noises, with only one prompt switched on "
+                             "(more network calls, so slower the first time).")
+    active = [(c, w) for c, w in prompts if w != 0]
+    if not active:
+        st.info("Every weight is 0: set at least one prompt weight to a value other than 0.")
+        return
+    nfe = v.steps * NFE_PER_STEP[v.sampler]
+    try:
+        with st.spinner(f"Sampling {n} images from '{dg.prompt_text(active)}', {nfe} evaluations..."):
+            images, names, seconds = _compose(config_id, spec, tuple(prompts), n, v.sampler, v.steps, seed, alone,
+                                              v.device, model)
+    except ValueError as e:
+        st.error(f"Could not sample: {e}")
+        return
+    fig = dg.grid_figure(images, names, f"Composed prompt: {dg.prompt_text(active)}")
+    st.plotly_chart(fig, width="stretch", theme=None, key="prompts.grid")
+    st.caption(f"{SAMPLER_NAMES[v.sampler]}, {v.steps} steps ({nfe} evaluations, each one network call on "
+               f"{len(active) + 1} versions of the image: no label and each prompt). Sampled in {seconds:.2f} s on "
+               f"{v.device} when first computed. Each column starts from the same noise in every row.")
+    downloads(fig, "composed-" + "-".join(f"{c}w{w:g}" for c, w in active), key="prompts.dl.grid")
+
+
+compose_section()
+
+# --- 2. the generator as a classifier --------------------------------------------------------------------
+st.header("Which prompt explains this image best?")
+st.markdown(
+    """
+A conditional denoiser can also be *asked* about an image. Add noise to a real test digit, then let the
+model denoise it once under each label. The label under which the model reconstructs the image best is the
+one the model thinks explains it: the generator used as a classifier. Averaging over many noise levels and
+noise draws turns this into an estimate of how likely the image is under each label (the denoising error
+is the integrand of the model's likelihood bound). The **same** draws of time and noise are used for every
+label, so the differences between labels are not swamped by the luck of the draws.
+"""
+)
+st.latex(r"\mathrm{err}(c) = \mathbb E_{t,\varepsilon}\,\big\|\hat x_0(\alpha_t x_0 + \sigma_t \varepsilon,\ t,\ c) "
+         r"- x_0\big\|^2, \qquad \hat c = \arg\min_c \mathrm{err}(c)")
+st.caption("Weighting by the signal-to-noise ratio α²/σ² turns this into the error in predicting the noise ε, "
+           "which "
+           "puts the weight on nearly clean images; uniform in t, the x₀ error puts it on noisy ones.")
+
+
+@st.cache_resource(show_spinner=False)
+def _test_set():
+    return load_mnist("test")
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _scores(config_id, spec, index, draws, device, _model, _x0):
+    t0 = time.perf_counter()
+    out = dg.label_scores(_model, v.schedule, _x0, draws, seed=0, device=device)
+    return out, time.perf_counter() - t0
+
+
+def _random_index(n):
+    st.session_state["prompts.index"] = random.randrange(n)
+
+
+@st.fragment
+def classify_section():
+    try:
+        images, labels = _test_set()
+    except MnistError as e:
+        st.error(f"The MNIST test digits could not be loaded: {e}")
+        return
+    n_test = len(images)
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
+    index = c1.slider("Test digit (index in the 10,000 MNIST test images)", 0, n_test - 1, 0, key="prompts.index")
+    c2.button("Random digit", key="prompts.random", on_click=_random_index, args=(n_test,),
+              icon=":material/casino:", width="stretch")
+    draws = c3.select_slider("(t, ε) draws", [8, 16, 24, 32], 16, key="prompts.draws",
+                             help="How many noise levels and noises are averaged; each costs one network call "
+                                  "per label.")
+    kind = c4.radio("Error measured on", ["x0", "eps"], horizontal=True, key="prompts.weighting",
+                    format_func={"x0": "the image x₀ (uniform in t)", "eps": "the noise ε (SNR-weighted)"}.get)
+    x0 = images[index, 0]
+    true = int(labels[index])
+    try:
+        with st.spinner(f"Denoising test digit {index} under all 10 labels at {draws} noise levels..."):
+            scores, seconds = _scores(config_id, spec, index, draws, v.device, model, x0)
+    except ValueError as e:
+        st.error(f"Could not score the image: {e}")
+        return
+    errors = scores[f"{kind}_err"]
+    guess = int(np.argmin(errors))
+    left, right = st.columns([1, 2])
+    with left:
+        img = dg.image_figure(x0.numpy(), f"Test digit {index} (true label {true})")
+        st.plotly_chart(img, width="stretch", theme=None, key="prompts.image")
+        m1, m2 = st.columns(2)
+        m1.metric("True label", f"{true}")
+        m2.metric("Model's guess", f"{guess}", delta="right" if guess == true else "wrong",
+                  delta_color="normal" if guess == true else "inverse", delta_arrow="off")
+    unit = "x₀" if kind == "x0" else "ε"
+    bars = dg.scores_figure(errors, true, unit)
+    right.plotly_chart(bars, width="stretch", theme=None, key="prompts.bars")
+    right.caption(f"Bars: how much larger each label's mean {unit} error is than the best label's (best: "
+                  f"{errors.min():.4g} per pixel). The true label is orange. Averaged over {draws} shared (t, ε) "
+                  f"draws; scored in {seconds:.2f} s when first computed.")
+    mid = dg.grid_figure(scores["mid"][None], [""], f"The model's guess x̂₀ under each label c, from one noisy "
+                                                   f"copy at t = {scores['mid_t']:.2f}", cell_px=80,
+                         col_names=[f"c = {c}" for c in range(10)])
+    st.plotly_chart(mid, width="stretch", theme=None, key="prompts.mid")
+    st.caption("Told the wrong label, the model still tries to see that digit in the noise; the closer its guess "
+               "stays to the real image, the better that label explains it. This is the generator's own opinion, "
+               "not a trained classifier: at large t every label's guess is a blur and says little, at tiny t the "
+               "image is nearly clean and the label hardly matters, so the verdict comes from the middle "
+               "noise levels.")
+    downloads(mid, f"guesses-under-each-label-{index}", key="prompts.dl.mid")
+
+
+classify_section()
+show_source(dg.compose, dg.compose_grid, dg.label_scores, dg.shared_draws, sample, dg.scores_figure)

@@ -9,6 +9,7 @@ v = view()
 import math  # noqa: E402
 
 from diffusion.schedules import SCHEDULES, make_schedule  # noqa: E402
+from ui import digits_journey as dj  # noqa: E402
 from ui import forward as fw  # noqa: E402
 from ui.figures import density_grid  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
@@ -114,6 +115,52 @@ st.caption(
 )
 downloads(curves, "schedule-curves", key="forward.dl.curves")
 
+st.header("The same on digits")
+st.markdown(
+    """
+One real test digit and one fixed draw of noise $\\varepsilon$, noised to the same log-SNR values under every
+schedule: columns are $\\lambda$, rows are schedules, and each picture is titled with the time $t$ at which that
+schedule reaches that $\\lambda$. The times differ a lot; the pictures do not. Divided by the overall scale
+$\\sqrt{\\alpha^2+\\sigma^2}$, the noisy image depends on $\\lambda$ alone, so a schedule only decides *when*
+each picture happens, never *what* it looks like.
+"""
+)
+st.latex(r"\frac{x_t}{\sqrt{\alpha_t^2+\sigma_t^2}} = \frac{x_0 + e^{-\lambda/2}\,\varepsilon}{\sqrt{1 + e^{-\lambda}}}"
+         r"\qquad\text{(a function of } \lambda \text{ only)}")
+
+
+@st.cache_resource(show_spinner=False)
+def _test_digits():
+    from toy_data.mnist import load_mnist
+
+    return load_mnist("test")
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _digit_grid(specs: tuple, current: str, index: int, seed: int):
+    x, y = _test_digits()
+    scheds = {s.split(":")[0]: make_schedule(s) for s in specs}
+    images, ts, lams = dj.logsnr_digit_grid(x[index], scheds, dj.FORWARD_LAMBDAS, seed)
+    names = [SCHEDULE_NAMES[n] + (" (sidebar)" if n == current else "") for n in scheds]
+    return dj.logsnr_grid_figure(images, ts, lams, dj.FORWARD_LAMBDAS, names), int(y[index])
+
+
+try:
+    n_test = len(_test_digits()[0])
+except ValueError as e:  # toy_data.mnist.MnistError: the digits file is missing or unreadable
+    st.error(f"The MNIST test digits could not be read: {e}")
+else:
+    c = st.columns(3)
+    index = int(c[0].number_input(f"Test digit (0 to {n_test - 1})", 0, n_test - 1, 0, 1, key="forward.digit"))
+    seed = int(c[1].number_input("Noise seed ε", 0, 9999, 0, 1, key="forward.digit_seed"))
+    digits_fig, true = _digit_grid(specs, v.schedule.name, index, seed)
+    st.plotly_chart(digits_fig, width="stretch", theme=None, key="forward.digits")
+    st.caption(
+        f"Test digit {index} (a {true}). Every row uses the same ε. A cell whose schedule cannot reach that λ "
+        "(its range is clamped, e.g. variance exploding stops where σ_max runs out) shows the λ it does reach."
+    )
+    downloads(digits_fig, f"digits-by-logsnr-{index}", key="forward.dl.digits")
+
 show_source(fw.forward_animation, fw.forward_path, density_grid, fw.curve_lines, fw.mark_t, fw.curve_values,
             type(v.schedule).logsnr if hasattr(type(v.schedule), "logsnr") else make_schedule,
-            type(v.schedule)._alpha_sigma)
+            type(v.schedule)._alpha_sigma, dj.logsnr_digit_grid)

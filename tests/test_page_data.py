@@ -9,10 +9,10 @@ import os
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from toy_data import get_dataset
 from ui import data as build
+from apptest import open_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,12 +34,7 @@ def _array(value) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def page():
-    at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=120)
-    at.query_params.update(dataset="moons")
-    at.run()
-    at.switch_page("pages/data.py").run()
-    assert not at.exception
-    return at
+    return open_page("pages/data.py", dataset="moons")
 
 
 def test_page_widgets_change_what_is_shown(page):

@@ -10,12 +10,12 @@ import os
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import denoise as build
+from apptest import open_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,12 +38,7 @@ def _metrics(at) -> dict:
 
 @pytest.fixture(scope="module")
 def page():
-    at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=180)
-    at.query_params.update(dataset="moons", t="0.5")
-    at.run()
-    at.switch_page("pages/denoise.py").run()
-    assert not at.exception
-    return at
+    return open_page("pages/denoise.py", dataset="moons", t="0.5")
 
 
 def test_page_widgets_change_what_is_shown(page):

@@ -7,12 +7,12 @@ import pathlib
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import energy as en
+from apptest import open_page
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -115,11 +115,7 @@ def _metric(at, label_start):
 
 
 def test_page_runs_and_its_widgets_change_what_is_shown():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params.update(dataset="8gaussians", t="0.5")
-    at.run()
-    at.switch_page("pages/energy.py").run()
-    assert not at.exception
+    at = open_page("pages/energy.py", dataset="8gaussians", t="0.5")
     specs = [c.proto.spec for c in at.get("plotly_chart")]
     assert len(specs) == 5
     heat = json.loads(specs[0])

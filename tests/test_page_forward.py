@@ -1,5 +1,6 @@
 """Page 4 (forward process and SNR): the page runs, follows the sidebar, and its builders are exact."""
 
+import base64
 import json
 import pathlib
 
@@ -11,9 +12,19 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import get_dataset
+from ui import digits_journey as dj
 from ui import forward as fw
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _z(tr) -> np.ndarray:
+    """A heat map's z from the figure JSON (plotly sends numpy arrays base64-encoded)."""
+    z = tr["z"]
+    if isinstance(z, dict):
+        shape = [int(n) for n in str(z["shape"]).split(",")]
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape).astype(float)
+    return np.asarray(z, dtype=float)
 
 
 def _charts(at):
@@ -32,7 +43,7 @@ def page():
 
 def test_page_shows_the_movie_at_the_sidebar_t_and_follows_the_sidebar(page):
     at = page
-    movie, curves = _charts(at)
+    movie, curves = _charts(at)[:2]
     assert len(movie["frames"]) == len(fw.FRAME_TS) == 31
     assert movie["layout"]["sliders"][0]["active"] == fw.nearest_frame(fw.FRAME_TS, 0.4) == 12
     assert "t = 0.40" in movie["layout"]["title"]["text"]
@@ -42,20 +53,20 @@ def test_page_shows_the_movie_at_the_sidebar_t_and_follows_the_sidebar(page):
 
     at.sidebar.slider(key="t").set_value(0.8).run()
     assert not at.exception
-    movie2, curves2 = _charts(at)
+    movie2, curves2 = _charts(at)[:2]
     assert movie2["layout"]["sliders"][0]["active"] == 24 and "t = 0.80" in movie2["layout"]["title"]["text"]
     assert curves2 != curves  # the current-t dots moved
 
     at.sidebar.selectbox(key="schedule").select("ve").run()
     assert not at.exception
-    movie3, curves3 = _charts(at)
+    movie3, curves3 = _charts(at)[:2]
     assert any("Variance exploding" in h.value for h in at.subheader)
     assert movie3["frames"][-1]["layout"]["xaxis"]["range"][1] > 100  # zoomed out with sigma_max = 50
     assert curves3 != curves2
 
     at.sidebar.selectbox(key="label").select(at.sidebar.selectbox(key="label").options[1]).run()
     assert not at.exception
-    movie4, _ = _charts(at)
+    movie4, _ = _charts(at)[:2]
     classes = [tr for tr in movie4["data"] if tr["type"] == "scattergl"]
     assert movie4["data"][0]["z"] != movie3["data"][0]["z"]  # p_t(x | label) instead of p_t(x)
     assert sum(tr.get("showlegend", True) for tr in classes) == 1  # only the chosen label's points remain
@@ -120,3 +131,44 @@ def test_curves_equal_the_schedules():
 def test_rejected_parameters_fall_back_with_the_parameter_named():
     schedules, notes = fw.schedules_from_params({"sigmoid": {"start": 2.0, "end": 1.0, "tau": 1.0}, "flow": {}})
     assert schedules["sigmoid"] == make_schedule("sigmoid") and len(notes) == 1 and "end" in notes[0]
+
+
+# --- the digit view ("The same on digits") ---------------------------------------------------------------
+
+def test_digit_view_shows_one_digit_per_schedule_and_logsnr_and_follows_its_widgets(page):
+    at = page
+    at.sidebar.selectbox(key="schedule").select("cosine").run()
+    assert any(h.value == "The same on digits" for h in at.header)
+    digits = _charts(at)[2]
+    heat = [tr for tr in digits["data"] if tr["type"] == "heatmap"]
+    assert len(heat) == len(SCHEDULES) * len(dj.FORWARD_LAMBDAS) == 42
+    rows = [digits["layout"][f"yaxis{1 + 7 * r if r else ''}"]["title"]["text"] for r in range(6)]
+    assert rows == ["DDPM linear β", "Cosine (sidebar)", "Sigmoid", "EDM / Karras", "Variance exploding",
+                    "Rectified flow"]
+    titles = [a["text"] for a in digits["layout"]["annotations"]]
+    assert titles[0].startswith("λ = 8<br>t = ")
+    # equal lambda: the same picture in every row (the VE row reaches only lambda = -7.8 at sigma_max = 50)
+    z = np.array([_z(tr) for tr in heat]).reshape(6, 7, 28, 28)
+    assert np.abs(z[:, :6] - z[:1, :6]).max() < 2e-3
+    at.number_input(key="forward.digit").set_value(1).run()
+    assert not at.exception
+    z2 = np.array([_z(tr) for tr in _charts(at)[2]["data"]])
+    assert not np.allclose(z2.reshape(6, 7, 28, 28)[:, 0], z[:, 0])  # another digit
+    at.sidebar.selectbox(key="schedule").select("flow").run()
+    assert not at.exception
+    layout = _charts(at)[2]["layout"]
+    assert layout["yaxis36"]["title"]["text"] == "Rectified flow (sidebar)"
+
+
+def test_digit_grid_depends_on_logsnr_only():
+    x0 = torch.linspace(-1, 1, 784).reshape(1, 28, 28)
+    schedules = {n: make_schedule(n) for n in SCHEDULES}
+    images, ts, lams = dj.logsnr_digit_grid(x0, schedules, (6.0, 0.0, -3.0), seed=3)
+    eps = torch.randn((28, 28), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for j, lam in enumerate((6.0, 0.0, -3.0)):
+        want = ((x0[0].double() + np.exp(-lam / 2) * eps) / np.sqrt(1 + np.exp(-lam))).numpy()
+        for i, (name, sched) in enumerate(schedules.items()):
+            assert abs(float(sched.logsnr(ts[i, j])) - lam) < 1e-6, name
+            assert np.allclose(images[i, j], want, atol=1e-9), name
+    fig = dj.logsnr_grid_figure(images, ts, lams, (6.0, 0.0, -3.0), list(schedules))
+    assert fig.layout.annotations[0].text == f"λ = 6<br>t = {ts[0, 0]:.3f}"

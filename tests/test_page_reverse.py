@@ -6,12 +6,12 @@ import pathlib
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import reverse as rv
+from apptest import open_page
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,12 +26,7 @@ def _metrics(at):
 
 @pytest.fixture(scope="module")
 def page():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.query_params.update(dataset="8gaussians", steps="8", sampler="ddpm")
-    at.run()
-    at.switch_page("pages/reverse.py").run()
-    assert not at.exception
-    return at
+    return open_page("pages/reverse.py", dataset="8gaussians", steps="8", sampler="ddpm")
 
 
 def test_exact_beside_learned_then_the_controls_change_what_is_shown(page):

@@ -7,13 +7,13 @@ import pathlib
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from diffusion.models import oracle_model
 from diffusion.samplers import guided
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import score as sc
+from apptest import open_page
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -99,11 +99,7 @@ def _specs(at):
 
 
 def test_page_runs_and_its_widgets_change_what_is_shown():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params.update(dataset="8gaussians", t="0.3")
-    at.run()
-    at.switch_page("pages/score.py").run()
-    assert not at.exception
+    at = open_page("pages/score.py", dataset="8gaussians", t="0.3")
     specs = _specs(at)
     anim = specs[0]
     assert len(anim["frames"]) == len(sc.FRAME_TS) == 21

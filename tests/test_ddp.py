@@ -1,0 +1,194 @@
+"""Several processes (torchrun / DistributedDataParallel, gloo on the CPU) train the one-process model."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from diffusion import distributed
+from diffusion.checkpoints import load_checkpoint
+from diffusion.models import DiffusionModel
+from diffusion.nets import MLP2D, MLPConfig
+from diffusion.schedules import make_schedule
+from diffusion.training import TrainConfig, diffusion_loss, train
+from toy_data import get_dataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORLD = 2
+
+
+def make(kind="v"):
+    torch.manual_seed(3)
+    net = MLP2D(MLPConfig(width=32, depth=2, num_classes=2, scalar_out=kind == "energy"))
+    return DiffusionModel(net, kind, make_schedule("cosine"), 2)
+
+
+def moons_data(n, g):
+    return get_dataset("moons").sample(n, generator=g)
+
+
+def nan_in_row_40_at_call_6():
+    """Data whose 6th batch has one bad row, in the second half (the second process's block only)."""
+    calls = {"n": 0}
+
+    def data(n, g):
+        calls["n"] += 1
+        x, y = moons_data(n, g)
+        if calls["n"] == 6:
+            x[40] = float("nan")
+        return x, y
+    return data
+
+
+def stop_after(k, only_rank=None):
+    calls = {"n": 0}
+
+    def should_stop():
+        calls["n"] += 1
+        return calls["n"] > k and (only_rank is None or dist.get_rank() == only_rank)
+    return should_stop
+
+
+def scenarios(rank=None):
+    """The same training runs, in one process (rank None) or in each of several."""
+    out = {}
+    seen = []
+    cfg = dict(batch_size=64, seed=5, device="cpu")
+    res = train(make("v"), moons_data, TrainConfig(steps=20, **cfg), callback=lambda info: seen.append(info["step"]))
+    out["v"] = (res.losses, [p.detach().clone() for p in res.model.parameters()], res.world_size, list(seen))
+    res = train(make("energy"), moons_data, TrainConfig(steps=8, t_sampling="uniform_logsnr", **cfg))
+    out["energy"] = (res.losses, [p.detach().clone() for p in res.model.parameters()])
+    stop = stop_after(3, only_rank=1) if rank is not None else stop_after(3)
+    res = train(make("v"), moons_data, TrainConfig(steps=20, **cfg), should_stop=stop)
+    out["stop"] = (res.steps_done, res.stopped)
+    res = train(make("v"), nan_in_row_40_at_call_6(), TrainConfig(steps=20, **cfg))
+    out["nan"] = (res.steps_done, res.stopped, all(torch.isfinite(p).all() for p in res.model.parameters()))
+    return out
+
+
+def _worker(rank, port, folder):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        torch.save(scenarios(rank), os.path.join(folder, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_close_weights(a, b, rel=1e-4):
+    for pa, pb in zip(a, b):
+        scale = max(pa.abs().max().item(), 1e-3)
+        assert (pa - pb).abs().max().item() <= rel * scale
+
+
+def test_two_gloo_processes_train_the_one_process_model(tmp_path):
+    """train() in 2 processes (a process group the caller set up) vs train() alone: same losses, same weights,
+    identical weights in both processes; callback only on rank 0; a stop request or a NaN in one process's
+    rows stops both at the same step."""
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    finally:
+        if old is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    one = scenarios()
+    assert not dist.is_initialized()
+    for kind in ("v", "energy"):
+        losses, params = one[kind][:2]
+        for got in ranks:
+            assert got[kind][0] == pytest.approx(losses, rel=1e-5)
+            assert_close_weights(got[kind][1], params)
+        assert all(torch.equal(p, q) for p, q in zip(ranks[0][kind][1], ranks[1][kind][1]))
+    assert one["v"][2:] == (1, list(range(1, 21)))
+    assert ranks[0]["v"][2:] == (WORLD, list(range(1, 21))) and ranks[1]["v"][2:] == (WORLD, [])
+    assert one["stop"][0] == 3 and all(r["stop"] == one["stop"] for r in ranks)
+    assert one["nan"][0] == 5 and "nan" in one["nan"][1] and one["nan"][2]
+    assert all(r["nan"] == one["nan"] for r in ranks)
+
+
+def test_row_blocks_average_to_the_whole_batch_loss():
+    """The identity the equality rests on: same draws, then each block's mean; blocks average to the whole."""
+    x0, labels = moons_data(64, torch.Generator().manual_seed(0))
+    for kind in ("v", "energy"):
+        model = make(kind)
+
+        def loss(rows=None):
+            return diffusion_loss(model, x0, labels, "v", generator=torch.Generator().manual_seed(1), rows=rows)
+
+        parts = [loss(distributed.rows_of(64, r, 4)) for r in range(4)]
+        torch.testing.assert_close(sum(parts) / 4, loss(), rtol=1e-6, atol=0)
+
+
+def test_rows_and_batches_that_do_not_split():
+    assert distributed.rows_of(64, 1, 2) == slice(32, 64)
+    assert distributed.rows_of(12, 2, 3) == slice(8, 12)
+    with pytest.raises(ValueError, match="batch size 63 must be divisible by the number of processes 2"):
+        distributed.rows_of(63, 0, 2)
+
+
+def test_one_process_path_is_unchanged():
+    """Losses recorded with the code before the distributed change (same seeds): the draws are the same."""
+    res = train(make("v"), moons_data, TrainConfig(steps=8, batch_size=64, seed=5, device="cpu"))
+    before = [0.455605477, 0.550049305, 0.626274168, 0.365713239, 0.48987025, 0.350511581, 0.429541349,
+              0.516746461]
+    assert res.losses == pytest.approx(before, rel=1e-3)
+    assert res.world_size == 1 and not dist.is_initialized()
+
+
+def test_bf16_autocast_keeps_a_float32_loss():
+    """The mixed-precision path (used on CUDA) runs on the CPU too: the loss stays float32 and near the fp32 one."""
+    x0, labels = moons_data(256, torch.Generator().manual_seed(0))
+    model = make("v")
+    full = diffusion_loss(model, x0, labels, "v", generator=torch.Generator().manual_seed(1))
+    half = diffusion_loss(model, x0, labels, "v", generator=torch.Generator().manual_seed(1),
+                          autocast_dtype=torch.bfloat16)
+    assert half.dtype == torch.float32 and abs(half.item() - full.item()) < 0.05 * full.item()
+    with pytest.raises(ValueError, match="amp"):
+        TrainConfig(amp="yes").validate()
+
+
+def torchrun(*args, nproc=WORLD):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc else []
+    return subprocess.run([sys.executable, *launcher, "-m", "diffusion.train", *args], capture_output=True,
+                          text=True, timeout=180, cwd=ROOT, env=env)
+
+
+def test_torchrun_command_saves_the_one_process_checkpoint(tmp_path):
+    """The user's command: the same `python -m diffusion.train` flags under torchrun, two CPU processes."""
+    args = ["--dataset", "moons", "--steps", "30", "--batch", "64", "--width", "32", "--depth", "2", "--quiet"]
+    r = torchrun(*args, "--out", str(tmp_path / "two.safetensors"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("saved ") == 1 and "x 2 processes" in r.stderr  # rank 0 alone reports
+    r = torchrun(*args, "--out", str(tmp_path / "one.safetensors"), nproc=0)
+    assert r.returncode == 0, r.stderr
+    two, c2 = load_checkpoint(tmp_path / "two.safetensors")
+    one, c1 = load_checkpoint(tmp_path / "one.safetensors")
+    assert c2["train"]["world_size"] == 2 and c1["train"]["world_size"] == 1
+    assert c2["train"]["steps_done"] == c1["train"]["steps_done"] == 30
+    assert_close_weights(list(two.parameters()), list(one.parameters()))
+
+
+def test_torchrun_with_a_batch_that_does_not_split(tmp_path):
+    r = torchrun("--dataset", "moons", "--steps", "5", "--batch", "63", "--quiet",
+                 "--out", str(tmp_path / "m.safetensors"))
+    assert r.returncode != 0
+    assert "batch size 63 must be divisible by the number of processes 2" in r.stderr
+    assert not (tmp_path / "m.safetensors").exists()

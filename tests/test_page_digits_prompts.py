@@ -1,0 +1,129 @@
+"""Page 11 (prompts on digits): composition and the generator-as-classifier follow their controls."""
+
+import base64
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ui.models import mnist
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _charts(at):
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _z(fig):
+    z = fig["data"][0]["z"]
+    if isinstance(z, dict):
+        shape = [int(n) for n in z["shape"].split(",")]
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    return np.array(z, dtype=float)
+
+
+def _bars(at):
+    (fig,) = [f for f in _charts(at) if f["data"][0]["type"] == "bar"]
+    return fig
+
+
+def _y(fig):
+    y = fig["data"][0]["y"]
+    if isinstance(y, dict):
+        return np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+    return np.array(y, dtype=float)
+
+
+@pytest.fixture(scope="module")
+def page():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params.update(sampler="ddim", steps="3")
+    at.run()
+    at.switch_page("pages/digits_prompts.py").run()
+    assert not at.exception
+    return at
+
+
+def test_composition_follows_digits_weights_and_presets(page):
+    at = page
+    at.slider(key="prompts.n").set_value(4).run()
+    at.select_slider(key="prompts.draws").set_value(8).run()
+    assert not at.exception and not at.error
+    g0 = _charts(at)[0]
+    assert "a 3 (w = 2) and an 8 (w = 2)" in g0["layout"]["title"]["text"]
+    z0 = _z(g0)
+    assert z0.shape == (28, 4 * 28 + 3 * 2)
+
+    at.slider(key="prompts.w1").set_value(-1.5).run()  # "a 3 but not an 8"
+    g1 = _charts(at)[0]
+    assert "a 3 (w = 2) but not an 8 (w = -1.5)" in g1["layout"]["title"]["text"]
+    assert not np.allclose(_z(g1), z0)
+
+    at.selectbox(key="prompts.c0").set_value(5).run()
+    g2 = _charts(at)[0]
+    assert "a 5 (w = 2)" in g2["layout"]["title"]["text"] and not np.allclose(_z(g2), _z(g1))
+
+    at.checkbox(key="prompts.alone").check().run()
+    g3 = _charts(at)[0]
+    assert g3["layout"]["yaxis"]["ticktext"] == ["a 5 (w = 2)", "anything but not an 8 (w = -1.5)", "all together"]
+    np.testing.assert_allclose(_z(g3)[60:88], _z(g2), atol=2e-3)  # the composed row, same noise: unchanged
+
+    at.button(key="prompts.preset.a 7 but not a 1").click().run()
+    assert not at.exception
+    assert "a 7 (w = 3) but not a 1 (w = -2)" in _charts(at)[0]["layout"]["title"]["text"]
+    at.button(key="prompts.preset.a 4 and a 9 but not a 1").click().run()
+    assert at.radio(key="prompts.k").value == 3
+    assert "a 4 (w = 2) and a 9 (w = 2) but not a 1 (w = -1.5)" in _charts(at)[0]["layout"]["title"]["text"]
+
+    for i in range(3):
+        at.slider(key=f"prompts.w{i}").set_value(0.0)
+    at.run()
+    assert not at.exception and any("Every weight is 0" in i.value for i in at.info)
+
+
+def test_classifier_bars_follow_the_test_digit(page):
+    at = page
+    at.slider(key="prompts.index").set_value(0).run()
+    b0 = _bars(at)
+    y0 = _y(b0)
+    assert y0.shape == (10,) and np.isfinite(y0).all() and y0.min() == 0
+    labels = {m.label: m.value for m in at.get("metric")}
+    assert labels["True label"] == "7"  # MNIST test digit 0 is a 7
+    assert b0["data"][0]["marker"]["color"][7] != b0["data"][0]["marker"]["color"][0]  # the true label highlighted
+
+    at.slider(key="prompts.index").set_value(1).run()
+    b1 = _bars(at)
+    assert not np.allclose(_y(b1), y0)
+    assert {m.label: m.value for m in at.get("metric")}["True label"] == "2"
+    assert "true label 2" in b1["layout"]["title"]["text"]
+
+    at.radio(key="prompts.weighting").set_value("eps").run()
+    assert "ε error" in _bars(at)["layout"]["yaxis"]["title"]["text"]
+
+    at.button(key="prompts.random").click().run()
+    assert not at.exception
+
+
+def test_shipped_model_classifies_when_trained():
+    """Quality check of the shipped checkpoint, only once it is a trained model (else only shapes)."""
+    from diffusion.models import reschedule
+    from diffusion.schedules import make_schedule
+    from toy_data.mnist import load_mnist
+    from ui import digits as dg
+
+    model, config = mnist.__wrapped__() if hasattr(mnist, "__wrapped__") else mnist()
+    assert model is not None, config
+    images, labels = load_mnist("test")
+    trained = config["train"]["steps_done"] >= 4000
+    idx = range(10) if trained else range(1)
+    m = reschedule(model, make_schedule("cosine"))
+    right = 0
+    for i in idx:
+        s = dg.label_scores(m, m.schedule, images[i, 0], n_draws=16)
+        assert s["x0"].shape == (10, 16) and np.isfinite(s["x0"]).all()
+        right += s["guess_x0"] == int(labels[i])
+    if trained:
+        assert right >= 6
