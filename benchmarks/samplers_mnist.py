@@ -1,7 +1,7 @@
 """Every sampler at 10, 20 and 50 function evaluations on the shipped MNIST model: a markdown table.
 
     python benchmarks/samplers_mnist.py [--n 1000] [--samplers heun dpmpp_2m ddim euler] [--nfe 10 20 50]
-                                        [--guidance 0 1 3 5] [--device auto] [--json results.json]
+                                        [--guidance 0 1 3 5] [--device auto] [--threads N] [--json results.json]
 
 For each sampler, NFE and guidance weight w: the share of class-conditional samples that the separate
 classifier (checkpoints/mnist_classifier.safetensors) reads as the requested digit, and the Frechet
@@ -10,8 +10,8 @@ the same number against the test set). The figures are diffusion.evaluate.evalua
 `python -m diffusion.evaluate --checkpoint checkpoints/mnist.safetensors --samplers ... --nfe ...`.
 
 Cost: the full default table is 4 samplers x 80 NFE x (1 + 2 + 2 + 2) network calls on --n images:
-about 5 ms per image per call on one CPU core, so ~3 hours on one core for n = 1000, and about a minute
-on a GPU (--device cuda).
+about 4-5 ms per image per call on one CPU core, so ~3 hours on one core for n = 1000 (more threads help
+on an idle machine; on a busy one --threads 1 is fastest), and minutes on a GPU (--device cuda).
 """
 
 from __future__ import annotations
@@ -75,8 +75,12 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=cli.positive_int("--batch", 1, 100000), default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=cli.positive_int("--seed", 0, 2**31 - 1), default=0)
+    p.add_argument("--threads", type=cli.positive_int("--threads", 1, 1024), default=None,
+                   help="CPU threads for torch (default: torch's own; on a busy machine 1 can be much faster)")
     p.add_argument("--json", default=None, help="also write the raw results here")
     args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.json:
         cli.check_writable(args.json, ".json", "--json")
     device = pick_device(args.device)
@@ -95,7 +99,7 @@ def main(argv=None) -> int:
     steps_done = config.get("train", {}).get("steps_done")
     print(f"Checkpoint {os.path.relpath(args.checkpoint, ROOT)} ({steps_done} training steps), on {device}, "
           f"{time.perf_counter() - start:.0f} s.\n")
-    print(markdown(result, args.guidance))
+    print(markdown(result, args.guidance), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"checkpoint": args.checkpoint, "steps_done": steps_done, "device": str(device),

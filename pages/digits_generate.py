@@ -11,7 +11,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 
 from diffusion.models import reschedule  # noqa: E402
-from diffusion.samplers import NFE_PER_STEP, guided, prior_sample, sample, steps_for_nfe  # noqa: E402
+from diffusion.samplers import guided, prior_sample, sample, steps_for_nfe  # noqa: E402
 from ui import digits as dg  # noqa: E402
 from ui.models import mnist  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
@@ -61,6 +61,11 @@ if steps_done < QUALITY_STEPS:
 DIGIT_OPTIONS = [None] + list(range(10))
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def _nfe(spec, sampler, steps):
+    return dg.count_nfe(v.schedule, sampler, steps)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _generate(config_id, spec, digits, per_digit, w, sampler, steps, seed, device, _model):
     """(images [rows, per_digit, 28, 28], seconds the sampling took)."""
@@ -80,7 +85,7 @@ def generate_section():  # not a fragment: its seed also drives the guidance swe
     if not digits:
         st.info("Pick at least one digit (0-9) or 'no label' above.")
         return
-    nfe = v.steps * NFE_PER_STEP[v.sampler]
+    nfe = _nfe(v.schedule.spec(), v.sampler, v.steps)
     labelled = any(d is not None for d in digits)
     calls = nfe * (2 if labelled and v.guidance else 1)
     n_images = len(digits) * per_digit
@@ -98,7 +103,7 @@ def generate_section():  # not a fragment: its seed also drives the guidance swe
     m = st.columns(4)
     m[0].metric("Digits", f"{n_images}")
     m[1].metric("Function evaluations (NFE)", f"{nfe}",
-                help=f"{v.steps} steps × {NFE_PER_STEP[v.sampler]} per step for this sampler")
+                help=f"Calls of the denoiser in {v.steps} steps of {SAMPLER_NAMES[v.sampler]}, counted")
     m[2].metric("Network calls", f"{calls}", help="Guidance asks the network twice per evaluation: with and "
                                                   "without the label.")
     m[3].metric("Generation time", f"{seconds:.2f} s", help="Measured when this grid was first computed; "
@@ -107,17 +112,17 @@ def generate_section():  # not a fragment: its seed also drives the guidance swe
         f"Each row is one prompt, each column one starting noise shared by all rows, so reading down a column shows "
         f"what the prompt alone changes. Schedule: {SCHEDULE_NAMES[v.schedule.name]} (the model was trained on "
         "the cosine schedule and is matched to this one through the log-SNR). Sampling ran on "
-        f"{v.device} in {seconds:.2f} s when first computed. Twenty evaluations (for example Heun with 10 steps, "
-        "or DDIM with 20) is a good quick setting; the sampler, its steps and w are in the sidebar under "
+        f"{v.device} in {seconds:.2f} s when first computed. About twenty evaluations (DDIM with 20 steps, or Heun "
+        "with 10) is a good quick setting; the sampler, its steps and w are in the sidebar under "
         "'Model and sampler'.")
     d1, d2 = st.columns([3, 1])
     with d1:
         downloads(fig, f"digits-{'-'.join('u' if d is None else str(d) for d in digits)}-w{v.guidance:g}",
                   key="digits.dl.grid")
     quick = steps_for_nfe(v.sampler, QUICK_NFE)
-    if v.steps != quick and d2.button(f"Quick: {QUICK_NFE} evaluations", key="digits.quick", icon=":material/bolt:",
+    if v.steps != quick and d2.button(f"Quick: about {QUICK_NFE} evaluations", key="digits.quick", icon=":material/bolt:",
                                       help=f"Sets the sidebar's sampler steps to {quick} for "
-                                           f"{SAMPLER_NAMES[v.sampler]}.", width="stretch"):
+                                           f"{SAMPLER_NAMES[v.sampler]} (at most {QUICK_NFE} evaluations).", width="stretch"):
         request(steps=quick)
         st.rerun()
 
@@ -152,7 +157,7 @@ def sweep_section():
                    help="Four rows, each guided: about twice the network calls of a 16-digit grid.")
     digit = c1.selectbox("Digit", list(range(10)), index=3, key="digits.sweep.digit")
     n = c2.slider("Noises (columns)", 2, 8, 4, key="digits.sweep.n")
-    nfe = v.steps * NFE_PER_STEP[v.sampler]
+    nfe = _nfe(v.schedule.spec(), v.sampler, v.steps)
     if not on:
         st.caption(f"Switch on 'Run the sweep' to sample digit {digit} at w = "
                    f"{', '.join(f'{w:g}' for w in SWEEP_WS)} ({len(SWEEP_WS) * n} images, {nfe} evaluations).")

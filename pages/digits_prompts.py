@@ -14,7 +14,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffusion.models import reschedule  # noqa: E402
-from diffusion.samplers import NFE_PER_STEP, sample  # noqa: E402
+from diffusion.samplers import sample  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digits as dg  # noqa: E402
 from ui.models import mnist  # noqa: E402
@@ -68,6 +68,11 @@ st.caption("With one prompt of weight w this is classifier-free guidance with we
            "plain conditional model. Weight 0 switches a prompt off.")
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def _nfe(spec, sampler, steps):
+    return dg.count_nfe(v.schedule, sampler, steps)
+
+
 def _apply_preset(name):
     for i, (c, w) in enumerate(PRESETS[name]):
         st.session_state[f"prompts.c{i}"] = c
@@ -108,7 +113,7 @@ def compose_section():
     if not active:
         st.info("Every weight is 0: set at least one prompt weight to a value other than 0.")
         return
-    nfe = v.steps * NFE_PER_STEP[v.sampler]
+    nfe = _nfe(spec, v.sampler, v.steps)
     try:
         with st.spinner(f"Sampling {n} images from '{dg.prompt_text(active)}', {nfe} evaluations..."):
             images, names, seconds = _compose(config_id, spec, tuple(prompts), n, v.sampler, v.steps, seed, alone,

@@ -87,6 +87,12 @@ def test_bad_classifier_files_are_refused_clearly(tmp_path):
     other.write_bytes(raw[:8] + patched.encode() + raw[8 + header_len:])
     with pytest.raises(CheckpointError, match="do not match"):
         load_classifier(other)
+    # stored reference statistics of the wrong size
+    small = MnistClassifier(ClassifierConfig(widths=(8,), feature_dim=16))
+    bad_ref = {"mean": np.zeros(15), "cov": np.eye(16), "fingerprint": "00000000-1"}
+    save_classifier(tmp_path / "ref.safetensors", small, reference=bad_ref)
+    with pytest.raises(CheckpointError, match="reference statistics are malformed"):
+        load_classifier(tmp_path / "ref.safetensors")
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():
@@ -205,3 +211,19 @@ def test_stored_reference_is_used_only_for_the_same_test_set(tmp_path):
         floors[name] = mnist_reference(loaded, 20)["fd_floor"]
     assert floors["shifted"] > floors["true"] + 1  # the stored statistics were used
     assert floors["stale"] == pytest.approx(floors["true"], rel=1e-6)  # a different test set: recomputed
+
+
+def test_shipped_model_is_read_as_the_requested_digit():
+    """With guidance 3 at 20 NFE nearly every sample is the requested digit (the target is 99% over 1,000
+    samples; this quick check uses 50 and a looser 94%). A placeholder checkpoint (fewer than 4,000
+    training steps) is only checked for shapes and ranges."""
+    from diffusion.checkpoints import read_config
+    from diffusion.evaluate import evaluate_mnist, load_diffusion
+
+    model, _ = load_diffusion(MNIST_CKPT)
+    classifier, _ = load_classifier()
+    out = evaluate_mnist(model, classifier, n=50, samplers=["dpmpp_2m"], nfes=[20], guidances=[3.0], batch=50)
+    (row,) = out["results"]
+    assert 0 <= row["accuracy"] <= 1 and row["fd"] >= 0 and out["fd_floor"] > 0 and row["target_met"] in (True, False)
+    if read_config(MNIST_CKPT)["train"]["steps_done"] >= 4000:
+        assert row["accuracy"] >= 0.94, row

@@ -2,18 +2,16 @@
 
 import base64
 import json
-import pathlib
 
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from diffusion.samplers import guided, sample
 from diffusion.schedules import make_schedule
 from ui import digits as dg
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from apptest import open_page
 
 
 class TemplateModel:
@@ -127,6 +125,13 @@ def test_compose_grid_rows_and_names(fake):
         dg.compose_grid(fake, fake.schedule, [(3, 0.0)], n=2, steps=2)
 
 
+def test_nfe_is_counted_from_the_sampler():
+    sch = make_schedule("cosine")
+    for sampler in ("ddpm", "ddim", "euler", "dpmpp_2m", "sde"):
+        assert dg.count_nfe(sch, sampler, 7) == 7
+    assert dg.count_nfe(sch, "heun", 10) == 19  # Karras' Heun: the last step is a single Euler step
+
+
 def test_tile_layout_and_grid_figure():
     imgs = np.arange(2 * 3 * 4 * 5, dtype=float).reshape(2, 3, 4, 5)
     z = dg.tile(imgs, pad=1)
@@ -182,11 +187,7 @@ def _metrics(at):
 
 
 def test_page_generates_and_follows_its_controls():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.query_params.update(sampler="ddim", steps="3")
-    at.run()
-    at.switch_page("pages/digits_generate.py").run()
-    assert not at.exception
+    at = open_page("pages/digits_generate.py", sampler="ddim", steps="3")
     at.multiselect(key="digits.pick").set_value([3, 8]).run()
     at.slider(key="digits.per").set_value(2).run()
     assert not at.exception and not at.error
@@ -213,9 +214,9 @@ def test_page_generates_and_follows_its_controls():
     assert _metrics(at)["Network calls"] == "6"  # guidance: two calls per evaluation
 
     at.sidebar.selectbox(key="sampler").select("heun").run()
-    assert _metrics(at)["Function evaluations (NFE)"] == "6"  # 3 Heun steps, 2 evaluations each
-    at.button(key="digits.quick").click().run()  # the quick setting: 20 evaluations = 10 Heun steps
-    assert at.sidebar.slider(key="steps").value == 10 and _metrics(at)["Function evaluations (NFE)"] == "20"
+    assert _metrics(at)["Function evaluations (NFE)"] == "5"  # 3 Heun steps, 2 evaluations each but the last
+    at.button(key="digits.quick").click().run()  # the quick setting: at most 20 evaluations = 10 Heun steps
+    assert at.sidebar.slider(key="steps").value == 10 and _metrics(at)["Function evaluations (NFE)"] == "19"
     assert not any(b.key == "digits.quick" for b in at.button)  # already there: no button
     at.sidebar.slider(key="steps").set_value(3).run()
 
@@ -240,8 +241,6 @@ def test_a_wrong_or_missing_checkpoint_gives_a_clear_message(page, monkeypatch):
     answers = [((moons, config), "wrong kind"), ((None, {"error": "mnist.safetensors is missing"}), "missing")]
     for answer, text in answers:
         monkeypatch.setattr(ui.models, "mnist", lambda answer=answer: answer)
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-        at.switch_page(page).run()
-        assert not at.exception
+        at = open_page(page, timeout=60)  # asserts that no exception was raised
         assert any(text in e.value for e in at.error), [e.value for e in at.error]
         assert not at.get("plotly_chart")

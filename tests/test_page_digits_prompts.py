@@ -2,15 +2,13 @@
 
 import base64
 import json
-import pathlib
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from ui.models import mnist
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from apptest import open_page
 
 
 def _charts(at):
@@ -39,12 +37,7 @@ def _y(fig):
 
 @pytest.fixture(scope="module")
 def page():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.query_params.update(sampler="ddim", steps="3")
-    at.run()
-    at.switch_page("pages/digits_prompts.py").run()
-    assert not at.exception
-    return at
+    return open_page("pages/digits_prompts.py", sampler="ddim", steps="3")
 
 
 def test_composition_follows_digits_weights_and_presets(page):

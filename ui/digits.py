@@ -77,6 +77,19 @@ def label_name(label) -> str:
 
 # --- generation ---------------------------------------------------------------------------------
 
+def count_nfe(schedule, sampler: str, steps: int) -> int:
+    """How many times `sampler` calls the denoiser in `steps` steps, counted on a dummy run (Heun, for one,
+    ends with a single Euler step, so it spends 2 steps - 1)."""
+    calls = []
+
+    def denoise(x, t):
+        calls.append(1)
+        return torch.zeros_like(x)
+
+    sample(denoise, torch.zeros(1, 1), schedule, sampler, int(steps), generator=torch.Generator().manual_seed(0))
+    return len(calls)
+
+
 def start_noise(schedule, n: int, seed: int) -> torch.Tensor:
     """n starting images x_T [n, 1, 28, 28], fixed by `seed`."""
     return prior_sample(schedule, (n, 1, SIDE, SIDE), generator=torch.Generator().manual_seed(int(seed)))
@@ -248,9 +261,11 @@ def scores_figure(errors, true_label: int | None, unit: str) -> go.Figure:
     extra = errors - errors.min()
     guess = int(errors.argmin())
     colors = [PALETTE[1] if c == true_label else "#9a9a9a" for c in range(NUM_DIGITS)]
-    tags = [", ".join(w for w, on in (("true", c == true_label), ("guess", c == guess)) if on) for c in range(NUM_DIGITS)]
+    tags = [", ".join(w for w, on in (("true", c == true_label), ("guess", c == guess)) if on)
+            for c in range(NUM_DIGITS)]
     fig = go.Figure(go.Bar(x=[str(c) for c in range(NUM_DIGITS)], y=extra, marker_color=colors,
                            customdata=errors, text=tags, textposition="outside", textfont=dict(size=16),
+                           constraintext="none", cliponaxis=False,
                            hovertemplate="label %{x}<br>mean error %{customdata:.4g}<br>above the best %{y:.3g}"
                                          "<extra></extra>"))
     truth = "" if true_label is None else f"; orange: the true label {true_label}"
@@ -293,12 +308,12 @@ def grid_figure(images, row_names, title: str, pad: int = 2, cell_px: int | None
     width = z.shape[1]
     if cell_px is None:  # large digits, yet a 10-row grid still fits a projector's screen
         cell_px = int(min(110, max(50, 820 / r)))
-    fig.update_xaxes(range=[-0.5, width - 0.5], showticklabels=col_names is not None, showgrid=False,
+    fig.update_xaxes(range=[-0.5, width - 0.5], showticklabels=col_names is not None, showgrid=False, ticks="",
                      zeroline=False, constrain="domain", title_text="columns: starting noises" if c > 1 else None)
     if col_names is not None:
         fig.update_xaxes(tickvals=[j * (w + pad) + (w - 1) / 2 for j in range(c)], ticktext=list(col_names),
                          title_text=None, tickfont=dict(size=16))
-    fig.update_yaxes(range=[z.shape[0] - 0.5, -0.5], scaleanchor="x", constrain="domain", showgrid=False,
+    fig.update_yaxes(range=[z.shape[0] - 0.5, -0.5], scaleanchor="x", constrain="domain", showgrid=False, ticks="",
                      zeroline=False,
                      tickvals=centers, ticktext=list(row_names), tickfont=dict(size=16))
     fig.update_layout(title=title, font=FONT, plot_bgcolor="#b8c2cc", height=max(260, 90 + r * cell_px),

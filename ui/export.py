@@ -134,6 +134,15 @@ def render(fig: go.Figure, width: int | None = None, height: int | None = None):
                 ax.contour(x, y, z, levels=12, linewidths=1, **kw)
             else:
                 ax.contourf(x, y, z, levels=20, **kw)
+        elif tr.type == "bar":
+            x, y = (np.asarray(tr.x) if tr.x is not None else None), np.asarray(tr.y, dtype=float)
+            x = np.arange(len(y)) if x is None else x
+            col = tr.marker.color if tr.marker else None
+            colors = [_color(c, "#0072B2") for c in col] if isinstance(col, (list, tuple)) else _color(col, "#0072B2")
+            if tr.orientation == "h":
+                ax.barh([str(v) for v in np.asarray(tr.y)], np.asarray(tr.x, dtype=float), color=colors)
+            else:
+                ax.bar([str(v) for v in x], y, color=colors)
         elif tr.type in ("scatter", "scattergl"):
             x, y = _arr(tr.x), _arr(tr.y)
             if x is None or y is None or len(x) == 0:
@@ -165,6 +174,16 @@ def render(fig: go.Figure, width: int | None = None, height: int | None = None):
         ax.tick_params(labelsize=font * 0.8)
         if ya.showticklabels is False:
             ax.set_yticklabels([])
+        for axis, spec in (("x", xa), ("y", ya)):
+            get = ax.xaxis if axis == "x" else ax.yaxis
+            if spec.visible is False or spec.showticklabels is False:
+                get.set_ticklabels([]) if spec.visible is not False else get.set_visible(False)
+            elif spec.tickvals is not None and spec.ticktext is not None:
+                get.set_ticks(list(spec.tickvals), [str(t) for t in spec.ticktext])
+        if ya.autorange == "reversed":  # images: row 0 at the top
+            ax.invert_yaxis()
+        if xa.visible is False and ya.visible is False:
+            ax.set_frame_on(False)
         if ya.scaleanchor or xa.scaleanchor:  # plotly's equal-aspect 2-D panels
             ax.set_aspect("equal", adjustable="box")
     for ann in layout.annotations or ():
