@@ -113,7 +113,7 @@ def mnist_reference(classifier, n: int, seed: int = 0, floor_draws: int = 3) -> 
 
     Returns {"test_stats": (mu, cov), "fd_floor", "fd_floor_draws", "real_accuracy"}: fd_floor is the mean
     Frechet distance between n training digits (n / 10 of each) and the test set over `floor_draws` draws;
-    real_accuracy is the classifier's accuracy on those training digits (the best a generator can score).
+    real_accuracy is the classifier's accuracy on those training digits (what real digits score).
     """
     from toy_data.mnist import load_mnist
 

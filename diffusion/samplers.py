@@ -207,14 +207,21 @@ SAMPLERS = {
     "dpmpp_2m": sample_dpmpp_2m,
     "sde": sample_sde,
 }
-NFE_PER_STEP = {"ddpm": 1, "ddim": 1, "euler": 1, "heun": 2, "dpmpp_2m": 1, "sde": 1}
+NFE_PER_STEP = {"ddpm": 1, "ddim": 1, "euler": 1, "heun": 2, "dpmpp_2m": 1, "sde": 1}  # Heun: 1 on its last step
+
+
+def nfe_of(sampler: str, steps: int) -> int:
+    """Model evaluations a run of `steps` steps spends (without guidance, which doubles it)."""
+    per = NFE_PER_STEP[check_sampler(sampler)]
+    return per * steps - (per - 1)  # Heun's last step is a single Euler evaluation
 
 
 def steps_for_nfe(sampler: str, nfe: int) -> int:
     """The number of steps that spends at most `nfe` model evaluations (at least one step)."""
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
         raise ValueError(f"nfe must be a positive integer; got {nfe!r}")
-    return max(1, nfe // NFE_PER_STEP[check_sampler(sampler)])
+    per = NFE_PER_STEP[check_sampler(sampler)]
+    return max(1, (nfe + per - 1) // per)
 
 
 def check_sampler(name: str) -> str:

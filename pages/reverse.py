@@ -8,7 +8,7 @@ v = view()
 
 import time  # noqa: E402
 
-from diffusion.samplers import NFE_PER_STEP, guided, sample  # noqa: E402
+from diffusion.samplers import guided, nfe_of, sample  # noqa: E402
 from ui import reverse as rv  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
@@ -145,7 +145,7 @@ if v.label is not None and v.guidance > 0:
     st.caption(f"With guidance w = {v.guidance:g} the samples are pushed deliberately away from the exact p(x | label) "
                "(purer, more typical points of the label, less spread), so a large ratio here measures that trade, "
                "not a broken sampler. Set w = 0 to score against the conditional truth.")
-nfe = v.steps * NFE_PER_STEP[v.sampler] * (2 if v.label is not None and v.guidance else 1)  # guidance: 2 per step
+nfe = nfe_of(v.sampler, v.steps) * (2 if v.label is not None and v.guidance else 1)  # guidance: 2 per step
 cols[len(trajs) + 1].metric("Model evaluations", f"{nfe}")
 
 

@@ -11,8 +11,8 @@ import torch
 from conftest import LABEL_PURITY, EnergyReference, energy_reference, gen, record_ratio
 from diffusion.metrics import energy_distance
 from diffusion.models import oracle_model
-from diffusion.samplers import (GRIDS, NFE_PER_STEP, SAMPLERS, Trajectory, guided, prior_sample, sample,
-                                steps_for_nfe, time_grid)
+from diffusion.samplers import (GRIDS, NFE_PER_STEP, SAMPLERS, Trajectory, guided, nfe_of, prior_sample,
+                                sample, steps_for_nfe, time_grid)
 from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import DATASETS, get_dataset
 
@@ -335,7 +335,7 @@ def test_callback_and_trajectory_on_images(sampler):
     x = prior_sample(sched, (b, *IMG), generator=gen("traj"))
     seen = []
     plain = sample(den, x, sched, sampler, steps, generator=gen("traj-s"), callback=seen.append)
-    assert len(calls) == steps * NFE_PER_STEP[sampler]
+    assert len(calls) == nfe_of(sampler, steps)
     ts = time_grid(sched, steps)
     assert [info["i"] for info in seen] == list(range(steps))
     assert [info["t"] for info in seen] == ts[:-1].tolist()
@@ -393,10 +393,7 @@ def test_steps_for_nfe(sampler):
     for nfe in (1, 2, 3, 10, 25, 100, 101):
         steps = steps_for_nfe(sampler, nfe)
         assert isinstance(steps, int) and steps >= 1
-        if nfe >= per:
-            assert steps * per <= nfe < (steps + 1) * per
-        else:
-            assert steps == 1
+        assert nfe_of(sampler, steps) <= nfe < nfe_of(sampler, steps + 1)  # the most steps that fit
     # and it is what the sampler really spends: count the denoiser calls
     calls = []
 
