@@ -117,7 +117,8 @@ def monitor():
     elif state == "done":
         r = job.result
         if r.stopped and job.stop_requested:
-            st.info(f"Stopped by you after {r.steps_done} of {total} steps; that model was kept.")
+            st.info(f"Stopped by you after {r.steps_done} of {total} steps; that model was kept." if r.steps_done
+                    else "Stopped by you before the first step: there is no model to keep.")
         elif r.stopped:
             st.warning(f"Training could not go on: {r.stopped}. Try a smaller learning rate or another weighting.")
         if r.steps_done:
