@@ -18,7 +18,7 @@ from diffusion.parameterizations import append_dims, noise_level
 from diffusion.samplers import guided, prior_sample, sample
 
 from .figures import FONT, PALETTE
-from .threads import one_thread
+from .threads import all_cores, one_thread
 
 NUM_DIGITS = 10
 SIDE = 28
@@ -97,7 +97,7 @@ def start_noise(schedule, n: int, seed: int) -> torch.Tensor:
 
 def _run(denoise, x, schedule, sampler, steps, seed, device):
     g = torch.Generator().manual_seed(int(seed) + 1)  # the sampler's own noise (DDPM, SDE)
-    with one_thread(), torch.no_grad():
+    with all_cores(), torch.no_grad():
         out = sample(denoise, x.to(device), schedule, sampler, int(steps), generator=g)
     return out.detach().cpu().float()
 

@@ -13,6 +13,7 @@ it from one session would change it under another session's running computation.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import torch
@@ -27,3 +28,19 @@ def use_one_thread() -> None:
 def one_thread():
     use_one_thread()
     yield
+
+
+@contextmanager
+def all_cores():
+    """Every core for one large batched computation (a UNet on a batch of images), then one thread again.
+
+    Convolutions on a batch of digits do scale with threads (16 guided MNIST samples at 20 NFE: 2.2 s on
+    one thread, 1.3 s on two, measured on the 2-core machine). The setting is process-wide, so while
+    this runs another session's small operations may also get several threads: slower for them at
+    worst, never wrong.
+    """
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
