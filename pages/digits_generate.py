@@ -6,18 +6,14 @@ from ui.state import view
 
 v = view()
 
-import hashlib  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 
 from diffusion.models import reschedule  # noqa: E402
 from diffusion.samplers import guided, prior_sample, sample, steps_for_nfe  # noqa: E402
 from ui import digits as dg  # noqa: E402
-from ui.models import mnist  # noqa: E402
-from ui.page import downloads, show_source  # noqa: E402
+from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, request  # noqa: E402
 
-QUALITY_STEPS = 4000  # below this many training steps the shipped checkpoint is still an early snapshot
 QUICK_NFE = 20  # a quick setting: 16 digits at 20 evaluations take about a second or two on a laptop CPU
 
 st.title("9 · Generate digits")
@@ -43,20 +39,7 @@ st.caption("c is the digit, ∅ means no label. With w = 0 this is the plain con
            "reads the same step as a score: the unconditional score plus (1 + w) times the pull towards "
            "images a classifier would call c.")
 
-model, config = mnist()
-if model is None:
-    st.error(f"The MNIST model could not be loaded: {config.get('error', 'unknown error')}")
-    st.stop()
-try:
-    dg.check_model(model)
-except ValueError as e:  # a checkpoint of the wrong kind saved as mnist.safetensors
-    st.error(f"The MNIST checkpoint is of the wrong kind: {e}")
-    st.stop()
-config_id = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-steps_done = int(config.get("train", {}).get("steps_done", 0))
-if steps_done < QUALITY_STEPS:
-    st.warning(f"The shipped MNIST model is an early snapshot, trained for only {steps_done} steps so far: expect "
-               "rough digits, or none at all. A longer-trained checkpoint replaces it (restart the app to load it).")
+model, config, config_id = digit_model()
 
 DIGIT_OPTIONS = [None] + list(range(10))
 

@@ -17,8 +17,7 @@ from diffusion.samplers import guided, prior_sample, sample  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digits_journey as dj  # noqa: E402
-from ui.models import mnist  # noqa: E402
-from ui.page import downloads, show_source  # noqa: E402
+from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
 from ui.threads import one_thread  # noqa: E402
 
@@ -39,10 +38,7 @@ the guess commits to one shape, and the noisy image follows it.
 st.latex(r"x_t = \alpha_t\,x_0 + \sigma_t\,\varepsilon, \qquad \hat x_0 = \hat x_0(x_t, t, \text{digit}), \qquad "
          r"\lambda_t = \log\frac{\alpha_t^2}{\sigma_t^2}")
 
-model, config = mnist()
-if model is None:
-    st.error(f"The digit model could not be loaded: {config.get('error', 'unknown error')}")
-    st.stop()
+model, config, _ = digit_model()  # says what is wrong (missing, corrupt, wrong kind) and stops the page
 train = config.get("train", {})
 MODEL_KEY = f"mnist:{train.get('steps_done')}:{train.get('seconds')}"
 st.caption(f"Digit model: {config.get('parameterization', '?')}-prediction U-Net trained for "

@@ -6,8 +6,6 @@ from ui.state import view
 
 v = view()
 
-import hashlib  # noqa: E402
-import json  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
 
@@ -17,11 +15,9 @@ from diffusion.models import reschedule  # noqa: E402
 from diffusion.samplers import sample  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digits as dg  # noqa: E402
-from ui.models import mnist  # noqa: E402
-from ui.page import downloads, show_source  # noqa: E402
+from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES  # noqa: E402
 
-QUALITY_STEPS = 4000
 PRESETS = {
     "a 3 and an 8": [(3, 2.0), (8, 2.0), (0, 0.0)],
     "a 7 but not a 1": [(7, 3.0), (1, -2.0), (0, 0.0)],
@@ -30,20 +26,7 @@ PRESETS = {
 
 st.title("11 · Prompts on digits")
 
-model, config = mnist()
-if model is None:
-    st.error(f"The MNIST model could not be loaded: {config.get('error', 'unknown error')}")
-    st.stop()
-try:
-    dg.check_model(model)
-except ValueError as e:  # a checkpoint of the wrong kind saved as mnist.safetensors
-    st.error(f"The MNIST checkpoint is of the wrong kind: {e}")
-    st.stop()
-config_id = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-steps_done = int(config.get("train", {}).get("steps_done", 0))
-if steps_done < QUALITY_STEPS:
-    st.warning(f"The shipped MNIST model is an early snapshot, trained for only {steps_done} steps so far: its "
-               "samples and its opinions below may be poor. A longer-trained checkpoint replaces it (restart the app).")
+model, config, config_id = digit_model()
 model = reschedule(model, v.schedule)
 spec = v.schedule.spec()
 

@@ -233,7 +233,7 @@ def test_page_generates_and_follows_its_controls():
     assert not at.exception and "Pick at least one digit" in at.info[0].value
 
 
-@pytest.mark.parametrize("page", ["pages/digits_generate.py", "pages/digits_prompts.py"])
+@pytest.mark.parametrize("page", ["pages/digits_generate.py", "pages/digits_prompts.py", "pages/digits_journey.py"])
 def test_a_wrong_or_missing_checkpoint_gives_a_clear_message(page, monkeypatch):
     import ui.models
 

@@ -44,3 +44,33 @@ def need_model(v) -> bool:
                 "Train one on the **Train** page (it then serves every page in this session).")
         return False
     return True
+
+
+QUALITY_STEPS = 4000  # below this many training steps the shipped MNIST checkpoint is an early snapshot
+
+
+def digit_model():
+    """(model, config, config_id) of the shipped MNIST model; on any problem, say what and stop the page.
+
+    config_id is a short hash of the checkpoint's config: the digit pages' cache key for the model.
+    """
+    import hashlib
+    import json
+
+    from ui import digits as dg
+    from ui.models import mnist
+
+    model, config = mnist()
+    if model is None:
+        st.error(f"The MNIST model could not be loaded: {config.get('error', 'unknown error')}")
+        st.stop()
+    try:
+        dg.check_model(model)
+    except ValueError as e:  # a checkpoint of the wrong kind saved as mnist.safetensors
+        st.error(f"The MNIST checkpoint is of the wrong kind: {e}")
+        st.stop()
+    steps_done = int(config.get("train", {}).get("steps_done", 0))
+    if steps_done < QUALITY_STEPS:
+        st.warning(f"The shipped MNIST model is an early snapshot, trained for only {steps_done} steps: expect rough "
+                   "digits and poor answers below. A longer-trained checkpoint replaces it (restart the app).")
+    return model, config, hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
