@@ -97,7 +97,7 @@ def generate_section():  # not a fragment: its seed also drives the guidance swe
         "the cosine schedule and is matched to this one through the log-SNR). Sampling ran on "
         f"{v.device} in {seconds:.2f} s when first computed. About twenty evaluations (DDIM with 20 steps, or Heun "
         "with 10) is a good quick setting; the sampler, its steps and w are in the sidebar under "
-        "'Model and sampler'.")
+        "'Sampler and device'.")
     d1, d2 = st.columns([3, 1])
     with d1:
         downloads(fig, f"digits-{'-'.join('u' if d is None else str(d) for d in digits)}-w{v.guidance:g}",

@@ -112,7 +112,7 @@ $p_t(x \\mid y)^{1+w}\\, p_t(x)^{-w}$, which the grey background of the guided p
 st.latex(r"\tilde s_w(x, t) = s(x, t) + (1 + w)\big(s(x, t \mid y) - s(x, t)\big)")
 if v.label is None:
     st.info("Guidance needs a label: pick one under **Label (the prompt)** in the sidebar. "
-            "The guidance weight w is under **Model and sampler**.")
+            "The guidance weight w is under **Sampler and device**.")
 else:
     @st.cache_data(show_spinner=False, max_entries=512)
     def _guidance(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, _model):

@@ -123,7 +123,7 @@ def monitor():
             st.warning(f"Training could not go on: {r.stopped}. Try a smaller learning rate or another weighting.")
         if r.steps_done:
             st.success(f"The model trained on **{name}** now serves every page in this session "
-                       "(sidebar, *Model and sampler*: **session**).")
+                       "(sidebar, *Model*: **session**).")
             m1, m2, m3, m4 = st.columns(4)
             m1.metric("Training time", f"{r.seconds:.1f} s")
             m2.metric("Steps", f"{r.steps_done:,}")

@@ -87,3 +87,26 @@ def test_an_invalid_schedule_combination_is_named_and_replaced_by_the_defaults()
     warnings = " ".join(w.value for w in at.sidebar.warning)
     assert "sigma_max=5" in warnings and "default" in warnings
     assert at.session_state["edm.sigma_max"] == PARAM_RANGES["sigma_max"][0]
+
+
+def test_a_corrupt_shipped_checkpoint_is_named_and_the_pages_keep_working(tmp_path, monkeypatch):
+    import shutil
+
+    import ui.models
+
+    for f in (ROOT / "checkpoints").glob("*.safetensors"):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "spiral.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")  # corrupt header
+    monkeypatch.setattr(ui.models, "CHECKPOINTS", str(tmp_path))
+    ui.models._shipped.clear()
+    try:
+        at = _app(dataset="spiral").run()
+        assert not at.exception
+        warning = " ".join(w.value for w in at.sidebar.warning)
+        assert "spiral.safetensors" in warning and "exact side only" in warning
+        at.switch_page("pages/score.py").run()  # the page draws the exact side and says why the learned is missing
+        assert not at.exception and at.get("plotly_chart")
+        at.sidebar.selectbox(key="dataset").select("moons").run()  # other datasets keep their models
+        assert not at.exception and not at.sidebar.warning
+    finally:
+        ui.models._shipped.clear()

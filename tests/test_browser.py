@@ -155,7 +155,7 @@ def test_training_starts_reports_progress_and_stops_with_its_model_kept(server, 
         page.get_by_text("that model was kept").wait_for(timeout=180_000)
         _settle(page)
         side = page.locator('[data-testid="stSidebar"]')
-        side.get_by_text("Model and sampler").click()
+        side.get_by_text("Model", exact=True).click()
         deadline = time.time() + 60
         while "trained here:" not in side.inner_text() and time.time() < deadline:  # the session's model serves
             time.sleep(0.5)

@@ -27,6 +27,11 @@ def _shipped(dataset: str):
     return model, {**config, "source": "shipped"}
 
 
+def problem(dataset: str) -> str | None:
+    """What is wrong with checkpoints/<dataset>.safetensors (corrupt, truncated, wrong kind), or None."""
+    return _shipped(dataset)[1].get("error")
+
+
 def has_session(dataset: str) -> bool:
     return dataset in st.session_state.get("trained", {})
 

@@ -164,7 +164,7 @@ def sidebar() -> View:
         label_name = _bound(st.selectbox, "Label (the prompt)", ["none"] + list(dist.label_names), key="label",
                             help="Condition on a class, or 'none' for the whole distribution.")
         label = None if label_name == "none" else list(dist.label_names).index(label_name)
-        with st.expander("Model and sampler"):
+        with st.expander("Model"):
             sources = ["shipped"] + (["session"] if model_store.has_session(name) else [])
             if st.session_state.get("model") not in sources:
                 st.session_state.pop("model", None)
@@ -172,6 +172,10 @@ def sidebar() -> View:
                             help="shipped: trained by us, in checkpoints/; session: the one you trained on the Train page")
             info = model_store.info(name, source)
             st.caption(model_store.describe(info) if info else "No learned model yet: train one on the Train page.")
+        if source == "shipped" and (bad := model_store.problem(name)):
+            st.warning(f"The shipped model cannot be used: {bad}. The pages show the exact side only; "
+                       "a model trained on the Train page works as usual.")
+        with st.expander("Sampler and device"):
             guidance = _bound(st.slider, "Guidance weight w", 0.0, 8.0, 0.0, 0.5, key="w",
                               help="Classifier-free guidance; used only when a label is chosen.")
             sampler = _bound(st.selectbox, "Sampler", list(SAMPLERS), index=list(SAMPLERS).index("heun"),
