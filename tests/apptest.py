@@ -1,6 +1,10 @@
 """Opening a page of the app in streamlit.testing.v1.AppTest, the way a shared link would."""
 
+import base64
+import json
 import pathlib
+
+import numpy as np
 
 from streamlit.testing.v1 import AppTest
 
@@ -16,3 +20,16 @@ def open_page(page: str = "pages/home.py", timeout: int = 180, **query) -> AppTe
         at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
+
+
+def decode(a) -> np.ndarray:
+    """An array from a figure's JSON: plotly sends numpy arrays base64-encoded as {'dtype', 'bdata', 'shape'}."""
+    if isinstance(a, dict):
+        shape = [int(n) for n in str(a.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(a["bdata"]), dtype=np.dtype(a["dtype"])).reshape(shape).astype(float)
+    return np.asarray(a, dtype=float)
+
+
+def charts(at) -> list[dict]:
+    """The plotly figures on the page, as the JSON the browser receives."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]

@@ -1,6 +1,5 @@
 """Page 9 (generate digits): the page runs and follows its controls; the digit builders are exact."""
 
-import base64
 import json
 
 import numpy as np
@@ -11,7 +10,7 @@ from diffusion.samplers import guided, sample
 from diffusion.schedules import make_schedule
 from ui import digits as dg
 
-from apptest import open_page
+from apptest import decode, open_page
 
 
 class TemplateModel:
@@ -174,12 +173,7 @@ def _grid(at):
 
 
 def _z(fig):
-    """The heat map's pixels (plotly sends arrays as base64 'bdata')."""
-    z = fig["data"][0]["z"]
-    if isinstance(z, dict):
-        shape = [int(n) for n in z["shape"].split(",")]
-        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
-    return np.array(z, dtype=float)
+    return decode(fig["data"][0]["z"])
 
 
 def _metrics(at):

@@ -4,8 +4,6 @@ Nothing here depends on how well the shipped MNIST model is trained: the exact c
 denoiser of a single real digit (toy_data.finite_set of one flattened image) or a fake model.
 """
 
-import base64
-import json
 import math
 import pathlib
 
@@ -20,20 +18,16 @@ from diffusion.schedules import make_schedule
 from toy_data import finite_set
 from toy_data.mnist import load_mnist
 from ui import digits_journey as dj
+from apptest import charts, decode
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _z(tr) -> np.ndarray:
-    z = tr["z"]
-    if isinstance(z, dict):  # plotly sends numpy arrays base64-encoded
-        shape = [int(n) for n in str(z["shape"]).split(",")]
-        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape).astype(float)
-    return np.asarray(z, dtype=float)
+def _z(tr):
+    return decode(tr["z"])
 
 
-def _charts(at):
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+_charts = charts
 
 
 @pytest.fixture(scope="module")

@@ -1,26 +1,20 @@
 """Page 11 (prompts on digits): composition and the generator-as-classifier follow their controls."""
 
 import base64
-import json
 
 import numpy as np
 import pytest
 
 from ui.models import mnist
 
-from apptest import open_page
+from apptest import charts, decode, open_page
 
 
-def _charts(at):
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+_charts = charts
 
 
 def _z(fig):
-    z = fig["data"][0]["z"]
-    if isinstance(z, dict):
-        shape = [int(n) for n in z["shape"].split(",")]
-        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
-    return np.array(z, dtype=float)
+    return decode(fig["data"][0]["z"])
 
 
 def _bars(at):

@@ -1,6 +1,5 @@
 """Page 4 (forward process and SNR): the page runs, follows the sidebar, and its builders are exact."""
 
-import base64
 import json
 import pathlib
 
@@ -14,21 +13,16 @@ from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import get_dataset
 from ui import digits_journey as dj
 from ui import forward as fw
+from apptest import charts, decode
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _z(tr) -> np.ndarray:
-    """A heat map's z from the figure JSON (plotly sends numpy arrays base64-encoded)."""
-    z = tr["z"]
-    if isinstance(z, dict):
-        shape = [int(n) for n in str(z["shape"]).split(",")]
-        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape).astype(float)
-    return np.asarray(z, dtype=float)
+def _z(tr):
+    return decode(tr["z"])
 
 
-def _charts(at):
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+_charts = charts
 
 
 @pytest.fixture(scope="module")
