@@ -78,7 +78,7 @@ def build_parser():
 
 
 def build_model(dataset: str, parameterization: str, schedule, num_classes: int, width: int = 128, depth: int = 4,
-                base: int | None = None) -> DiffusionModel:
+                base: int | None = None, dim: int = 2) -> DiffusionModel:
     """An untrained model for `dataset`: a residual MLP for 2-D points, a UNet for MNIST digits."""
     if dataset in IMAGE_SETS:
         from .unet import UNet, UNetConfig
@@ -86,7 +86,7 @@ def build_model(dataset: str, parameterization: str, schedule, num_classes: int,
         net = UNet(UNetConfig(num_classes=num_classes, base=base or DEFAULTS_MNIST["base"],
                               scalar_out=parameterization == "energy"))
     else:
-        net = MLP2D(MLPConfig(dim=get_dataset(dataset).dim, width=width, depth=depth, num_classes=num_classes,
+        net = MLP2D(MLPConfig(dim=dim, width=width, depth=depth, num_classes=num_classes,
                               scalar_out=parameterization == "energy"))
     return DiffusionModel(net, parameterization, schedule, num_classes)
 
@@ -121,7 +121,8 @@ def main(argv=None) -> int:
         model, old = load_checkpoint(args.resume, expect={"dataset": args.dataset})
     else:
         model = build_model(args.dataset, args.parameterization, make_schedule(args.schedule), num_classes,
-                            width=args.width, depth=args.depth, base=args.base)
+                            width=args.width, depth=args.depth, base=args.base,
+                            dim=2 if args.dataset in IMAGE_SETS else dist.dim)
     bar = cli.ProgressBar(args.steps, f"training {args.dataset}",
                           enabled=False if args.quiet or not main_process else None)
 

@@ -27,10 +27,10 @@ from plotly.subplots import make_subplots
 
 from diffusion.metrics import energy_distance, energy_distance_floor
 from diffusion.models import DiffusionModel
-from diffusion.nets import MLP2D, MLPConfig
 from diffusion.parameterizations import PARAMETERIZATIONS, WEIGHTINGS, check_parameterization
 from diffusion.samplers import guided, prior_sample, sample
 from diffusion.train import DEFAULTS_2D
+from diffusion.train import build_model as cli_build_model
 from diffusion.training import TrainConfig, pick_device, train
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
@@ -56,13 +56,12 @@ assert set(PARAM_NAMES) == set(PARAMETERIZATIONS) and set(WEIGHTING_NAMES) == se
 
 def build_model(dist, parameterization: str, schedule, width: int = 128, depth: int = 4,
                 seed: int = 0) -> DiffusionModel:
-    """A fresh network as `python -m diffusion.train` builds it: class-conditional on the data's labels
-    (with a "no label" row for guidance), a scalar head for the energy parameterization."""
+    """A fresh network as `python -m diffusion.train` builds it (its build_model), class-conditional on
+    the data's labels; the initial weights follow the seed, as in the CLI."""
     check_parameterization(parameterization)
-    torch.manual_seed(seed)  # the initial weights follow the seed, as in the CLI
-    net = MLP2D(MLPConfig(dim=dist.dim, width=width, depth=depth, num_classes=dist.num_classes,
-                          scalar_out=parameterization == "energy"))
-    return DiffusionModel(net, parameterization, schedule, dist.num_classes)
+    torch.manual_seed(seed)
+    return cli_build_model("points", parameterization, schedule, dist.num_classes, width=width,
+                           depth=depth, dim=dist.dim)
 
 
 def make_config(steps: int, batch_size: int, lr: float, weighting: str, device: str, seed: int = 0) -> TrainConfig:
