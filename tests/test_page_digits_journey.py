@@ -10,7 +10,6 @@ import pathlib
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from diffusion.models import oracle_model
 from diffusion.samplers import SAMPLERS, Trajectory, sample
@@ -18,7 +17,7 @@ from diffusion.schedules import make_schedule
 from toy_data import finite_set
 from toy_data.mnist import load_mnist
 from ui import digits_journey as dj
-from apptest import charts, decode
+from apptest import charts, decode, open_page
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -32,12 +31,7 @@ _charts = charts
 
 @pytest.fixture(scope="module")
 def page():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    at.query_params.update(sampler="ddim", steps="10", t="0.5")
-    at.run()
-    at.switch_page("pages/digits_journey.py").run()
-    assert not at.exception
-    return at
+    return open_page("pages/digits_journey.py", timeout=300, sampler="ddim", steps="10", t="0.5")
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,12 @@ import numpy as np
 import plotly.io as pio
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import get_dataset
 from ui import digits_journey as dj
 from ui import forward as fw
-from apptest import charts, decode
+from apptest import charts, decode, open_page
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -27,12 +26,7 @@ _charts = charts
 
 @pytest.fixture(scope="module")
 def page():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params.update(dataset="moons", t="0.4")
-    at.run()
-    at.switch_page("pages/forward.py").run()
-    assert not at.exception
-    return at
+    return open_page("pages/forward.py", timeout=120, dataset="moons", t="0.4")
 
 
 def test_page_shows_the_movie_at_the_sidebar_t_and_follows_the_sidebar(page):
