@@ -94,6 +94,14 @@ def save_checkpoint(path, model: DiffusionModel, **extra) -> dict:
     return config
 
 
+def rewrite_metrics(path, metrics: dict) -> dict:
+    """Replace the measured figures stored in a checkpoint, keeping its weights and the rest of its
+    config as they are (atomically, like every write); returns the new config."""
+    model, config = load_checkpoint(path)
+    extra = {k: v for k, v in config.items() if k not in model_config(model)}
+    return save_checkpoint(path, model, **{**extra, "metrics": metrics})
+
+
 def _parse_config(path, head: bytes, read_more) -> dict:
     """The config from a safetensors header; `read_more(n)` returns the next n bytes of the file."""
     if len(head) < 8:

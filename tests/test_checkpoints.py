@@ -7,7 +7,7 @@ import struct
 import pytest
 import torch
 
-from diffusion.checkpoints import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from diffusion.checkpoints import CheckpointError, load_checkpoint, read_config, rewrite_metrics, save_checkpoint
 from diffusion.models import DiffusionModel
 from diffusion.nets import MLP2D, MLPConfig
 from diffusion.schedules import make_schedule
@@ -30,6 +30,19 @@ def test_round_trip_reproduces_outputs_exactly(tmp_path, kind):
     x = torch.randn(50, 2)
     for t, label in [(0.0, None), (0.37, 1), (1.0, torch.tensor([0, -1] * 25))]:
         assert torch.equal(loaded(x, t, label), model(x, t, label))
+
+
+def test_rewrite_metrics_keeps_weights_and_config(tmp_path):
+    model = make()
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, dataset="moons", label_names=["a", "b"], train={"steps": 1}, metrics={"ed_ratio": 9.0})
+    before = read_config(path)
+    rewrite_metrics(path, {"ed_ratio": 1.1, "kl_gap_nats": 0.02})
+    loaded, after = load_checkpoint(path)
+    assert after["metrics"] == {"ed_ratio": 1.1, "kl_gap_nats": 0.02}
+    assert {k: v for k, v in after.items() if k != "metrics"} == {k: v for k, v in before.items() if k != "metrics"}
+    x = torch.randn(20, 2)
+    assert torch.equal(loaded(x, 0.4, 1), model(x, 0.4, 1))
 
 
 def test_file_is_plain_safetensors_without_pickle(tmp_path):

@@ -44,3 +44,26 @@ def all_cores():
         yield
     finally:
         torch.set_num_threads(1)
+
+
+BACKGROUND_NICE = 10  # how much lower than the pages a training thread runs (Linux niceness, 0..19)
+
+
+def lower_this_threads_priority(nice: int = BACKGROUND_NICE) -> bool:
+    """Make the calling thread yield the CPU to the pages' script threads (Linux only; True if it did).
+
+    On Linux every thread has its own niceness, so a training thread can run at nice 10 while the
+    threads that answer slider moves stay at 0: the scheduler then gives a page's rerun the core first,
+    and the training takes what is left. Elsewhere this does nothing. Priority cannot help with Python's
+    GIL, but a training step spends most of its time in torch kernels, which release it.
+    """
+    import threading
+
+    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,390 @@
+"""A classroom's load: many concurrent sessions drive the 2-D pages of a local server; then the same
+while one more session trains.
+
+    python benchmarks/load.py                         # 20 sessions, idle phase then training phase
+    python benchmarks/load.py --sessions 30 --actions 20 --think 1.0
+
+It starts `streamlit run app.py` on a free loopback port (it never talks to another machine), opens
+--sessions sessions the way a browser does (a WebSocket to /_stcore/stream speaking Streamlit's own
+protobuf messages, the BackMsg/ForwardMsg pair), and has each session
+
+  1. open one of the 2-D pages (round-robin over PAGES) and wait for its first run to finish;
+  2. --actions times: think for a random 0.5-1.5 x --think seconds, then move a control (mostly the
+     shared time slider, sometimes the label or a change of page) and time the script run it triggers.
+
+A response time is from sending the change to the server's "script finished" message, which comes
+after every element of the run has been sent, so it includes the server's work, the page's figures
+and their serialisation. Errors: an exception element in any run, a run that does not finish
+successfully, a run over --request-timeout, a dropped connection. Memory: the peak resident size of
+the server process (sampled every 0.1 s from /proc).
+
+The training phase repeats the same workload while one extra session presses Train on page 5 with
+its largest settings (20,000 steps, batch 2,048) and follows its progress as a browser would (the
+page's auto-refreshing fragment). Everything is bounded: sessions x actions requests per phase, and
+a --deadline in seconds after which the script stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = ["data", "energy", "score", "forward", "denoise", "reverse"]  # the 2-D pages that react to t
+LABELS = ["none", "upper moon", "lower moon"]  # the default dataset's labels (moons)
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`streamlit run app.py` on 127.0.0.1:port, with its peak resident memory tracked."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "app.py"), "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(port)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._watch = threading.Thread(target=self._track, daemon=True)
+        self._watch.start()
+
+    def rss(self) -> int:
+        """Resident bytes of the server process (0 once it is gone)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def _track(self):
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, self.rss())
+            time.sleep(0.1)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError("the server exited: " + self.proc.stderr.read().decode(errors="replace")[-2000:])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the server did not answer within {timeout:.0f} s")
+
+    def close(self):
+        self._stop.set()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# --- one browser-like session ------------------------------------------------------------------
+
+class Session:
+    """One WebSocket session: open a page, move widgets, time each script run, count errors."""
+
+    def __init__(self, port: int, request_timeout: float):
+        self.url = f"ws://127.0.0.1:{port}/_stcore/stream"
+        self.request_timeout = request_timeout
+        self.widgets: dict[str, object] = {}  # label -> the Element's widget proto (id, options, ...)
+        self.states: dict[str, object] = {}  # widget id -> the WidgetState last sent
+        self.page = ""
+        self.query = ""
+        self.errors: list[str] = []
+        self.missing: set[str] = set()  # controls asked for that the page did not have
+        self.progress_text = ""
+        self.ws = None
+        self._finished: asyncio.Queue | None = None
+        self._auto: dict[str, float] = {}  # fragment id -> auto-rerun interval (s)
+        self._reader: asyncio.Task | None = None
+
+    async def connect(self):
+        import websockets
+
+        self.ws = await websockets.connect(self.url, subprotocols=["streamlit"], max_size=None, open_timeout=30,
+                                           ping_interval=None)
+        self._finished = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self):
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        try:
+            async for data in self.ws:
+                msg = ForwardMsg()
+                msg.ParseFromString(data)
+                kind = msg.WhichOneof("type")
+                if kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+                    el = msg.delta.new_element
+                    what = el.WhichOneof("type")
+                    if what == "progress":
+                        self.progress_text = el.progress.text
+                    if what == "exception":
+                        self.errors.append(f"exception on {self.page}: {el.exception.type}: {el.exception.message[:200]}")
+                    elif what and hasattr(getattr(el, what), "id") and getattr(getattr(el, what), "id", ""):
+                        w = getattr(el, what)
+                        if getattr(w, "label", ""):
+                            self.widgets[w.label] = (what, w)
+                elif kind == "script_finished":
+                    self._finished.put_nowait(msg.script_finished)
+                elif kind == "auto_rerun":
+                    self._auto[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
+                elif kind == "stop_auto_rerun":
+                    self._auto.clear()
+                elif kind == "page_not_found":
+                    self.errors.append(f"page not found: {self.page}")
+        except Exception as e:  # a dropped connection ends the reader; the next request notices
+            if not isinstance(e, asyncio.CancelledError):
+                self.errors.append(f"connection lost: {type(e).__name__}")
+
+    async def run(self, fragment_id: str = "") -> float | None:
+        """Send a rerun with the current widget states; seconds until it finished, or None on an error."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        msg = BackMsg()
+        cs = msg.rerun_script
+        cs.query_string = self.query
+        cs.page_name = self.page
+        cs.widget_states.widgets.extend(self.states.values())
+        if fragment_id:
+            cs.fragment_id, cs.is_auto_rerun = fragment_id, True
+        while not self._finished.empty():
+            self._finished.get_nowait()
+        start = time.perf_counter()
+        try:
+            await self.ws.send(msg.SerializeToString())
+            while True:
+                status = await asyncio.wait_for(self._finished.get(), self.request_timeout)
+                if status != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                    break
+        except asyncio.TimeoutError:
+            self.errors.append(f"no answer within {self.request_timeout:.0f} s on {self.page}")
+            return None
+        except Exception as e:
+            self.errors.append(f"send failed on {self.page}: {type(e).__name__}")
+            return None
+        finally:  # triggers (buttons) fire once
+            for wid, st in list(self.states.items()):
+                if st.WhichOneof("value") == "trigger_value":
+                    del self.states[wid]
+        if status not in (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY):
+            self.errors.append(f"run on {self.page} ended with status {status}")
+            return None
+        return time.perf_counter() - start
+
+    async def open(self, page: str) -> float | None:
+        self.page, self.widgets = page, {}
+        return await self.run()
+
+    def set(self, label: str, value) -> bool:
+        """Set the widget with this label, as the browser would; False if the page has no such widget."""
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+        if label not in self.widgets:
+            self.missing.add(f"{label!r} on {self.page}")
+            return False
+        kind, w = self.widgets[label]
+        st = WidgetState(id=w.id)
+        if kind == "slider" and len(w.options):  # a select_slider: the chosen option as shown
+            st.string_array_value.data[:] = [str(value)]
+        elif kind == "slider":
+            st.double_array_value.data[:] = [float(value)]
+        elif kind in ("selectbox", "radio"):
+            st.string_value = str(value)
+        elif kind == "button":
+            st.trigger_value = True
+        elif kind == "number_input":
+            st.double_value = float(value)
+        else:
+            raise ValueError(f"cannot set a {kind}")
+        self.states[w.id] = st
+        return True
+
+    async def close(self):
+        if self._reader:
+            self._reader.cancel()
+        if self.ws is not None:
+            await self.ws.close()
+
+
+# --- the workload --------------------------------------------------------------------------------
+
+async def student(i: int, port: int, actions: int, think: float, rng: random.Random, deadline: float,
+                  request_timeout: float, times: list, loads: list, errors: list):
+    """One student: open a page, then `actions` changes with a think time before each."""
+    s = Session(port, request_timeout)
+    try:
+        await s.connect()
+        page = PAGES[i % len(PAGES)]
+        t = await s.open(page)
+        if t is not None:
+            loads.append(t)
+        for _ in range(actions):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(think * rng.uniform(0.5, 1.5))
+            roll = rng.random()
+            if roll < 0.1:  # another page
+                page = rng.choice([p for p in PAGES if p != page])
+                t = await s.open(page)
+                if t is not None:
+                    loads.append(t)
+                continue
+            if roll < 0.25:
+                moved = s.set("Label (the prompt)", rng.choice(LABELS))
+            else:
+                moved = s.set("Time t", round(rng.uniform(0.0, 1.0), 2))
+            if not moved:
+                s.errors.append(f"no control to move on {page}: {sorted(s.missing)}")
+                continue
+            t = await s.run()
+            if t is not None:
+                times.append(t)
+    except Exception as e:
+        s.errors.append(f"session {i}: {type(e).__name__}: {e}")
+    finally:
+        errors.extend(s.errors)
+        await s.close()
+
+
+async def trainer(port: int, request_timeout: float, stop: asyncio.Event, report: dict):
+    """Start the largest training the Train page allows and follow it like a browser until `stop`."""
+    s = Session(port, request_timeout)
+    try:
+        await s.connect()
+        await s.open("train")
+        if not (s.set("Training steps", 20_000) and s.set("Batch size", 2048)):
+            raise RuntimeError("the Train page has no steps or batch control")
+        await s.run()
+        if not s.set("Train", True):
+            raise RuntimeError("the Train page has no Train button")
+        await s.run()
+        report["started"] = True
+        polls = 0
+        while not stop.is_set():
+            interval = next(iter(s._auto.values()), 1.0)
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+            if s._auto and not stop.is_set():
+                await s.run(fragment_id=next(iter(s._auto)))
+                polls += 1
+        report["polls"] = polls
+        report["progress"] = s.progress_text
+    except Exception as e:
+        s.errors.append(f"trainer: {type(e).__name__}: {e}")
+    finally:
+        report["errors"] = list(s.errors)
+        await s.close()
+
+
+async def phase(port: int, args, seed: int, train: bool) -> dict:
+    rng = random.Random(seed)
+    times, loads, errors = [], [], []
+    deadline = time.monotonic() + args.deadline
+    stop, report = asyncio.Event(), {}
+    trainer_task = None
+    if train:
+        trainer_task = asyncio.create_task(trainer(port, args.request_timeout, stop, report))
+        await asyncio.sleep(3)  # let it start before the class does
+    start = time.perf_counter()
+    await asyncio.gather(*(student(i, port, args.actions, args.think, random.Random(rng.random()), deadline,
+                                   args.request_timeout, times, loads, errors) for i in range(args.sessions)))
+    wall = time.perf_counter() - start
+    if trainer_task:
+        stop.set()
+        await trainer_task
+        errors.extend(report.get("errors", []))
+    q = statistics.quantiles(times, n=20, method="inclusive") if len(times) >= 2 else [float("nan")] * 19
+    return {"phase": "one session training" if train else "idle", "sessions": args.sessions,
+            "changes": len(times), "page_loads": len(loads), "errors": len(errors), "error_samples": errors[:5],
+            "median_s": round(statistics.median(times), 3) if times else None, "p95_s": round(q[18], 3),
+            "max_s": round(max(times), 3) if times else None,
+            "page_load_median_s": round(statistics.median(loads), 3) if loads else None,
+            "wall_s": round(wall, 1), "trainer_started": report.get("started", False) if train else None,
+            "trainer_progress": report.get("progress") if train else None, "trainer_polls": report.get("polls")}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", type=int, default=20, help="concurrent sessions (1..100)")
+    p.add_argument("--actions", type=int, default=15, help="changes per session and phase (1..200)")
+    p.add_argument("--think", type=float, default=1.0, help="mean seconds between a session's changes (0..10)")
+    p.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a run counts as an error")
+    p.add_argument("--deadline", type=float, default=300.0, help="seconds after which a phase stops by itself")
+    p.add_argument("--phases", nargs="+", default=["idle", "train"], choices=["idle", "train"])
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    for name, lo, hi in (("sessions", 1, 100), ("actions", 1, 200), ("think", 0, 10), ("deadline", 10, 3600),
+                         ("request_timeout", 1, 600)):
+        if not lo <= getattr(args, name) <= hi:
+            p.error(f"--{name.replace('_', '-')} must be in [{lo}, {hi}]")
+    port = free_port()
+    server = Server(port)
+    results = []
+    try:
+        server.wait_ready()
+        baseline = server.rss()
+        asyncio.run(_warm(port, args.request_timeout))  # load the models and first-run caches once
+        for i, ph in enumerate(args.phases):
+            server.peak_rss = server.rss()
+            row = asyncio.run(phase(port, args, args.seed + i, ph == "train"))
+            row["server_peak_rss_mib"] = round(server.peak_rss / 2**20)
+            row["server_start_rss_mib"] = round(baseline / 2**20)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        server.close()
+    import torch
+
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+          f"{args.sessions} sessions x {args.actions} changes, think {args.think} s\n")
+    print("| phase | changes | errors | median s | p95 s | max s | page load median s | server peak MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['phase']} | {r['changes']} | {r['errors']} | {r['median_s']} | {r['p95_s']} | {r['max_s']} | "
+              f"{r['page_load_median_s']} | {r['server_peak_rss_mib']} |")
+    if len(results) == 2 and results[0]["p95_s"]:
+        print(f"\np95 with one session training / idle: {results[1]['p95_s'] / results[0]['p95_s']:.2f}x")
+    return 1 if any(r["errors"] for r in results) else 0
+
+
+async def _warm(port: int, request_timeout: float):
+    s = Session(port, request_timeout)
+    await s.connect()
+    for page in PAGES:
+        await s.open(page)
+    await s.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
