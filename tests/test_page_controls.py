@@ -52,7 +52,7 @@ def formatted(w) -> bool:
 
 UNIT = st.floats(0, 1, exclude_max=True)
 RAW = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**12, 10**12).map(float),
-                st.sampled_from([-1e308, 1e308, 0.0, -0.0, -1.0, 1e-320]))
+                st.sampled_from([math.nan, math.inf, -math.inf, -1e308, 1e308, 0.0, -0.0, -1.0, 1e-320]))
 # One move, drawn the same way whatever the page shows (so hypothesis can replay and shrink it):
 # (which control, in range or raw, position in the range, raw number, edge offset, choices, on/off).
 MOVE = st.tuples(UNIT, st.sampled_from(["in range", "raw", "edge"]), UNIT, RAW,

@@ -11,7 +11,9 @@ sessions, several threads per job fight each other (measured on 2 busy cores: 20
 That call is effectively process-wide in torch (threads started afterwards, such as Streamlit's
 script threads, inherit one thread too), which is the setting this app wants anyway: every page's
 work is small-tensor work. On top of that at most `MAX_CONCURRENT` jobs train at once (one slot per
-core, leaving one core for the pages); further jobs wait in a queue and say so.
+core, leaving one core for the pages); further jobs wait in a queue and say so. And the training
+thread runs at a lower priority than the threads that answer the pages (niceness +10, Linux only), so
+a class's slider moves are served first.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from diffusion.train import build_model as cli_build_model
 from diffusion.training import TrainConfig, pick_device, train
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
+from .threads import lower_this_threads_priority
 
 # The page's choices, with the shipped recipe (diffusion/train.py) as the defaults, except the step count:
 # 3,000 steps train a usable model in under a minute on two idle CPU cores (the recipe uses 4,000).
@@ -183,6 +186,7 @@ class TrainingJob:
 
     def _run(self) -> None:
         torch.set_num_threads(1)  # see the module docstring
+        lower_this_threads_priority()  # the pages' reruns get the CPU first (Linux; ui/threads.py)
         while not _SLOTS.acquire(timeout=0.2):  # wait for a free slot, but a Stop while queued ends the job
             if self._stop.is_set():
                 with self._lock:
