@@ -22,13 +22,6 @@ from apptest import charts, decode, open_page
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _z(tr):
-    return decode(tr["z"])
-
-
-_charts = charts
-
-
 @pytest.fixture(scope="module")
 def page():
     return open_page("pages/digits_journey.py", timeout=300, sampler="ddim", steps="10", t="0.5")
@@ -54,7 +47,7 @@ def _denoiser(dist, schedule):
 
 def test_page_draws_three_sections_and_follows_its_widgets(page):
     at = page
-    strip, movie, back, survival, pca = _charts(at)
+    strip, movie, back, survival, pca = charts(at)
     assert sum(tr["type"] == "heatmap" for tr in strip["data"]) == 16  # 8 steps x (x_t, x0_hat)
     assert len(movie["frames"]) == 11  # 10 DDIM steps and the sample
     assert len(pca["frames"]) == 21 and pca["layout"]["sliders"][0]["active"] == 20
@@ -72,26 +65,26 @@ def test_page_draws_three_sections_and_follows_its_widgets(page):
 
     at.selectbox(key="journey.digit").select("7").run()
     assert not at.exception
-    strip2 = _charts(at)[0]
-    assert _charts(at)[2] == back  # the other sections did not change
-    assert not np.allclose(_z(strip2["data"][8]), _z(strip["data"][8]))  # another sample's x0_hat
+    strip2 = charts(at)[0]
+    assert charts(at)[2] == back  # the other sections did not change
+    assert not np.allclose(decode(strip2["data"][8]["z"]), decode(strip["data"][8]["z"]))  # another sample's x0_hat
 
     at.slider(key="journey.index").set_value(1).run()
     assert not at.exception
-    back2 = _charts(at)[2]
+    back2 = charts(at)[2]
     assert back2["layout"]["annotations"][0]["text"] == "original (a 2)"
-    assert not np.allclose(_z(back2["data"][0]), _z(back["data"][0]))
+    assert not np.allclose(decode(back2["data"][0]["z"]), decode(back["data"][0]["z"]))
 
     at.sidebar.slider(key="t").set_value(0.8).run()
     assert not at.exception
-    charts = _charts(at)
-    assert "t = 0.80" in charts[2]["layout"]["annotations"][1]["text"]
-    assert [tr for tr in charts[3]["data"] if tr.get("name") == "sidebar t"][0]["x"] == [0.8]
-    assert charts[0] == strip2  # the film strip is not resampled when t moves
+    figs = charts(at)
+    assert "t = 0.80" in figs[2]["layout"]["annotations"][1]["text"]
+    assert [tr for tr in figs[3]["data"] if tr.get("name") == "sidebar t"][0]["x"] == [0.8]
+    assert figs[0] == strip2  # the film strip is not resampled when t moves
 
     at.radio(key="journey.pca_what").set_value("x0_hat").run()
     assert not at.exception
-    pca2 = _charts(at)[4]
+    pca2 = charts(at)[4]
     assert "x̂₀" in pca2["frames"][3]["layout"]["title"]["text"]
     assert pca2["frames"][3]["data"][0]["x"] != pca["frames"][3]["data"][0]["x"]
 

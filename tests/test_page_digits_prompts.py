@@ -1,6 +1,5 @@
 """Page 11 (prompts on digits): composition and the generator-as-classifier follow their controls."""
 
-import base64
 
 import numpy as np
 import pytest
@@ -10,23 +9,17 @@ from ui.models import mnist
 from apptest import charts, decode, open_page
 
 
-_charts = charts
-
-
 def _z(fig):
     return decode(fig["data"][0]["z"])
 
 
 def _bars(at):
-    (fig,) = [f for f in _charts(at) if f["data"][0]["type"] == "bar"]
+    (fig,) = [f for f in charts(at) if f["data"][0]["type"] == "bar"]
     return fig
 
 
 def _y(fig):
-    y = fig["data"][0]["y"]
-    if isinstance(y, dict):
-        return np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
-    return np.array(y, dtype=float)
+    return decode(fig["data"][0]["y"])
 
 
 @pytest.fixture(scope="module")
@@ -39,31 +32,31 @@ def test_composition_follows_digits_weights_and_presets(page):
     at.slider(key="prompts.n").set_value(4).run()
     at.select_slider(key="prompts.draws").set_value(8).run()
     assert not at.exception and not at.error
-    g0 = _charts(at)[0]
+    g0 = charts(at)[0]
     assert "a 3 (w = 2) and an 8 (w = 2)" in g0["layout"]["title"]["text"]
     z0 = _z(g0)
     assert z0.shape == (28, 4 * 28 + 3 * 2)
 
     at.slider(key="prompts.w1").set_value(-1.5).run()  # "a 3 but not an 8"
-    g1 = _charts(at)[0]
+    g1 = charts(at)[0]
     assert "a 3 (w = 2) but not an 8 (w = -1.5)" in g1["layout"]["title"]["text"]
     assert not np.allclose(_z(g1), z0)
 
     at.selectbox(key="prompts.c0").set_value(5).run()
-    g2 = _charts(at)[0]
+    g2 = charts(at)[0]
     assert "a 5 (w = 2)" in g2["layout"]["title"]["text"] and not np.allclose(_z(g2), _z(g1))
 
     at.checkbox(key="prompts.alone").check().run()
-    g3 = _charts(at)[0]
+    g3 = charts(at)[0]
     assert g3["layout"]["yaxis"]["ticktext"] == ["a 5 (w = 2)", "anything but not an 8 (w = -1.5)", "all together"]
     np.testing.assert_allclose(_z(g3)[60:88], _z(g2), atol=2e-3)  # the composed row, same noise: unchanged
 
     at.button(key="prompts.preset.a 7 but not a 1").click().run()
     assert not at.exception
-    assert "a 7 (w = 3) but not a 1 (w = -2)" in _charts(at)[0]["layout"]["title"]["text"]
+    assert "a 7 (w = 3) but not a 1 (w = -2)" in charts(at)[0]["layout"]["title"]["text"]
     at.button(key="prompts.preset.a 4 and a 9 but not a 1").click().run()
     assert at.radio(key="prompts.k").value == 3
-    assert "a 4 (w = 2) and a 9 (w = 2) but not a 1 (w = -1.5)" in _charts(at)[0]["layout"]["title"]["text"]
+    assert "a 4 (w = 2) and a 9 (w = 2) but not a 1 (w = -1.5)" in charts(at)[0]["layout"]["title"]["text"]
 
     for i in range(3):
         at.slider(key=f"prompts.w{i}").set_value(0.0)

@@ -17,13 +17,6 @@ from apptest import charts, decode, open_page
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _z(tr):
-    return decode(tr["z"])
-
-
-_charts = charts
-
-
 @pytest.fixture(scope="module")
 def page():
     return open_page("pages/forward.py", timeout=120, dataset="moons", t="0.4")
@@ -31,7 +24,7 @@ def page():
 
 def test_page_shows_the_movie_at_the_sidebar_t_and_follows_the_sidebar(page):
     at = page
-    movie, curves = _charts(at)[:2]
+    movie, curves = charts(at)[:2]
     assert len(movie["frames"]) == len(fw.FRAME_TS) == 31
     assert movie["layout"]["sliders"][0]["active"] == fw.nearest_frame(fw.FRAME_TS, 0.4) == 12
     assert "t = 0.40" in movie["layout"]["title"]["text"]
@@ -41,20 +34,20 @@ def test_page_shows_the_movie_at_the_sidebar_t_and_follows_the_sidebar(page):
 
     at.sidebar.slider(key="t").set_value(0.8).run()
     assert not at.exception
-    movie2, curves2 = _charts(at)[:2]
+    movie2, curves2 = charts(at)[:2]
     assert movie2["layout"]["sliders"][0]["active"] == 24 and "t = 0.80" in movie2["layout"]["title"]["text"]
     assert curves2 != curves  # the current-t dots moved
 
     at.sidebar.selectbox(key="schedule").select("ve").run()
     assert not at.exception
-    movie3, curves3 = _charts(at)[:2]
+    movie3, curves3 = charts(at)[:2]
     assert any("Variance exploding" in h.value for h in at.subheader)
     assert movie3["frames"][-1]["layout"]["xaxis"]["range"][1] > 100  # zoomed out with sigma_max = 50
     assert curves3 != curves2
 
     at.sidebar.selectbox(key="label").select(at.sidebar.selectbox(key="label").options[1]).run()
     assert not at.exception
-    movie4, _ = _charts(at)[:2]
+    movie4, _ = charts(at)[:2]
     classes = [tr for tr in movie4["data"] if tr["type"] == "scattergl"]
     assert movie4["data"][0]["z"] != movie3["data"][0]["z"]  # p_t(x | label) instead of p_t(x)
     assert sum(tr.get("showlegend", True) for tr in classes) == 1  # only the chosen label's points remain
@@ -63,10 +56,10 @@ def test_page_shows_the_movie_at_the_sidebar_t_and_follows_the_sidebar(page):
 def test_other_schedules_have_page_sliders_and_bad_values_warn(page):
     at = page
     at.sidebar.selectbox(key="schedule").select("cosine").run()
-    before = _charts(at)[1]
+    before = charts(at)[1]
     at.slider(key="forward.edm.rho").set_value(3.0).run()
     assert not at.exception
-    after = _charts(at)[1]
+    after = charts(at)[1]
     assert after != before
     at.slider(key="forward.linear.beta_max").set_value(1.0).run()  # does not reach log-SNR -4 at t = 1
     assert not at.exception
@@ -127,7 +120,7 @@ def test_digit_view_shows_one_digit_per_schedule_and_logsnr_and_follows_its_widg
     at = page
     at.sidebar.selectbox(key="schedule").select("cosine").run()
     assert any(h.value == "The same on digits" for h in at.header)
-    digits = _charts(at)[2]
+    digits = charts(at)[2]
     heat = [tr for tr in digits["data"] if tr["type"] == "heatmap"]
     assert len(heat) == len(SCHEDULES) * len(dj.FORWARD_LAMBDAS) == 42
     rows = [digits["layout"][f"yaxis{1 + 7 * r if r else ''}"]["title"]["text"] for r in range(6)]
@@ -136,15 +129,15 @@ def test_digit_view_shows_one_digit_per_schedule_and_logsnr_and_follows_its_widg
     titles = [a["text"] for a in digits["layout"]["annotations"]]
     assert titles[0].startswith("λ = 8<br>t = ")
     # equal lambda: the same picture in every row (the VE row reaches only lambda = -7.8 at sigma_max = 50)
-    z = np.array([_z(tr) for tr in heat]).reshape(6, 7, 28, 28)
+    z = np.array([decode(tr["z"]) for tr in heat]).reshape(6, 7, 28, 28)
     assert np.abs(z[:, :6] - z[:1, :6]).max() < 2e-3
     at.number_input(key="forward.digit").set_value(1).run()
     assert not at.exception
-    z2 = np.array([_z(tr) for tr in _charts(at)[2]["data"]])
+    z2 = np.array([decode(tr["z"]) for tr in charts(at)[2]["data"]])
     assert not np.allclose(z2.reshape(6, 7, 28, 28)[:, 0], z[:, 0])  # another digit
     at.sidebar.selectbox(key="schedule").select("flow").run()
     assert not at.exception
-    layout = _charts(at)[2]["layout"]
+    layout = charts(at)[2]["layout"]
     assert layout["yaxis36"]["title"]["text"] == "Rectified flow (sidebar)"
 
 
