@@ -91,18 +91,28 @@ def apply(w, value):
     if kind == "selectbox":
         w.select_index(value)
     elif kind in ("selectslider", "radio"):
-        w.set_value(typed(w.options[value], w.value))
+        if (v := typed(w.options[value], w.value)) is not UNTYPED:
+            w.set_value(v)
     elif kind == "multiselect":
-        w.set_value([typed(w.options[i], w.value[0] if w.value else None) for i in value])
+        like = w.value[0] if w.value else None
+        values = [typed(w.options[i], like) for i in value]
+        w.set_value([v for v in values if v is not UNTYPED])  # labels only a format_func knows are left out
     else:
         w.set_value(int(value) if is_int(w) and math.isfinite(value) and abs(value) < 2**62 else value)
 
 
+UNTYPED = object()
+
+
 def typed(text: str, like):
-    """An option's own value from its label, for the plain number and string options these pages use."""
+    """An option's own value from its label, for the plain number and string options these pages use;
+    UNTYPED for a label that is not one of those (such as "no label" shown for None by a format_func)."""
     if isinstance(like, bool) or like is None or isinstance(like, str):
         return text
-    return type(like)(text)
+    try:
+        return type(like)(text)
+    except ValueError:
+        return UNTYPED
 
 
 def check(at, what):
