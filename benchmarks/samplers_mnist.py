@@ -1,7 +1,8 @@
 """Every sampler at 10, 20 and 50 function evaluations on the shipped MNIST model: a markdown table.
 
     python benchmarks/samplers_mnist.py [--n 1000] [--samplers heun dpmpp_2m ddim euler] [--nfe 10 20 50]
-                                        [--guidance 0 1 3 5] [--device auto] [--threads N] [--json results.json]
+                                        [--guidance 0 1 3 5] [--interval LO HI] [--device auto] [--threads N]
+                                        [--json results.json]
 
 For each sampler, NFE and guidance weight w: the share of class-conditional samples that the separate
 classifier (checkpoints/mnist_classifier.safetensors) reads as the requested digit, and the Frechet
@@ -72,6 +73,8 @@ def main(argv=None) -> int:
     p.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=list(MNIST_SAMPLERS))
     p.add_argument("--nfe", nargs="+", type=cli.positive_int("--nfe", 1, 1000), default=list(MNIST_NFES))
     p.add_argument("--guidance", nargs="+", type=cli.bounded_float("--guidance", 0, 20), default=list(MNIST_GUIDANCES))
+    p.add_argument("--interval", nargs=2, type=cli.bounded_float("--interval", -30, 30), default=None,
+                   metavar=("LO", "HI"), help="guide only where the log-SNR is in [LO, HI] (default: everywhere)")
     p.add_argument("--batch", type=cli.positive_int("--batch", 1, 100000), default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=cli.positive_int("--seed", 0, 2**31 - 1), default=0)
@@ -95,14 +98,18 @@ def main(argv=None) -> int:
                          f"fd {row['fd']:.3f} ({row['fd_ratio']:.2f}x), {row['seconds']:.1f} s\n")
 
     result = evaluate_mnist(model, classifier, n=args.n, samplers=args.samplers, nfes=args.nfe,
-                            guidances=args.guidance, seed=args.seed, batch=args.batch, device=device, progress=say)
+                            guidances=args.guidance, seed=args.seed, batch=args.batch, device=device, progress=say,
+                            interval=args.interval)
     steps_done = config.get("train", {}).get("steps_done")
+    where = ("over the whole journey" if args.interval is None
+             else f"only where the log-SNR is in [{args.interval[0]:g}, {args.interval[1]:g}]")
     print(f"Checkpoint {os.path.relpath(args.checkpoint, ROOT)} ({steps_done} training steps), on {device}, "
-          f"{time.perf_counter() - start:.0f} s.\n")
+          f"{time.perf_counter() - start:.0f} s; guidance {where}.\n")
     print(markdown(result, args.guidance), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"checkpoint": args.checkpoint, "steps_done": steps_done, "device": str(device),
+                       "interval": args.interval,
                        "torch": torch.__version__, **result}, f, indent=2)
     return 0
 

@@ -17,7 +17,8 @@ Figures (MNIST UNets: a checkpoint with net.arch "unet" and dataset "mnist"), me
 classifier checkpoints/mnist_classifier.safetensors (benchmarks/train_classifier.py; ~99% test accuracy):
 
     python -m diffusion.evaluate --checkpoint checkpoints/mnist.safetensors \
-        [--samplers heun dpmpp_2m ddim euler] [--nfe 10 20 50] [--guidance 0 1 3 5] [--n 1000]
+        [--samplers heun dpmpp_2m ddim euler] [--nfe 10 20 50] [--guidance 0 1 3 5] [--n 1000] \
+        [--interval -2 4]
 
   for each sampler, number of function evaluations (NFE) and guidance weight w, --n class-conditional
   samples (the same number of each digit, from the same starting noise in every setting), clipped to
@@ -31,6 +32,8 @@ classifier checkpoints/mnist_classifier.safetensors (benchmarks/train_classifier
 The defaults (one sampler, 20 NFE, w = 0, 1, 3, 5, 500 samples) take a few minutes on a CPU;
 benchmarks/samplers_mnist.py runs the full table. The NFE of a setting is the model evaluations per
 sample of the sampler; guidance w > 0 makes each cost two network calls (conditional and unconditional).
+--interval LO HI guides only where the log-SNR lies in [LO, HI] (plain conditional elsewhere, one call);
+every row records the interval it used (null: guidance over the whole journey).
 """
 
 from __future__ import annotations
@@ -167,13 +170,13 @@ def mnist_reference(classifier, n: int, seed: int = 0, floor_draws: int = 3) -> 
 
 @torch.no_grad()
 def mnist_samples(model, labels: torch.Tensor, x_start: torch.Tensor, sampler: str, nfe: int, guidance: float,
-                  batch: int = 500, device="cpu") -> torch.Tensor:
+                  batch: int = 500, device="cpu", interval=None) -> torch.Tensor:
     """Class-conditional samples [N, 1, 28, 28] on the CPU, clipped to [-1, 1], from the starting noise x_start."""
     steps = steps_for_nfe(sampler, nfe)
     out = []
     for i in range(0, len(labels), batch):
         lab = labels[i:i + batch].to(device)
-        x = sample(guided(model, lab, guidance), x_start[i:i + batch].to(device), model.schedule, sampler, steps,
+        x = sample(guided(model, lab, guidance, interval), x_start[i:i + batch].to(device), model.schedule, sampler, steps,
                    GRID.get(sampler, "uniform_t"), generator=torch.Generator().manual_seed(i))
         out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out)
@@ -181,12 +184,13 @@ def mnist_samples(model, labels: torch.Tensor, x_start: torch.Tensor, sampler: s
 
 def evaluate_mnist(model, classifier, n: int = 500, samplers=("dpmpp_2m",), nfes=(20,),
                    guidances=MNIST_GUIDANCES, seed: int = 0, batch: int = 500, device="cpu",
-                   progress=None, reference: dict | None = None) -> dict:
+                   progress=None, reference: dict | None = None, interval=None) -> dict:
     """Every MNIST figure of the module docstring: accuracy and Frechet distance per (sampler, NFE, w).
 
     `model` is a class-conditional MNIST DiffusionModel, `classifier` a diffusion.classifier.MnistClassifier.
     `progress(row)` is called after each setting with its result row. `reference` (from mnist_reference
-    with the same n and seed) may be passed to reuse the real-data statistics.
+    with the same n and seed) may be passed to reuse the real-data statistics. `interval` (lam_lo, lam_hi)
+    limits guidance to that log-SNR range (diffusion.samplers.guided).
     """
     from .classifier import frechet_from_stats, gaussian_stats
 
@@ -203,12 +207,14 @@ def evaluate_mnist(model, classifier, n: int = 500, samplers=("dpmpp_2m",), nfes
         for nfe in nfes:
             for w in guidances:
                 start = time.perf_counter()
-                x = mnist_samples(model, labels, x_start, sampler, nfe, w, batch=batch, device=device)
+                x = mnist_samples(model, labels, x_start, sampler, nfe, w, batch=batch, device=device,
+                                  interval=interval)
                 seconds = time.perf_counter() - start
                 pred = classifier.predict(x)
                 per_digit = [(pred[labels == c] == c).float().mean().item() for c in range(10)]
                 fd = frechet_from_stats(*gaussian_stats(classifier.embed(x)), *ref["test_stats"])
                 row = {"sampler": sampler, "nfe": nfe, "steps": steps_for_nfe(sampler, nfe), "guidance": float(w),
+                       "interval": None if interval is None else [float(v) for v in interval],
                        "accuracy": round((pred == labels).float().mean().item(), 4),
                        "worst_digit": int(min(range(10), key=lambda c: per_digit[c])),
                        "worst_digit_accuracy": round(min(per_digit), 4),
@@ -274,6 +280,9 @@ def build_parser():
                     help="function evaluations per sample, default 20; the README table uses 10 20 50")
     mn.add_argument("--guidance", nargs="+", type=cli.bounded_float("--guidance", 0, 20), default=None,
                     help="classifier-free guidance weights, default 0 1 3 5")
+    mn.add_argument("--interval", nargs=2, type=cli.bounded_float("--interval", -30, 30), default=None,
+                    metavar=("LO", "HI"), help="guide only where the log-SNR is in [LO, HI], e.g. -2 4 "
+                                               "(default: the whole journey)")
     mn.add_argument("--classifier", default=None, help="default checkpoints/mnist_classifier.safetensors")
     mn.add_argument("--batch", type=cli.positive_int("--batch", 1, 100000), default=None,
                     help="images per sampling batch, default 500")
@@ -283,7 +292,7 @@ def build_parser():
     return p
 
 
-MNIST_ONLY = ("samplers", "nfe", "guidance", "classifier", "batch", "device")
+MNIST_ONLY = ("samplers", "nfe", "guidance", "interval", "classifier", "batch", "device")
 TWO_D_ONLY = ("sampler", "steps", "pool", "reference")
 
 
@@ -316,6 +325,8 @@ def main(argv=None) -> int:
     from .training import pick_device
 
     n = 500 if args.n is None else args.n
+    if args.interval is not None and args.interval[0] > args.interval[1]:
+        raise ValueError(f"--interval LO HI needs LO <= HI; got {args.interval[0]:g} {args.interval[1]:g}")
     device = pick_device(args.device or "auto")
     classifier, clf_config = load_classifier(args.classifier)
     reference = mnist_reference(classifier, n, args.seed)  # checks n before any sampling
@@ -324,7 +335,8 @@ def main(argv=None) -> int:
         f"fd {row['fd']:.3f} ({row['fd_ratio']:.2f}x floor), {row['seconds']:.1f} s\n"))
     result = evaluate_mnist(model, classifier, n=n, samplers=args.samplers or ["dpmpp_2m"], nfes=args.nfe or [20],
                             guidances=args.guidance or list(MNIST_GUIDANCES), seed=args.seed,
-                            batch=args.batch or 500, device=device, progress=say, reference=reference)
+                            batch=args.batch or 500, device=device, progress=say, reference=reference,
+                            interval=args.interval)
     json.dump({"checkpoint": args.checkpoint, "dataset": dataset, "kind": "mnist",
                "steps_done": config.get("train", {}).get("steps_done"), "device": str(device),
                "classifier": args.classifier or "checkpoints/mnist_classifier.safetensors",

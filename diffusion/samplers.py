@@ -21,6 +21,11 @@ from .schedules import Schedule
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x [B, ...], t scalar) -> x0_hat [B, ...]
 
+# Guidance limited to this log-SNR range keeps most of its effect on the prompt and most of the variety: on
+# the shipped MNIST model at 20 NFE and w = 1 (README, 2,000 samples) the Frechet distance falls from 8-9x the
+# floor to 2.2-3.3x while the share of right digits goes from 100% to 98.9-99.5%.
+GUIDANCE_INTERVAL = (-2.0, 4.0)
+
 
 # --- time grids -------------------------------------------------------------------------------
 
@@ -252,19 +257,32 @@ def check_sampler(name: str) -> str:
 
 # --- guidance and the front door ------------------------------------------------------------
 
-def guided(model, label, guidance: float = 0.0) -> Denoiser:
+def guided(model, label, guidance: float = 0.0, interval=None) -> Denoiser:
     """Classifier-free guidance (Ho & Salimans 2022): x0_c + w (x0_c - x0_u); w = 0 is plain conditional.
 
-    `model(x, t, label)` returns x0_hat; label None means unconditional.
+    `model(x, t, label)` returns x0_hat; label None means unconditional. `interval = (lam_lo, lam_hi)`
+    guides only where the log-SNR lambda(t) lies in [lam_lo, lam_hi] and is plain conditional elsewhere
+    (Kynkaanniemi et al. 2024): at high noise guidance mostly herds every sample towards the same few
+    modes (the lost variety), at low noise the label no longer changes anything, so only the middle
+    of the journey needs it. Outside the interval the unconditional call is skipped.
     """
     guidance = float(guidance)
     if not (guidance == guidance and -1 <= guidance <= 20):  # NaN fails the first test
         raise ValueError(f"guidance weight must be in [-1, 20]; got {guidance}")
+    if interval is not None:
+        lo, hi = (float(v) for v in interval)
+        if not (lo == lo and hi == hi and lo <= hi):
+            raise ValueError(f"guidance interval must be (lambda_lo, lambda_hi) with lambda_lo <= lambda_hi; "
+                             f"got {tuple(interval)}")
     if label is None or guidance == 0:
         return lambda x, t: model(x, t, label)
 
     def denoise(x, t):
         x0_c = model(x, t, label)
+        if interval is not None:
+            lam = float(model.schedule.logsnr(torch.as_tensor(t).detach().cpu().to(torch.float64)))
+            if not lo <= lam <= hi:
+                return x0_c
         return x0_c + guidance * (x0_c - model(x, t, None))
 
     return denoise

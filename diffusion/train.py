@@ -68,6 +68,9 @@ def build_parser():
     p.add_argument("--unconditional", action="store_true", help="ignore labels")
     p.add_argument("--ema", type=cli.bounded_float("--ema", 0, 0.99999), default=None, help="EMA decay")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--amp", action="store_true",
+                   help="CUDA only: run the network under bfloat16 autocast (off by default: slower for these "
+                        "small networks on an H100, see the README)")
     p.add_argument("--seed", type=cli.positive_int("--seed", 0, 2**31 - 1), default=0)
     p.add_argument("--resume", default=None,
                    help="continue from this checkpoint: its network, parameterization and schedule are kept "
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
         data, label_names = (lambda n, g: dist.sample(n, generator=g)), dist.label_names
     config = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, weighting=args.weighting,
                          ema_decay=args.ema, label_dropout=args.label_dropout, seed=args.seed,
-                         device=args.device).validate()
+                         device=args.device, amp=args.amp).validate()
     device = pick_device(args.device)
     num_classes = 0 if args.unconditional else len(label_names)
     torch.manual_seed(args.seed)  # the network's initial weights follow --seed too

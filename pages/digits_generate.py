@@ -9,7 +9,7 @@ v = view()
 import time  # noqa: E402
 
 from diffusion.models import reschedule  # noqa: E402
-from diffusion.samplers import guided, prior_sample, sample, steps_for_nfe  # noqa: E402
+from diffusion.samplers import GUIDANCE_INTERVAL, guided, prior_sample, sample, steps_for_nfe  # noqa: E402
 from ui import digits as dg  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, request  # noqa: E402
@@ -45,41 +45,48 @@ DIGIT_OPTIONS = [None] + list(range(10))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _nfe(spec, sampler, steps):
-    return dg.count_nfe(v.schedule, sampler, steps)
+def _nfe(spec, sampler, steps, interval=None):
+    return dg.count_nfe(v.schedule, sampler, steps, interval)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _generate(config_id, spec, digits, per_digit, w, sampler, steps, seed, device, _model):
+def _generate(config_id, spec, digits, per_digit, w, sampler, steps, seed, device, interval, _model):
     """(images [rows, per_digit, 28, 28], seconds the sampling took)."""
     t0 = time.perf_counter()
-    images = dg.generate(_model, v.schedule, list(digits), per_digit, w, sampler, steps, seed, device)
+    images = dg.generate(_model, v.schedule, list(digits), per_digit, w, sampler, steps, seed, device, interval)
     return images, time.perf_counter() - t0
 
 
 def generate_section():  # not a fragment: its seed also drives the guidance sweep below
-    c1, c2, c3 = st.columns([3, 1, 1])
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
     digits = c1.multiselect("Digits (one row each)", DIGIT_OPTIONS, default=[1, 3, 7, 8], key="digits.pick",
                             format_func=lambda d: "no label" if d is None else str(d),
                             help="The prompt. 'no label' samples from the unconditional model (any digit).")
     per_digit = c2.slider("Samples per digit", 1, dg.MAX_PER_DIGIT, 4, key="digits.per")
     seed = int(c3.number_input("Noise seed", 0, 9999, 0, 1, key="digits.seed",
                                help="Fixes the starting noise: column j starts from the same noise in every row."))
+    lo, hi = GUIDANCE_INTERVAL
+    limited = c4.toggle(f"Guide only for {lo:g} ≤ λ ≤ {hi:g}", False, key="digits.interval",
+                        help=f"Apply the guidance only in the middle of the journey, where the log-SNR λ is between "
+                             f"{lo:g} and {hi:g}, and sample plainly conditional elsewhere (Kynkäänniemi et al. "
+                             "2024). Keeps most of the prompt's pull and most of the variety.")
+    interval = GUIDANCE_INTERVAL if limited else None
     if not digits:
         st.info("Pick at least one digit (0-9) or 'no label' above.")
         return
     nfe = _nfe(v.schedule.spec(), v.sampler, v.steps)
     labelled = any(d is not None for d in digits)
-    calls = nfe * (2 if labelled and v.guidance else 1)
+    calls = nfe + (_nfe(v.schedule.spec(), v.sampler, v.steps, interval) if labelled and v.guidance else 0)
     n_images = len(digits) * per_digit
     try:
         with st.spinner(f"Sampling {n_images} digits with {SAMPLER_NAMES[v.sampler]}, {nfe} evaluations..."):
             images, seconds = _generate(config_id, v.schedule.spec(), tuple(digits), per_digit, v.guidance, v.sampler,
-                                        v.steps, seed, v.device, reschedule(model, v.schedule))
+                                        v.steps, seed, v.device, interval, reschedule(model, v.schedule))
     except ValueError as e:  # e.g. a guidance weight, a label or a count the builders reject
         st.error(f"Could not generate: {e}")
         return
-    w_text = f"guidance w = {v.guidance:g}" if labelled else "unconditional"
+    w_text = (f"guidance w = {v.guidance:g}" + (f" for {lo:g} ≤ λ ≤ {hi:g}" if interval else "")
+              if labelled else "unconditional")
     fig = dg.grid_figure(images, [dg.label_name(d) for d in digits],
                          f"{SAMPLER_NAMES[v.sampler]}, {v.steps} steps ({nfe} evaluations), {w_text}")
     st.plotly_chart(fig, width="stretch", theme=None, key="digits.grid")
@@ -88,7 +95,7 @@ def generate_section():  # not a fragment: its seed also drives the guidance swe
     m[1].metric("Function evaluations (NFE)", f"{nfe}",
                 help=f"Calls of the denoiser in {v.steps} steps of {SAMPLER_NAMES[v.sampler]}, counted")
     m[2].metric("Network calls", f"{calls}", help="Guidance asks the network twice per evaluation: with and "
-                                                  "without the label.")
+                                                  "without the label (limited guidance: only inside its λ range).")
     m[3].metric("Generation time", f"{seconds:.2f} s", help="Measured when this grid was first computed; "
                                                             "a cached grid is shown at once.")
     st.caption(
@@ -121,6 +128,14 @@ included; as $w$ grows the digit gets bolder and more prototypical and the colum
 Large $w$ trades variety for images the model is more certain about, which is why text-to-image systems use
 guidance weights well above zero. Very large $w$ overshoots: strokes saturate and artefacts appear, because
 the extrapolated guess leaves the range of real images.
+
+Most of that lost variety is lost early. At high noise (log-SNR $\\lambda$ below about −2) the image is still a
+blur, and guidance there herds every sample towards the same few prototype shapes; late in the journey
+($\\lambda$ above about 4) the digit is already decided and guidance changes little. The toggle
+*Guide only for −2 ≤ λ ≤ 4* above applies $w$ only in between and samples plainly conditionally elsewhere.
+Measured on the shipped model (20 evaluations, $w = 1$, 2,000 samples; see the README): the Fréchet distance
+to real test digits falls from 8–9× the real-data floor to 2–3×, while the share of samples that a separate
+classifier reads as the requested digit falls only from 100% to 99–99.5%.
 """
 )
 SWEEP_WS = (0.0, 1.0, 3.0, 6.0)

@@ -150,6 +150,18 @@ def test_evaluate_cli_on_the_mnist_checkpoint():
         assert 0 <= row["accuracy"] <= 1 and row["fd"] >= 0 and row["steps"] == 20
         assert row["fd_ratio"] == pytest.approx(row["fd"] / out["fd_floor"], rel=0.01)
     assert "target_met" not in rows[0] and isinstance(rows[1]["target_met"], bool)  # w = 1 at 20 NFE
+    assert all(row["interval"] is None for row in rows)
+
+
+def test_evaluate_records_a_guidance_interval(capsys):
+    from diffusion import cli, evaluate
+
+    rc = cli.run(evaluate.main, "python -m diffusion.evaluate",
+                 ["--checkpoint", str(MNIST_CKPT), "--n", "20", "--samplers", "euler", "--nfe", "4", "--guidance", "1",
+                  "--interval", "-2", "4", "--quiet", "--device", "cpu"])
+    assert rc == 0
+    (row,) = json.loads(capsys.readouterr().out)["results"]
+    assert row["interval"] == [-2.0, 4.0] and 0 <= row["accuracy"] <= 1
 
 
 def evaluate_in_process(args, capsys):
@@ -170,6 +182,9 @@ def evaluate_in_process(args, capsys):
     (["--checkpoint", MNIST_CKPT, "--guidance", "30"], "--guidance"),
     (["--checkpoint", MNIST_CKPT, "--guidance", "nan"], "--guidance"),
     (["--checkpoint", MNIST_CKPT, "--samplers", "magic"], "--samplers"),
+    (["--checkpoint", MNIST_CKPT, "--interval", "4", "-2"], "--interval LO HI needs LO <= HI"),
+    (["--checkpoint", MNIST_CKPT, "--interval", "0", "nan"], "--interval"),
+    (["--checkpoint", MOONS_CKPT, "--interval", "-2", "4"], "only apply to MNIST checkpoints"),
     (["--checkpoint", MNIST_CKPT, "--n", "25"], "multiple of 10"),
     (["--checkpoint", MNIST_CKPT, "--n", "5"], "--n"),
     (["--checkpoint", MNIST_CKPT, "--steps", "10"], "only apply to 2-D checkpoints"),

@@ -236,6 +236,34 @@ def test_invalid_guidance_raises(moons_cosine, bad):
             guided(model, 0, bad)
 
 
+def test_guidance_interval_guides_only_inside_its_logsnr_range(moons_cosine):
+    _, sched, model, x = moons_cosine
+    calls = []
+
+    def counted(x_, t, label=None):
+        calls.append(label is None)
+        return model(x_, t, label)
+
+    counted.schedule = sched
+    lam = {t: float(sched.logsnr(t)) for t in (0.2, 0.5, 0.9)}  # about 2.9, 0 and -3.6 on cosine
+    limited = guided(counted, 1, 2.0, interval=(-1.0, 1.0))
+    torch.testing.assert_close(limited(x, 0.5), guided(model, 1, 2.0)(x, 0.5))  # inside: full guidance
+    assert calls == [False, True]
+    for t in (0.2, 0.9):  # outside: plain conditional, and the unconditional call is skipped
+        assert not -1 <= lam[t] <= 1
+        calls.clear()
+        torch.testing.assert_close(limited(x, t), model(x, t, 1))
+        assert calls == [False]
+    # the whole range is plain guidance, an interval outside it is plain conditional sampling
+    everywhere = sample(guided(model, 1, 2.0, interval=(-50, 50)), x, sched, "heun", 10)
+    torch.testing.assert_close(everywhere, sample(guided(model, 1, 2.0), x, sched, "heun", 10))
+    nowhere = sample(guided(model, 1, 2.0, interval=(40, 50)), x, sched, "heun", 10)
+    torch.testing.assert_close(nowhere, sample(guided(model, 1, 0.0), x, sched, "heun", 10))
+    for bad in ((1.0, -1.0), (float("nan"), 1.0)):
+        with pytest.raises(ValueError, match="guidance interval"):
+            guided(model, 1, 2.0, interval=bad)
+
+
 def test_guidance_sharpens_the_class():
     """On swiss_roll (classes that touch), guidance pushes the label's share beyond plain conditional."""
     name, label = "swiss_roll", 1

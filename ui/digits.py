@@ -77,17 +77,19 @@ def label_name(label) -> str:
 
 # --- generation ---------------------------------------------------------------------------------
 
-def count_nfe(schedule, sampler: str, steps: int) -> int:
+def count_nfe(schedule, sampler: str, steps: int, interval=None) -> int:
     """How many times `sampler` calls the denoiser in `steps` steps, counted on a dummy run (Heun, for one,
-    ends with a single Euler step, so it spends 2 steps - 1)."""
+    ends with a single Euler step, so it spends 2 steps - 1). With `interval` (lam_lo, lam_hi): only the
+    calls whose log-SNR lies in it, the ones where limited guidance also asks the unconditional model."""
     calls = []
 
     def denoise(x, t):
-        calls.append(1)
+        lam = float(schedule.logsnr(torch.as_tensor(t, dtype=torch.float64)))
+        calls.append(interval is None or interval[0] <= lam <= interval[1])
         return torch.zeros_like(x)
 
     sample(denoise, torch.zeros(1, 1), schedule, sampler, int(steps), generator=torch.Generator().manual_seed(0))
-    return len(calls)
+    return sum(calls)
 
 
 def start_noise(schedule, n: int, seed: int) -> torch.Tensor:
@@ -103,18 +105,19 @@ def _run(denoise, x, schedule, sampler, steps, seed, device):
 
 
 def generate(model, schedule, digits, per_digit: int = 4, guidance: float = 0.0, sampler: str = "heun",
-             steps: int = 10, seed: int = 0, device: str = "cpu") -> np.ndarray:
+             steps: int = 10, seed: int = 0, device: str = "cpu", interval=None) -> np.ndarray:
     """Samples [len(digits), per_digit, 28, 28] in data units (about -1 paper, +1 ink).
 
     Row r is conditioned on digits[r] (None: unconditional) with classifier-free guidance weight
-    `guidance`; column j starts from the same noise in every row, so the rows differ only by the prompt.
+    `guidance`, applied only at log-SNRs inside `interval` when one is given; column j starts from the
+    same noise in every row, so the rows differ only by the prompt.
     """
     digits = check_labels(digits)
     check_model(model)
     n = check_count(per_digit)
     x = start_noise(schedule, n, seed).repeat(len(digits), 1, 1, 1)
     labels = _label_tensor(digits).repeat_interleave(n)
-    out = _run(guided(model, labels, guidance), x, schedule, sampler, steps, seed, device)
+    out = _run(guided(model, labels, guidance, interval), x, schedule, sampler, steps, seed, device)
     return out.reshape(len(digits), n, SIDE, SIDE).numpy()
 
 
