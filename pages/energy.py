@@ -8,15 +8,17 @@ import streamlit as st
 
 from diffusion.likelihood import energy_via_ode, ode_log_likelihood
 from ui import energy as en
+from ui import energy_maps
 from ui.page import downloads, need_model, show_source
 from ui.state import view
 
 _start = time.perf_counter()
 v = view()
 
-LEARNED_GRID = 40  # points per axis of the learned energy (each one a full ODE solve)
-ODE_STEPS = 16  # Heun steps from t to pure noise: measured within ~0.01 nats of 32 steps on moons
+LEARNED_GRID = energy_maps.GRID  # points per axis of the learned energy (each one a full ODE solve): 40
+ODE_STEPS = energy_maps.STEPS  # Heun steps from t to pure noise: 16, within ~0.01 nats of 32 steps on moons
 EXACT_GRID = 80
+MAP_T_STEP = energy_maps.T_STEP  # the landscape moves in steps of 0.05: each learned map is made once and shared
 
 st.title("Energy and the normaliser")
 label_text = "the whole distribution" if v.label is None else f"label “{v.dist.label_names[v.label]}”"
@@ -37,16 +39,46 @@ alpha, sigma = v.alpha_sigma
 half = en.box_half_width(alpha, sigma)
 spec = v.schedule.spec()
 t_key = round(v.t, 4)
+# The landscape (exact beside learned) is drawn at the nearest multiple of MAP_T_STEP: a learned map costs
+# LEARNED_GRID^2 ODE solves, and a class moving the slider then shares 21 maps per label instead of 101.
+t_map = round(min(max(round(v.t / MAP_T_STEP) * MAP_T_STEP, 0.0), 1.0), 4)
+alpha_map, sigma_map = (float(a) for a in v.schedule.alpha_sigma(t_map))
+half_map = en.box_half_width(alpha_map, sigma_map)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _exact(data_key: str, spec: str, label, t: float, n: int, half: float):
-    return en.exact_energy(v.dist, alpha, sigma, label, n, half)
+    a, s = (float(x) for x in v.schedule.alpha_sigma(t))
+    return en.exact_energy(v.dist, a, s, label, n, half)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def _learned(model_key: str, spec: str, label, t: float, n: int, half: float, steps: int, _model):
     return en.learned_energy(_model, t, label, n, half, steps)
+
+
+@st.cache_resource(show_spinner=False)
+def _precomputed(path: str):
+    """The shipped models' maps (checkpoints/energy_maps.npz), read once per server: (store or None, problem)."""
+    return energy_maps.load(path)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _fingerprint(model_key: str, _model) -> str:
+    return energy_maps.weights_fingerprint(_model)
+
+
+def learned_map(model):
+    """(xs, E, seconds, ahead): the shipped model's map computed ahead when there is one, else live (cached)."""
+    store, _ = _precomputed(energy_maps.PATH)
+    if store is not None and v.model_source == "shipped" and getattr(model, "net", None) is not None:
+        hit = store.lookup(v.dataset, _fingerprint(v.model_key, model), spec, v.label, t_map, LEARNED_GRID,
+                           ODE_STEPS, half_map)
+        if hit is not None:
+            return (*hit, True)
+    with st.spinner(f"Solving {LEARNED_GRID * LEARNED_GRID:,} probability-flow ODEs for the learned energy "
+                    f"at t = {t_map:.2f} (once for the whole class; a second or more on a busy machine)..."):
+        return (*_learned(v.model_key, spec, v.label, t_map, LEARNED_GRID, half_map, ODE_STEPS, model), False)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -73,36 +105,44 @@ def _cost_figure(n: int):
     return en.cost_figure(n)
 
 
-xs, E = _exact(v.data_key, spec, v.label, t_key, EXACT_GRID, half)
+xs, E = _exact(v.data_key, spec, v.label, t_map, EXACT_GRID, half_map)
 model = v.learned() if need_model(v) else None
 learned = None
+if (maps_problem := _precomputed(energy_maps.PATH)[1]) and v.model_source == "shipped":
+    st.warning(f"The precomputed energy maps cannot be used: {maps_problem}. The learned maps are computed "
+               "live instead (a second or more each).")
 if model is not None:
     try:
-        with st.spinner(f"Solving {LEARNED_GRID * LEARNED_GRID:,} probability-flow ODEs for the learned energy "
-                        f"(once per t; a second or more on a busy machine)..."):
-            learned = _learned(v.model_key, spec, v.label, t_key, LEARNED_GRID, half, ODE_STEPS, model)
+        learned = learned_map(model)
     except ValueError as e:
         st.error(f"The learned energy could not be computed: {e}")
 
 # --- the landscape -----------------------------------------------------------------------------------
 st.subheader("The energy landscape, exact beside learned")
-fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_key, v.model_key if learned else "", learned)
+fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_map, v.model_key if learned else "", learned)
 st.plotly_chart(fig_heat, width="stretch", theme=None)
 lo, hi = en.energy_cap(E)
 if learned is not None:
-    xl, El, secs = learned
-    exact_on_learned = _exact(v.data_key, spec, v.label, t_key, LEARNED_GRID, half)[1]
+    xl, El, secs, ahead = learned
+    exact_on_learned = _exact(v.data_key, spec, v.label, t_map, LEARNED_GRID, half_map)[1]
     typical = exact_on_learned < lo + 8  # where the data (nearly) lives
     gap = float(abs(El - exact_on_learned)[typical].mean())
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("ODE solves for the learned map", f"{LEARNED_GRID ** 2:,}", help=f"{ODE_STEPS} Heun steps each")
-    c2.metric("Time they took", f"{secs:.2f} s", help="measured on this server, the first time this t was shown")
+    c2.metric("Time they took", f"{secs:.2f} s",
+              help=("measured when the shipped maps were computed ahead of time (python -m ui.energy_maps, on one "
+                    "core of the development machine); this page read the result from checkpoints/energy_maps.npz"
+                    if ahead else "measured on this server, the first time anyone asked for this t and label; "
+                                  "everyone after shares the result"))
     c3.metric("Mean gap where p is high", f"{gap:.2f} nats",
               help="mean |learned − exact| over grid points whose exact energy is within 8 nats of the minimum")
     c4.metric("Z of the learned energy", f"{math.exp(en.grid_log_z(El, xl)):.3f}",
               help=f"the sum of e^−E over its {LEARNED_GRID}×{LEARNED_GRID} grid times the cell area: the ODE "
                    "gives a normalised density, so this is close to 1 (it misses the mass outside the box)")
 st.caption(
+    (f"Drawn at t = {t_map:.2f}, the nearest multiple of {MAP_T_STEP:g} to the sidebar's t: the landscape moves in "
+     f"steps of {MAP_T_STEP:g} so that each learned map is solved once and shared by everyone. "
+     if t_map != t_key else "") +
     f"Colours run from the lowest exact energy ({lo:.1f} nats) to {hi:.1f} nats; anything higher is drawn at the top "
     "colour (at small t the exact walls between the data climb far past that, to places no training point ever "
     "visited, so the network has no reason to match them there). White lines are contours of equal energy. "
@@ -137,7 +177,8 @@ def _z(data_key: str, spec: str, label, t: float, n: int, half: float, c: float)
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def _convergence(data_key: str, spec: str, label, t: float, half: float):
-    return en.z_convergence(lambda p: -v.dist.log_prob(p, alpha, sigma, label), half)
+    a, s = (float(x) for x in v.schedule.alpha_sigma(t))
+    return en.z_convergence(lambda p: -v.dist.log_prob(p, a, s, label), half)
 
 
 try:
@@ -146,7 +187,7 @@ try:
 except ValueError as e:
     st.error(f"Grid points per axis n: {e} (allowed 2 to 400).")
     st.stop()
-conv = _convergence(v.data_key, spec, v.label, t_key, half)
+conv = _convergence(v.data_key, spec, v.label, t_map, half_map)  # 87,000 evaluations: in steps of t like the maps
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Z (grid estimate)", f"{z['Z']:.5f}")
 m2.metric("log Z", f"{round(z['log_Z'], 4) + 0.0:.4f}")
@@ -155,12 +196,13 @@ m4.metric("Time", f"{1000 * z['seconds']:.1f} ms")
 need = en.points_needed(conv)
 st.caption(f"Box [−{half:.1f}, {half:.1f}]². " + (
     f"About {need} points per axis ({need * need:,} evaluations) already give Z within 1% of the finest grid "
-    f"({max(conv)} per axis)." if need else "Even the coarser grids miss Z by more than 1% here."))
+    f"({max(conv)} per axis)" if need else "Even the coarser grids miss Z by more than 1%") +
+    (f" at t = {t_map:.2f}, where the curve on the left is drawn." if t_map != t_key else "."))
 
 story = en.cost_story(n)
 fig_cost = _cost_figure(int(n))
 col_a, col_b = st.columns([2, 3])
-col_a.plotly_chart(_convergence_figure(v.data_key, spec, v.label, t_key, half, conv), width="stretch", theme=None)
+col_a.plotly_chart(_convergence_figure(v.data_key, spec, v.label, t_map, half_map, conv), width="stretch", theme=None)
 col_b.plotly_chart(fig_cost, width="stretch", theme=None)
 years = story["log10_years"]
 atoms = ("more evaluations than there are atoms in the universe (about $10^{80}$)" if story["beats_atoms"] else
@@ -188,7 +230,7 @@ constant vanishes when you differentiate. That is why diffusion models learn the
 """
 )
 st.latex(r"\nabla_x \log p(x) = -\nabla_x E(x) - \underbrace{\nabla_x \log Z}_{=\,0} = -\nabla_x E(x)")
-fig_c = _constant_figure(v.data_key, spec, v.label, t_key, float(c))
+fig_c = _constant_figure(v.data_key, spec, v.label, t_map, float(c))
 st.plotly_chart(fig_c, width="stretch", theme=None)
 
 
