@@ -82,6 +82,8 @@ def main(argv=None) -> int:
                    help="CPU threads for torch (default: torch's own; on a busy machine 1 can be much faster)")
     p.add_argument("--json", default=None, help="also write the raw results here")
     args = p.parse_args(argv)
+    if args.interval is not None and args.interval[0] > args.interval[1]:
+        p.error(f"--interval LO HI needs LO <= HI; got {args.interval[0]:g} {args.interval[1]:g}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.json:

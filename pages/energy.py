@@ -71,7 +71,7 @@ def _fingerprint(model_key: str, _model) -> str:
 def learned_map(model):
     """(xs, E, seconds, ahead): the shipped model's map computed ahead when there is one, else live (cached)."""
     store, _ = _precomputed(energy_maps.PATH)
-    if store is not None and v.model_source == "shipped" and getattr(model, "net", None) is not None:
+    if store is not None and getattr(model, "net", None) is not None:  # a rescheduled wrapper never matches
         hit = store.lookup(v.dataset, _fingerprint(v.model_key, model), spec, v.label, t_map, LEARNED_GRID,
                            ODE_STEPS, half_map)
         if hit is not None:
@@ -194,7 +194,7 @@ m2.metric("log Z", f"{round(z['log_Z'], 4) + 0.0:.4f}")
 m3.metric("Energy evaluations", f"{z['evaluations']:,}", help=f"n² = {n}²")
 m4.metric("Time", f"{1000 * z['seconds']:.1f} ms")
 need = en.points_needed(conv)
-st.caption(f"Box [−{half:.1f}, {half:.1f}]². " + (
+st.caption(f"Box [−{half_map:.1f}, {half_map:.1f}]². " + (
     f"About {need} points per axis ({need * need:,} evaluations) already give Z within 1% of the finest grid "
     f"({max(conv)} per axis)" if need else "Even the coarser grids miss Z by more than 1%") +
     (f" at t = {t_map:.2f}, where the curve on the left is drawn." if t_map != t_key else "."))

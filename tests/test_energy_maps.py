@@ -71,12 +71,23 @@ def test_damaged_files_are_reported_never_raised_or_unpickled(tmp_path):
         "garbage": b"not a zip file at all",
         "truncated": _npz(meta=np.array(json.dumps(good_meta)), E_moons=np.zeros((3, 2, 2, 2)),
                           seconds_moons=np.zeros((3, 2)))[:200],
-        "pickled": _npz(meta=np.array([{"format": energy_maps.FORMAT}], dtype=object)),
+        # a valid description, but stored as a pickled object array: only allow_pickle=False refuses it
+        "pickled": _npz(meta=np.array(json.dumps(good_meta), dtype=object), E_moons=np.zeros((3, 2, 2, 2)),
+                        seconds_moons=np.zeros((3, 2))),
         "other format": _npz(meta=np.array(json.dumps({**good_meta, "format": "something else"}))),
         "wrong shape": _npz(meta=np.array(json.dumps(good_meta)), E_moons=np.zeros((3, 2, 2, 3)),
                             seconds_moons=np.zeros((3, 2))),
         "missing array": _npz(meta=np.array(json.dumps(good_meta))),
+        "integer maps": _npz(meta=np.array(json.dumps(good_meta)), E_moons=np.zeros((3, 2, 2, 2), dtype=np.int64),
+                             seconds_moons=np.zeros((3, 2))),
+        "no fingerprint": _npz(meta=np.array(json.dumps({**good_meta, "datasets": {"moons": {
+            k: v for k, v in good_meta["datasets"]["moons"].items() if k != "fingerprint"}}})),
+            E_moons=np.zeros((3, 2, 2, 2)), seconds_moons=np.zeros((3, 2))),
     }
+    path = tmp_path / "good.npz"
+    path.write_bytes(_npz(meta=np.array(json.dumps(good_meta)), E_moons=np.zeros((3, 2, 2, 2)),
+                          seconds_moons=np.zeros((3, 2))))
+    assert energy_maps.load(path)[1] is None  # the cases below differ from this one in one thing each
     for name, data in cases.items():
         path = tmp_path / f"{name}.npz"
         path.write_bytes(data)

@@ -264,6 +264,18 @@ def test_guidance_interval_guides_only_inside_its_logsnr_range(moons_cosine):
             guided(model, 1, 2.0, interval=bad)
 
 
+def test_guidance_interval_ends_are_decided_the_same_way_despite_round_off():
+    from diffusion.samplers import in_interval, time_grid
+
+    for lam, inside in ((-2.0, True), (-2.0 - 1e-9, True), (-2.1, False), (3.9, True), (4.0, False),
+                        (4.0 - 1e-9, False), (4.0 + 1e-9, False)):
+        assert in_interval(lam, (-2.0, 4.0)) is inside, lam
+    sched = make_schedule("cosine")  # its grid uniform in lambda has steps at -2 and at 4 (off by ~1e-12)
+    lams = [float(sched.logsnr(t)) for t in time_grid(sched, 20, "uniform_logsnr")]
+    near = [lam for lam in lams if min(abs(lam + 2), abs(lam - 4)) < 1e-6]
+    assert len(near) == 2 and [in_interval(lam, (-2.0, 4.0)) for lam in sorted(near)] == [True, False]
+
+
 def test_guidance_sharpens_the_class():
     """On swiss_roll (classes that touch), guidance pushes the label's share beyond plain conditional."""
     name, label = "swiss_roll", 1

@@ -16,9 +16,9 @@ The file is plain arrays read with allow_pickle=False; a missing or unreadable f
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -83,15 +83,29 @@ def build(datasets, grid: int = GRID, steps: int = STEPS, t_step: float = T_STEP
     is called as each dataset finishes."""
     arrays, meta = {}, {"format": FORMAT, "grid": grid, "steps": steps, "t_step": t_step, "datasets": {}}
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {name: pool.submit(_one_dataset, name, grid, steps, t_step) for name in datasets}
-        for name, future in futures.items():
-            out = future.result()
-            arrays[f"E_{name}"] = out.pop("E")
-            arrays[f"seconds_{name}"] = out.pop("seconds")
-            meta["datasets"][name] = out
-            if progress is not None:
-                progress(name, time.perf_counter() - start)
+
+    def keep(name, out):
+        arrays[f"E_{name}"] = out.pop("E")
+        arrays[f"seconds_{name}"] = out.pop("seconds")
+        meta["datasets"][name] = out
+        if progress is not None:
+            progress(name, time.perf_counter() - start)
+
+    if jobs <= 1:  # in this process (torch threads restored afterwards)
+        threads = torch.get_num_threads()
+        try:
+            for name in datasets:
+                keep(name, _one_dataset(name, grid, steps, t_step))
+        finally:
+            torch.set_num_threads(threads)
+    else:  # fresh processes (spawn: no fork of a process that already runs threads)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            futures = {name: pool.submit(_one_dataset, name, grid, steps, t_step) for name in datasets}
+            for name, future in futures.items():
+                keep(name, future.result())
+        finally:
+            pool.shutdown(cancel_futures=True)
     arrays["meta"] = np.array(json.dumps(meta))
     return arrays
 
@@ -120,10 +134,10 @@ class Store:
         if (d is None or d["fingerprint"] != fingerprint or d["spec"] != spec or self.meta["grid"] != grid
                 or self.meta["steps"] != steps):
             return None
-        try:
-            j = d["t"].index(round(float(t), 4))
-        except ValueError:
+        t = round(float(t), 4)
+        if t not in d["t"]:
             return None
+        j = d["t"].index(t)
         i = 0 if label is None else int(label) + 1
         if not (0 <= i <= d["labels"]) or abs(d["half"][j] - half) > 1e-9:
             return None
@@ -139,13 +153,19 @@ def load(path=PATH) -> tuple[Store | None, str | None]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("meta")))
-        if meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             return None, f"{os.path.basename(path)} is not an energy-maps file"
+        if not (isinstance(meta.get("grid"), int) and isinstance(meta.get("steps"), int)
+                and isinstance(meta.get("datasets"), dict)):
+            return None, f"{os.path.basename(path)}: its description lacks the grid, steps or datasets"
         for name, d in meta["datasets"].items():
             e, s = arrays[f"E_{name}"], arrays[f"seconds_{name}"]
-            want = (d["labels"] + 1, len(d["t"]), meta["grid"], meta["grid"])
-            if e.shape != want or s.shape != want[:2] or len(d["half"]) != len(d["t"]):
-                return None, f"{os.path.basename(path)}: the maps of {name} have the wrong shape"
+            ok = (isinstance(d, dict) and isinstance(d.get("fingerprint"), str) and isinstance(d.get("spec"), str)
+                  and isinstance(d.get("labels"), int) and isinstance(d.get("t"), list)
+                  and isinstance(d.get("half"), list) and len(d["half"]) == len(d["t"]))
+            want = (d["labels"] + 1, len(d["t"]), meta["grid"], meta["grid"]) if ok else None
+            if not ok or e.shape != want or s.shape != want[:2] or e.dtype.kind != "f" or s.dtype.kind != "f":
+                return None, f"{os.path.basename(path)}: the maps of {name} are not as described"
     except Exception as e:  # noqa: BLE001 - any damage means: compute live, and say why
         return None, f"{os.path.basename(path)} could not be read ({type(e).__name__}: {e})"
     return Store(arrays, meta), None
