@@ -35,7 +35,7 @@ from .training import TrainConfig, pick_device, train
 
 DEFAULTS_2D = dict(schedule="cosine", parameterization="v", weighting="v", steps=4000, batch=1024, lr=3e-3,
                    ema=0.995)  # the shipped 2-D recipe
-DEFAULTS_MNIST = dict(schedule="cosine", parameterization="v", weighting="v", steps=5000, batch=64, lr=2e-3,
+DEFAULTS_MNIST = dict(schedule="cosine", parameterization="v", weighting="v", steps=9000, batch=64, lr=2e-3,
                       ema=0.999, base=24)  # the shipped MNIST recipe (README: how long it took)
 IMAGE_SETS = ("mnist",)
 ALL_SETS = (*DATASETS, *IMAGE_SETS)

@@ -133,10 +133,11 @@ Most of that lost variety is lost early. At high noise (log-SNR $\\lambda$ below
 blur, and guidance there herds every sample towards the same few prototype shapes; late in the journey
 ($\\lambda$ above about 4) the digit is already decided and guidance changes little. The toggle
 *Guide only for −2 ≤ λ < 4* above applies $w$ only in between and samples plainly conditionally elsewhere.
-Measured on the shipped model with four samplers at 20 evaluations, $w = 1$ and 2,000 samples (see the
-README): the Fréchet distance to real test digits falls from 8.4–9.3× the real-data floor to 2.2–3.3×,
-while the share of samples that a separate classifier reads as the requested digit falls only from 100% to
-98.9–99.5%. The sweep below guides over the whole journey.
+Measured with four samplers at 20 evaluations, $w = 1$ and 2,000 samples (see the README), on the model
+shipped before this one: the Fréchet distance to real test digits fell from 8.4–9.3× the real-data floor to
+2.2–3.3×, while the share of samples that a separate classifier reads as the requested digit fell only from
+100% to 98.9–99.5%. The shipped model, guided this way, reads 99.3–99.75% at 2.2–3.3×. The sweep below
+guides over the whole journey.
 """
 )
 SWEEP_WS = (0.0, 1.0, 3.0, 6.0)
