@@ -197,7 +197,9 @@ def test_page_generates_and_follows_its_controls():
     g1 = _grid(at)
     assert g1["layout"]["yaxis"]["ticktext"] == ["digit 3", "no label", "digit 1"]
     z0, z1 = _z(g0), _z(g1)
-    np.testing.assert_array_equal(z1[:28], z0[:28])  # row "3": same noise, same prompt, same digits
+    # row "3": same noise, same prompt, same digits (up to float round-off of a bigger batch, then the
+    # figure's rounding to 3 decimals)
+    np.testing.assert_allclose(z1[:28], z0[:28], atol=2.5e-3)
     assert z1.shape[0] == 3 * 28 + 4 and not np.allclose(z1[30:58], z0[30:58])
 
     at.number_input(key="digits.seed").set_value(5).run()
