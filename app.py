@@ -7,9 +7,10 @@ kept in the URL; each page then reads `ui.state.view()`.
 import streamlit as st
 
 from ui.state import forget, sidebar
-from ui.threads import use_one_thread
+from ui.threads import quick_gil_handoff, use_one_thread
 
 use_one_thread()  # one torch thread per computation, so a class's sessions share the cores (ui/threads.py)
+quick_gil_handoff()  # a short GIL switch interval, so torch work is not starved by other sessions' Python
 
 st.set_page_config(page_title="Diffusion lab", page_icon=":material/blur_on:", layout="wide")
 

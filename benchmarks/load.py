@@ -16,7 +16,7 @@ A response time is from sending the change to the server's "script finished" mes
 after every element of the run has been sent, so it includes the server's work, the page's figures
 and their serialisation. Errors: an exception element in any run, a run that does not finish
 successfully, a run over --request-timeout, a dropped connection. Memory: the peak resident size of
-the server process (sampled every 0.1 s from /proc).
+the server process together with its worker processes (ui/workers.py), sampled every 0.1 s from /proc.
 
 The training phase repeats the same workload while one extra session presses Train on page 5 with
 its largest settings (20,000 steps, batch 2,048) and follows its progress as a browser would (the
@@ -53,6 +53,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and all its descendants (from /proc/<pid>/task/<tid>/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
 class Server:
     """`streamlit run app.py` on 127.0.0.1:port, with its peak resident memory tracked."""
 
@@ -68,15 +94,8 @@ class Server:
         self._watch.start()
 
     def rss(self) -> int:
-        """Resident bytes of the server process (0 once it is gone)."""
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
+        """Resident bytes of the server process and its children (the worker pool, ui/workers.py); 0 once gone."""
+        return sum(_rss(pid) for pid in _tree(self.proc.pid))
 
     def _track(self):
         while not self._stop.is_set():
@@ -238,7 +257,7 @@ class Session:
 # --- the workload --------------------------------------------------------------------------------
 
 async def student(i: int, port: int, actions: int, think: float, rng: random.Random, deadline: float,
-                  request_timeout: float, times: list, loads: list, errors: list):
+                  request_timeout: float, times: list, loads: list, errors: list, slow: list):
     """One student: open a page, then `actions` changes with a think time before each."""
     s = Session(port, request_timeout)
     try:
@@ -259,15 +278,18 @@ async def student(i: int, port: int, actions: int, think: float, rng: random.Ran
                     loads.append(t)
                 continue
             if roll < 0.25:
-                moved = s.set("Label (the prompt)", rng.choice(LABELS))
+                what = f"label {rng.choice(LABELS)}"
+                moved = s.set("Label (the prompt)", what[6:])
             else:
-                moved = s.set("Time t", round(rng.uniform(0.0, 1.0), 2))
+                what = f"t {round(rng.uniform(0.0, 1.0), 2)}"
+                moved = s.set("Time t", float(what[2:]))
             if not moved:
                 s.errors.append(f"no control to move on {page}: {sorted(s.missing)}")
                 continue
             t = await s.run()
             if t is not None:
                 times.append(t)
+                slow.append((round(t, 1), page, what))
     except Exception as e:
         s.errors.append(f"session {i}: {type(e).__name__}: {e}")
     finally:
@@ -309,7 +331,7 @@ async def trainer(port: int, request_timeout: float, stop: asyncio.Event, report
 
 async def phase(port: int, args, seed: int, train: bool) -> dict:
     rng = random.Random(seed)
-    times, loads, errors = [], [], []
+    times, loads, errors, slow = [], [], [], []
     deadline = time.monotonic() + args.deadline
     stop, report = asyncio.Event(), {}
     trainer_task = None
@@ -318,7 +340,7 @@ async def phase(port: int, args, seed: int, train: bool) -> dict:
         await asyncio.sleep(3)  # let it start before the class does
     start = time.perf_counter()
     await asyncio.gather(*(student(i, port, args.actions, args.think, random.Random(rng.random()), deadline,
-                                   args.request_timeout, times, loads, errors) for i in range(args.sessions)))
+                                   args.request_timeout, times, loads, errors, slow) for i in range(args.sessions)))
     wall = time.perf_counter() - start
     if trainer_task:
         stop.set()
@@ -330,7 +352,7 @@ async def phase(port: int, args, seed: int, train: bool) -> dict:
             "median_s": round(statistics.median(times), 3) if times else None, "p95_s": round(q[18], 3),
             "max_s": round(max(times), 3) if times else None,
             "page_load_median_s": round(statistics.median(loads), 3) if loads else None,
-            "wall_s": round(wall, 1), "trainer_started": report.get("started", False) if train else None,
+            "wall_s": round(wall, 1), "slowest": sorted(slow, reverse=True)[:5], "trainer_started": report.get("started", False) if train else None,
             "trainer_progress": report.get("progress") if train else None, "trainer_polls": report.get("polls")}
 
 

@@ -10,6 +10,7 @@ from ui.denoise import LazyFigure, SpecFigure, patch
 from ui.figures import density_grid
 from ui.page import downloads, need_model, show_source
 from ui.state import view
+from ui.workers import offload
 
 v = view()
 dist = v.dist
@@ -53,8 +54,8 @@ POOL = 4000  # learned samples generated once per prompt; each draw picks n of t
 
 @st.cache_data(show_spinner="Sampling the learned model once for this prompt (Heun, 25 steps)...", max_entries=64)
 def _learned_pool(model_key: str, spec: str, label):
-    with build.one_thread():  # many small ops: one thread is far faster on a busy machine
-        x = build.learned_samples(v.learned(), v.schedule, POOL, label, seed=0)
+    x = offload(build.learned_samples, v.learned(), v.schedule, POOL, label, seed=0, in_process=v.device != "cpu")
+    with build.one_thread():
         return x, dist.nearest_label(torch.as_tensor(x, dtype=torch.float64)).numpy()
 
 

@@ -7,11 +7,11 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from diffusion.models import oracle_model
 from ui import denoise as build
-from ui.figures import EXTENT, density_grid, quiver
+from ui.figures import EXTENT, quiver
 from ui.page import downloads, need_model, show_source
 from ui.state import view
+from ui.workers import offload
 
 v = view()
 dist = v.dist
@@ -147,16 +147,7 @@ active = int(np.argmin(np.abs(ts - v.t)))
 
 @st.cache_data(show_spinner="Computing the denoising field...", max_entries=32)
 def _field(data_key: str, model_key: str, spec: str, label):
-    with build.one_thread():
-        return _field_compute(label)
-
-
-def _field_compute(label):
-    points = build.field_points()
-    exact = build.denoiser_field(v.oracle(), points, ts, label)
-    learned = None if model is None else build.denoiser_field(model, points, ts, label)
-    _, _, p0 = density_grid(dist, 1.0, 0.0, n=70, label=label)
-    return points, exact, learned, p0
+    return offload(build.field_data, dist, v.oracle(), model, ts, label, in_process=v.device != "cpu")
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -187,24 +178,13 @@ st.latex(r"\hat x_0^{\,\mathrm{set}}(x_t) = \sum_{i=1}^{N} \mathrm{softmax}_i\!\
 N_GEN, SEED = 400, 0
 
 
-def _memo_run(label, n: int, noise):
-    """N training points, and the finite-set ideal denoiser's samples from `noise` (with the prompt if any
-    training point carries it)."""
-    points, labels = build.training_set(dist, n, SEED)
-    use = label if label is not None and bool((labels == label).any()) else None
-    fs = build.memoriser(dist, points, labels)
-    return points.numpy(), build.sample_from(oracle_model(fs, v.schedule), v.schedule, noise, use), use
-
-
 @st.cache_resource(show_spinner="Sampling with the finite-set denoiser for every N (once)...", max_entries=16)
 def _memo_all(data_key: str, model_key: str, spec: str, label):
     """For every N choice: (figure, its dict, distance table, distance-curve dict, label used). Built once, so
     moving the N slider only redraws."""
+    learned, true, runs = offload(build.memo_samples, dist, v.schedule, model, label, build.N_CHOICES, N_GEN, SEED,
+                                  in_process=v.device != "cpu")
     with build.one_thread():
-        noise = build.shared_noise(v.schedule, N_GEN, SEED)
-        learned = None if model is None else build.sample_from(model, v.schedule, noise, label)
-        true = dist.sample(N_GEN, label, generator=torch.Generator().manual_seed(SEED + 1))[0].double().numpy()
-        runs = {n: _memo_run(label, n, noise) for n in build.N_CHOICES}
         dists = {}
         for n, (train, finite_x, _) in runs.items():
             d = {"Finite-set ideal denoiser": build.nearest_distance(finite_x, train)}

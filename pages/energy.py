@@ -11,6 +11,7 @@ from ui import energy as en
 from ui import energy_maps
 from ui.page import downloads, need_model, show_source
 from ui.state import view
+from ui.workers import offload
 
 _start = time.perf_counter()
 v = view()
@@ -54,7 +55,7 @@ def _exact(data_key: str, spec: str, label, t: float, n: int, half: float):
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def _learned(model_key: str, spec: str, label, t: float, n: int, half: float, steps: int, _model):
-    return en.learned_energy(_model, t, label, n, half, steps)
+    return offload(en.learned_energy, _model, t, label, n, half, steps, in_process=v.device != "cpu")
 
 
 @st.cache_resource(show_spinner=False)

@@ -12,6 +12,7 @@ from diffusion.samplers import guided, nfe_of, sample  # noqa: E402
 from ui import reverse as rv  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
+from ui.workers import offload  # noqa: E402
 
 N_PARTICLES = 2000
 STEPS_LIST = (5, 10, 20, 50)
@@ -67,13 +68,13 @@ if mode != "Exact oracle only" and learned is not None:
 def _trajectory(model_key, spec, sampler, steps, label, w, eta, seed, n, device, _model):
     """(Trajectory, seconds it took)."""
     t0 = time.perf_counter()
-    traj = rv.run(_model, v.schedule, sampler, steps, n, seed, label, w, eta, device)
+    traj = offload(rv.run, _model, v.schedule, sampler, steps, n, seed, label, w, eta, device, in_process=device != "cpu")
     return traj, time.perf_counter() - t0
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _reference(data_key, label, n, _dist):
-    ref = rv.EDReference(_dist, n, label)
+    ref = offload(rv.EDReference, _dist, n, label)
     return ref, ref.control()
 
 
@@ -152,7 +153,8 @@ cols[len(trajs) + 1].metric("Model evaluations", f"{nfe}")
 @st.cache_data(show_spinner=False, max_entries=32)
 def _ed_steps(model_key, spec, sampler, label, w, eta, seed, n, data_key, device, _model, _dist):
     ref_n, _ = _reference(data_key, label, n, _dist)
-    return rv.ed_vs_steps(_model, _dist, v.schedule, sampler, STEPS_LIST, ref_n, seed, label, w, eta, device)
+    return offload(rv.ed_vs_steps, _model, _dist, v.schedule, sampler, STEPS_LIST, ref_n, seed, label, w, eta, device,
+                   in_process=device != "cpu")
 
 
 with st.spinner(f"Scoring {SAMPLER_NAMES[v.sampler]} at {', '.join(map(str, STEPS_LIST))} steps..."):

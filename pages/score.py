@@ -9,6 +9,7 @@ from diffusion.samplers import guided
 from ui import score as sc
 from ui.page import downloads, need_model, show_source
 from ui.state import view
+from ui.workers import offload
 
 _start = time.perf_counter()
 v = view()
@@ -40,7 +41,8 @@ c2.caption(f"The animation has {len(sc.FRAME_TS)} frames, t = 0, 0.05, ..., 1; i
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _frames(data_key: str, spec: str, model_key: str, label, n_arrows: int, _model):
-    return sc.field_frames(v.dist, v.schedule, _model, label, sc.FRAME_TS, n_arrows=n_arrows)
+    return offload(sc.field_frames, v.dist, v.schedule, _model, label, sc.FRAME_TS, n_arrows=n_arrows,
+                   in_process=v.device != "cpu")
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -80,7 +82,7 @@ if has_model:
 
     @st.cache_data(show_spinner=False, max_entries=512)
     def _error_now(data_key: str, spec: str, model_key: str, label, t: float, _model):
-        return sc.relative_error(_model, v.dist, v.schedule, t, label)
+        return offload(sc.relative_error, _model, v.dist, v.schedule, t, label, in_process=v.device != "cpu")
 
     err = _error_now(v.data_key, spec, v.model_key, v.label, round(v.t, 4), model)
     m1, m2 = st.columns([1, 2])
@@ -116,7 +118,8 @@ if v.label is None:
 else:
     @st.cache_data(show_spinner=False, max_entries=512)
     def _guidance(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, _model):
-        return sc.guidance_fields(v.dist, v.schedule, t, label, w, _model, n_arrows=15)
+        return offload(sc.guidance_fields, v.dist, v.schedule, t, label, w, _model, n_arrows=15,
+                       in_process=v.device != "cpu")
 
     try:
         g = _guidance(v.data_key, spec, v.model_key if has_model else "", v.label, v.guidance, round(v.t, 4), model)

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from diffusion.models import oracle_model
 from diffusion.samplers import guided, prior_sample, sample
 from toy_data import finite_set
 
@@ -261,6 +262,16 @@ def denoiser_field(model, points, ts, label=None) -> np.ndarray:
     return np.stack(out)
 
 
+def field_data(dist, oracle, model, ts, label=None):
+    """What the field figure shows: (x_t points, exact field, learned field or None, clean density on a 70-grid)."""
+    with one_thread():
+        points = field_points()
+        exact = denoiser_field(oracle, points, ts, label)
+        learned = None if model is None else denoiser_field(model, points, ts, label)
+        _, _, p0 = density_grid(dist, 1.0, 0.0, n=70, label=label)
+    return points, exact, learned, p0
+
+
 def field_figure(points, exact, learned, ts, active: int, xs=None, p0=None, extent: float = EXTENT,
                  height: int = 560):
     """Two panels, Exact and Learned: an arrow from each x_t to its x0_hat, one animation frame per t."""
@@ -329,6 +340,25 @@ def sample_from(model, schedule, noise, label=None, sampler: str = MEMO_SAMPLER,
 
 def shared_noise(schedule, n: int, seed: int = 0):
     return prior_sample(schedule, (n, 2), generator=torch.Generator().manual_seed(seed))
+
+
+def memo_run(dist, schedule, label, n: int, noise, seed: int = 0):
+    """N training points, and the finite-set ideal denoiser's samples from `noise`, with the prompt if any of
+    the N points carries it: (points [N, 2], samples [B, 2], the label used or None)."""
+    points, labels = training_set(dist, n, seed)
+    use = label if label is not None and bool((labels == label).any()) else None
+    fs = memoriser(dist, points, labels)
+    return points.numpy(), sample_from(oracle_model(fs, schedule), schedule, noise, use), use
+
+
+def memo_samples(dist, schedule, model, label, ns, n_gen: int, seed: int = 0):
+    """Everything the memorisation section samples, from one shared noise: (the network's samples or None,
+    exact samples, {N: memo_run(...)} for every N in ns)."""
+    with one_thread():
+        noise = shared_noise(schedule, n_gen, seed)
+        learned = None if model is None else sample_from(model, schedule, noise, label)
+        true = dist.sample(n_gen, label, generator=torch.Generator().manual_seed(seed + 1))[0].double().numpy()
+        return learned, true, {n: memo_run(dist, schedule, label, n, noise, seed) for n in ns}
 
 
 def memorisation_figure(train, finite_x, learned_x, true_x, extent: float = EXTENT, height: int = 470):

@@ -14,9 +14,25 @@ it from one session would change it under another session's running computation.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 
 import torch
+
+
+# How long a thread may hold Python's GIL while another waits for it (seconds; CPython's default is 5 ms).
+# A sampling run is thousands of small torch calls; each releases the GIL for its kernel and must win it
+# back before the next. With another session's script running plain Python (building a figure), every
+# win-back waited up to the full 5 ms: 10 Heun steps of the moons model on 2,000 points took 25.2 s
+# instead of 0.42 s beside one busy Python thread. At 0.2 ms they took 1.34 s, for a ~10% loss of pure
+# Python throughput with two busy threads (measured on the 2-core machine: benchmarks/gil_handoff.py).
+SWITCH_INTERVAL = 2e-4
+
+
+def quick_gil_handoff(interval: float = SWITCH_INTERVAL) -> None:
+    """Let threads waiting for the GIL (torch between kernels, the server's event loop) get it sooner."""
+    if sys.getswitchinterval() != interval:
+        sys.setswitchinterval(interval)
 
 
 def use_one_thread() -> None:
