@@ -8,10 +8,13 @@ v = view()
 
 import math  # noqa: E402
 
+import plotly.graph_objects as go  # noqa: E402
+
 from diffusion.schedules import SCHEDULES, make_schedule  # noqa: E402
 from ui import digits_journey as dj  # noqa: E402
 from ui import forward as fw  # noqa: E402
-from ui.figures import density_grid  # noqa: E402
+from ui.denoise import LazyFigure, SpecFigure, at_frame  # noqa: E402
+from ui.figures import density_grid, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import PARAM_LABELS, PARAM_RANGES, SCHEDULE_NAMES  # noqa: E402
 
@@ -40,19 +43,16 @@ c[3].metric("log-SNR λ", f"{v.logsnr + 0.0:.2f}")
 
 @st.cache_resource(show_spinner="Drawing the 31 frames of the forward process...", max_entries=16)
 def _movie(data_key: str, spec: str, label, _dist):
-    return fw.forward_animation(_dist, make_schedule(spec), fw.FRAME_TS, label=label)
-
-
-@st.cache_resource(show_spinner=False, max_entries=128)
-def _movie_at(data_key: str, spec: str, label, k: int, _dist):
-    """The movie opened at frame k (cached objects: never modified by the page)."""
-    return fw.open_at(_movie(data_key, spec, label, _dist), k)
+    """The whole animation as a plain dict (cached, shared, never modified by the page)."""
+    return figure_dict(fw.forward_animation(_dist, make_schedule(spec), fw.FRAME_TS, label=label))
 
 
 active = fw.nearest_frame(fw.FRAME_TS, v.t)
-movie = _movie_at(v.data_key, v.schedule.spec(), v.label, active, v.dist)
+movie_dict = _movie(v.data_key, v.schedule.spec(), v.label, v.dist)
+movie_spec = at_frame(movie_dict, active)  # a shallow copy opened at the sidebar's t: the frames stay shared
+movie = LazyFigure(lambda: go.Figure(movie_spec, _validate=False), frames=movie_dict["frames"])  # for downloads
 st.subheader(f"Noising {v.dist.name or v.dataset} under the {SCHEDULE_NAMES[v.schedule.name]} schedule")
-st.plotly_chart(movie, width="stretch", theme=None, key="forward.movie")
+st.plotly_chart(SpecFigure(movie_spec), width="stretch", theme=None, key="forward.movie")
 st.caption(
     f"Showing {lab}. Press Play or drag the slider: the frames (every 1/30 in t) are all in your browser, "
     f"and the movie opens at t = {fw.FRAME_TS[active]:.2f}, the frame nearest the sidebar's t = {v.t:.2f}. "

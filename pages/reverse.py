@@ -8,8 +8,12 @@ v = view()
 
 import time  # noqa: E402
 
+import plotly.graph_objects as go  # noqa: E402
+
 from diffusion.samplers import guided, nfe_of, sample  # noqa: E402
 from ui import reverse as rv  # noqa: E402
+from ui.denoise import LazyFigure, SpecFigure  # noqa: E402
+from ui.figures import figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
 from ui.workers import offload  # noqa: E402
@@ -80,7 +84,8 @@ def _reference(data_key, label, n, _dist):
 
 @st.cache_resource(show_spinner=False, max_entries=24)
 def _animation(keys, spec, label, _dist, _trajs):
-    return rv.sampling_animation(_dist, v.schedule, _trajs, label)
+    """The movie as a plain dict (shared and never modified): drawn without plotly's per-rerun deep copy."""
+    return figure_dict(rv.sampling_animation(_dist, v.schedule, _trajs, label))
 
 
 spec = v.schedule.spec()
@@ -100,8 +105,8 @@ label_text = "unconditional" if v.label is None else (
     f"label '{v.dist.label_names[v.label]}'" + (f", guidance w = {v.guidance:g}" if v.guidance else ""))
 st.subheader(f"{SAMPLER_NAMES[v.sampler]}, {v.steps} steps, {label_text}"
              + (f", η = {eta:g}" if v.sampler == "ddim" else ""))
-st.plotly_chart(anim, width="stretch", theme=None, key="reverse.anim")
-frames = len(anim.frames)
+st.plotly_chart(SpecFigure(anim), width="stretch", theme=None, key="reverse.anim")
+frames = len(anim["frames"])
 st.caption(
     f"{N_PARTICLES:,} particles from the same starting noise in every panel; press Play or drag the slider "
     f"({frames} frames{'' if frames == v.steps + 1 else f', every few of the {v.steps} steps'}). The grey is "
@@ -114,7 +119,8 @@ st.caption(
     + f" when first computed; this page run spent {elapsed:.2f} s getting the particles and the movie "
     "(cached runs cost almost nothing)."
 )
-downloads(anim, f"reverse-{v.dataset}-{v.sampler}-{v.steps}", key="reverse.dl.anim", gif=True)
+downloads(LazyFigure(lambda: go.Figure(anim, _validate=False), frames=anim["frames"]),
+          f"reverse-{v.dataset}-{v.sampler}-{v.steps}", key="reverse.dl.anim", gif=True)
 
 # --- quality readout ---------------------------------------------------------------------------------
 st.header("How close to the truth?")

@@ -3,10 +3,12 @@ difference, the error against t, and classifier-free guidance in score terms."""
 
 import time
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from diffusion.samplers import guided
 from ui import score as sc
+from ui.denoise import LazyFigure, SpecFigure, at_frame
 from ui.page import downloads, need_model, show_source
 from ui.state import view
 from ui.workers import offload
@@ -50,21 +52,20 @@ def _animation_dict(data_key: str, spec: str, model_key: str, label, n_arrows: i
     return sc.figure_dict(sc.score_animation(_frames, 0))
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
-def _animation_at(data_key: str, spec: str, model_key: str, label, n_arrows: int, k: int, _fig_dict):
-    return sc.open_at(_fig_dict, k)
 
 
 keys = (v.data_key, spec, v.model_key if has_model else "", v.label, int(n_arrows))
 try:
     with st.spinner("Computing the exact and learned score at 21 noise levels (once per dataset, label and model)..."):
         frames = _frames(*keys, model)
-        fig = _animation_at(*keys, k, _animation_dict(*keys, frames))
+        anim = _animation_dict(*keys, frames)
+        fig_spec = at_frame(anim, k)  # a shallow copy: the frames stay shared with the cached animation
 except ValueError as e:
     st.error(f"The score field could not be computed: {e}")
     st.stop()
 
-st.plotly_chart(fig, width="stretch", theme=None, key="score.animation")
+st.plotly_chart(SpecFigure(fig_spec), width="stretch", theme=None, key="score.animation")
+fig = LazyFigure(lambda: go.Figure(fig_spec, _validate=False), frames=anim["frames"])  # built only for a download
 st.caption(
     "Arrows show σ_t times the score, which is minus the predicted noise, so they stay readable at every t: "
     "the raw score grows like 1/σ_t and explodes as t → 0. Arrow length grows with |σ·s| up to one grid cell "
@@ -140,5 +141,5 @@ else:
     downloads(fig_g, "guided-score", key="score.dl_guided")
 
 show_source(sc.field_frames, sc.exact_scaled_score, sc.learned_scaled_score, sc.relative_error,
-            sc.guided_scaled_score, guided, sc.score_animation, sc.open_at)
+            sc.guided_scaled_score, guided, sc.score_animation, at_frame)
 st.session_state["score.server_ms"] = 1000 * (time.perf_counter() - _start)  # read by the tests

@@ -207,16 +207,20 @@ class SpecFigure(go.Figure):
 
 
 class LazyFigure:
-    """Builds the real go.Figure only when something reads it (a download button being clicked)."""
+    """Builds the real go.Figure only when something reads it (a download button being clicked).
+    `frames` only says whether there are any (ui.page.downloads offers a GIF then); `figure()` is the real one."""
 
     def __init__(self, build, frames=()):
         self._build, self._fig = build, None
         self.frames = frames  # read by ui.page.downloads without building anything
 
-    def __getattr__(self, name):
+    def figure(self) -> go.Figure:
         if self._fig is None:
             self._fig = self._build()
-        return getattr(self._fig, name)
+        return self._fig
+
+    def __getattr__(self, name):
+        return getattr(self.figure(), name)
 
 
 def patch(spec: dict, updates: dict[int, dict], layout: dict | None = None) -> dict:
@@ -229,12 +233,15 @@ def patch(spec: dict, updates: dict[int, dict], layout: dict | None = None) -> d
 
 
 def at_frame(spec: dict, k: int) -> dict:
-    """The animated figure dict opened at frame k: its traces show frame k and the slider points at it."""
+    """The animated figure dict opened at frame k: its traces show frame k, the frame's layout (axis ranges)
+    applies, and the slider points at it. A shallow copy: the frames are shared with `spec`, so opening a
+    big cached animation at a new frame costs neither time nor memory."""
     frame = spec["frames"][k]
     idx = frame.get("traces", list(range(len(frame["data"]))))
-    sliders = [{**spec["layout"]["sliders"][0], "active": k}] + list(spec["layout"]["sliders"][1:])
+    updates = dict(frame.get("layout") or {})  # merged one level deep by patch_layout
+    updates["sliders"] = [{**spec["layout"]["sliders"][0], "active": k}] + list(spec["layout"]["sliders"][1:])
     return patch(spec, {i: {kk: vv for kk, vv in tr.items() if kk != "type"} for i, tr in zip(idx, frame["data"])},
-                 {"sliders": sliders})
+                 updates)
 
 
 # --- the denoiser field over a t grid ---------------------------------------------------------------

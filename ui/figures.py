@@ -14,6 +14,18 @@ FONT = dict(size=16)
 EXTENT = 3.0  # the toy sets are standardised: [-3, 3]^2 holds nearly all the mass at t = 0
 
 
+def figure_dict(fig: go.Figure) -> dict:
+    """The figure as a plain dict whose arrays stay numpy (so the PNG/GIF export can still read them), for
+    drawing through ui.denoise.SpecFigure and opening at a frame with ui.denoise.at_frame."""
+    frames = []
+    for f in fig.frames:
+        frame = {"name": f.name, "layout": f.layout.to_plotly_json(), "data": [tr.to_plotly_json() for tr in f.data]}
+        if f.traces is not None:
+            frame["traces"] = list(f.traces)
+        frames.append(frame)
+    return {"data": [tr.to_plotly_json() for tr in fig.data], "layout": fig.layout.to_plotly_json(), "frames": frames}
+
+
 def density_grid(dist, alpha, sigma, n: int = 100, extent: float = EXTENT, label=None):
     """(xs [n], ys [n], p [n, n]) of the exact density p_t on a square grid; p[i, j] is at (xs[j], ys[i])."""
     xs = np.linspace(-extent, extent, n)

@@ -30,10 +30,11 @@ def downloads(fig, name: str, key: str, gif: bool = False, png_kwargs: dict | No
     from . import export  # matplotlib loads on the first page that offers a download, not at start-up
 
     slug = _slug(name)
-    cols[0].download_button("Download PNG", lambda: export.to_png(fig, **(png_kwargs or {})), f"{slug}.png",
+    real = getattr(fig, "figure", lambda: fig)  # a LazyFigure is built only when a file is asked for
+    cols[0].download_button("Download PNG", lambda: export.to_png(real(), **(png_kwargs or {})), f"{slug}.png",
                             "image/png", key=f"{key}.png", on_click="ignore", icon=":material/image:")
     if gif and fig.frames:
-        cols[1].download_button("Download GIF", lambda: export.to_gif(fig), f"{slug}.gif", "image/gif",
+        cols[1].download_button("Download GIF", lambda: export.to_gif(real()), f"{slug}.gif", "image/gif",
                                 key=f"{key}.gif", on_click="ignore", icon=":material/animation:")
 
 

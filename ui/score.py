@@ -15,7 +15,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .energy import one_thread
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, quiver
+from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, figure_dict, quiver  # noqa: F401 (figure_dict re-exported)
 
 DIFF_SCALE = [[0.0, "#ffffff"], [1.0, "#D55E00"]]  # white (agree) to vermillion (disagree)
 ARROW_CAP = 2.5  # |sigma * score| at which an arrow reaches its full length (one grid cell)
@@ -187,11 +187,6 @@ def score_animation(frames, active: int = 0, t_title: bool = True) -> go.Figure:
     return fig
 
 
-def figure_dict(fig: go.Figure) -> dict:
-    """The figure as a plain dict whose arrays stay numpy (so the PNG/GIF export can still read them)."""
-    return {"data": [tr.to_plotly_json() for tr in fig.data], "layout": fig.layout.to_plotly_json(),
-            "frames": [{"name": f.name, "traces": list(f.traces), "layout": f.layout.to_plotly_json(),
-                        "data": [tr.to_plotly_json() for tr in f.data]} for f in fig.frames]}
 
 
 def open_at(fig_dict: dict, k: int) -> go.Figure:
