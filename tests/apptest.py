@@ -33,3 +33,17 @@ def decode(a) -> np.ndarray:
 def charts(at) -> list[dict]:
     """The plotly figures on the page, as the JSON the browser receives."""
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def plain(obj, digits: int = 5):
+    """A figure's JSON with typed arrays decoded and numbers rounded, so two encodings of one figure compare
+    equal (plotly writes numpy arrays as base64 from a Figure, as lists from a plain dict, NaN there as null)."""
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            return plain(decode(obj).tolist(), digits)
+        return {k: plain(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [plain(v, digits) for v in obj]
+    if isinstance(obj, float):
+        return None if obj != obj else float(f"{obj:.{digits}g}")  # NaN is a gap, which JSON writes as null
+    return obj

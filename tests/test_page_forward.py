@@ -12,7 +12,9 @@ from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import get_dataset
 from ui import digits_journey as dj
 from ui import forward as fw
-from apptest import charts, decode, open_page
+from ui.denoise import at_frame
+from ui.figures import figure_dict
+from apptest import charts, decode, open_page, plain
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -91,6 +93,10 @@ def test_open_at_equals_building_at_that_frame():
     at2 = fw.forward_animation(dist, sched, ts, n_points=30, grid_n=10, active=2)
     assert json.loads(pio.to_json(fw.open_at(base, 2))) == json.loads(pio.to_json(at2))
     assert base.layout.sliders[0].active == 0  # the cached original is untouched
+    # what the page draws: the cached plain dict opened at a frame by a shallow copy, the same figure again
+    d = figure_dict(base)
+    assert plain(json.loads(pio.to_json(at_frame(d, 2), validate=False))) == plain(json.loads(pio.to_json(at2)))
+    assert d["layout"]["sliders"][0]["active"] == 0 and at_frame(d, 2)["frames"] is d["frames"]  # shared
 
 
 def test_curves_equal_the_schedules():

@@ -5,6 +5,7 @@ import json
 import pathlib
 
 import numpy as np
+import plotly.io as pio
 import pytest
 import torch
 
@@ -13,7 +14,8 @@ from diffusion.samplers import guided
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import score as sc
-from apptest import open_page
+from ui.denoise import at_frame
+from apptest import open_page, plain
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -92,6 +94,12 @@ def test_animation_opens_at_the_chosen_frame():
     exact_only = sc.field_frames(dist, sched, None, None, ts=(0.2, 0.8), n_arrows=5, n_density=10)
     fig = sc.open_at(sc.figure_dict(sc.score_animation(exact_only, 0)), 1)
     assert len(fig.data) == 2 and fig.layout.sliders[0].active == 1
+    # the page's cheap path (a shallow copy of the cached dict) draws the same figure as open_at
+    for frames_k, k in ((frames, 2), (exact_only, 1)):
+        d = sc.figure_dict(sc.score_animation(frames_k, 0))
+        want = json.loads(sc.open_at(d, k).to_json())
+        got = json.loads(pio.to_json(at_frame(d, k), validate=False))
+        assert plain(got) == plain(want)
 
 
 def _specs(at):
