@@ -179,7 +179,7 @@ def _z(data_key: str, spec: str, label, t: float, n: int, half: float, c: float)
 @st.cache_data(show_spinner=False, max_entries=128)
 def _convergence(data_key: str, spec: str, label, t: float, half: float):
     a, s = (float(x) for x in v.schedule.alpha_sigma(t))
-    return en.z_convergence(lambda p: -v.dist.log_prob(p, a, s, label), half)
+    return offload(en.exact_z_convergence, v.dist, a, s, label, half)
 
 
 try:

@@ -100,6 +100,11 @@ def z_convergence(energy_fn, half: float, ns=(2, 4, 8, 16, 32, 64, 128, 256)) ->
     return {int(n): partition_function(energy_fn, n, half)["log_Z"] for n in ns}
 
 
+def exact_z_convergence(dist, alpha: float, sigma: float, label, half: float) -> dict:
+    """z_convergence of the exact energy -log p_t (a module-level function, so a worker process can run it)."""
+    return z_convergence(lambda p: -dist.log_prob(p, alpha, sigma, label), half)
+
+
 def points_needed(convergence: dict, tol: float = 0.01) -> int | None:
     """The smallest n in `convergence` whose Z is within `tol` (relative) of the finest grid's Z."""
     ns = sorted(convergence)
