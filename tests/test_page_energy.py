@@ -105,6 +105,8 @@ def test_figures_put_exact_beside_learned():
         np.testing.assert_allclose(a, b, atol=1e-12)
     assert np.allclose(np.asarray(fig_c.data[2].z) - np.asarray(fig_c.data[0].z), 2.0)
     conv = en.z_convergence(_energy(dist, 1.0, 0.3), 3.0, ns=(4, 8, 16))
+    full = en.exact_z_convergence(dist, 1.0, 0.3, None, 3.0)  # what the page hands to the worker
+    assert all(full[n] == pytest.approx(conv[n], abs=1e-12) for n in conv)
     assert len(en.convergence_figure(conv).data[0].x) == 2
     cost = en.cost_figure(10)
     assert cost.data[0].y[-1] == pytest.approx(784.0) and list(cost.data[3].x) == [2, 784]

@@ -36,3 +36,13 @@ def test_core_never_imports_streamlit_or_prints():
 def test_torch_is_pinned():
     reqs = (ROOT / "requirements.txt").read_text()
     assert re.search(r"^torch==2\.13\.0$", reqs, flags=re.M)
+
+
+def test_server_config_keeps_what_the_load_figures_rest_on():
+    """Loopback by default, no file watching, and no gc.collect() after every script run (README, "Serving
+    a class": that collection was most of the server's time under 20 sessions)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1" and config["server"]["fileWatcherType"] == "none"
+    assert config["runner"]["postScriptGC"] is False
