@@ -74,3 +74,15 @@ def test_no_workers_means_in_process(fresh, monkeypatch):
     assert workers.offload(os.getpid) == os.getpid() and workers.worker_pids() == []
     monkeypatch.setenv(workers.ENV, "1")
     assert workers.offload(os.getpid, in_process=True) == os.getpid()
+
+
+def test_a_worker_importing_the_app_as_its_main_module_draws_nothing():
+    """Spawned workers import the server's __main__ (Streamlit makes that app.py) as "__mp_main__"; it must
+    not run the app there (it once printed "missing ScriptRunContext" warnings and ran the home page)."""
+    import runpy
+    import sys
+
+    before = set(sys.modules)
+    names = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(__file__)), "app.py"), run_name="__mp_main__")
+    assert callable(names["main"]) and "st" not in names
+    assert not {m for m in set(sys.modules) - before if m.split(".")[0] in ("streamlit", "ui")}
