@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import inspect
 import re
+import threading
 
 import streamlit as st
 
+_SOURCES: dict = {}
+_SOURCES_LOCK = threading.Lock()
+
+
+def source_of(obj) -> str:
+    """inspect.getsource(obj), read once per object and server. For a class, getsource parses the whole
+    module with `ast`, which is slow on every rerun, and in CPython 3.11 not safe in two threads at once:
+    under 30 sessions one Reverse-page run failed with "SystemError: AST constructor recursion depth
+    mismatch". The lock lets one thread at a time read a source."""
+    with _SOURCES_LOCK:
+        if obj not in _SOURCES:
+            _SOURCES[obj] = inspect.getsource(obj)
+        return _SOURCES[obj]
 
 
 def show_source(*objects, title: str = "Show the code that drew this") -> None:
     """An expander with the source of the core functions behind the page (as Streamlit's hello demo does)."""
     with st.expander(title):
         for obj in objects:
-            st.code(inspect.getsource(obj), language="python")
+            st.code(source_of(obj), language="python")
 
 
 def _slug(text: str) -> str:

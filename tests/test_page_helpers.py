@@ -1,0 +1,36 @@
+"""ui/page.py: the source expander reads each object's source once, one thread at a time."""
+
+import inspect
+import threading
+
+from ui import page
+from ui import reverse as rv
+
+
+def test_sources_are_read_once_and_shared_by_threads(monkeypatch):
+    calls = []
+    real = inspect.getsource
+
+    def counting(obj):
+        calls.append(obj)
+        return real(obj)
+
+    monkeypatch.setattr(page.inspect, "getsource", counting)
+    monkeypatch.setattr(page, "_SOURCES", {})
+    results, errors = [], []
+
+    def read():
+        try:
+            results.append((page.source_of(rv.EDReference), page.source_of(rv.run)))
+        except Exception as e:  # noqa: BLE001 -- a SystemError from concurrent ast parsing would land here
+            errors.append(e)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 8
+    assert calls == [rv.EDReference, rv.run]  # a class's source parses its whole module: once only
+    assert results[0][0] == real(rv.EDReference) and "class EDReference" in results[0][0]
+    assert all(r == results[0] for r in results)
