@@ -277,12 +277,10 @@ async def student(i: int, port: int, actions: int, think: float, rng: random.Ran
                 if t is not None:
                     loads.append(t)
                 continue
-            if roll < 0.25:
-                what = f"label {rng.choice(LABELS)}"
-                moved = s.set("Label (the prompt)", what[6:])
-            else:
-                what = f"t {round(rng.uniform(0.0, 1.0), 2)}"
-                moved = s.set("Time t", float(what[2:]))
+            control, value = (("Label (the prompt)", rng.choice(LABELS)) if roll < 0.25
+                              else ("Time t", round(rng.uniform(0.0, 1.0), 2)))
+            what = f"{'label' if control.startswith('Label') else 't'} {value}"
+            moved = s.set(control, value)
             if not moved:
                 s.errors.append(f"no control to move on {page}: {sorted(s.missing)}")
                 continue

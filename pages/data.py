@@ -54,7 +54,7 @@ POOL = 4000  # learned samples generated once per prompt; each draw picks n of t
 
 @st.cache_data(show_spinner="Sampling the learned model once for this prompt (Heun, 25 steps)...", max_entries=64)
 def _learned_pool(model_key: str, spec: str, label):
-    x = offload(build.learned_samples, v.learned(), v.schedule, POOL, label, seed=0, in_process=v.device != "cpu")
+    x = offload(build.learned_samples, v.learned(), v.schedule, POOL, label, seed=0, on=v.device)
     with build.one_thread():
         return x, dist.nearest_label(torch.as_tensor(x, dtype=torch.float64)).numpy()
 

@@ -147,7 +147,7 @@ active = int(np.argmin(np.abs(ts - v.t)))
 
 @st.cache_data(show_spinner="Computing the denoising field...", max_entries=32)
 def _field(data_key: str, model_key: str, spec: str, label):
-    return offload(build.field_data, dist, v.oracle(), model, ts, label, in_process=v.device != "cpu")
+    return offload(build.field_data, dist, v.oracle(), model, ts, label, on=v.device)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -183,7 +183,7 @@ def _memo_all(data_key: str, model_key: str, spec: str, label):
     """For every N choice: (figure, its dict, distance table, distance-curve dict, label used). Built once, so
     moving the N slider only redraws."""
     learned, true, runs = offload(build.memo_samples, dist, v.schedule, model, label, build.N_CHOICES, N_GEN, SEED,
-                                  in_process=v.device != "cpu")
+                                  on=v.device)
     with build.one_thread():
         dists = {}
         for n, (train, finite_x, _) in runs.items():

@@ -55,7 +55,7 @@ def _exact(data_key: str, spec: str, label, t: float, n: int, half: float):
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def _learned(model_key: str, spec: str, label, t: float, n: int, half: float, steps: int, _model):
-    return offload(en.learned_energy, _model, t, label, n, half, steps, in_process=v.device != "cpu")
+    return offload(en.learned_energy, _model, t, label, n, half, steps, on=v.device)
 
 
 @st.cache_resource(show_spinner=False)

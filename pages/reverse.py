@@ -72,7 +72,7 @@ if mode != "Exact oracle only" and learned is not None:
 def _trajectory(model_key, spec, sampler, steps, label, w, eta, seed, n, device, _model):
     """(Trajectory, seconds it took)."""
     t0 = time.perf_counter()
-    traj = offload(rv.run, _model, v.schedule, sampler, steps, n, seed, label, w, eta, device, in_process=device != "cpu")
+    traj = offload(rv.run, _model, v.schedule, sampler, steps, n, seed, label, w, eta, device, on=device)
     return traj, time.perf_counter() - t0
 
 
@@ -160,7 +160,7 @@ cols[len(trajs) + 1].metric("Model evaluations", f"{nfe}")
 def _ed_steps(model_key, spec, sampler, label, w, eta, seed, n, data_key, device, _model, _dist):
     ref_n, _ = _reference(data_key, label, n, _dist)
     return offload(rv.ed_vs_steps, _model, _dist, v.schedule, sampler, STEPS_LIST, ref_n, seed, label, w, eta, device,
-                   in_process=device != "cpu")
+                   on=device)
 
 
 with st.spinner(f"Scoring {SAMPLER_NAMES[v.sampler]} at {', '.join(map(str, STEPS_LIST))} steps..."):

@@ -9,6 +9,7 @@ import streamlit as st
 from diffusion.samplers import guided
 from ui import score as sc
 from ui.denoise import LazyFigure, SpecFigure, at_frame
+from ui.figures import figure_dict
 from ui.page import downloads, need_model, show_source
 from ui.state import view
 from ui.workers import offload
@@ -44,14 +45,12 @@ c2.caption(f"The animation has {len(sc.FRAME_TS)} frames, t = 0, 0.05, ..., 1; i
 @st.cache_data(show_spinner=False, max_entries=32)
 def _frames(data_key: str, spec: str, model_key: str, label, n_arrows: int, _model):
     return offload(sc.field_frames, v.dist, v.schedule, _model, label, sc.FRAME_TS, n_arrows=n_arrows,
-                   in_process=v.device != "cpu")
+                   on=v.device)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _animation_dict(data_key: str, spec: str, model_key: str, label, n_arrows: int, _frames):
-    return sc.figure_dict(sc.score_animation(_frames, 0))
-
-
+    return figure_dict(sc.score_animation(_frames, 0))
 
 
 keys = (v.data_key, spec, v.model_key if has_model else "", v.label, int(n_arrows))
@@ -83,7 +82,7 @@ if has_model:
 
     @st.cache_data(show_spinner=False, max_entries=512)
     def _error_now(data_key: str, spec: str, model_key: str, label, t: float, _model):
-        return offload(sc.relative_error, _model, v.dist, v.schedule, t, label, in_process=v.device != "cpu")
+        return offload(sc.relative_error, _model, v.dist, v.schedule, t, label, on=v.device)
 
     err = _error_now(v.data_key, spec, v.model_key, v.label, round(v.t, 4), model)
     m1, m2 = st.columns([1, 2])
@@ -120,7 +119,7 @@ else:
     @st.cache_data(show_spinner=False, max_entries=512)
     def _guidance(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, _model):
         return offload(sc.guidance_fields, v.dist, v.schedule, t, label, w, _model, n_arrows=15,
-                       in_process=v.device != "cpu")
+                       on=v.device)
 
     try:
         g = _guidance(v.data_key, spec, v.model_key if has_model else "", v.label, v.guidance, round(v.t, 4), model)

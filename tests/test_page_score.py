@@ -15,6 +15,7 @@ from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import score as sc
 from ui.denoise import at_frame
+from ui.figures import figure_dict
 from apptest import open_page, plain
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -86,21 +87,18 @@ def test_animation_opens_at_the_chosen_frame():
     frames = sc.field_frames(dist, sched, model, None, ts=(0.1, 0.5, 0.9), n_arrows=5, n_density=10)
     fig = sc.score_animation(frames, 0)
     assert len(fig.frames) == 3 and [a.text.split(":")[0] for a in fig.layout.annotations][:2] == ["Exact", "Learned"]
-    opened = sc.open_at(sc.figure_dict(fig), 2)
-    assert opened.layout.sliders[0].active == 2
-    np.testing.assert_array_equal(opened.data[1].x, fig.frames[2].data[1].x)
-    assert [tr.xaxis for tr in opened.data] == ["x", "x", "x2", "x2", "x3"]
+    opened = at_frame(figure_dict(fig), 2)  # what the page draws: the cached dict opened at frame 2
+    assert opened["layout"]["sliders"][0]["active"] == 2
+    np.testing.assert_array_equal(opened["data"][1]["x"], fig.frames[2].data[1].x)
+    assert [tr["xaxis"] for tr in opened["data"]] == ["x", "x", "x2", "x2", "x3"]
     assert sc.nearest_frame(sc.FRAME_TS, 0.33) == 7  # 0.35
     exact_only = sc.field_frames(dist, sched, None, None, ts=(0.2, 0.8), n_arrows=5, n_density=10)
-    fig = sc.open_at(sc.figure_dict(sc.score_animation(exact_only, 0)), 1)
-    assert len(fig.data) == 2 and fig.layout.sliders[0].active == 1
-    # the page's cheap path (a shallow copy of the cached dict) draws the same figure as open_at
+    opened = at_frame(figure_dict(sc.score_animation(exact_only, 0)), 1)
+    assert len(opened["data"]) == 2 and opened["layout"]["sliders"][0]["active"] == 1
+    # the shallow copy draws the same figure as building the animation at that frame
     for frames_k, k in ((frames, 2), (exact_only, 1)):
-        d = sc.figure_dict(sc.score_animation(frames_k, 0))
-        want = json.loads(sc.open_at(d, k).to_json())
-        got = json.loads(pio.to_json(at_frame(d, k), validate=False))
-        assert plain(got) == plain(want)
-
+        got = json.loads(pio.to_json(at_frame(figure_dict(sc.score_animation(frames_k, 0)), k), validate=False))
+        assert plain(got) == plain(json.loads(sc.score_animation(frames_k, k).to_json()))
 
 def _specs(at):
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]

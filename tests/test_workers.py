@@ -73,7 +73,7 @@ def test_no_workers_means_in_process(fresh, monkeypatch):
     monkeypatch.setenv(workers.ENV, "0")
     assert workers.offload(os.getpid) == os.getpid() and workers.worker_pids() == []
     monkeypatch.setenv(workers.ENV, "1")
-    assert workers.offload(os.getpid, in_process=True) == os.getpid()
+    assert workers.offload(os.getpid, on="cuda") == os.getpid()  # GPU work stays in the server
 
 
 def test_a_worker_importing_the_app_as_its_main_module_draws_nothing():

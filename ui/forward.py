@@ -251,19 +251,3 @@ def mark_t(lines: go.Figure, schedules: dict, current: str, t: float, names: dic
 def schedule_curves(schedules: dict, current: str, t: float, names: dict | None = None, n: int = 201) -> go.Figure:
     """The 2x2 curve grid of every schedule with `current` bold and each schedule's value at `t` marked."""
     return mark_t(curve_lines(schedules, current, names, n), schedules, current, t, names)
-
-
-def open_at(fig: go.Figure, k: int) -> go.Figure:
-    """A copy of an animated figure (made by forward_animation or ui.reverse) showing frame k and with its
-    slider on k; `fig` itself is left untouched (it may be a cached object)."""
-    frame = fig.frames[k]
-    data = []
-    for base, tr in zip(fig.data, frame.data):
-        merged = base.to_plotly_json()
-        merged.update({key: val for key, val in tr.to_plotly_json().items() if key != "type"})
-        data.append(merged)
-    out = go.Figure(data=data, layout=fig.layout)
-    if frame.layout:
-        out.update_layout(frame.layout)
-    out.layout.sliders[0].active = k
-    return with_frames(out, [f.to_plotly_json() for f in fig.frames])

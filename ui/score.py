@@ -15,7 +15,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .energy import one_thread
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, figure_dict, quiver  # noqa: F401 (figure_dict re-exported)
+from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, quiver
 
 DIFF_SCALE = [[0.0, "#ffffff"], [1.0, "#D55E00"]]  # white (agree) to vermillion (disagree)
 ARROW_CAP = 2.5  # |sigma * score| at which an arrow reaches its full length (one grid cell)
@@ -138,7 +138,7 @@ def _frame_traces(f) -> list:
                               z=f["diff"].astype(np.float32), colorscale=DIFF_SCALE, zmin=0, zmax=diff_max,
                               colorbar=dict(title=dict(text="|σ(ŝ−s)|"), len=0.8),
                               hovertemplate="x₁ = %{x:.2f}<br>x₂ = %{y:.2f}<br>|σ(ŝ−s)| = %{z:.3f}<extra></extra>")]
-    for tr, col in zip(traces, [1, 1, 2, 2, 3]):  # frames may become base traces (open_at): name their axes
+    for tr, col in zip(traces, [1, 1, 2, 2, 3]):  # frames may become base traces (at_frame): name their axes
         tr.update(xaxis=f"x{col if col > 1 else ''}", yaxis=f"y{col if col > 1 else ''}")
     return traces
 
@@ -185,20 +185,6 @@ def score_animation(frames, active: int = 0, t_title: bool = True) -> go.Figure:
     fig.layout.sliders[0].update(y=-0.12, x=0.2, len=0.8)
     fig.layout.updatemenus[0].y = -0.12
     return fig
-
-
-
-
-def open_at(fig_dict: dict, k: int) -> go.Figure:
-    """The animation opened at frame k: its base traces are frame k's and the player's slider starts there.
-
-    Cheap (no arrow geometry is rebuilt), so moving the sidebar's t only re-selects a precomputed frame.
-    """
-    layout = dict(fig_dict["layout"])
-    layout["sliders"] = [dict(layout["sliders"][0], active=int(k))]
-    frame = fig_dict["frames"][k]
-    layout.update({name: {**layout.get(name, {}), **ax} for name, ax in frame["layout"].items()})
-    return go.Figure(data=frame["data"], layout=layout, frames=fig_dict["frames"])
 
 
 def error_curve(frames, t_now: float | None = None, err_now: float | None = None) -> go.Figure:

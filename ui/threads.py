@@ -23,9 +23,9 @@ import torch
 # How long a thread may hold Python's GIL while another waits for it (seconds; CPython's default is 5 ms).
 # A sampling run is thousands of small torch calls; each releases the GIL for its kernel and must win it
 # back before the next. With another session's script running plain Python (building a figure), every
-# win-back waited up to the full 5 ms: 10 Heun steps of the moons model on 2,000 points took 25.2 s
-# instead of 0.42 s beside one busy Python thread. At 0.2 ms they took 1.34 s, for a ~10% loss of pure
-# Python throughput with two busy threads (measured on the 2-core machine: benchmarks/gil_handoff.py).
+# win-back waited up to the full 5 ms: 15 Heun steps of the moons model on 2,000 points took 34.4 s
+# instead of 0.42 s beside one busy Python thread. At 0.2 ms they took 1.47 s, and the busy thread lost
+# ~13% of its throughput (measured on the 2-core machine: benchmarks/gil_handoff.py).
 SWITCH_INTERVAL = 2e-4
 
 

@@ -2,10 +2,10 @@
 
 Every session's script runs as a thread of the one server process, and they share Python's GIL. A
 sampling run is thousands of small torch calls; between two kernels each must win the GIL back, and
-while other sessions' scripts build figures in plain Python that wait dominates: on the 2-core machine
-a 2-second reverse-page computation took a minute under a 20-session load, and such requests timed out
-(benchmarks/load.py). A worker process has its own interpreter and its own GIL, so the sampling runs
-at full speed on another core while the server keeps answering.
+while other sessions' scripts build figures in plain Python that wait dominates: 15 Heun steps of the
+moons model on 2,000 points took 0.42 s alone and 34.4 s beside one busy Python thread at Python's
+default switch interval (benchmarks/gil_handoff.py). A worker process has its own interpreter and its
+own GIL, so the sampling runs at full speed on another core while the server keeps answering.
 
 `offload(fn, *args)` runs `fn(*args)` in the pool and returns its result (an exception raised there is
 raised here). Only module-level builders of `ui`/`diffusion` are sent, with models, distributions and
@@ -16,8 +16,8 @@ The pool has DIFFUSION_LAB_WORKERS processes (default: the number of cores minus
 everything in the server process). Workers start on first use, one torch thread each. If the pool
 breaks (a worker killed), that call is computed in the server process and a fresh pool is started
 for the next one; after three broken pools in a row (workers that cannot start at all) everything
-stays in the server process. GPU work stays in the server process (`in_process=True`): a CUDA context per worker
-would cost memory for no gain.
+stays in the server process. GPU work (`on="cuda"`) stays in the server process: a CUDA context per
+worker would cost memory for no gain.
 """
 
 from __future__ import annotations
@@ -84,10 +84,11 @@ def pool_usable() -> bool:
     return _failures < MAX_FAILURES
 
 
-def offload(fn, *args, in_process: bool = False, **kwargs):
-    """fn(*args, **kwargs), computed in a worker process unless in_process or there are no workers."""
+def offload(fn, *args, on: str = "cpu", **kwargs):
+    """fn(*args, **kwargs), computed in a worker process when the work is on the CPU (`on`, the page's
+    device) and there are workers; else here."""
     n = worker_count()
-    if in_process or n == 0 or not pool_usable():
+    if on != "cpu" or n == 0 or not pool_usable():
         return fn(*args, **kwargs)
     pool = _get_pool(n)
     try:
