@@ -35,15 +35,19 @@ def charts(at) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-def plain(obj, digits: int = 5):
-    """A figure's JSON with typed arrays decoded and numbers rounded, so two encodings of one figure compare
-    equal (plotly writes numpy arrays as base64 from a Figure, as lists from a plain dict, NaN there as null)."""
+def plain(obj):
+    """A figure's JSON with typed arrays decoded and every number cast to float32, so two encodings of one
+    figure compare equal. Plotly writes a numpy array as base64 from a Figure but as a list from a plain dict
+    (NaN there as null); a float32 value comes back as its exact double from the one (7.423049851675092e-23)
+    and as its shortest decimal from the other (7.42305e-23). Both are the same float32, and casting back to
+    float32 recovers it exactly, whereas rounding both to decimal digits splits them whenever the value lies
+    near a rounding boundary, which depends on the machine's last-bit round-off."""
     if isinstance(obj, dict):
         if "bdata" in obj and "dtype" in obj:
-            return plain(decode(obj).tolist(), digits)
-        return {k: plain(v, digits) for k, v in obj.items()}
+            return plain(decode(obj).tolist())
+        return {k: plain(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [plain(v, digits) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, float):
-        return None if obj != obj else float(f"{obj:.{digits}g}")  # NaN is a gap, which JSON writes as null
+        return None if obj != obj else float(np.float32(obj))  # NaN is a gap, which JSON writes as null
     return obj

@@ -23,7 +23,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGES = ["", "data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data", "digits_generate",
          "digits_journey", "digits_prompts"]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
+NO_BROWSER = ("the browser tests need Debian's Chromium, which is not installed: apt-get install chromium "
+              "(.ci/run installs it; Playwright's own browser download does not work offline)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_BROWSER)
 
 
 def _free_port() -> int:

@@ -137,3 +137,13 @@ def test_page_runs_and_its_widgets_change_what_is_shown():
     assert after != guided_before and "w = 4" in json.dumps(after["layout"]["annotations"])
     at.sidebar.slider(key="t").set_value(0.71).run()  # same frame, cached field: a cheap rerun
     assert at.session_state["score.server_ms"] < 2000
+
+
+def test_plain_reads_two_encodings_of_one_float32_as_one_number():
+    """A float32 array arrives as base64 (decoded to its exact double) from a Figure and as its shortest
+    decimal from a plain dict; the figure comparisons above must see one number, whatever the last bits."""
+    value = np.float32(7.42305e-23)
+    as_base64 = {"dtype": "f4", "bdata": base64.b64encode(np.array([value]).tobytes()).decode()}
+    as_text = json.loads(pio.to_json({"x": np.array([value])}, validate=False))["x"]  # orjson: "7.42305e-23"
+    assert plain(as_base64) == plain(as_text) == plain([float(value)])
+    assert plain(as_text) != plain([float(np.nextafter(value, np.float32(1)))])  # one ulp apart stays apart
