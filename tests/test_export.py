@@ -49,3 +49,18 @@ def test_quiver_arrows_end_where_the_vectors_point():
     assert xs[2] is None and xs[6] is None
     png = to_png(go.Figure([tr]), 300, 200)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_figure_rebuilt_from_its_dict_draws_the_same_png():
+    """The pages cache animations as plain dicts, where plotly stores numpy data as base64 typed arrays
+    ({'dtype', 'bdata', 'shape'}); the download draws those exactly as it draws the numpy figure."""
+    z = np.linspace(0, 1, 30, dtype=np.float32).reshape(5, 6)
+    fig = go.Figure([go.Heatmap(z=z, x=np.arange(6.0), y=np.arange(5.0)),
+                     go.Scatter(x=np.array([0.5, 2.0]), y=np.array([1.0, 3.0]), mode="markers",
+                                marker=dict(color=np.array([0.1, 0.9]), colorscale="Viridis")),
+                     go.Bar(x=np.array([1.0, 2.0]), y=np.array(["a", "b"]), orientation="h", xaxis="x2", yaxis="y2")])
+    fig.update_layout(xaxis=dict(domain=[0, 0.45]), xaxis2=dict(domain=[0.55, 1]), yaxis2=dict(anchor="x2"))
+    rebuilt = go.Figure(fig.to_dict())
+    assert isinstance(rebuilt.data[0].z, dict) and "bdata" in rebuilt.data[0].z  # the encoding under test
+    same = [np.asarray(Image.open(io.BytesIO(to_png(f, 400, 200)))) for f in (fig, rebuilt)]
+    np.testing.assert_array_equal(same[0], same[1])

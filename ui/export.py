@@ -8,6 +8,7 @@ from the figure's own data and layout: what you download is what the page showed
 
 from __future__ import annotations
 
+import base64
 import copy
 import io
 
@@ -45,11 +46,30 @@ def _cmap(scale):
     return LinearSegmentedColormap.from_list("plotly", [(float(p), _color(c)) for p, c in scale])
 
 
+def _values(v):
+    """A trace's array as given, with plotly's typed arrays decoded: a figure built from a plain dict (the
+    pages' cached animations) holds numpy data as {'dtype', 'bdata', 'shape'} with base64 bytes."""
+    if isinstance(v, dict) and "bdata" in v and "dtype" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        return a.reshape([int(n) for n in str(shape).split(",")]) if shape else a
+    return v
+
+
 def _arr(v):
+    """A 1-D trace array as floats (None as NaN), or a 2-D one as it is."""
+    v = _values(v)
     if v is None:
         return None
     return np.array([np.nan if e is None else e for e in np.asarray(v, dtype=object).ravel()], dtype=float) \
         if np.asarray(v, dtype=object).ndim == 1 else np.asarray(v, dtype=float)
+
+
+def _grid(z):
+    """A heat map's or surface's z as a float array (None as NaN)."""
+    z = _values(z)
+    return np.array([[np.nan if e is None else e for e in row] for row in z], dtype=float) \
+        if isinstance(z, (list, tuple)) else np.asarray(z, dtype=float)
 
 
 def _axes(fig, layout):
@@ -81,7 +101,7 @@ def _markers(ax, tr, x, y, mode):
     base = symbol.replace("-open", "").replace("-thin", "").replace("-dot", "")
     shape = {"x": "x", "cross": "+", "star": "*", "diamond": "D", "square": "s", "triangle-up": "^"}.get(base, "o")
     label = tr.name if (tr.showlegend is not False and tr.name and "lines" not in mode) else None
-    col = mk.color
+    col = _values(mk.color)
     alpha = mk.opacity if mk.opacity is not None else None
     if col is not None and not isinstance(col, str) and np.issubdtype(np.asarray(col).dtype, np.number):
         ax.scatter(x, y, c=np.asarray(col), cmap=_cmap(mk.colorscale), s=size**2 * 0.6, lw=0, label=label)
@@ -118,13 +138,13 @@ def render(fig: go.Figure, width: int | None = None, height: int | None = None):
             continue
         if tr.type == "surface":
             ax = axes[tr.scene or "scene"]
-            x, y, z = _arr(tr.x), _arr(tr.y), np.asarray(tr.z, dtype=float)
+            x, y, z = _arr(tr.x), _arr(tr.y), _grid(tr.z)
             gx, gy = np.meshgrid(x, y)
             ax.plot_surface(gx, gy, z, cmap=_cmap(tr.colorscale), linewidth=0, antialiased=False)
             continue
         ax = axes[(tr.xaxis or "x", tr.yaxis or "y")]
         if tr.type in ("heatmap", "contour"):
-            z = np.asarray(tr.z, dtype=float)
+            z = _grid(tr.z)
             x = _arr(tr.x) if tr.x is not None else np.arange(z.shape[1])
             y = _arr(tr.y) if tr.y is not None else np.arange(z.shape[0])
             kw = dict(cmap=_cmap(tr.colorscale), vmin=tr.zmin, vmax=tr.zmax)
@@ -135,14 +155,14 @@ def render(fig: go.Figure, width: int | None = None, height: int | None = None):
             else:
                 ax.contourf(x, y, z, levels=20, **kw)
         elif tr.type == "bar":
-            x, y = (np.asarray(tr.x) if tr.x is not None else None), np.asarray(tr.y, dtype=float)
-            x = np.arange(len(y)) if x is None else x
-            col = tr.marker.color if tr.marker else None
-            colors = [_color(c, "#0072B2") for c in col] if isinstance(col, (list, tuple)) else _color(col, "#0072B2")
-            if tr.orientation == "h":
-                ax.barh([str(v) for v in np.asarray(tr.y)], np.asarray(tr.x, dtype=float), color=colors)
-            else:
-                ax.bar([str(v) for v in x], y, color=colors)
+            horizontal = tr.orientation == "h"
+            cats, vals = (tr.y, tr.x) if horizontal else (tr.x, tr.y)
+            vals = np.asarray(_values(vals), dtype=float)
+            cats = [str(c) for c in (np.arange(len(vals)) if cats is None else np.asarray(_values(cats)))]
+            col = _values(tr.marker.color) if tr.marker else None
+            colors = ([_color(c, "#0072B2") for c in col] if isinstance(col, (list, tuple, np.ndarray))
+                      else _color(col, "#0072B2"))
+            (ax.barh if horizontal else ax.bar)(cats, vals, color=colors)
         elif tr.type in ("scatter", "scattergl"):
             x, y = _arr(tr.x), _arr(tr.y)
             if x is None or y is None or len(x) == 0:
