@@ -178,7 +178,9 @@ else:
             st.rerun()
         if u2.button("Train on it now", key="yours.train", icon=":material/model_training:"):
             request(dataset=CUSTOM)
-            st.switch_page("pages/train.py")
+            # query_params={}: Streamlit refuses to clear the sidebar's URL parameters (they are bound to its
+            # widgets), and they need no carrying: the widgets keep their values and write them back.
+            st.switch_page("pages/train.py", query_params={})
         fig = _density_figure(key, dist)
         st.plotly_chart(fig, width="stretch", theme=None, key="yours.density")
         z, centre, scale = standardise(data["points"])

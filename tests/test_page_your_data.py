@@ -190,3 +190,19 @@ def test_train_on_it_now_trains_on_your_points():
     model, info = at.session_state["trained"]["yours"]
     assert info["train"]["data_key"] == f"yours:{key}" and model.num_classes == 2
     assert at.sidebar.radio(key="model").value == "session"
+
+
+def test_train_on_it_now_keeps_the_sidebar_settings_in_the_url():
+    """With sidebar settings in the URL (bound to widgets), the jump to the Train page keeps them instead of
+    failing to clear them, and the URL then names your data."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(t="0.5", schedule="linear")
+    at.run()
+    at.switch_page("pages/your_data.py").run()
+    at.slider(key="yours.preset_n").set_value(30)
+    at.button(key="yours.load_preset").click().run()
+    at.button(key="yours.train").click().run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["5 · Train a model"]
+    assert at.query_params["t"] == "0.5" and at.query_params["schedule"] == "linear"
+    assert at.query_params["dataset"] == "yours"
