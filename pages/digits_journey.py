@@ -12,18 +12,22 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from diffusion.models import reschedule  # noqa: E402
-from diffusion.samplers import guided, prior_sample, sample  # noqa: E402
+from functools import partial  # noqa: E402
+
+from diffusion.samplers import Trajectory, guided, sample  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
+from ui import digit_presets as pre  # noqa: E402
 from ui import digits_journey as dj  # noqa: E402
+from ui.digit_rows import bound, run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
 from ui.threads import one_thread  # noqa: E402
+from ui.workers import offload  # noqa: E402
 
-N_PCA_FIT = 2000  # real test digits the PCA is fitted on and drawn as the cloud
-N_PER_DIGIT = 10  # trajectories per digit in the PCA movie (100 in all)
-PCA_STEPS = 20  # DDIM steps of those trajectories
+N_PCA_FIT = pre.PCA_FIT  # real test digits the PCA is fitted on and drawn as the cloud
+N_PER_DIGIT = pre.PCA_N_PER_DIGIT  # trajectories per digit in the PCA movie (100 in all)
+PCA_STEPS = pre.PCA_STEPS  # DDIM steps of those trajectories
 
 st.title("10 · A digit's journey")
 st.markdown(
@@ -38,7 +42,8 @@ the guess commits to one shape, and the noisy image follows it.
 st.latex(r"x_t = \alpha_t\,x_0 + \sigma_t\,\varepsilon, \qquad \hat x_0 = \hat x_0(x_t, t, \text{digit}), \qquad "
          r"\lambda_t = \log\frac{\alpha_t^2}{\sigma_t^2}")
 
-model, config, _ = digit_model()  # says what is wrong (missing, corrupt, wrong kind) and stops the page
+model, config, config_id = digit_model()  # says what is wrong (missing, corrupt, wrong kind) and stops the page
+warn_if_unusable()
 train = config.get("train", {})
 MODEL_KEY = f"mnist:{train.get('steps_done')}:{train.get('seconds')}"
 st.caption(f"Digit model: {config.get('parameterization', '?')}-prediction U-Net trained for "
@@ -60,22 +65,48 @@ except MnistError as e:
     st.stop()
 
 
-def _denoiser(_model, spec, label, w):
-    return guided(reschedule(_model, make_schedule(spec)), label, w)
+@st.cache_resource(show_spinner=False)
+def _power(n):
+    """E[x0^2] per pixel of the first n test digits (pixels in [-1, 1])."""
+    return float((TEST_X[:n].double() ** 2).mean())
+
+
+def _stored(kind, **args):
+    return stored(model, config_id, SPEC, kind, **args)
 
 
 # --- 1. film strip -----------------------------------------------------------------------------------
 
-@st.cache_resource(show_spinner="Sampling one digit...", max_entries=32)
-def _film(model_key, spec, sampler, steps, digit, w, seed, _model):
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _film_live(model_key, spec, sampler, steps, digit, w, seed, device, _model):
+    """(Trajectory, seconds), sampled in a worker process."""
+    t0 = time.perf_counter()
+    traj = offload(dj.film_trajectory, _model, make_schedule(spec), sampler, steps, digit, w, seed, on=device)
+    return traj, time.perf_counter() - t0
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _film_figures(model_key, spec, sampler, steps, digit, w, seed, _traj):
     sched = make_schedule(spec)
     with one_thread():
-        g = torch.Generator().manual_seed(int(seed))
-        x = prior_sample(sched, (1, 1, 28, 28), generator=g)
-        t0 = time.perf_counter()
-        traj = sample(_denoiser(_model, spec, digit, w), x, sched, sampler, steps, generator=g, return_trajectory=True)
-        seconds = time.perf_counter() - t0
-        return traj, dj.film_strip(traj, sched), dj.journey_animation(traj, sched), seconds
+        return dj.film_strip(_traj, sched), dj.journey_animation(_traj, sched)
+
+
+def _film(sampler, steps, digit, w, seed, place):
+    """(Trajectory, strip, movie, seconds or None when read from the presets), or None when stopped."""
+    hit = _stored("film", digit=digit, w=float(w), sampler=sampler, steps=steps, seed=seed)
+    if hit is not None:
+        traj, seconds = Trajectory(torch.as_tensor(hit["ts"], dtype=torch.float64), torch.as_tensor(hit["xs"]),
+                                   torch.as_tensor(hit["x0_hats"])), None
+    else:
+        call = (MODEL_KEY, SPEC, sampler, steps, digit, w, seed, v.device)
+        done, stopped = run_jobs([(repr(call), "one digit with all its steps", partial(_film_live, *call, model))],
+                                 "journey.film.run", "samples", place)
+        if stopped:
+            return None
+        traj, seconds = done[repr(call)]
+    strip, movie = _film_figures(MODEL_KEY, SPEC, sampler, steps, digit, w, seed, traj)
+    return traj, strip, movie, seconds
 
 
 st.header("1 · The film strip of one sample")
@@ -90,18 +121,21 @@ st.markdown(
 @st.fragment
 def _film_section():
     c = st.columns([1, 1, 2])
-    choice = c[0].selectbox("Digit to draw", ["any"] + [str(d) for d in range(10)], index=4, key="journey.digit",
-                            help="'any': the unconditional model (no prompt, so no guidance).")
-    seed = int(c[1].number_input("Noise seed", 0, 9999, 0, 1, key="journey.seed"))
+    choice = bound(c[0].selectbox, "Digit to draw", ["any"] + [str(d) for d in range(10)], index=4,
+                   key="journey.digit", help="'any': the unconditional model (no prompt, so no guidance).")
+    seed = int(bound(c[1].number_input, "Noise seed", 0, 9999, 0, 1, key="journey.seed"))
     digit = None if choice == "any" else int(choice)
     w = v.guidance if digit is not None else 0.0
     try:
-        traj, strip, movie, seconds = _film(MODEL_KEY, SPEC, v.sampler, v.steps, digit, w, seed, model)
+        got = _film(v.sampler, v.steps, digit, w, seed, c[2])
     except ValueError as e:
         st.error(f"Sampling failed: {e}")
         return
-    c[2].caption(f"{SAMPLER_NAMES[v.sampler]}, {v.steps} steps, w = {w:g}: sampled in {seconds:.2f} s "
-                 "(cached afterwards).")
+    if got is None:
+        return
+    traj, strip, movie, seconds = got
+    when = "computed ahead of time" if seconds is None else f"sampled in {seconds:.2f} s (kept for everyone afterwards)"
+    c[2].caption(f"{SAMPLER_NAMES[v.sampler]}, {v.steps} steps, w = {w:g}: {when}.")
     st.plotly_chart(strip, width="stretch", theme=None, key="journey.strip")
     downloads(strip, f"film-strip-{choice}-{v.sampler}", key="journey.dl.strip")
     st.subheader("Every step, as a movie")
@@ -128,27 +162,53 @@ st.latex(r"\mathrm{MSE} = \tfrac{1}{784}\,\lVert \hat x - x_0\rVert^2, \qquad "
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
-def _journey(model_key, spec, t, sampler, steps, index, label, w, _model):
-    with one_thread():
-        x0 = TEST_X[index:index + 1]
-        return dj.journey_from(_denoiser(_model, spec, label, w), x0, make_schedule(spec), t, sampler, steps)
+def _journey_live(model_key, spec, t, sampler, steps, index, label, w, device, _model):
+    x0 = TEST_X[index:index + 1]
+    return offload(dj.noise_and_back, _model, make_schedule(spec), x0, t, sampler, steps, label, w, on=device)
 
 
-@st.cache_resource(show_spinner="Noising and denoising at 13 log-SNR values (once per digit and sampler)...",
-                   max_entries=32)
-def _sweep(model_key, spec, sampler, steps, index, label, w, _model):
-    sched = make_schedule(spec)
-    with one_thread():
+@st.cache_resource(show_spinner=False, max_entries=1024)
+def _survival_live(model_key, spec, t, sampler, steps, index, label, w, device, _model):
+    x0 = TEST_X[index:index + 1]
+    return offload(dj.survival_at, _model, make_schedule(spec), x0, t, sampler, steps, label, w, on=device)
+
+
+def _journey(t, sampler, steps, index, label, w, place):
+    """(journey_from's dict at t, survival sweep dict) from the presets or live with progress; None if stopped."""
+    sched = make_schedule(SPEC)
+    r = _stored("back", index=index, label=label, w=float(w), t=t, sampler=sampler, steps=steps)
+    sweep = _stored("survival", index=index, label=label, w=float(w), sampler=sampler, steps=steps)
+    jobs = []
+    if r is None:
+        call = (MODEL_KEY, SPEC, t, sampler, steps, index, label, w, v.device)
+        jobs.append((repr(call), f"the digit from t = {t:.2f}", partial(_journey_live, *call, model)))
+    if sweep is None:
+        for ts in dj.survival_ts(sched):
+            call = (MODEL_KEY, SPEC, float(ts), sampler, steps, index, label, w, v.device)
+            jobs.append((repr(call), f"the digit from λ = {dj.fmt_lam(sched.logsnr(float(ts)))}",
+                         partial(_survival_live, *call, model)))
+    done, stopped = run_jobs(jobs, "journey.back.run", "runs", place)
+    if stopped:
+        return None
+    if r is None:
+        r = done[jobs[0][0]]
+        jobs = jobs[1:]
+    else:
         x0 = TEST_X[index:index + 1]
-        return dj.survival_sweep(_denoiser(_model, spec, label, w), x0, sched, sampler, steps, dj.survival_ts(sched))
+        r = {k: torch.as_tensor(r[k]) for k in ("x_t", "x0_hat", "back")}
+        for k in ("x0_hat", "back"):
+            r[f"mse_{k}"] = dj.mse(r[k], x0)
+            r[f"psnr_{k}"] = dj.psnr(r[f"mse_{k}"])
+    if sweep is None:
+        sweep = dj.survival_from_rows([done[name] for name, _, _ in jobs])
+    return r, {k: np.asarray(sweep[k], dtype=float) for k in ("t", "logsnr", "mse_x0_hat", "mse_back", "mse_noisy")}
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
-def _back_figures(model_key, spec, t, sampler, steps, index, label, w, _model):
+def _back_figures(model_key, spec, t, sampler, steps, index, label, w, _r, _sweep):
     """The four pictures (original, x_t, one-step x0_hat, denoised back) and the survival chart at this t."""
     sched = make_schedule(spec)
-    r = _journey(model_key, spec, t, sampler, steps, index, label, w, _model)
-    sweep = _sweep(model_key, spec, sampler, steps, index, label, w, _model)
+    r, sweep = _r, _sweep
     n_steps = len(dj.sub_grid(sched, t, steps)) - 1
     images = np.stack([[TEST_X[index, 0].numpy(), dj.normalised(r["x_t"][0, 0], sched, t).numpy(),
                         r["x0_hat"][0, 0].numpy(), r["back"][0, 0].numpy()]])
@@ -161,24 +221,27 @@ def _back_figures(model_key, spec, t, sampler, steps, index, label, w, _model):
 @st.fragment
 def _noise_section():
     c = st.columns([2, 1])
-    index = int(c[0].slider("Test digit (index in the 10,000 MNIST test images)", 0, len(TEST_X) - 1, 0,
-                            key="journey.index"))
-    use_label = c[1].checkbox("Tell the model which digit it is", False, key="journey.label",
+    index = int(bound(c[0].slider, "Test digit (index in the 10,000 MNIST test images)", 0, len(TEST_X) - 1, 0,
+                      key="journey.index"))
+    use_label = bound(c[1].checkbox, "Tell the model which digit it is", False, key="journey.label",
                               help="Off: the unconditional model must recognise the digit from what survives. "
                                    "On: it is prompted with the true label (and the sidebar's guidance w).")
     true = int(TEST_Y[index])
     label = true if use_label else None
     w = v.guidance if use_label else 0.0
     t = float(v.schedule.clamp(v.t))
+    t = round(t, 6)
     try:
-        r = _journey(MODEL_KEY, SPEC, round(t, 6), v.sampler, v.steps, index, label, w, model)
-        sweep = _sweep(MODEL_KEY, SPEC, v.sampler, v.steps, index, label, w, model)
+        got = _journey(t, v.sampler, v.steps, index, label, w, st.container())
     except ValueError as e:
         st.error(f"Denoising failed: {e}")
         return
+    if got is None:
+        return
+    r, sweep = got
     alpha, sigma = (float(a) for a in v.schedule.alpha_sigma(t))
     x0 = TEST_X[index]
-    fig, surv = _back_figures(MODEL_KEY, SPEC, round(t, 6), v.sampler, v.steps, index, label, w, model)
+    fig, surv = _back_figures(MODEL_KEY, SPEC, t, v.sampler, v.steps, index, label, w, r, sweep)
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(fig, width="stretch", theme=None, key="journey.back")
@@ -189,8 +252,13 @@ def _noise_section():
         m = st.columns(2)
         m[0].metric("Denoised back: MSE", f"{r['mse_back']:.4f}")
         m[1].metric("Denoised back: PSNR", f"{r['psnr_back']:.1f} dB")
-        st.caption(f"α = {alpha:.3f}, σ = {sigma:.3g}: the noisy image is {100 * alpha**2 / (alpha**2 + sigma**2):.1f}% "
-                   "signal by power. MSE 0 is a perfect copy; for scale, a blank page against this digit scores "
+        power = _power(len(TEST_X))
+        st.caption(f"α = {alpha:.3f}, σ = {sigma:.3g}: SNR = α²/σ² = {alpha**2 / sigma**2:.3g}, the ratio of the "
+                   "scale factors of the image and of the noise. The powers themselves also depend on the image: "
+                   f"MNIST pixels in [−1, 1] have E[x₀²] = {power:.3f} (most of it the paper, −1), so the image "
+                   f"carries α² E[x₀²] = {alpha**2 * power:.3g} against the noise's σ² = {sigma**2:.3g}, "
+                   f"{100 * alpha**2 * power / (alpha**2 * power + sigma**2):.1f}% of the noisy image's power. "
+                   "MSE 0 is a perfect copy; for scale, a blank page against this digit scores "
                    f"{dj.mse(torch.full_like(x0, -1.0), x0):.2f}.")
     downloads(fig, f"noise-and-back-{index}-t{t:.2f}", key="journey.dl.back")
     st.plotly_chart(surv, width="stretch", theme=None, key="journey.survival")
@@ -219,49 +287,66 @@ st.latex(r"z = W^\top\,(x - \bar x_{\text{data}}), \qquad W \in \mathbb{R}^{784\
          r"principal directions)}")
 
 
-@st.cache_resource(show_spinner="Fitting the PCA on 2,000 test digits...")
+@st.cache_resource(show_spinner=False)
 def _pca(n):
     with one_thread():
         pca = dj.fit_pca(TEST_X[:n])
         return pca, dj.project(pca, TEST_X[:n]), TEST_Y[:n].numpy()
 
 
-@st.cache_resource(show_spinner=f"Sampling {N_PER_DIGIT * 10} digits with all their steps (once per schedule "
-                   "and w)...", max_entries=8)
-def _many(model_key, spec, w, seed, _model):
+@st.cache_resource(show_spinner=False, max_entries=128)
+def _digit_paths(model_key, spec, w, digit, seed, device, _model):
+    """(paths of x_t [S+1, N_PER_DIGIT, 2], of x0_hat, ts, seconds) of one digit's samples, sampled in a worker."""
     sched = make_schedule(spec)
-    labels = torch.arange(10).repeat_interleave(N_PER_DIGIT)
+    t0 = time.perf_counter()
+    traj = offload(dj.digit_trajectories, _model, sched, w, digit, N_PER_DIGIT, PCA_STEPS, seed, on=device)
+    seconds = time.perf_counter() - t0
+    pca, _, _ = _pca(N_PCA_FIT)
     with one_thread():
-        g = torch.Generator().manual_seed(seed)
-        x = prior_sample(sched, (len(labels), 1, 28, 28), generator=g)
-        t0 = time.perf_counter()
-        traj = sample(_denoiser(_model, spec, labels, w), x, sched, "ddim", PCA_STEPS, generator=g,
-                      return_trajectory=True)
-        return traj, labels.numpy(), time.perf_counter() - t0
+        return (dj.project_trajectory(pca, traj, sched, "x_t"), dj.project_trajectory(pca, traj, sched, "x0_hat"),
+                traj.ts.numpy(), seconds)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _pca_movie(model_key, spec, w, what, _model):
-    sched = make_schedule(spec)
-    pca, cloud, cloud_y = _pca(N_PCA_FIT)
-    traj, labels, _ = _many(model_key, spec, w, 0, _model)
-    paths = dj.project_trajectory(pca, traj, sched, what)
-    return dj.pca_journey(cloud, cloud_y, paths, labels, traj.ts, sched, what=what), paths
+def _pca_figure(model_key, spec, w, what, _cloud, _paths, _labels, _ts):
+    return dj.pca_journey(_cloud, TEST_Y[:N_PCA_FIT].numpy(), _paths, _labels, _ts, make_schedule(spec), what=what)
+
+
+def _pca_movie(w, what, place):
+    """(figure, seconds or None when read from the presets), or None when stopped."""
+    hit = _stored("pca", w=float(w), per_digit=N_PER_DIGIT, steps=PCA_STEPS, seed=0, fit=N_PCA_FIT)
+    if hit is not None:
+        cloud, paths, labels, ts, seconds = hit["cloud"], hit[what], hit["labels"].astype(int), hit["ts"], None
+    else:
+        calls = [(MODEL_KEY, SPEC, w, d, 0, v.device) for d in range(10)]
+        done, stopped = run_jobs([(repr(c), f"{N_PER_DIGIT} journeys of digit {c[3]}", partial(_digit_paths, *c, model))
+                                  for c in calls], "journey.pca.run", "digits", place)
+        if stopped:
+            return None
+        parts = [done[repr(c)] for c in calls]
+        cloud = _pca(N_PCA_FIT)[1]
+        paths = np.concatenate([p[0 if what == "x_t" else 1] for p in parts], 1)
+        labels, ts = np.repeat(np.arange(10), N_PER_DIGIT), parts[0][2]
+        seconds = sum(p[3] for p in parts)
+    return _pca_figure(MODEL_KEY, SPEC, w, what, cloud, paths, labels, ts), seconds
 
 
 @st.fragment
 def _pca_section():
-    what = st.radio("What each particle shows", ["x_t", "x0_hat"], horizontal=True, key="journey.pca_what",
-                    format_func={"x_t": "the noisy image x_t / √(α² + σ²)", "x0_hat": "the model's guess x̂₀"}.get)
+    what = bound(st.radio, "What each particle shows", ["x_t", "x0_hat"], horizontal=True, key="journey.pca_what",
+                 format_func={"x_t": "the noisy image x_t / √(α² + σ²)", "x0_hat": "the model's guess x̂₀"}.get)
     try:
-        fig, paths = _pca_movie(MODEL_KEY, SPEC, v.guidance, what, model)
+        got = _pca_movie(v.guidance, what, st.container())
     except ValueError as e:
         st.error(f"Sampling failed: {e}")
         return
-    _, _, seconds = _many(MODEL_KEY, SPEC, v.guidance, 0, model)
+    if got is None:
+        return
+    fig, seconds = got
     st.plotly_chart(fig, width="stretch", theme=None, key="journey.pca")
+    when = "computed ahead of time" if seconds is None else f"sampled in {seconds:.1f} s, then kept"
     st.caption(
-        f"{N_PER_DIGIT * 10} samples, DDIM with {PCA_STEPS} steps (sampled in {seconds:.1f} s, then cached). Press Play: "
+        f"{N_PER_DIGIT * 10} samples, DDIM with {PCA_STEPS} steps ({when}). Press Play: "
         "every frame is in your browser. The movie opens on the finished samples; drag it back to step 0.")
     downloads(fig, f"pca-journeys-{what}", key="journey.dl.pca", gif=True)
     st.markdown(

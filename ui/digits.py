@@ -252,31 +252,47 @@ def label_scores(model, schedule, x0, n_draws: int = 24, seed: int = 0, device: 
     snr = (lvl.alpha / lvl.sigma).float() ** 2
     err_eps = err * snr
     mid = int(torch.argmin((lvl.logsnr - show_logsnr).abs()))
-    x0_err, eps_err = err.mean(1), err_eps.mean(1)
-    return {"t": t.numpy(), "x0": err.numpy(), "eps": err_eps.numpy(), "x0_err": x0_err.numpy(),
-            "eps_err": eps_err.numpy(), "guess_x0": int(x0_err.argmin()), "guess_eps": int(eps_err.argmin()),
-            "mid": x0_hat[:, mid, 0].numpy(), "mid_t": float(t[mid])}
+    return scores_from(t.numpy(), err.numpy(), err_eps.numpy(), x0_hat[:, mid, 0].numpy(), float(t[mid]))
+
+
+def scores_from(t, x0, eps, mid, mid_t: float) -> dict:
+    """label_scores' dict from its per-draw errors x0, eps [10, n], the guesses `mid` and their time `mid_t`."""
+    x0, eps = np.asarray(x0, dtype=np.float32), np.asarray(eps, dtype=np.float32)
+    x0_err, eps_err = x0.mean(1), eps.mean(1)
+    return {"t": np.asarray(t), "x0": x0, "eps": eps, "x0_err": x0_err, "eps_err": eps_err,
+            "guess_x0": int(x0_err.argmin()), "guess_eps": int(eps_err.argmin()), "mid": np.asarray(mid),
+            "mid_t": float(mid_t)}
+
+
+STUB = 0.02  # the height of the best label's bar, as a share of the tallest bar: 0 would draw nothing
 
 
 def scores_figure(errors, true_label: int | None, unit: str) -> go.Figure:
-    """Bar chart of each label's mean denoising error above the best label's; the true label highlighted."""
+    """Bar chart of each label's mean denoising error above the best label's. The best label's bar (0 above
+    itself) is drawn as a stub of STUB x the tallest bar so it can be seen; the true label is orange with a
+    black outline; each bar is labelled with its value and with 'true' / 'best'."""
     errors = np.asarray(errors, dtype=float)
     extra = errors - errors.min()
     guess = int(errors.argmin())
+    top = float(extra.max()) if extra.max() > 0 else 1.0
+    shown = np.maximum(extra, STUB * top)
     colors = [PALETTE[1] if c == true_label else "#9a9a9a" for c in range(NUM_DIGITS)]
-    tags = [", ".join(w for w, on in (("true", c == true_label), ("guess", c == guess)) if on)
+    outline = [2.5 if c == true_label else 0 for c in range(NUM_DIGITS)]
+    tags = [", ".join(w for w, on in (("true", c == true_label), ("best", c == guess)) if on)
             for c in range(NUM_DIGITS)]
-    fig = go.Figure(go.Bar(x=[str(c) for c in range(NUM_DIGITS)], y=extra, marker_color=colors,
-                           customdata=errors, text=tags, textposition="outside", textfont=dict(size=16),
-                           constraintext="none", cliponaxis=False,
-                           hovertemplate="label %{x}<br>mean error %{customdata:.4g}<br>above the best %{y:.3g}"
-                                         "<extra></extra>"))
-    truth = "" if true_label is None else f"; orange: the true label {true_label}"
-    fig.update_layout(title=f"Which label explains the image best? Guess: {guess}{truth}", font=FONT, height=420,
-                      margin=dict(l=70, r=20, t=70, b=60), plot_bgcolor="white", showlegend=False,
+    text = [f"{tag}<br>+{e:.2g}" if tag else f"+{e:.2g}" for tag, e in zip(tags, extra)]
+    fig = go.Figure(go.Bar(x=[str(c) for c in range(NUM_DIGITS)], y=shown, marker_color=colors,
+                           marker_line=dict(color="black", width=outline), customdata=np.stack([errors, extra], 1),
+                           text=text, textposition="outside", textfont=dict(size=14), constraintext="none",
+                           cliponaxis=False,
+                           hovertemplate="label %{x}<br>mean error %{customdata[0]:.4g}<br>above the best "
+                                         "%{customdata[1]:.3g}<extra></extra>"))
+    truth = "" if true_label is None else f" (true label: {true_label})"
+    fig.update_layout(title=f"Best explained by label {guess}{truth}", font=FONT, height=440,
+                      margin=dict(l=80, r=20, t=60, b=60), plot_bgcolor="white", showlegend=False,
                       xaxis=dict(title="label c (the prompt)", type="category"),
-                      yaxis=dict(title=f"extra {unit} error vs the best label", gridcolor="#e5e5e5",
-                                 rangemode="tozero"))
+                      yaxis=dict(title=f"extra {unit} error per pixel", gridcolor="#e5e5e5",
+                                 range=[0, 1.3 * top]))
     return fig
 
 

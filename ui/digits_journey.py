@@ -5,6 +5,8 @@
   sampler from t (not from t_max) back to 0, and measure how much of the original survives at each log-SNR.
 * `fit_pca` / `project_trajectory` / `pca_journey`: many reverse trajectories projected onto the first two
   principal components of real digits, animated from the noise blob to the digit clusters.
+* `film_trajectory` / `noise_and_back` / `survival` / `many_trajectories`: the page's sampling runs, as
+  module-level functions of (model, schedule, ...) so that they can run in a worker process.
 * `logsnr_digit_grid` / `logsnr_grid_figure`: the same digit and the same noise at a row of log-SNR
   values for every schedule (page 4): equal lambda gives the same picture once divided by sqrt(alpha^2 + sigma^2).
 
@@ -18,16 +20,18 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from diffusion.samplers import GRIDS, SAMPLERS, check_sampler, check_steps
+from diffusion.models import reschedule
+from diffusion.samplers import GRIDS, SAMPLERS, Trajectory, check_sampler, check_steps, guided, prior_sample, sample
 
 from .figures import FONT, PALETTE, add_player
 from .forward import place_player, with_frames
 
 INK_SCALE = [[0.0, "#ffffff"], [1.0, "#000000"]]  # -1 (background) white, +1 (ink) black: readable when projected
-# Okabe-Ito's eight, then two more distinct colours for the ten digits.
-DIGIT_COLORS = PALETTE[:6] + ["#999999", "#000000", "#882255", "#44AA99"]
+# Plotly's D3 palette (the "category10" of d3.js): ten qualitative colours made to be told apart.
+DIGIT_COLORS = list(qualitative.D3)
 FORWARD_LAMBDAS = (8.0, 4.0, 2.0, 0.0, -2.0, -4.0, -8.0)  # the digit view's columns on page 4
 
 
@@ -235,16 +239,22 @@ def survival_ts(schedule, lambdas=SURVIVAL_LAMBDAS) -> np.ndarray:
     return np.unique(ts)
 
 
+def survival_row(denoise, x0, schedule, t: float, sampler: str, steps: int, seed: int = 0) -> tuple:
+    """(t, logsnr, mse of the one-step x0_hat, of the image denoised back, of the noisy image x_t / alpha_t)."""
+    r = journey_from(denoise, x0, schedule, float(t), sampler, steps, seed)
+    a = float(schedule.alpha_sigma(float(t))[0])
+    return float(t), float(schedule.logsnr(float(t))), r["mse_x0_hat"], r["mse_back"], mse(r["x_t"] / a, x0)
+
+
+def survival_from_rows(rows) -> dict:
+    arr = np.array(rows, dtype=float).reshape(-1, 5)
+    return {"t": arr[:, 0], "logsnr": arr[:, 1], "mse_x0_hat": arr[:, 2], "mse_back": arr[:, 3], "mse_noisy": arr[:, 4]}
+
+
 def survival_sweep(denoise, x0, schedule, sampler: str, steps: int, ts, seed: int = 0) -> dict:
     """journey_from at every t of `ts` (same eps): arrays 't', 'logsnr', 'mse_x0_hat', 'mse_back', 'mse_noisy'
     (the noisy image x_t / alpha_t itself, for scale)."""
-    rows = []
-    for t in ts:
-        r = journey_from(denoise, x0, schedule, float(t), sampler, steps, seed)
-        a = float(schedule.alpha_sigma(float(t))[0])
-        rows.append((float(t), float(schedule.logsnr(float(t))), r["mse_x0_hat"], r["mse_back"], mse(r["x_t"] / a, x0)))
-    arr = np.array(rows)
-    return {"t": arr[:, 0], "logsnr": arr[:, 1], "mse_x0_hat": arr[:, 2], "mse_back": arr[:, 3], "mse_noisy": arr[:, 4]}
+    return survival_from_rows([survival_row(denoise, x0, schedule, t, sampler, steps, seed) for t in ts])
 
 
 def survival_figure(sweep: dict, schedule, t_now: float, now: dict, schedule_name: str = "") -> go.Figure:
@@ -370,6 +380,66 @@ def pca_journey(cloud_xy, cloud_labels, paths, path_labels, ts, schedule, active
     add_player(fig, names, active=active, prefix="step ", ms_per_frame=200)
     place_player(fig)
     return with_frames(fig, frames)
+
+
+# --- the page's sampling runs (module level: ui.workers.offload sends them to a worker process) ---------
+
+def _denoiser(model, schedule, label, w):
+    return guided(reschedule(model, schedule), label, w)
+
+
+@torch.no_grad()
+def film_trajectory(model, schedule, sampler: str, steps: int, digit, w: float, seed: int):
+    """One sample's whole run from x_T (seeded by `seed`) under `schedule`: a Trajectory with x_t and x0_hat at
+    every step. digit None: the unconditional model."""
+    g = torch.Generator().manual_seed(int(seed))
+    x = prior_sample(schedule, (1, 1, 28, 28), generator=g)
+    return sample(_denoiser(model, schedule, digit, w), x, schedule, sampler, steps, generator=g,
+                  return_trajectory=True)
+
+
+def noise_and_back(model, schedule, x0, t: float, sampler: str, steps: int, label, w: float) -> dict:
+    """journey_from for the model prompted with `label` (None: unconditional) and guidance w."""
+    with torch.no_grad():
+        return journey_from(_denoiser(model, schedule, label, w), x0, schedule, t, sampler, steps)
+
+
+def survival_at(model, schedule, x0, t: float, sampler: str, steps: int, label, w: float) -> tuple:
+    """survival_row of x0 at time t for the model prompted with `label` and guidance w."""
+    with torch.no_grad():
+        return survival_row(_denoiser(model, schedule, label, w), x0, schedule, t, sampler, steps)
+
+
+def survival(model, schedule, x0, sampler: str, steps: int, label, w: float) -> dict:
+    """survival_sweep of x0 at the log-SNR values SURVIVAL_LAMBDAS."""
+    with torch.no_grad():
+        return survival_sweep(_denoiser(model, schedule, label, w), x0, schedule, sampler, steps,
+                              survival_ts(schedule))
+
+
+@torch.no_grad()
+def digit_trajectories(model, schedule, w: float, digit: int, per_digit: int, steps: int, seed: int = 0):
+    """The part of many_trajectories that samples `digit`: the same starting noises, so the same samples."""
+    g = torch.Generator().manual_seed(int(seed))
+    x = prior_sample(schedule, (10 * per_digit, 1, 28, 28), generator=g)[digit * per_digit:(digit + 1) * per_digit]
+    return sample(_denoiser(model, schedule, int(digit), w), x, schedule, "ddim", steps, generator=g,
+                  return_trajectory=True)
+
+
+def join_trajectories(parts) -> Trajectory:
+    """One Trajectory of the samples of `parts` (runs on the same time grid), in order."""
+    return Trajectory(parts[0].ts, torch.cat([p.xs for p in parts], 1), torch.cat([p.x0_hats for p in parts], 1))
+
+
+@torch.no_grad()
+def many_trajectories(model, schedule, w: float, per_digit: int, steps: int, seed: int = 0):
+    """(Trajectory of per_digit samples of each digit 0..9 with DDIM, labels [10 per_digit])."""
+    labels = torch.arange(10).repeat_interleave(per_digit)
+    g = torch.Generator().manual_seed(int(seed))
+    x = prior_sample(schedule, (len(labels), 1, 28, 28), generator=g)
+    traj = sample(_denoiser(model, schedule, labels, w), x, schedule, "ddim", steps, generator=g,
+                  return_trajectory=True)
+    return traj, labels.numpy()
 
 
 # --- page 4: the same digit at equal log-SNR under every schedule ----------------------------------
