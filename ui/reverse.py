@@ -4,7 +4,8 @@
 trajectories (exact beside learned, same starting noise) into an in-browser movie over the exact p_t;
 `ode_sde_figure` puts a deterministic and a stochastic run from the same start side by side;
 `x0_hat_figure` follows the predicted clean point along a path; `EDReference` scores samples against
-the exact truth as an energy-distance ratio (1 = as close as a fresh true sample).
+the exact truth as an energy-distance ratio (1 = as close as a fresh true sample) and measures how
+much a perfect sampler's ratio scatters.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from diffusion.metrics import energy_distance_floor
+from diffusion.metrics import mean_distance
 from diffusion.samplers import Trajectory, guided, prior_sample, sample
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, density_grid
@@ -225,19 +226,27 @@ def _mean_dist(x: torch.Tensor, y: torch.Tensor) -> float:
 class EDReference:
     """Exact reference samples of `dist` (or of its conditional on `label`) and the energy-distance floor.
 
-    ratio(x) = mean over references of energy_distance(x, ref) / floor, where the floor is the mean energy
-    distance between pairs of independent true samples of the same size (diffusion.metrics), so 1 means
-    'as close to the truth as a fresh true sample'. Each reference's self-distance term is computed once
-    (the same float64 cdist means, combined in the same order as diffusion.metrics.energy_distance).
-    Even a perfect sampler's ratio scatters around 1 (roughly 0.4 to 2 at n = 2000): `control()` is the
-    ratio of a fresh exact sample, to show that spread beside the sampler's.
+    ratio(x) = mean over references of energy_distance(x, ref) / floor, where the floor is the expected energy
+    distance between two independent true samples of size n, so 1 means 'as close to the truth as a fresh
+    true sample'. For the V-statistic that expectation is exactly 2 E|Y - Y'| / n, and E|Y - Y'| is the mean
+    over all pairs of `pairs` x n pooled true points (diffusion.metrics.mean_distance): far steadier than
+    averaging the energy distance of a few pairs of samples (one pair's has a relative standard deviation
+    of 0.7-0.8 on moons and 8gaussians, so a mean of 8 pairs still moves by about 25%).
+    Each reference's self-distance term is computed once (the same float64 cdist means, combined in the same
+    order as diffusion.metrics.energy_distance).
+
+    Even a perfect sampler's ratio scatters around 1: `controls(k)` are the ratios of k fresh exact samples,
+    to show that spread beside the sampler's. Far from the truth the ratio grows in proportion to n: for two
+    different distributions E[ED] = D + (E|X-X'| + E|Y-Y'|) / n, so the ratio is n D / (2 E|Y-Y'|) plus a
+    term of order 1, where D is the distributions' own energy distance.
     """
 
-    def __init__(self, dist, n: int, label=None, seed: int = 12345, refs: int = 4, pairs: int = 8):
+    def __init__(self, dist, n: int, label=None, seed: int = 12345, refs: int = 4, pairs: int = 4):
         g = torch.Generator().manual_seed(seed)
         self.dist, self.label, self.n, self.seed = dist, label, n, seed
         with one_thread():
-            self.floor = energy_distance_floor(lambda k: dist.sample(k, label=label, generator=g)[0], n, pairs=pairs)
+            pool = dist.sample(pairs * n, label=label, generator=g)[0]
+            self.floor = 2 * mean_distance(pool) / n
             self.refs = [dist.sample(n, label=label, generator=g)[0].double() for _ in range(refs)]
             self.ref_self = [_mean_dist(r, r) for r in self.refs]
 
@@ -254,8 +263,19 @@ class EDReference:
 
     def control(self, seed: int = 777) -> float:
         """The ratio of an independent exact sample of the same size (what a perfect sampler could score)."""
+        return self.controls(1, seed)[0]
+
+    def controls(self, k: int = 12, seed: int = 777) -> list[float]:
+        """The ratios of k independent exact samples of the same size: how far a perfect sampler's ratio
+        scatters from draw to draw at this n (the first is `control()`)."""
         g = torch.Generator().manual_seed(self.seed + seed)
-        return self.ratio(self.dist.sample(self.n, label=self.label, generator=g)[0])
+        return [self.ratio(self.dist.sample(self.n, label=self.label, generator=g)[0]) for _ in range(k)]
+
+
+def reference_with_controls(dist, n: int, label=None, k: int = 12) -> tuple[EDReference, list[float]]:
+    """An EDReference and the ratios of k fresh exact samples against it (one call, for a worker process)."""
+    ref = EDReference(dist, n, label)
+    return ref, ref.controls(k)
 
 
 def ed_vs_steps(model, dist, schedule, sampler: str, steps_list, reference: EDReference, seed: int = 0,
@@ -268,9 +288,16 @@ def ed_vs_steps(model, dist, schedule, sampler: str, steps_list, reference: EDRe
     return out
 
 
-def ed_steps_figure(steps_list, curves: dict) -> go.Figure:
-    """ED ratio against the number of steps, one line per model ({name: ratios}), with the ideal level 1."""
+def ed_steps_figure(steps_list, curves: dict, band=None) -> go.Figure:
+    """ED ratio against the number of steps, one line per model ({name: ratios}), with the ideal level 1 and,
+    given `band` (the ratios of fresh exact samples), the range they span: a perfect sampler's own scatter."""
     fig = go.Figure()
+    if band is not None and len(band):
+        lo, hi = float(min(band)), float(max(band))
+        fig.add_trace(go.Scatter(x=[steps_list[0], steps_list[-1], steps_list[-1], steps_list[0], steps_list[0]],
+                                 y=[lo, lo, hi, hi, lo], fill="toself", mode="lines", line=dict(width=0),
+                                 fillcolor="rgba(0, 158, 115, 0.18)", hoverinfo="skip",
+                                 name=f"range of {len(band)} fresh exact samples ({lo:.2f} to {hi:.2f})"))
     for j, (name, ratios) in enumerate(curves.items()):
         fig.add_trace(go.Scatter(x=list(steps_list), y=list(ratios), mode="lines+markers", name=name,
                                  line=dict(color=PALETTE[[0, 5, 2][j % 3]], width=3), marker=dict(size=10),
