@@ -36,6 +36,12 @@ def test_exact_beside_learned_then_the_controls_change_what_is_shown(page):
     assert len(anim["frames"]) == 9  # 8 steps: 9 states, all of them frames
     m = _metrics(at)
     assert float(m["ED ratio, exact"]) > 0 and float(m["ED ratio, learned"]) > 0 and m["Model evaluations"] == "8"
+    lo, hi = (float(v) for v in m["Fresh exact samples"].split(" to "))  # the spread of a perfect sampler
+    assert 0.1 < lo < 1 < hi < 5
+    band = [tr for tr in _charts(at)[1]["data"] if "fresh exact samples" in tr.get("name", "")]
+    assert len(band) == 1 and min(band[0]["y"]) == pytest.approx(lo, abs=0.005)
+    assert any(f"read {lo:.2f} to {hi:.2f}" in c.value for c in at.caption)
+    assert not any(h.value == "What guidance does" for h in at.header)  # no label, no guidance section
 
     at.radio(key="reverse.model").set_value("Exact oracle only").run()
     assert not at.exception
@@ -114,3 +120,26 @@ def test_x0_hat_figure_follows_the_predictions():
     assert np.allclose(fig.data[2].x, traj.x0_hats[:, 0, 0].numpy(), atol=1e-3)
     dist_to_final = np.linalg.norm(traj.x0_hats[:, 0].numpy() - traj.xs[-1, 0].numpy(), axis=1)
     assert np.allclose(fig.data[3].y, dist_to_final)
+
+
+def test_guidance_section_shows_the_tilted_density_and_numbers_only_when_guiding():
+    at = open_page("pages/reverse.py", dataset="8gaussians", steps="8", sampler="ddpm", label="E", w="3")
+    assert any(h.value == "What guidance does" for h in at.header)
+    fig = next(c for c in _charts(at) if any("tilted" in tr.get("name", "") for tr in c["data"]))
+    names = [tr.get("name", "") for tr in fig["data"]]
+    assert names.count("guided ODE samples") == 2 and names.count("guided SDE samples") == 2  # exact and learned
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["Exact: guided samples", "Learned: guided samples"]
+    table = at.dataframe[0].value
+    assert list(table["cloud"]) == ["exact sample of p(x | c)", "exact sample of the tilted density",
+                                    "Exact, guided ODE", "Exact, guided SDE", "Learned, guided ODE", "Learned, guided SDE"]
+    ode_mean = float(table["mean (x₁, x₂)"][2].strip("()").split(",")[0])
+    assert ode_mean == pytest.approx(1.71, abs=0.03)  # the tilted density's is 1.40 (tests/test_guidance_truth.py)
+    assert float(table["ED ratio to the tilted density"][2]) > 20 > float(table["ED ratio to the tilted density"][1])
+    assert any("tilt keeps" in c.value for c in at.caption)
+    assert any("which guidance does not sample" in c.value for c in at.caption)
+    assert not any("purer" in c.value or "more typical" in c.value for c in at.caption)
+
+    at.sidebar.slider(key="w").set_value(0.0).run()
+    assert not at.exception
+    assert not any(h.value == "What guidance does" for h in at.header) and len(at.dataframe) == 0
+    assert not any("tilted" in tr.get("name", "") for c in _charts(at) for tr in c["data"])
