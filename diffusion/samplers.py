@@ -106,6 +106,11 @@ def _velocity(x: Tensor, x0: Tensor, lv: NoiseLevel) -> Tensor:
     return lv.d_alpha * x0 + lv.d_sigma * _eps(x, x0, lv)
 
 
+def _scaled(schedule: Schedule, t: Tensor) -> tuple[float, float]:
+    """(alpha, sigma_hat) at t, where sigma_hat = sigma / alpha = exp(-lambda / 2) is the noise level of x / alpha."""
+    return schedule.alpha_sigma(t)[0].item(), torch.exp(-schedule.logsnr(t) / 2).item()
+
+
 def _noise(x: Tensor, generator) -> Tensor:
     """N(0, I) like x, drawn on the generator's device (CPU generators drive GPU sampling too)."""
     device = generator.device if generator is not None else x.device
@@ -157,7 +162,11 @@ def sample_ddim(denoise: Denoiser, x, ts, schedule, callback=None, generator=Non
 
 @torch.no_grad()
 def sample_euler(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
-    """Probability-flow ODE dx/dt = alpha' x0_hat + sigma' eps_hat, Euler's method in t."""
+    """Probability-flow ODE dx/dt = alpha' x0_hat + sigma' eps_hat, Euler's method in the schedule's own t.
+
+    Not k-diffusion's or EDM's Euler, which step in sigma (`sample_euler_sigma`); in t the step error
+    depends on how the schedule spaces its noise levels (large on `ve`, whose sigma grows exponentially in t).
+    """
     for i in range(len(ts) - 1):
         t, s = ts[i], ts[i + 1]
         x0 = denoise(x, t)
@@ -168,9 +177,10 @@ def sample_euler(denoise: Denoiser, x, ts, schedule, callback=None, generator=No
 
 @torch.no_grad()
 def sample_heun(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
-    """Probability-flow ODE with Heun's 2nd-order method (Karras et al. 2022, Alg. 1): 2 evaluations a step.
+    """Probability-flow ODE dx/dt, Heun's 2nd-order method in the schedule's own t: 2 evaluations a step.
 
-    As in Karras' algorithm the last step is a plain Euler step: at t_min, sigma'/sigma is large, so the
+    Karras et al. 2022's Algorithm 1 is Heun in sigma (`sample_heun_sigma`); this one takes the same
+    steps in t. Like theirs, the last step is a plain Euler step: at t_min, sigma'/sigma is large, so the
     correction would magnify the first estimate's error (badly so for sharp denoisers such as a finite
     set's); one Euler step keeps the method second-order overall.
     """
@@ -186,6 +196,54 @@ def sample_heun(denoise: Denoiser, x, ts, schedule, callback=None, generator=Non
             break
         d2 = _velocity(x_euler, denoise(x_euler, s), _level(schedule, s, x))
         x = x + (s - t) * (d + d2) / 2
+    return x
+
+
+@torch.no_grad()
+def sample_euler_sigma(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
+    """Probability-flow ODE in sigma, Euler's method (k-diffusion's sample_euler; Karras et al. 2022, Alg. 1
+    without its correction), for any alpha: d x_hat / d sigma_hat = (x_hat - x0_hat) / sigma_hat.
+
+    Each step is a DDIM step (Song et al. 2021, Eq. 14), except the last, which goes to sigma = 0 and so
+    lands on x0_hat, where EDM's grid ends; see `sample_heun_sigma` for the variables.
+    """
+    last = len(ts) - 2
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        x0 = denoise(x, t)
+        _report(callback, i, t, x, x0)
+        (alpha_t, sigma_t), (alpha_s, sigma_s) = _scaled(schedule, t), _scaled(schedule, s)
+        if i == last:
+            return alpha_s * x0
+        x_hat = x / alpha_t
+        d = (x_hat - x0) / sigma_t  # d x_hat / d sigma_hat (k-diffusion's to_d)
+        x = alpha_s * (x_hat + (sigma_s - sigma_t) * d)
+    return x
+
+
+@torch.no_grad()
+def sample_heun_sigma(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
+    """Probability-flow ODE in sigma, Heun's 2nd-order method: Karras et al. 2022's Algorithm 1 for any alpha.
+
+    The step is taken in x_hat = x / alpha and sigma_hat = sigma / alpha = exp(-lambda / 2) (their Eq. 4 with
+    s = alpha), where the ODE is d x_hat / d sigma_hat = (x_hat - x0_hat) / sigma_hat for every schedule; each
+    t of the grid is mapped to its sigma_hat through the log-SNR. As in Algorithm 1 the last step goes to
+    sigma = 0 with Euler alone, which lands on x0_hat; it is returned as alpha(t_min) x0_hat, so that
+    `sample` hands back x0_hat itself. 2 evaluations a step, 1 on the last.
+    """
+    last = len(ts) - 2
+    for i in range(len(ts) - 1):
+        t, s = ts[i], ts[i + 1]
+        x0 = denoise(x, t)
+        _report(callback, i, t, x, x0)
+        (alpha_t, sigma_t), (alpha_s, sigma_s) = _scaled(schedule, t), _scaled(schedule, s)
+        if i == last:  # Alg. 1, line 5: x_N = x_hat + (0 - sigma) d = x0_hat
+            return alpha_s * x0
+        x_hat = x / alpha_t
+        d = (x_hat - x0) / sigma_t  # Alg. 1, line 4
+        x_euler = x_hat + (sigma_s - sigma_t) * d  # line 5
+        d2 = (x_euler - denoise(alpha_s * x_euler, s)) / sigma_s  # line 7
+        x = alpha_s * (x_hat + (sigma_s - sigma_t) * (d + d2) / 2)  # line 8
     return x
 
 
@@ -238,16 +296,19 @@ SAMPLERS = {
     "ddim": sample_ddim,
     "euler": sample_euler,
     "heun": sample_heun,
+    "euler_sigma": sample_euler_sigma,
+    "heun_sigma": sample_heun_sigma,
     "dpmpp_2m": sample_dpmpp_2m,
     "sde": sample_sde,
 }
-NFE_PER_STEP = {"ddpm": 1, "ddim": 1, "euler": 1, "heun": 2, "dpmpp_2m": 1, "sde": 1}  # Heun: 1 on its last step
+NFE_PER_STEP = {"ddpm": 1, "ddim": 1, "euler": 1, "heun": 2, "euler_sigma": 1, "heun_sigma": 2, "dpmpp_2m": 1,
+                "sde": 1}  # Heun: 1 on its last step
 
 
 def nfe_of(sampler: str, steps: int) -> int:
     """Model evaluations a run of `steps` steps spends (without guidance, which doubles it)."""
     per = NFE_PER_STEP[check_sampler(sampler)]
-    return per * steps - (per - 1)  # Heun's last step is a single Euler evaluation
+    return per * steps - (per - 1)  # Heun's last step (either kind) is a single Euler evaluation
 
 
 def steps_for_nfe(sampler: str, nfe: int) -> int:
