@@ -5,14 +5,22 @@ kept in the URL; each page then reads `ui.state.view()`.
 """
 
 
+def show_titled_navigation() -> None:
+    """Turn the sidebar navigation on, once per server, just before st.navigation draws it.
+
+    On a fresh server's first run Streamlit runs the requested file of pages/ on its own and shows the raw
+    file names of that folder ("app", "data", ...) as navigation, with links that lead nowhere once the
+    titled navigation exists. .streamlit/config.toml hides sidebar navigation so that list never shows;
+    the titled one below is then shown by turning the option back on.
+    """
+    from streamlit import config
+
+    if config.get_option("client.showSidebarNavigation") is False:
+        config.set_option("client.showSidebarNavigation", True)
+
+
 def main() -> None:
     import streamlit as st
-
-    from ui.state import forget, sidebar
-    from ui.threads import quick_gil_handoff, use_one_thread
-
-    use_one_thread()  # one torch thread per computation, so a class's sessions share the cores (ui/threads.py)
-    quick_gil_handoff()  # a short GIL switch interval, so torch work is not starved by other sessions' Python
 
     st.set_page_config(page_title="Diffusion lab", page_icon=":material/blur_on:", layout="wide")
 
@@ -39,8 +47,16 @@ def main() -> None:
         ],
     }
     # url_path is each file's own name: on a fresh server's first run Streamlit may resolve the URL by file
-    # name before app.py has run (ui/state.py, view()).
+    # name before app.py has run (ui/state.py, view()). The navigation comes before the heavy imports below,
+    # so that it is on screen from the first moment.
+    show_titled_navigation()
     page = st.navigation(PAGES)
+
+    from ui.state import forget, sidebar
+    from ui.threads import quick_gil_handoff, use_one_thread
+
+    use_one_thread()  # one torch thread per computation, so a class's sessions share the cores (ui/threads.py)
+    quick_gil_handoff()  # a short GIL switch interval, so torch work is not starved by other sessions' Python
     sidebar()
     try:
         page.run()

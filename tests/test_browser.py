@@ -34,13 +34,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+def _start_server():
+    """A fresh `streamlit run app.py` on a free port: (process, url), once the port accepts connections."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -48,6 +47,12 @@ def server():
             break
         except OSError:
             time.sleep(0.2)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, url = _start_server()
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -77,6 +82,39 @@ def _settle(page, timeout: float = 180):
     while time.time() < deadline and page.locator('[data-testid="stStatusWidget"]').count():
         time.sleep(0.3)
     time.sleep(0.5)
+
+
+# Every text the sidebar navigation shows, recorded from the first DOM change on (before any script ran).
+RECORD_NAVIGATION = """
+window.__navs = [];
+new MutationObserver(() => {
+  const n = document.querySelector('[data-testid="stSidebarNav"]');
+  const t = n ? n.innerText : null;
+  if (window.__navs[window.__navs.length - 1] !== t) window.__navs.push(t);
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+def test_a_cold_start_shows_only_the_titled_navigation(browser):
+    """On a fresh server's first run Streamlit would list pages/ by file name ("app", "data", ...) until
+    app.py draws the titled navigation; a visitor must never see that list."""
+    proc, url = _start_server()
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.add_init_script(RECORD_NAVIGATION)
+        page.goto(f"{url}/data", wait_until="commit", timeout=120_000)
+        page.wait_for_selector("h1", timeout=120_000)
+        _settle(page)
+        navs = [n for n in page.evaluate("() => window.__navs") if n]
+        assert navs, "no navigation was shown"
+        for text in navs:
+            assert "1 · Data and prompts" in text or "The story on 2-D data" in text, text
+            assert "digits generate" not in text and "your data" not in text, text
+        assert page.locator("h1").first.inner_text() == "1 · Data and prompts"
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize("path", PAGES)

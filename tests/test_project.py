@@ -46,3 +46,4 @@ def test_server_config_keeps_what_the_load_figures_rest_on():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "127.0.0.1" and config["server"]["fileWatcherType"] == "none"
     assert config["runner"]["postScriptGC"] is False
+    assert config["client"]["showSidebarNavigation"] is False  # app.py turns it on for the titled navigation
