@@ -142,3 +142,21 @@ def test_pure_builders():
     fig = samples_figure(dist, x.numpy(), y.numpy(), x.numpy() + 0.1, "Learned")
     assert [a.text for a in fig.layout.annotations] == ["Exact", "Learned"]
     assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.font.size >= 16
+
+
+def test_weighting_labels_state_the_weight_the_core_applies():
+    """Each label's w, read as a function of SNR, is the weight the core puts on the ε error."""
+    import math
+
+    from diffusion.parameterizations import WEIGHTINGS
+    from ui.training import WEIGHTING_NAMES
+
+    stated = {"ε-MSE (w = 1)": lambda snr: 1.0, "x₀-MSE (w = 1/SNR)": lambda snr: 1 / snr,
+              "v-MSE (w = (1 + SNR)/SNR)": lambda snr: (1 + snr) / snr,
+              "flow-matching (w = (1 + 1/√SNR)²)": lambda snr: (1 + 1 / math.sqrt(snr)) ** 2,
+              "min-SNR-5 (w = min(1, 5/SNR))": lambda snr: min(1.0, 5 / snr),
+              "sigmoid (w = sigmoid(−λ))": lambda snr: 1 / (1 + snr)}
+    for name, label in WEIGHTING_NAMES.items():
+        for lam in (-6.0, -1.0, 0.0, 2.0, 7.0):
+            got = WEIGHTINGS[name](torch.tensor([lam], dtype=torch.float64)).item()
+            assert got == pytest.approx(stated[label](math.exp(lam)), rel=1e-12), (name, lam)

@@ -52,8 +52,11 @@ _SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 # Plain-words descriptions for the page.
 PARAM_NAMES = {"eps": "ε (the noise)", "x0": "x₀ (the clean point)", "v": "v = α ε − σ x₀ (velocity)",
                "score": "score ∇ log p_t", "flow": "flow velocity dx/dt", "energy": "energy E (score = −∇E)"}
-WEIGHTING_NAMES = {"eps": "ε-MSE (w = 1)", "x0": "x₀-MSE (w = SNR)", "v": "v-MSE (w = SNR / (1 + SNR))",
-                   "flow": "flow-matching", "min_snr": "min-SNR-5", "sigmoid": "sigmoid"}
+# w(λ) multiplies the ε error (the page's loss is written in noise units): an x₀ error is the ε error
+# times σ²/α² = 1/SNR, a v error (variance-preserving) times (1 + SNR)/SNR.
+WEIGHTING_NAMES = {"eps": "ε-MSE (w = 1)", "x0": "x₀-MSE (w = 1/SNR)", "v": "v-MSE (w = (1 + SNR)/SNR)",
+                   "flow": "flow-matching (w = (1 + 1/√SNR)²)", "min_snr": "min-SNR-5 (w = min(1, 5/SNR))",
+                   "sigmoid": "sigmoid (w = sigmoid(−λ))"}
 assert set(PARAM_NAMES) == set(PARAMETERIZATIONS) and set(WEIGHTING_NAMES) == set(WEIGHTINGS)
 
 
