@@ -140,10 +140,21 @@ class Rescheduled:
     def __call__(self, x: Tensor, t, label=None) -> Tensor:
         return self.predict(x, t, label)[0].detach()
 
+    def energy(self, x: Tensor, t, label=None) -> Tensor:
+        """E(x, t) [B] of a rescheduled energy head, up to a constant in x: the model's energy at the matched
+        time on x / c (the density changes by the constant factor c^-d)."""
+        t_model, c, _ = self._matched(x, t)
+        return self.model.energy(x / c, t_model, label)
+
     def score(self, x: Tensor, t, label=None) -> Tensor:
         x0, lvl = self.predict(x, t, label)
         alpha, sigma = append_dims(lvl.alpha, x.ndim).to(x), append_dims(lvl.sigma, x.ndim).to(x)
         return ((alpha * x0 - x) / sigma**2).detach()
+
+
+def is_energy_head(model) -> bool:
+    """True for a network that outputs an energy E (score = -grad E), under its own schedule or another."""
+    return getattr(getattr(model, "model", model), "parameterization", None) == "energy"
 
 
 def reschedule(model, schedule: Schedule):

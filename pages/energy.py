@@ -7,10 +7,12 @@ import numpy as np
 import streamlit as st
 
 from diffusion.likelihood import energy_via_ode, ode_log_likelihood
+from diffusion.models import is_energy_head
 from ui import energy as en
 from ui import energy_maps
 from ui.page import downloads, need_model, show_source
 from ui.state import view
+from ui.training import PARAM_NAMES
 from ui.workers import offload
 
 _start = time.perf_counter()
@@ -56,6 +58,16 @@ def _exact(data_key: str, spec: str, label, t: float, n: int, half: float):
 @st.cache_data(show_spinner=False, max_entries=128)
 def _learned(model_key: str, spec: str, label, t: float, n: int, half: float, steps: int, _model):
     return offload(en.learned_energy, _model, t, label, n, half, steps, on=v.device)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _raw(model_key: str, spec: str, label, t: float, n: int, half: float, _model):
+    return en.raw_energy(_model, t, label, n, half)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _raw_figure(model_key: str, spec: str, label, t: float, _xs, _E, log_z: float, _xs_exact, _E_exact):
+    return en.raw_energy_figure(_xs, _E, log_z, _E_exact, _xs_exact)
 
 
 @st.cache_resource(show_spinner=False)
@@ -108,6 +120,7 @@ def _cost_figure(n: int):
 
 xs, E = _exact(v.data_key, spec, v.label, t_map, EXACT_GRID, half_map)
 model = v.learned() if need_model(v) else None
+kind = getattr(getattr(model, "model", model), "parameterization", None)  # what the network outputs
 learned = None
 if (maps_problem := _precomputed(energy_maps.PATH)[1]) and v.model_source == "shipped":
     st.warning(f"The precomputed energy maps cannot be used: {maps_problem}. The learned maps are computed "
@@ -140,6 +153,17 @@ if learned is not None:
     c4.metric("Z of the learned energy", f"{math.exp(en.grid_log_z(El, xl)):.3f}",
               help=f"the sum of e^−E over its {LEARNED_GRID}×{LEARNED_GRID} grid times the cell area: the ODE "
                    "gives a normalised density, so this is close to 1 (it misses the mass outside the box)")
+if kind is None:
+    how_learned = ""
+elif kind == "energy":
+    how_learned = ("This network outputs an energy, but one with an unknown constant (see below); the map here is "
+                   "found instead")
+else:
+    how_learned = f"This network predicts {PARAM_NAMES[kind]}, not an energy, so its energy is found"
+if how_learned:
+    how_learned += (" by following each point along the probability-flow ODE to pure noise and adding up how much "
+                    "the flow squeezes or stretches space on the way. That gives a normalised density, so the two "
+                    "maps can be compared as they are.")
 st.caption(
     (f"Drawn at t = {t_map:.2f}, the nearest multiple of {MAP_T_STEP:g} to the sidebar's t: the landscape moves in "
      f"steps of {MAP_T_STEP:g} so that each learned map is solved once and shared by everyone. "
@@ -147,9 +171,29 @@ st.caption(
     f"Colours run from the lowest exact energy ({lo:.1f} nats) to {hi:.1f} nats; anything higher is drawn at the top "
     "colour (at small t the exact walls between the data climb far past that, to places no training point ever "
     "visited, so the network has no reason to match them there). White lines are contours of equal energy. "
-    "The network predicts velocity, not energy, so its energy is found by following each point along the "
-    "probability-flow ODE to pure noise and adding up how much the flow squeezes or stretches space on the way.")
+    + how_learned)
 st.latex(r"\log p_t(x) = \log p_1(x_1) + \int_t^1 \nabla\!\cdot v_\theta(x_s, s)\, ds")
+
+if model is not None and is_energy_head(model):
+    st.subheader("The network's own energy E_θ, and its Z_θ")
+    st.markdown(
+        "This model is an **energy head**: for each point the network outputs one number $E_\\theta(x, t)$, "
+        "and its score is $-\\nabla_x E_\\theta$. Training only ever sees that slope, so adding any constant "
+        "to $E_\\theta$ changes nothing the model does: its level is arbitrary, and so is its normaliser "
+        "$Z_\\theta(t)$. Only $E_\\theta + \\log Z_\\theta$ is a $-\\log$ density. Here $Z_\\theta$ "
+        "is summed on the grid, which two dimensions allow.")
+    st.latex(r"p_\theta(x \mid t) = \frac{e^{-E_\theta(x,\,t)}}{Z_\theta(t)}, \qquad "
+             r"Z_\theta(t) = \int e^{-E_\theta(x,\,t)}\,dx")
+    xr, Er, log_zr = _raw(v.model_key, spec, v.label, t_map, LEARNED_GRID, half_map, model)
+    r1, r2 = st.columns([1, 2])
+    r1.metric("log Z_θ at this t", f"{log_zr:.2f}",
+              help="log of the sum of e^−E_θ over the grid times the cell area; a different run of training would "
+                   "give a different number, with the same score")
+    r1.metric("Lowest raw E_θ", f"{float(Er.min()):.2f}", help="what the network outputs, before any normalising")
+    with r2:
+        st.plotly_chart(_raw_figure(v.model_key, spec, v.label, t_map, xr, Er, log_zr, xs, E), width="stretch", theme=None)
+    st.caption("Left: E_θ as the network outputs it (its own colour range). Right: E_θ + log Z_θ, now a −log "
+               "density, on the exact map's colour range.")
 
 st.plotly_chart(fig_surface, width="stretch", theme=None)
 st.caption("The same landscape in 3-D (drag to turn it). Samples roll downhill into the valleys.")

@@ -148,3 +148,52 @@ def test_page_runs_and_its_widgets_change_what_is_shown():
     assert _metric(at, "Score at (0.5, 0.5) from E") != score_08  # the probe follows the sidebar's t itself
     at.number_input(key="energy.c").set_value(1.0).run()  # a cached rerun: everything but c is cached
     assert at.session_state["energy.server_ms"] < 2000
+
+
+def test_an_energy_head_shows_its_raw_energy_and_its_z():
+    """A model trained as an energy head: the page says so (not "predicts velocity") and draws its raw E_θ,
+    whose grid Z_θ normalises it: E_θ + log Z_θ integrates to one over the box."""
+    from streamlit.testing.v1 import AppTest
+
+    from diffusion.models import DiffusionModel
+    from diffusion.nets import MLP2D, MLPConfig
+    from diffusion.schedules import make_schedule
+
+    torch.manual_seed(0)
+    net = MLP2D(MLPConfig(width=16, depth=1, num_classes=2, scalar_out=True))
+    model = DiffusionModel(net, "energy", make_schedule("cosine"), 2).requires_grad_(False)
+    info = {"parameterization": "energy", "schedule": "cosine", "train": {"steps_done": 1}, "source": "session",
+            "id": "energy-test"}
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params.update(dataset="moons", t="0.5", model="session")
+    at.session_state["trained"] = {"moons": (model, info)}
+    at.run()
+    at.switch_page("pages/energy.py").run()
+    assert not at.exception, at.exception
+    text = " ".join(c.value for c in at.caption)
+    assert "predicts" not in text.split("not an energy")[0][-200:] and "outputs an energy" in text
+    log_z = float(_metric(at, "log Z_θ at this t"))
+    half = en.box_half_width(*(float(a) for a in make_schedule("cosine").alpha_sigma(0.5)))
+    xs, E_raw, log_z_direct = en.raw_energy(model, 0.5, None, 40, half)
+    assert log_z == pytest.approx(log_z_direct, abs=0.005)
+    assert float(_metric(at, "Lowest raw E_θ")) == pytest.approx(E_raw.min(), abs=0.005)
+    assert any("Raw E_θ" in c.proto.spec for c in at.get("plotly_chart"))
+    h = xs[1] - xs[0]
+    assert np.exp(-(E_raw + log_z_direct)).sum() * h * h == pytest.approx(1.0, rel=1e-9)
+
+
+def test_raw_energy_is_the_energy_whose_slope_is_the_score():
+    """-grad E_θ (central differences of the raw energy) is the model's score, under its own schedule and
+    rescheduled to another (where E_θ shifts only by a constant)."""
+    from diffusion.models import DiffusionModel, reschedule
+    from diffusion.nets import MLP2D, MLPConfig
+
+    torch.manual_seed(1)
+    net = MLP2D(MLPConfig(width=16, depth=1, scalar_out=True)).double()
+    model = DiffusionModel(net, "energy", make_schedule("cosine"), 0).requires_grad_(False)
+    x = torch.tensor([[0.3, -0.7], [1.1, 0.4]], dtype=torch.float64)
+    step = 1e-5  # float64 central differences: truncation ~h^2 |E'''| and round-off ~1e-16 / h, both < 1e-8
+    for m in (model, reschedule(model, make_schedule("linear"))):
+        grad = torch.stack([(m.energy(x + step * e, 0.4) - m.energy(x - step * e, 0.4)) / (2 * step)
+                            for e in torch.eye(2, dtype=torch.float64)], -1)
+        torch.testing.assert_close(-grad, m.score(x, 0.4), rtol=1e-6, atol=1e-8)

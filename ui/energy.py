@@ -70,6 +70,20 @@ def learned_energy(model, t: float, label=None, n: int = 40, half: float = EXTEN
     return xs, e.double().numpy().reshape(n, n), time.perf_counter() - start
 
 
+def raw_energy(model, t: float, label=None, n: int = 40, half: float = EXTENT):
+    """(xs [n], E [n, n], log Z): an energy head's own output E_theta(x, t) on a grid, and
+    log Z_theta(t) = log of the integral of exp(-E_theta) over the box, by the grid.
+
+    Training fixes only the gradient of E_theta (the score), so E_theta carries an arbitrary constant
+    for each t; E_theta + log Z_theta is the model's -log p_t.
+    """
+    xs, pts = grid_points(n, half)
+    with torch.no_grad(), one_thread():
+        e = model.energy(pts.float(), float(t), label)
+    E = e.double().numpy().reshape(n, n)
+    return xs, E, grid_log_z(E, xs)
+
+
 def partition_function(energy_fn, n: int, half: float, c: float = 0.0) -> dict:
     """Z = integral of exp(-(E + c)) over [-half, half]^2 by the midpoint rule on n x n cells.
 
@@ -190,6 +204,24 @@ def energy_heatmaps(xs, E_exact, xs_learned=None, E_learned=None, title_exact="E
         fig.update_yaxes(range=[-half, half], title_text="x₂", scaleanchor=f"x{j if j > 1 else ''}",
                          constrain="domain", row=1, col=j)
     fig.update_layout(height=480, margin=dict(l=60, r=20, t=60, b=50), font=FONT, plot_bgcolor="white")
+    return fig
+
+
+def raw_energy_figure(xs, E_raw, log_z: float, E_exact, xs_exact, span: float = 16.0) -> go.Figure:
+    """An energy head's raw E_theta (own colour range) beside E_theta + log Z_theta (the exact map's range)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Raw E_θ", "E_θ + log Z_θ"], horizontal_spacing=0.12)
+    lo = float(np.min(E_raw))
+    for tr in _heat(xs, E_raw, lo, lo + span, showscale=True, colorbar_x=0.44):
+        fig.add_trace(tr, row=1, col=1)
+    zmin, zmax = energy_cap(E_exact, span)
+    for tr in _heat(xs, E_raw + log_z, zmin, zmax, showscale=True):
+        fig.add_trace(tr, row=1, col=2)
+    half = float(xs[-1])
+    for j in (1, 2):
+        fig.update_xaxes(range=[-half, half], title_text="x₁", constrain="domain", row=1, col=j)
+        fig.update_yaxes(range=[-half, half], title_text="x₂", scaleanchor=f"x{j if j > 1 else ''}",
+                         constrain="domain", row=1, col=j)
+    fig.update_layout(height=420, margin=dict(l=60, r=20, t=60, b=50), font=FONT, plot_bgcolor="white")
     return fig
 
 
