@@ -50,6 +50,26 @@ def bounded_float(name: str, lo: float, hi: float):
     return parse
 
 
+class _OrderedPair(argparse.Action):
+    """Stores nargs=2 numbers as a (lo, hi) tuple; lo > hi is a one-line error naming the option."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        lo, hi = values
+        if lo > hi:
+            parser.error(f"{option_string} LO HI needs LO <= HI; got {lo:g} {hi:g}")
+        setattr(namespace, self.dest, (lo, hi))
+
+
+def add_interval(group) -> None:
+    """The --interval LO HI option: classifier-free guidance only where the log-SNR is in [LO, HI)
+    (diffusion.samplers.guided); absent, None: guidance over the whole journey."""
+    group.add_argument("--interval", nargs=2, type=bounded_float("--interval", -30, 30), action=_OrderedPair,
+                       default=None, metavar=("LO", "HI"),
+                       help="guide only where the log-SNR lambda lies in [lo, hi), lo <= hi, each in [-30, 30], "
+                            "e.g. -1.5 4; elsewhere plain conditional at one network call (default: guidance "
+                            "over the whole journey)")
+
+
 def check_writable(path: str, suffix: str, option: str = "--out") -> str:
     """Fail early (before any work) if `path` cannot be written: wrong suffix, missing or read-only folder."""
     if not path.endswith(suffix):

@@ -280,9 +280,7 @@ def build_parser():
                     help="function evaluations per sample, default 20; the README table uses 10 20 50")
     mn.add_argument("--guidance", nargs="+", type=cli.bounded_float("--guidance", 0, 20), default=None,
                     help="classifier-free guidance weights, default 0 1 3 5")
-    mn.add_argument("--interval", nargs=2, type=cli.bounded_float("--interval", -30, 30), default=None,
-                    metavar=("LO", "HI"), help="guide only where the log-SNR is in [LO, HI], e.g. -2 4 "
-                                               "(default: the whole journey)")
+    cli.add_interval(mn)
     mn.add_argument("--classifier", default=None, help="default checkpoints/mnist_classifier.safetensors")
     mn.add_argument("--batch", type=cli.positive_int("--batch", 1, 100000), default=None,
                     help="images per sampling batch, default 500")
@@ -325,8 +323,6 @@ def main(argv=None) -> int:
     from .training import pick_device
 
     n = 500 if args.n is None else args.n
-    if args.interval is not None and args.interval[0] > args.interval[1]:
-        raise ValueError(f"--interval LO HI needs LO <= HI; got {args.interval[0]:g} {args.interval[1]:g}")
     device = pick_device(args.device or "auto")
     classifier, clf_config = load_classifier(args.classifier)
     reference = mnist_reference(classifier, n, args.seed)  # checks n before any sampling

@@ -5,6 +5,8 @@ The model is a trained checkpoint (--checkpoint) or the exact ground truth of a 
 
     python -m diffusion.sample --oracle --dataset moons --sampler heun --steps 50 --out moons.npy
     python -m diffusion.sample --checkpoint checkpoints/moons.safetensors --label 1 --guidance 2 --out m.npy
+    python -m diffusion.sample --checkpoint checkpoints/mnist.safetensors --label 3 --guidance 1 \
+        --interval -1.5 4 --sampler dpmpp_2m --steps 20 --grid uniform_logsnr --n 16 --out threes.npy
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ def build_parser():
                      help=f"noise schedule for --oracle, optionally with parameters, e.g. 'cosine:s=0.008' "
                           f"({', '.join(SCHEDULES)}); a checkpoint uses its own")
     s = p.add_argument_group("sampling")
-    s.add_argument("--sampler", default="heun", choices=list(SAMPLERS))
+    s.add_argument("--sampler", default="heun", choices=list(SAMPLERS),
+                   help="euler and heun step in the schedule's own t; euler_sigma and heun_sigma in "
+                        "sigma/alpha, as EDM and k-diffusion do, and end at sigma = 0")
     s.add_argument("--steps", type=cli.positive_int("--steps", 1, 2000), default=50)
     s.add_argument("--grid", default="uniform_t", choices=list(GRIDS), help="time grid")
     s.add_argument("--eta", type=cli.bounded_float("--eta", 0, 1), default=0.0, help="DDIM noise (0..1)")
@@ -41,6 +45,7 @@ def build_parser():
                    help="class label to condition on (default: unconditional)")
     s.add_argument("--guidance", type=cli.bounded_float("--guidance", -1, 20), default=0.0,
                    help="classifier-free guidance weight w (0 = plain conditional)")
+    cli.add_interval(s)
     s.add_argument("--n", type=cli.positive_int("--n", 1, 1_000_000), default=2000, help="number of samples")
     s.add_argument("--seed", type=cli.positive_int("--seed", 0, 2**31 - 1), default=0)
     o = p.add_argument_group("output")
@@ -66,6 +71,8 @@ def main(argv=None) -> int:
     cli.check_writable(args.out, ".npy")
     if args.guidance != 0 and args.label is None:
         raise ValueError("--guidance needs a --label to guide towards")
+    if args.interval is not None and args.guidance == 0:
+        raise ValueError("--interval limits guidance: it needs a --guidance weight other than 0")
     if args.eta != 0 and args.sampler != "ddim":
         raise ValueError(f"--eta applies to the ddim sampler only (got --sampler {args.sampler})")
     if args.oracle:
@@ -79,7 +86,7 @@ def main(argv=None) -> int:
     if args.label is not None and not args.label < num_classes:
         raise ValueError(f"label must be in 0..{num_classes - 1}; got {args.label}" if num_classes
                          else "this model is unconditional: it takes no --label")
-    denoise = guided(model, args.label, args.guidance)
+    denoise = guided(model, args.label, args.guidance, args.interval)
     g = torch.Generator().manual_seed(args.seed)
     x = prior_sample(schedule, (args.n, *shape), generator=g)
     bar = cli.ProgressBar(args.steps, "sampling", enabled=False if args.quiet else None)

@@ -226,10 +226,11 @@ def sample_heun_sigma(denoise: Denoiser, x, ts, schedule, callback=None, generat
     """Probability-flow ODE in sigma, Heun's 2nd-order method: Karras et al. 2022's Algorithm 1 for any alpha.
 
     The step is taken in x_hat = x / alpha and sigma_hat = sigma / alpha = exp(-lambda / 2) (their Eq. 4 with
-    s = alpha), where the ODE is d x_hat / d sigma_hat = (x_hat - x0_hat) / sigma_hat for every schedule; each
-    t of the grid is mapped to its sigma_hat through the log-SNR. As in Algorithm 1 the last step goes to
-    sigma = 0 with Euler alone, which lands on x0_hat; it is returned as alpha(t_min) x0_hat, so that
-    `sample` hands back x0_hat itself. 2 evaluations a step, 1 on the last.
+    s = alpha), where the ODE is d x_hat / d sigma_hat = (x_hat - x0_hat) / sigma_hat for every schedule:
+    Algorithm 1 with their choice sigma(t) = t, s(t) = 1. Each t of the grid is mapped to its sigma_hat
+    through the log-SNR. As in Algorithm 1 the last step goes to sigma = 0 by Euler alone, which lands on
+    x0_hat; it is returned as alpha(t_min) x0_hat, so that `sample` hands back x0_hat itself. 2 evaluations
+    a step, 1 on the last.
     """
     last = len(ts) - 2
     for i in range(len(ts) - 1):
@@ -375,6 +376,7 @@ def sample(denoise: Denoiser, x: Tensor, schedule: Schedule, sampler: str = "heu
 
     The sample is x_{t_min} / alpha(t_min) = x0 + (sigma/alpha) eps: the data plus noise at log-SNR
     LOGSNR_MAX, in data units (for rectified flow alpha(t_min) = 0.993, so this undoes a 0.7% shrink).
+    The sigma-time samplers end at sigma = 0 instead, as EDM's do: theirs is the last step's x0_hat.
     """
     fn = SAMPLERS[check_sampler(sampler)]
     ts = time_grid(schedule, steps, grid)

@@ -62,6 +62,10 @@ def test_trajectory_and_label(tmp_path):
     (["--eta", "2"], "--eta"),
     (["--grid", "log"], "--grid"),
     (["--n", "-5"], "--n"),
+    (["--label", "1", "--guidance", "1", "--interval", "4", "-1.5"], "--interval LO HI needs LO <= HI; got 4 -1.5"),
+    (["--label", "1", "--guidance", "1", "--interval", "0", "nan"], "--interval must be a number in [-30, 30]"),
+    (["--label", "1", "--guidance", "1", "--interval", "-40", "4"], "--interval must be a number in [-30, 30]"),
+    (["--label", "1", "--guidance", "1", "--interval", "1"], "argument --interval: expected 2 arguments"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, needle):
     r = run("--oracle", "--quiet", "--out", str(tmp_path / "x.npy"), *args)
@@ -81,9 +85,63 @@ def test_missing_model_is_explained(tmp_path):
     (["--out", "x.txt"], ".npy"),
     (["--guidance", "2", "--out", "x.npy"], "needs a --label"),
     (["--eta", "0.5", "--out", "x.npy"], "ddim sampler only"),
+    (["--label", "1", "--interval", "-1.5", "4", "--out", "x.npy"], "--interval limits guidance"),
     (["--schedule", "ve:sigma_max=1", "--out", "x.npy"], "does not run from data to noise"),
 ])
 def test_output_and_combination_errors(tmp_path, args, needle):
     args = [str(tmp_path / a) if a in ("x.npy", "x.txt") else a for a in args]
     r = run("--oracle", "--quiet", *args)
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_guidance_interval_changes_the_samples_as_the_core_says(tmp_path):
+    """--interval LO HI guides only where lambda is in [LO, HI): over the whole range it is whole-run
+    guidance, over a range the schedule never reaches it is plain conditional sampling, and in between
+    it is neither. Same seed and noise in every run, so the comparisons are exact."""
+    common = ["--oracle", "--dataset", "8gaussians", "--label", "2", "--steps", "10", "--n", "300", "--quiet"]
+    out = {}
+    for key, extra in [("w0", ["--guidance", "0"]), ("w1", ["--guidance", "1"]),
+                       ("all", ["--guidance", "1", "--interval", "-30", "30"]),
+                       ("none", ["--guidance", "1", "--interval", "20", "30"]),
+                       ("mid", ["--guidance", "1", "--interval", "-1.5", "4"])]:
+        r = run(*common, *extra, "--out", str(tmp_path / f"{key}.npy"))
+        assert r.returncode == 0, r.stderr
+        out[key] = np.load(tmp_path / f"{key}.npy")
+    np.testing.assert_array_equal(out["all"], out["w1"])
+    np.testing.assert_array_equal(out["none"], out["w0"])
+    assert np.abs(out["mid"] - out["w1"]).max() > 1e-3 and np.abs(out["mid"] - out["w0"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("sampler, grid", [("heun", "uniform_t"), ("dpmpp_2m", "uniform_logsnr")])
+def test_guidance_interval_skips_the_unconditional_calls_outside_it(tmp_path, monkeypatch, sampler, grid):
+    """The network calls a run spends: the sampler's NFE conditional calls, plus one unconditional call at
+    each evaluation time whose log-SNR is in [lo, hi) (the interval's ends are off the grid's lambdas)."""
+    import diffusion.sample as cli_sample
+    from diffusion.models import oracle_model
+    from diffusion.samplers import nfe_of, time_grid
+    from diffusion.schedules import make_schedule
+
+    calls = []
+
+    class Counted:
+        def __init__(self, dist, schedule):
+            self.model, self.schedule = oracle_model(dist, schedule), schedule
+
+        def __call__(self, x, t, label=None):
+            calls.append((float(t), label is None))
+            return self.model(x, t, label)
+
+    monkeypatch.setattr(cli_sample, "oracle_model", Counted)
+    steps, (lo, hi) = 12, (-1.3, 3.7)
+    ts = time_grid(make_schedule("cosine"), steps, grid)
+    evaluated = ts[:-1].tolist() + (ts[1:-1].tolist() if sampler == "heun" else [])  # Heun's corrections
+    lams = make_schedule("cosine").logsnr(torch.tensor(evaluated, dtype=torch.float64))
+    inside = int(((lams >= lo) & (lams < hi)).sum())
+    assert 0 < inside < len(evaluated)
+    base = ["--oracle", "--dataset", "moons", "--label", "1", "--guidance", "1", "--sampler", sampler,
+            "--grid", grid, "--steps", str(steps), "--n", "20", "--quiet"]
+    for extra, unconditional in ((["--interval", str(lo), str(hi)], inside), ([], nfe_of(sampler, steps))):
+        calls.clear()
+        assert cli_sample.main([*base, *extra, "--out", str(tmp_path / "x.npy")]) == 0
+        assert sum(not u for _, u in calls) == nfe_of(sampler, steps)
+        assert sum(u for _, u in calls) == unconditional
