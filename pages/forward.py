@@ -63,10 +63,38 @@ st.caption(
 downloads(movie, f"forward-{v.dataset}-{v.schedule.name}", key="forward.dl.movie", gif=True)
 
 st.header("Signal-to-noise ratio")
+
+
+@st.cache_resource(show_spinner=False)
+def _test_digits():
+    from toy_data.mnist import load_mnist
+
+    return load_mnist("test")
+
+
+@st.cache_data(show_spinner=False)
+def _mnist_power() -> tuple[float, float] | None:
+    """(E[x0^2], pixel variance) of the MNIST test digits in [-1, 1], or None when the file is unreadable."""
+    try:
+        x = _test_digits()[0]
+    except ValueError:
+        return None
+    return fw.pixel_power(x)
+
+
+power = v.dist.power()
+mnist = _mnist_power()
 st.markdown(
-    """
-How much of $x_t$ is still data? Compare the power of the signal part $\\alpha_t x_0$ with that of the
-noise part $\\sigma_t \\varepsilon$. Their ratio is the **SNR**; its logarithm $\\lambda_t$ is easier to plot
+    f"""
+How much of $x_t$ is still data? The **SNR** compares the two scale factors: $\\alpha_t^2$ on the data
+against $\\sigma_t^2$ on the noise. When the data have unit power per coordinate, as the built-in toy sets do
+(this one: $\\mathbb{{E}}[x_0^2]$ = {power:.2f} per coordinate), that is exactly the power of the signal
+part $\\alpha_t x_0$ over the power of the noise part $\\sigma_t \\varepsilon$; for other data multiply by
+their power.""" + (f""" MNIST digits in $[-1, 1]$ have $\\mathbb{{E}}[x_0^2]$ = {mnist[0]:.2f}, but most of
+that is the constant dark background: the pixels vary around their mean with variance only {mnist[1]:.2f}, so
+a digit's shape fades into the noise at a higher $\\lambda$ than the SNR alone suggests.""" if mnist else "") + """
+
+The logarithm of the SNR, $\\lambda_t$, is easier to plot
 and to reason with because it runs over a modest range (here clamped to $[-10, 10]$) instead of many
 orders of magnitude. Large $\\lambda$: nearly clean. Very negative $\\lambda$: nearly pure noise.
 Schedules differ only in **how fast** they walk down the $\\lambda$ axis (and in the overall scale
@@ -127,13 +155,6 @@ each picture happens, never *what* it looks like.
 )
 st.latex(r"\frac{x_t}{\sqrt{\alpha_t^2+\sigma_t^2}} = \frac{x_0 + e^{-\lambda/2}\,\varepsilon}{\sqrt{1 + e^{-\lambda}}}"
          r"\qquad\text{(a function of } \lambda \text{ only)}")
-
-
-@st.cache_resource(show_spinner=False)
-def _test_digits():
-    from toy_data.mnist import load_mnist
-
-    return load_mnist("test")
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)

@@ -157,3 +157,15 @@ def test_digit_grid_depends_on_logsnr_only():
             assert np.allclose(images[i, j], want, atol=1e-9), name
     fig = dj.logsnr_grid_figure(images, ts, lams, (6.0, 0.0, -3.0), list(schedules))
     assert fig.layout.annotations[0].text == f"λ = 6<br>t = {ts[0, 0]:.3f}"
+
+
+def test_the_snr_text_states_the_power_of_this_data_and_of_mnist():
+    """SNR = α²/σ² is the power ratio only for unit-power data; the page gives each set's own power."""
+    from toy_data.mnist import load_mnist
+
+    at = open_page("pages/forward.py", dataset="pinwheel")
+    text = " ".join(m.value for m in at.markdown)
+    assert f"= {get_dataset('pinwheel').power():.2f} per coordinate" in text
+    power, var = fw.pixel_power(load_mnist("test")[0])
+    assert 0.5 < power < 1.0 and 0.2 < var < 0.5  # mostly the -1 background; the varying part is far smaller
+    assert f"= {power:.2f}" in text and f"variance only {var:.2f}" in text

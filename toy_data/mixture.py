@@ -154,6 +154,10 @@ class GaussianMixture:
         x = self.means[k] + self.stds[k, None] * z
         return x.float(), self.labels[k]
 
+    def power(self) -> float:
+        """E[x^2] per coordinate, exactly: sum_k w_k (|mu_k|^2 / D + std_k^2)."""
+        return float((self.weights * ((self.means**2).mean(1) + self.stds**2)).sum())
+
     def entropy(self, n: int = 200_000, seed: int = 0) -> tuple[float, float]:
         """H(p0) = -E log p0(x) in nats, by Monte Carlo: (estimate, its standard error)."""
         if (self.stds <= 0).any():

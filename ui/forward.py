@@ -44,6 +44,13 @@ def noised(schedule, t: float, x0, eps):
     return (alpha * x0.double() + sigma * eps.double()).float(), float(alpha), float(sigma)
 
 
+def pixel_power(x) -> tuple[float, float]:
+    """(E[x^2], variance) over all pixels of a batch of images: the power the SNR scales, and the part of it
+    that varies from image to image and pixel to pixel."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    return float((x**2).mean()), float(x.var())
+
+
 def view_half_width(alpha: float, sigma: float, extent: float = EXTENT) -> float:
     """Half the side of the square shown: the data's extent, grown with the total scale sqrt(alpha^2 + sigma^2)."""
     return extent * max(1.0, float(np.sqrt(alpha**2 + sigma**2)))
