@@ -241,7 +241,13 @@ class SigmoidSchedule(Schedule):
 
 @dataclass(frozen=True)
 class KarrasSchedule(Schedule):
-    """EDM / Karras et al. 2022: alpha = 1, sigma(t) = (smin^(1/rho) + t (smax^(1/rho) - smin^(1/rho)))^rho."""
+    """EDM / Karras et al. 2022: alpha = 1, sigma(t) = (smin^(1/rho) + t (smax^(1/rho) - smin^(1/rho)))^rho.
+
+    Every time grid here ends at sigma = e^-5 = 0.0067, not at EDM's sigma_min = 0.002: that is where the
+    log-SNR reaches LOGSNR_MAX = 10 (sigma = 0.002 is lambda = 12.4), so t_range starts at t = 0.053 and a
+    grid uniform in t is Karras' rho = 7 grid from 80 down to 0.0067. Any sigma_min at or below 0.0067 gives
+    the same grids and samples; it changes only which t maps to which sigma.
+    """
 
     sigma_min: float = 0.002
     sigma_max: float = 80.0

@@ -278,3 +278,26 @@ def test_spec_format():
 def test_spec_round_trips_full_precision():
     s = CosineSchedule(s=0.0123456789)
     assert make_schedule(s.spec()) == s
+
+
+# --- where EDM's grid ends ------------------------------------------------------------------------------
+
+def test_edm_sigma_min_below_the_logsnr_clamp_changes_no_grid():
+    """The log-SNR clamp ends every grid at sigma = e^-5 (KarrasSchedule's docstring and the sidebar say
+    so): any sigma_min at or below it gives the same noise levels on every grid, to float64 round-off of
+    the t <-> sigma maps; above it, sigma_min is the end."""
+    from diffusion.samplers import GRIDS, time_grid
+
+    def sigmas(sched, grid):
+        return sched.alpha_sigma(time_grid(sched, 10, grid))[1]
+
+    end = math.exp(-LOGSNR_MAX / 2)
+    assert f"{end:.4f}" == "0.0067" and f"{-2 * math.log(0.002):.1f}" == "12.4"  # the docstring's numbers
+    assert KarrasSchedule().t_range[0] == pytest.approx(0.053, abs=5e-4)
+    clamped = KarrasSchedule(sigma_min=end)
+    for grid in GRIDS:
+        for sigma_min in (1e-4, 0.002, 0.005):
+            ours = sigmas(KarrasSchedule(sigma_min=sigma_min), grid)
+            torch.testing.assert_close(ours, sigmas(clamped, grid), rtol=1e-12, atol=0)
+            assert ours[-1].item() == pytest.approx(end, rel=1e-12)
+        assert sigmas(KarrasSchedule(sigma_min=0.01), grid)[-1].item() == pytest.approx(0.01, rel=1e-12)

@@ -7,6 +7,7 @@ view (the page itself is the URL's path). Pages call `view()`; they never build 
 
 from __future__ import annotations
 
+import math
 import os
 import runpy
 from dataclasses import dataclass, fields
@@ -17,17 +18,28 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from diffusion.models import oracle_model, reschedule
 from diffusion.samplers import SAMPLERS
-from diffusion.schedules import SCHEDULES, Schedule, make_schedule
+from diffusion.schedules import LOGSNR_MAX, SCHEDULES, Schedule, make_schedule
 from toy_data import DATASETS, get_dataset
 
 from . import models as model_store
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
 CUSTOM = "yours"  # the dataset name of the user's own points (pages/your_data.py)
-SAMPLER_NAMES = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "euler": "Euler (ODE)", "heun": "Heun (ODE)",
+SAMPLER_NAMES = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "euler": "Euler in t (ODE)", "heun": "Heun in t (ODE)",
+                 "euler_sigma": "Euler in σ (ODE, as k-diffusion)", "heun_sigma": "Heun in σ (ODE, EDM's Algorithm 1)",
                  "dpmpp_2m": "DPM-Solver++(2M)", "sde": "Reverse SDE (Euler-Maruyama)"}
+SAMPLER_HELP = ("Euler and Heun in t step in the schedule's own time t; in σ they step in σ/α, as EDM and "
+                "k-diffusion do, and end at σ = 0 (their last step returns the predicted x0).")
 SCHEDULE_NAMES = {"linear": "DDPM linear β", "cosine": "Cosine", "sigmoid": "Sigmoid", "edm": "EDM / Karras",
                   "ve": "Variance exploding", "flow": "Rectified flow"}
+SIGMA_END = math.exp(-LOGSNR_MAX / 2)  # sigma / alpha where every time grid ends
+SCHEDULE_HELP = (f"Every time grid here ends at log-SNR λ = {LOGSNR_MAX:g}, σ/α = e^-{LOGSNR_MAX / 2:g} ≈ "
+                 f"{SIGMA_END:.4f}; for EDM that is not the paper's σ_min = 0.002, so its step grid is Karras' "
+                 f"ρ = 7 grid from σ_max down to {SIGMA_END:.4f}.")
+# Per-parameter slider help, where a value does something other than it seems.
+PARAM_HELP = {"sigma_min": f"At or below e^-{LOGSNR_MAX / 2:g} ≈ {SIGMA_END:.4f} this changes only which t maps to "
+                           f"which σ: every time grid ends at σ = {SIGMA_END:.4f} (λ = {LOGSNR_MAX:g}) either way, "
+                           "so the steps and the samples are the same."}
 DATASET_NAMES = {"moons": "Two moons", "swiss_roll": "Swiss roll", "circles": "Circles", "spiral": "Spiral",
                  "8gaussians": "8 Gaussians", "grid": "Grid", "checkerboard": "Checkerboard",
                  "pinwheel": "Pinwheel", CUSTOM: "Your own data"}
@@ -122,7 +134,7 @@ def _schedule_params(name: str) -> dict:
     for f in fields(SCHEDULES[name]):
         lo, hi, step = PARAM_RANGES[f.name]
         params[f.name] = _bound(st.slider, PARAM_LABELS[f.name], lo, hi, float(getattr(defaults, f.name)), step,
-                                key=f"{name}.{f.name}")
+                                key=f"{name}.{f.name}", help=PARAM_HELP.get(f.name))
     return params
 
 
@@ -146,7 +158,8 @@ def sidebar() -> View:
         name = _bound(st.selectbox, "Dataset", names, key="dataset")
         st.caption(DATASET_NAMES[name] if name != CUSTOM else "Your own points (page 8)")
         sched_name = _bound(st.selectbox, "Noise schedule", list(SCHEDULES), index=list(SCHEDULES).index("cosine"),
-                            key="schedule", help=" · ".join(f"{k}: {v}" for k, v in SCHEDULE_NAMES.items()))
+                            key="schedule",
+                            help=" · ".join(f"{k}: {v}" for k, v in SCHEDULE_NAMES.items()) + ". " + SCHEDULE_HELP)
         with st.expander("Schedule parameters"):
             params = _schedule_params(sched_name)
             if sched_name == "flow":
@@ -179,7 +192,8 @@ def sidebar() -> View:
             guidance = _bound(st.slider, "Guidance weight w", 0.0, 8.0, 0.0, 0.5, key="w",
                               help="Classifier-free guidance; used only when a label is chosen.")
             sampler = _bound(st.selectbox, "Sampler", list(SAMPLERS), index=list(SAMPLERS).index("heun"),
-                             key="sampler", help=" · ".join(f"{k}: {v}" for k, v in SAMPLER_NAMES.items()))
+                             key="sampler",
+                             help=" · ".join(f"{k}: {v}" for k, v in SAMPLER_NAMES.items()) + ". " + SAMPLER_HELP)
             steps = _bound(st.slider, "Sampler steps", 1, MAX_STEPS, 25, key="steps")
             device = _bound(st.selectbox, "Device", devices(), key="device",
                             help="Where training and sampling run. A GPU is used only when present.")
