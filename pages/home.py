@@ -42,6 +42,9 @@ MAP = [
     ("pages/denoise.py", "What the network learns: the average clean point behind a noisy one, and memorising versus generalising."),
     ("pages/reverse.py", "Sampling: particles flow from noise back to data with six different samplers."),
     ("pages/your_data.py", "Upload or draw your own points, then train on them and explore them on every page."),
+    ("pages/digits_generate.py", "The same machinery on 28 × 28 images: a digit as the prompt, and guidance."),
+    ("pages/digits_journey.py", "One digit's walk from noise to ink, and what the network guesses on the way."),
+    ("pages/digits_prompts.py", "Composing prompts (“a 3 and an 8”) by adding their scores, and what a classifier sees."),
 ]
 for path, text in MAP:
     c1, c2 = st.columns([1, 3], vertical_alignment="center")

@@ -8,7 +8,8 @@ from streamlit.testing.v1 import AppTest
 from ui.state import PARAM_RANGES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PAGES = ["data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data"]
+PAGES = ["data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data", "digits_generate",
+         "digits_journey", "digits_prompts"]
 
 
 def _app(**query):
