@@ -226,22 +226,25 @@ def raw_energy_figure(xs, E_raw, log_z: float, E_exact, xs_exact, span: float = 
 
 
 def energy_surfaces(xs, E_exact, xs_learned=None, E_learned=None, span: float = 16.0) -> go.Figure:
-    """The same energies as 3-D surfaces (capped at the colour range's top)."""
+    """The same energies as 3-D surfaces, on one z range: from the lowest energy of either (a learned map
+    can dip below the exact minimum) to the colour range's top, where higher values are capped."""
     zmin, zmax = energy_cap(E_exact, span)
     two = E_learned is not None
+    if two:
+        zmin = min(zmin, float(np.nanmin(E_learned)))
     fig = make_subplots(rows=1, cols=2 if two else 1, specs=[[{"type": "surface"}] * (2 if two else 1)],
-                        subplot_titles=["Exact"] + (["Learned"] if two else []), horizontal_spacing=0.02)
+                        subplot_titles=["Exact"] + (["Learned"] if two else []), horizontal_spacing=0.04)
     pairs = [(xs, E_exact)] + ([(xs_learned, E_learned)] if two else [])
     for j, (x, e) in enumerate(pairs, start=1):
-        fig.add_trace(go.Surface(x=x, y=x, z=np.minimum(e, zmax), cmin=zmin, cmax=zmax, colorscale=ENERGY_SCALE,
-                                 showscale=j == 1, colorbar=dict(title=dict(text="E (nats)")),
+        fig.add_trace(go.Surface(x=x, y=x, z=np.clip(e, zmin, zmax), cmin=zmin, cmax=zmax, colorscale=ENERGY_SCALE,
+                                 showscale=j == 1, colorbar=dict(title=dict(text="E (nats)"), x=1.0),
                                  hovertemplate="x₁ = %{x:.2f}<br>x₂ = %{y:.2f}<br>E = %{z:.2f}<extra></extra>"),
                       row=1, col=j)
     scene = dict(xaxis=dict(title=dict(text="x₁"), nticks=5), yaxis=dict(title=dict(text="x₂"), nticks=5),
-                 zaxis=dict(title=dict(text="E (nats)"), range=[zmin, zmax], nticks=5),
-                 camera=dict(eye=dict(x=1.4, y=-1.4, z=1.1)), aspectmode="manual",
+                 zaxis=dict(title=dict(text="E"), range=[zmin, zmax], nticks=4),
+                 camera=dict(eye=dict(x=1.55, y=-1.55, z=1.15)), aspectmode="manual",
                  aspectratio=dict(x=1, y=1, z=0.6))
-    fig.update_layout(scene=scene, height=520, margin=dict(l=0, r=0, t=50, b=0), font=FONT)
+    fig.update_layout(scene=scene, height=520, margin=dict(l=40, r=10, t=50, b=10), font=FONT)
     if two:
         fig.update_layout(scene2=scene)
     return fig

@@ -62,11 +62,14 @@ def forward_panels(dist, schedule, ts, n_points: int = 600, seed: int = 0, exten
                                        legendgroup=str(c), showlegend=j == 1,
                                        marker=dict(size=4, color=PALETTE[c % len(PALETTE)],
                                                    line=dict(width=0.3, color="white"))), row=1, col=j)
-        fig.update_xaxes(range=[-half, half], row=1, col=j, title_text="x₁")
+        # constrain="domain": equal axes shrink the panel instead of widening its range past the heat map
+        fig.update_xaxes(range=[-half, half], row=1, col=j, title_text="x₁", constrain="domain", zeroline=False)
         fig.update_yaxes(range=[-half, half], row=1, col=j, scaleanchor=f"x{j if j > 1 else ''}",
-                         showticklabels=j == 1, title_text="x₂" if j == 1 else None)
-    fig.update_layout(height=360, margin=dict(l=40, r=10, t=70, b=40), font=FONT,
-                      legend=dict(orientation="h", y=-0.25), plot_bgcolor="white")
+                         constrain="domain", zeroline=False, showticklabels=j == 1,
+                         title_text="x₂" if j == 1 else None)
+    # the legend sits above the panels' titles, clear of the x-axis titles below
+    fig.update_layout(height=350, margin=dict(l=40, r=10, t=105, b=40), font=FONT, plot_bgcolor="white",
+                      legend=dict(orientation="h", x=0, y=1.0, yanchor="top", yref="container"))
     return fig
 
 
