@@ -8,9 +8,10 @@ import streamlit as st
 import torch
 
 from ui import denoise as build
+from ui import memorisation as memo
 from ui.figures import EXTENT, quiver
 from ui.page import downloads, need_model, show_source
-from ui.state import view
+from ui.state import DATASET_NAMES, view
 from ui.workers import offload
 
 v = view()
@@ -166,80 +167,106 @@ downloads(build.LazyFigure(lambda: go.Figure(build.at_frame(field_spec, active))
 # --- memorising versus generalising -----------------------------------------------------------------
 st.header("Memorising versus generalising")
 st.markdown(
-    "A real model is trained on a *finite* set of examples. If it learned the ideal denoiser of that set "
-    "perfectly, its posterior would only ever weigh the N training points (the formula above with p₀ a "
-    "sum of point masses), and sampling with it would return copies of the training points: pure "
-    "memorisation. Below, N points are drawn from the data, and the exact denoiser of that set "
-    "samples from the *same noise* as the network. The network was trained on a fresh batch at every step, "
-    "and its smooth denoiser fills the space between examples: it generalises."
+    "A real model is trained on a *finite* set of N examples. The ideal denoiser of that set weighs only the N "
+    "training points (the formula above with p₀ a sum of point masses), so sampling with it can only give back "
+    "copies of them. Below, the same network as the shipped model is trained on exactly those N points, and "
+    "both sample from the *same noise*. Fresh samples of the true distribution are the yardstick: they are "
+    "as far from the training points as genuinely new data is."
 )
 st.latex(r"\hat x_0^{\,\mathrm{set}}(x_t) = \sum_{i=1}^{N} \mathrm{softmax}_i\!\left(-\frac{\lVert x_t - "
          r"\alpha_t x^{(i)}\rVert^2}{2\sigma_t^2}\right) x^{(i)}")
-N_GEN, SEED = 400, 0
 
 
-@st.cache_resource(show_spinner="Sampling with the finite-set denoiser for every N (once)...", max_entries=16)
-def _memo_all(data_key: str, model_key: str, spec: str, label):
-    """For every N choice: (figure, its dict, distance table, distance-curve dict, label used). Built once, so
-    moving the N slider only redraws."""
-    learned, true, runs = offload(build.memo_samples, dist, v.schedule, model, label, build.N_CHOICES, N_GEN, SEED,
-                                  on=v.device)
+@st.cache_resource(show_spinner=False)
+def _memo_file(path: str):
+    """The shipped samples (checkpoints/memorisation/samples.npz), read once per server: (store or None, problem)."""
+    return memo.load(path)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _memo_nets(dataset: str, folder: str):
+    """({N: network trained on those N points}, problem) for the datasets that have them; ({}, None) otherwise."""
+    return memo.load_nets(dataset, folder=folder) if dataset in memo.DATASETS else ({}, None)
+
+
+@st.cache_resource(show_spinner="Sampling for every N (once)...", max_entries=16)
+def _memo_all(data_key: str, path: str, folder: str):
+    """({N: (figure, its dict, distance table, distance-curve dict)}, {sampler: median distance per N}).
+    Read from the shipped samples file when it matches the shipped networks, else sampled once."""
+    nets, _ = _memo_nets(v.dataset, folder)
+    nets = nets if set(nets) == set(memo.NS) else {}  # one damaged network: show none rather than a gap
+    arrays = memo.stored(_memo_file(path)[0], v.dataset, nets) if data_key == v.dataset else None
+    if arrays is None:
+        arrays = offload(memo.compute, dist, nets, memo.NS)
     with build.one_thread():
-        dists = {}
-        for n, (train, finite_x, _) in runs.items():
-            d = {"Finite-set ideal denoiser": build.nearest_distance(finite_x, train)}
-            if learned is not None:
-                d["Learned network"] = build.nearest_distance(learned, train)
-            d["Exact p(x) samples"] = build.nearest_distance(true, train)
-            dists[n] = d
-    curves = {name: [dists[n][name].mean() for n in build.N_CHOICES] for name in dists[build.N_CHOICES[0]]}
+        dists = memo.distances(arrays, memo.NS)
+    keys = list(dists[memo.NS[0]])
+    curves = {k: [float(np.median(dists[n][k])) for n in memo.NS] for k in keys}
     views = {}
-    for n, (train, finite_x, used) in runs.items():
+    for n in memo.NS:
         table = pd.DataFrame({
-            "sampler": list(dists[n]),
-            "mean distance to nearest": [d.mean() for d in dists[n].values()],
-            "share within 0.05": [(d < 0.05).mean() for d in dists[n].values()],
+            "sampler": [build.MEMO_NAMES[k] for k in keys],
+            "median distance to nearest": [np.median(dists[n][k]) for k in keys],
+            "share closer than 0.02": [(dists[n][k] < 0.02).mean() for k in keys],
         })
-        fig = build.memorisation_figure(train, finite_x, learned, true)
-        views[n] = (fig, fig.to_dict(), table, build.distance_curve_figure(build.N_CHOICES, curves, n).to_dict(), used)
-    return views
+        samples = {k: arrays[f"{k}_{n}" if k != "true" else "true"] for k in keys}
+        fig = build.memorisation_figure(arrays[f"train_{n}"], samples)
+        views[n] = (fig, fig.to_dict(), table, build.distance_curve_figure(memo.NS, curves, n).to_dict())
+    return views, curves
+
+
+def _memo_text(curves: dict) -> str:
+    """What the student sees, in words, with the N where the switch happens read from the curves."""
+    text = ("The ideal denoiser of the N points gives back copies of them at every N: its samples lie about 0.01 "
+            "from a training point, which is just the noise that sampling ends with. ")
+    if "net" not in curves:
+        return text
+    copies, fresh = memo.switch(memo.NS, curves)
+    text += ("Trained on N points, the network's loss is lowest for exactly that ideal denoiser, so a network that "
+             "fitted its training set perfectly would memorise it too. ")
+    if copies is not None:
+        text += f"With few points this one does: up to N = {copies:,} its samples are copies as well. "
+    if fresh is not None:
+        text += (f"With many points it does not: from N = {fresh:,} its samples are about as far from the training "
+                 "points as fresh samples of the data are, so they are new points of the distribution. It generalises.")
+    if copies is not None and fresh is not None and fresh > copies:
+        text += f" Between N = {copies:,} and {fresh:,} some of its samples are copies and some are new."
+    return text
 
 
 @st.fragment
 def _memo_section():
     """Reruns alone when N changes."""
-    n_train = st.select_slider("Training set size N", build.N_CHOICES, value=16, key="denoise.n",
-                               help="How many training points the finite-set denoiser knows.")
-    try:
-        memo_fig, memo_spec, table, curve_spec, used_label = _memo_all(v.data_key, v.model_key, v.schedule.spec(),
-                                                                      label)[n_train]
-    except ValueError as e:
-        st.error(f"Sampling the finite-set denoiser failed: {e}")
-        return
-    if label is not None and used_label is None:
-        st.warning(f"None of the {n_train} training points has the label {dist.label_names[label]}, so the "
-                   "finite-set denoiser runs without a prompt. Increase N.")
+    for problem in (_memo_file(memo.PATH)[1], _memo_nets(v.dataset, memo.FOLDER)[1]):
+        if problem:
+            st.warning(f"The precomputed samples or networks cannot be used: {problem}. What can be sampled is "
+                       "sampled here instead (a few seconds, once).")
+    n_train = st.select_slider("Training set size N", memo.NS, value=memo.NS[0], key="denoise.n",
+                               help="How many training points the ideal denoiser and the network were given.")
+    views, curves = _memo_all(v.data_key, memo.PATH, memo.FOLDER)
+    memo_fig, memo_spec, table, curve_spec = views[n_train]
+    if "net" not in curves and v.dataset not in memo.DATASETS:
+        st.info("Networks trained on N points are shipped for "
+                + ", ".join(DATASET_NAMES[d] for d in memo.DATASETS)
+                + ". For this dataset the section shows the ideal denoiser and fresh samples only.")
     st.plotly_chart(build.SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
     left, right = st.columns([1, 1])
     with left:
-        st.table(table.style.format({"mean distance to nearest": "{:.3f}", "share within 0.05": "{:.0%}"})
+        st.table(table.style.format({"median distance to nearest": "{:.3f}", "share closer than 0.02": "{:.0%}"})
                  .hide(axis="index"))
-        st.caption(f"N = {n_train} training points; {N_GEN} samples each, {build.MEMO_SAMPLER} sampler with "
-                   f"{build.MEMO_STEPS} steps, {prompt}. The finite-set and learned samplers start from the same "
-                   "noise. Distances are to the nearest of the N training points; *share within 0.05*: samples "
-                   "that practically copy a training point.")
+        unused = "" if label is None else f" The sidebar's {prompt} does not apply here: these networks have no labels."
+        st.caption(f"N = {n_train} training points (open circles); {memo.N_GEN} samples each, "
+                   f"{build.MEMO_SAMPLER.upper()} with {build.MEMO_STEPS} steps evenly spaced in log-SNR, on the cosine "
+                   "schedule (the networks' own, whatever the sidebar's), without a prompt. The ideal denoiser and the network start from "
+                   "the same noise. *Share closer than 0.02*: samples that practically copy a training point "
+                   f"(sampling ends with noise of size 0.007).{unused}")
     with right:
         st.plotly_chart(build.SpecFigure(curve_spec), width="stretch", theme=None, key="denoise.curve")
-    st.markdown(
-        "The finite-set denoiser's samples sit on the training points for every N (distance near zero): it can "
-        "only give back what it was shown. The network's samples are as far from the training points as fresh "
-        "exact samples are: they are new points of the same distribution. With more training points both "
-        "distances shrink, because the set fills the data's region, but only the memoriser stays glued to it."
-    )
+    st.markdown(_memo_text(curves))
     downloads(memo_fig, f"memorisation-{v.dataset}-N{n_train}", key="denoise.dl.memo")
 
 
 _memo_section()
 show_source(build.posterior_grid, build.posterior_summary, type(dist).posterior, type(dist).denoise,
             build.denoiser_field, quiver, build.memoriser, build.sample_from, build.nearest_distance,
-            build.field_figure)
+            memo.train_net, build.field_figure)

@@ -1,0 +1,312 @@
+"""Memorising versus generalising: networks trained on exactly N points, against the ideal denoiser of those N.
+
+For each N in NS the N training points are `ui.denoise.training_set(dist, N, SEED)`. The ideal denoiser of
+that set (`ui.denoise.memoriser`) can only return its points. A network of the shipped 2-D architecture is
+trained on the same N points with the shipped recipe (RECIPE) and saved in
+checkpoints/memorisation/<dataset>-N<n>.safetensors. Both then sample from one shared noise, and a fresh
+sample of the true distribution is the reference for "as far from the training points as new data is".
+
+    python -m ui.memorisation train                     # every network of DATASETS x NS (minutes each)
+    python -m ui.memorisation train --datasets moons --ns 4 16
+    python -m ui.memorisation samples                   # the page's samples, checkpoints/memorisation/samples.npz
+
+The samples file stores, per dataset: the weights' fingerprint of every network and a hash of every training
+set. The page uses it only when both still match; anything else is sampled live through `ui.workers`. The
+file is plain arrays read with allow_pickle=False; a missing or damaged file only means live sampling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from . import denoise as build
+from .energy_maps import weights_fingerprint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FOLDER = os.path.join(ROOT, "checkpoints", "memorisation")
+PATH = os.path.join(FOLDER, "samples.npz")
+FORMAT = "diffusion-lab memorisation samples v1"
+DATASETS = ("moons",)
+NS = (4, 16, 64, 256, 2000)
+SEED = 0  # the training sets' seed, as on the page (build.training_set)
+N_GEN, NOISE_SEED = 1000, 0  # samples per sampler; the shared noise's seed (the true samples use NOISE_SEED + 1)
+# The shipped 2-D recipe (diffusion.train DEFAULTS_2D, MLPConfig defaults), unconditional: the same network
+# that generalises when it sees fresh samples of the whole distribution at every step.
+RECIPE = dict(schedule="cosine", parameterization="v", weighting="v", steps=4000, batch=1024, lr=3e-3, ema=0.995,
+              width=128, depth=4, seed=0)
+
+
+def net_path(dataset: str, n: int, folder: str = FOLDER) -> str:
+    return os.path.join(folder, f"{dataset}-N{n}.safetensors")
+
+
+def points_hash(points) -> str:
+    """sha256 (16 hex digits) of a training set's float64 coordinates."""
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(points, dtype=np.float64)).tobytes()).hexdigest()[:16]
+
+
+# --- training -----------------------------------------------------------------------------------------------
+
+def train_net(dist, n: int, recipe: dict = RECIPE, callback=None):
+    """A network of the shipped 2-D architecture trained on the N training points only: (model, TrainResult).
+
+    Every batch draws its rows from the N points with replacement (batch 1024 at N = 4: each point ~256 times)."""
+    from diffusion.schedules import make_schedule
+    from diffusion.train import build_model
+    from diffusion.training import TrainConfig, train
+
+    points = build.training_set(dist, n, SEED)[0].float()  # [N, 2]
+
+    def data(b, g):
+        return points[torch.randint(n, (b,), generator=g)], None
+
+    config = TrainConfig(steps=recipe["steps"], batch_size=recipe["batch"], lr=recipe["lr"],
+                         weighting=recipe["weighting"], ema_decay=recipe["ema"], seed=recipe["seed"], device="cpu")
+    torch.manual_seed(recipe["seed"])  # the initial weights
+    model = build_model("memorisation", recipe["parameterization"], make_schedule(recipe["schedule"]), 0,
+                        width=recipe["width"], depth=recipe["depth"], dim=dist.dim)
+    result = train(model, data, config, callback=callback)
+    return result.model.requires_grad_(False), result
+
+
+def save_net(path, model, dist, dataset: str, n: int, result, recipe: dict = RECIPE) -> dict:
+    """Write the network with its training set's size, seed and hash, the recipe and how long it took."""
+    import platform
+
+    from diffusion.checkpoints import save_checkpoint
+
+    points = build.training_set(dist, n, SEED)[0]
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return save_checkpoint(path, model, dataset=dataset, label_names=[],
+                           memorisation={"n": n, "seed": SEED, "points_sha": points_hash(points)},
+                           train={**recipe, "steps_done": result.steps_done, "seconds": round(result.seconds, 1),
+                                  "final_loss": float(np.mean(result.losses[-100:])), "machine": machine})
+
+
+def load_nets(dataset: str, ns=NS, folder: str = FOLDER) -> tuple[dict, str | None]:
+    """({n: model} of the shipped networks of `dataset`, None) or ({...the ones that loaded}, what is wrong)."""
+    from diffusion.checkpoints import CheckpointError, load_checkpoint
+
+    nets, problems = {}, []
+    for n in ns:
+        path = net_path(dataset, n, folder)
+        if not os.path.exists(path):
+            continue
+        try:
+            model, config = load_checkpoint(path, expect={"net.arch": "mlp2d", "dataset": dataset,
+                                                          "memorisation.n": n})
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        nets[n] = model.requires_grad_(False)
+    return nets, "; ".join(problems) or None
+
+
+# --- sampling -------------------------------------------------------------------------------------------------
+
+def compute(dist, nets: dict, ns=NS, n_gen: int = N_GEN, seed: int = NOISE_SEED, schedule_spec: str = "cosine"):
+    """Everything the page shows, unconditional, from one shared noise under the nets' schedule:
+    {'true' [n_gen, 2], 'train_<n>' [n, 2], 'ideal_<n>' [n_gen, 2], 'net_<n>' [n_gen, 2] where a net exists}."""
+    from diffusion.models import oracle_model
+    from diffusion.schedules import make_schedule
+
+    schedule = make_schedule(schedule_spec)
+    out = {}
+    with build.one_thread():
+        noise = build.shared_noise(schedule, n_gen, seed)
+        out["true"] = dist.sample(n_gen, generator=torch.Generator().manual_seed(seed + 1))[0].double().numpy()
+        for n in ns:
+            points, labels = build.training_set(dist, n, SEED)
+            out[f"train_{n}"] = points.numpy()
+            out[f"ideal_{n}"] = build.sample_from(oracle_model(build.memoriser(dist, points, labels), schedule),
+                                                  schedule, noise)
+            if n in nets:
+                if nets[n].schedule.spec() != schedule.spec():
+                    raise ValueError(f"the N = {n} network uses schedule {nets[n].schedule.spec()}, not {schedule.spec()}")
+                out[f"net_{n}"] = build.sample_from(nets[n], schedule, noise)
+    return out
+
+
+def distances(arrays: dict, ns) -> dict:
+    """{sampler: [B] distances to the nearest training point} per n: {n: {...}} (network only where sampled)."""
+    out = {}
+    for n in ns:
+        train = arrays[f"train_{n}"]
+        d = {"ideal": build.nearest_distance(arrays[f"ideal_{n}"], train)}
+        if f"net_{n}" in arrays:
+            d["net"] = build.nearest_distance(arrays[f"net_{n}"], train)
+        d["true"] = build.nearest_distance(arrays["true"], train)
+        out[n] = d
+    return out
+
+
+def median_se(d) -> float:
+    """Standard error of a sample median: sqrt(q (1 - q) / B) / density at the median, the density read from
+    the spacing of the order statistics around it (B = len(d); a +-sqrt(B) window)."""
+    d = np.sort(np.asarray(d))
+    b = len(d)
+    k = max(1, int(np.sqrt(b)))
+    lo, hi = d[max(0, b // 2 - k)], d[min(b - 1, b // 2 + k)]
+    density = (2 * k / b) / max(hi - lo, 1e-12)
+    return float(0.5 / np.sqrt(b) / density)
+
+
+def switch(ns, curves: dict) -> tuple[int | None, int | None]:
+    """(the largest N at which the network still copies, the smallest N from which it generalises), from the
+    median distances `curves` ({'ideal' | 'net' | 'true': [len(ns)]}); None where there is no such N.
+
+    Copies: the network's median is within 1.5x the ideal denoiser's (whose samples are copies, up to the
+    sampler's final noise). Generalises: its median is at least 0.8x that of fresh samples of the data."""
+    copies = [n for n, net, ideal in zip(ns, curves["net"], curves["ideal"]) if net < 1.5 * ideal]
+    fresh = [n for n, net, true in zip(ns, curves["net"], curves["true"]) if net >= 0.8 * true]
+    return (max(copies) if copies else None), (min(fresh) if fresh else None)
+
+
+# --- the shipped samples file ----------------------------------------------------------------------------------
+
+def build_file(datasets=DATASETS, ns=NS, folder: str = FOLDER, progress=None) -> dict:
+    """The arrays of a samples file from the shipped networks in `folder`."""
+    from toy_data import get_dataset
+
+    arrays, meta = {}, {"format": FORMAT, "sampler": build.MEMO_SAMPLER, "steps": build.MEMO_STEPS,
+                        "grid": build.MEMO_GRID, "n_gen": N_GEN,
+                        "noise_seed": NOISE_SEED, "seed": SEED, "datasets": {}}
+    for name in datasets:
+        dist = get_dataset(name)
+        nets, problem = load_nets(name, ns, folder)
+        if problem or set(nets) != set(ns):
+            raise ValueError(f"{name}: networks missing or unreadable ({problem or sorted(set(ns) - set(nets))}); "
+                             "run python -m ui.memorisation train first")
+        spec = nets[ns[0]].schedule.spec()
+        start = time.perf_counter()
+        out = compute(dist, nets, ns, schedule_spec=spec)
+        for key, value in out.items():
+            arrays[f"{name}/{key}"] = value.astype(np.float32)
+        meta["datasets"][name] = {"ns": list(ns), "spec": spec,
+                                  "fingerprints": {str(n): weights_fingerprint(nets[n]) for n in ns},
+                                  "points_sha": {str(n): points_hash(out[f"train_{n}"]) for n in ns},
+                                  "seconds": round(time.perf_counter() - start, 1)}
+        if progress is not None:
+            progress(name, time.perf_counter() - start)
+    arrays["meta"] = np.array(json.dumps(meta))
+    return arrays
+
+
+def save(path, arrays: dict) -> None:
+    import io
+
+    from diffusion.checkpoints import atomic_write
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def load(path=PATH) -> tuple[dict | None, str | None]:
+    """({'meta': {...}, dataset: {key: float64 array}}, None), or (None, why) when the file is unusable;
+    (None, None) when there is no file."""
+    if not os.path.exists(path):
+        return None, None
+    name = os.path.basename(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            raw = {k: z[k] for k in z.files}
+        meta = json.loads(str(raw.pop("meta")))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            return None, f"{name} is not a memorisation samples file"
+        if not (isinstance(meta.get("n_gen"), int) and isinstance(meta.get("datasets"), dict)
+                and isinstance(meta.get("sampler"), str) and isinstance(meta.get("steps"), int)):
+            return None, f"{name}: its description lacks the sampler, steps, sample count or datasets"
+        out = {"meta": meta}
+        for ds, d in meta["datasets"].items():
+            ok = (isinstance(d, dict) and isinstance(d.get("ns"), list) and isinstance(d.get("spec"), str)
+                  and all(isinstance(n, int) and n >= 1 for n in d["ns"])
+                  and all(isinstance(d.get(k), dict) and set(d[k]) == {str(n) for n in d["ns"]}
+                          for k in ("fingerprints", "points_sha")))
+            if not ok:
+                return None, f"{name}: the description of {ds} is incomplete"
+            want = {"true": (meta["n_gen"], 2)}
+            for n in d["ns"]:
+                want.update({f"train_{n}": (n, 2), f"ideal_{n}": (meta["n_gen"], 2), f"net_{n}": (meta["n_gen"], 2)})
+            arrays = {}
+            for key, shape in want.items():
+                a = raw.get(f"{ds}/{key}")
+                if a is None or a.shape != shape or a.dtype.kind != "f" or not np.isfinite(a).all():
+                    return None, f"{name}: the {key} samples of {ds} are missing or not as described"
+                arrays[key] = a.astype(np.float64)
+            out[ds] = arrays
+    except Exception as e:  # noqa: BLE001 - any damage means: sample live, and say why
+        return None, f"{name} could not be read ({type(e).__name__}: {e})"
+    return out, None
+
+
+def stored(store: dict | None, dataset: str, nets: dict, ns=NS) -> dict | None:
+    """The stored arrays of `dataset` when they were made by these very networks on these very training sets
+    with this code's sampler settings, else None."""
+    from toy_data import get_dataset
+
+    if store is None or dataset not in store:
+        return None
+    meta, d = store["meta"], store["meta"]["datasets"][dataset]
+    if (d["ns"] != list(ns) or set(nets) != set(ns) or meta["sampler"] != build.MEMO_SAMPLER
+            or meta["steps"] != build.MEMO_STEPS or meta.get("grid") != build.MEMO_GRID
+            or meta.get("seed") != SEED or meta.get("n_gen") != N_GEN or meta.get("noise_seed") != NOISE_SEED):
+        return None
+    dist = get_dataset(dataset)
+    for n in ns:
+        if (d["fingerprints"][str(n)] != weights_fingerprint(nets[n]) or nets[n].schedule.spec() != d["spec"]
+                or d["points_sha"][str(n)] != points_hash(build.training_set(dist, n, SEED)[0])):
+            return None
+    return store[dataset]
+
+
+# --- command line -----------------------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    from diffusion import cli
+    from toy_data import DATASETS as ALL, get_dataset
+
+    p = cli.ArgumentParser(prog="python -m ui.memorisation", description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=["train", "samples"], help="train the networks, or write the page's samples")
+    p.add_argument("--datasets", nargs="+", choices=list(ALL), default=list(DATASETS))
+    p.add_argument("--ns", nargs="+", type=cli.positive_int("--ns", 1, 100_000), default=list(NS))
+    p.add_argument("--steps", type=cli.positive_int("--steps", 1, 1_000_000), default=RECIPE["steps"])
+    p.add_argument("--folder", default=FOLDER, help="where the networks are (and the samples file goes)")
+    args = p.parse_args(argv)
+    os.makedirs(args.folder, exist_ok=True)
+    if args.what == "train":
+        recipe = {**RECIPE, "steps": args.steps}
+        for name in args.datasets:
+            for n in args.ns:
+                dist = get_dataset(name)
+                model, result = train_net(dist, n, recipe)
+                path = net_path(name, n, args.folder)
+                save_net(path, model, dist, name, n, result, recipe)
+                sys.stderr.write(f"{path}: {result.steps_done} steps in {result.seconds:.0f} s, "
+                                 f"final loss {np.mean(result.losses[-100:]):.4f}\n")
+        return 0
+    out = os.path.join(args.folder, os.path.basename(PATH))
+    arrays = build_file(args.datasets, tuple(args.ns), args.folder,
+                        progress=lambda name, secs: sys.stderr.write(f"{name}: sampled in {secs:.0f} s\n"))
+    save(out, arrays)
+    store, _ = load(out)
+    for name in args.datasets:
+        for n, d in distances(store[name], args.ns).items():
+            sys.stderr.write(f"{name} N={n}: median distance to the nearest training point: "
+                             + ", ".join(f"{k} {np.median(v):.4f} (se {median_se(v):.4f})" for k, v in d.items())
+                             + "\n")
+    sys.stderr.write(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    from diffusion import cli
+
+    raise SystemExit(cli.run(main, "python -m ui.memorisation"))
