@@ -112,7 +112,8 @@ frames = len(anim["frames"])
 st.caption(
     f"{N_PARTICLES:,} particles from the same starting noise in every panel; press Play or drag the slider "
     f"({frames} frames{'' if frames == v.steps + 1 else f', every few of the {v.steps} steps'}). The grey is "
-    "the exact density p_t at that step's t (of the chosen label's points, when a label is chosen): a good sampler keeps the cloud looking like a sample of it all the "
+    "the exact density p_t at that step's t (of the chosen label's points, when a label is chosen): a good sampler "
+    "keeps the cloud looking like a sample of it all the "
     "way down. Colours say which class each particle finally lands in. Black rings are three tracked particles, "
     "black crosses the model's current guess x̂₀ for them. "
     + ("" if v.guidance == 0 or v.label is None else "With guidance w > 0 the particles need not match the grey: "
@@ -156,15 +157,15 @@ distributions. The samples concentrate, some can leave the data, and the two clo
         report, gfig = _guidance(tuple(k for k, _ in gmodels.values()), spec, v.label, v.guidance, seed, N_PARTICLES,
                                  v.device, v.dist, v.schedule, {name: m for name, (_, m) in gmodels.items()})
     st.plotly_chart(SpecFigure(gfig), width="stretch", theme=None, key="reverse.guidance")
+    kept = "more than 99.9%" if report.kept > 0.999 else f"{100 * report.kept:.1f}%"
     st.caption(
         f"Grey: the exact p(x | {label_name}). Black lines: the exact tilted density for w = {v.guidance:g} (from the "
-        "mixture's log-density on a grid, normalised numerically), enclosing 50, 90 and 99% of it. Blue: the guided "
-        f"probability-flow ODE (Heun, {gd.ODE_STEPS} steps); vermilion: the guided reverse SDE ({gd.SDE_STEPS} steps); "
-        f"the same starting noise, {gd.SHOWN} of {N_PARTICLES:,} points drawn. "
-        + (f"The labels barely overlap here, so the tilt keeps {100 * report.kept:.1f}% of p(x | {label_name}) and the "
-           "tilted density is almost p(x | label) itself: what moves the samples is guidance at t > 0."
-           if report.kept > 0.95 else
-           f"The tilt keeps {100 * report.kept:.1f}% of p(x | {label_name}), thinning it where other labels overlap."))
+        "mixture's exact log-density), enclosing 50, 90 and 99% of it; the view closes in on where the points are. "
+        f"Blue: the guided probability-flow ODE (Heun, {gd.ODE_STEPS} steps); vermilion: the guided reverse SDE "
+        f"({gd.SDE_STEPS} steps); the same starting noise, {gd.SHOWN} of {N_PARTICLES:,} points drawn. "
+        + (f"The labels barely overlap here, so the tilt keeps {kept} of p(x | {label_name}) and the tilted density is "
+           "almost p(x | label) itself: what moves the samples is guidance at t > 0." if report.kept > 0.95 else
+           f"The tilt keeps {kept} of p(x | {label_name}), thinning it where other labels overlap."))
     st.dataframe(gd.summary_rows(report), hide_index=True, width="stretch", key="reverse.guidance_table")
     st.caption(f"{N_PARTICLES:,} points per row. *Outside* is the share of points where p(x | {label_name}) is lower "
                "than at 99% of its own samples (about 1% for an exact sample). ED ratios as in the next section: "
@@ -187,8 +188,8 @@ to the number of points, so a few hundred (as guidance gives) means "clearly els
 )
 st.latex(r"\mathrm{ED}(X, Y) = 2\,\mathbb E\|X - Y\| - \mathbb E\|X - X'\| - \mathbb E\|Y - Y'\|")
 st.latex(r"\text{ratio} = \frac{\mathrm{ED}(\text{samples},\ \text{exact})}"
-         r"{\mathbb E\,\mathrm{ED}(\text{exact},\ \text{exact}')} \;=\; \frac{n\,\mathrm{ED}(\text{samples},\ \text{exact})}"
-         r"{2\,\mathbb E\|Y - Y'\|}")
+         r"{\mathbb E\,\mathrm{ED}(\text{exact},\ \text{exact}')}"
+         r" \;=\; \frac{n\,\mathrm{ED}(\text{samples},\ \text{exact})}{2\,\mathbb E\|Y - Y'\|}")
 ref, controls = _reference(v.data_key, v.label, N_PARTICLES, v.dist)
 lo, hi = min(controls), max(controls)
 
@@ -201,7 +202,7 @@ def _ratio(key, data_key, label, n, _x):
 cols = st.columns(len(trajs) + 2)
 for col, (name, tr) in zip(cols, trajs.items()):
     r = _ratio((models[name][0],) + common, v.data_key, v.label, N_PARTICLES, tr.xs[-1])
-    col.metric(f"ED ratio, {name.lower()}", f"{r:.2f}")
+    col.metric(f"ED ratio, {name.lower()}", f"{r:.2f}" if r < 10 else f"{r:.0f}")
 cols[len(trajs)].metric("Fresh exact samples", f"{lo:.2f} to {hi:.2f}",
                         help=f"The lowest and highest ED ratio of {N_CONTROLS} independent exact samples of "
                              f"{N_PARTICLES:,} points: what a perfect sampler reads, draw to draw.")

@@ -131,7 +131,8 @@ def test_guidance_section_shows_the_tilted_density_and_numbers_only_when_guiding
     assert [a["text"] for a in fig["layout"]["annotations"]] == ["Exact: guided samples", "Learned: guided samples"]
     table = at.dataframe[0].value
     assert list(table["cloud"]) == ["exact sample of p(x | c)", "exact sample of the tilted density",
-                                    "Exact, guided ODE", "Exact, guided SDE", "Learned, guided ODE", "Learned, guided SDE"]
+                                    "Exact, guided ODE", "Exact, guided SDE",
+                                    "Learned, guided ODE", "Learned, guided SDE"]
     ode_mean = float(table["mean (x₁, x₂)"][2].strip("()").split(",")[0])
     assert ode_mean == pytest.approx(1.71, abs=0.03)  # the tilted density's is 1.40 (tests/test_guidance_truth.py)
     assert float(table["ED ratio to the tilted density"][2]) > 20 > float(table["ED ratio to the tilted density"][1])

@@ -18,11 +18,13 @@ from plotly.subplots import make_subplots
 
 from toy_data.tilted import TiltedMixture
 
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
+from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE
 from .forward import _r, joined, one_thread, round_density
 from .reverse import EDReference, run
 
-ODE_STEPS, SDE_STEPS = 25, 100  # Heun, Euler-Maruyama: 4x finer grids moved the means by <= 0.02 (8gaussians E w=3, moons w=4)
+# Heun and Euler-Maruyama steps: 4x finer grids moved the clouds' means by at most 0.02 (exact scores,
+# 8gaussians E at w = 3, moons' upper moon at w = 4).
+ODE_STEPS, SDE_STEPS = 25, 100
 MASS_LEVELS = (0.5, 0.9, 0.99)  # the tilted density's contour lines enclose these shares of its mass
 HALF = EXTENT * 1.25
 SHOWN = 600  # points drawn per cloud (the numbers use all of them)
@@ -38,7 +40,7 @@ class GuidanceReport:
     exact: dict  # {"p(x | c)": x [n, 2], "tilted": x [n, 2]}, fresh exact samples
     rows: list  # one dict per cloud (cloud_stats), shown by summary_rows
     kept: float  # E_{p(x|c)}[P(c | x)^w]: the share of p(x | c)'s points the tilt keeps (1: tilted = p(x | c))
-    grid: tuple  # (xs, p(x | c) on the grid, the tilted density on the grid)
+    grid: tuple  # (xs, ys, p(x | c) [ny, nx], tilted density [ny, nx] up to a constant, its MASS_LEVELS lines)
 
 
 def cloud_stats(x: torch.Tensor, log_p_c, threshold: float, refs: dict) -> dict:
@@ -70,13 +72,32 @@ def guidance_report(dist, schedule, models: dict, label: int, w: float, n: int =
         kept = torch.exp(w * tilted.log_class_posterior(big)).mean().item()
         threshold = torch.quantile(log_p_c(big), 0.01).item()  # {log p(x|c) >= threshold} holds 99% of p(x|c)
         rows = [dict(cloud="exact sample of p(x | c)", **cloud_stats(exact["p(x | c)"], log_p_c, threshold, refs)),
-                dict(cloud="exact sample of the tilted density", **cloud_stats(exact["tilted"], log_p_c, threshold, refs))]
+                dict(cloud="exact sample of the tilted density",
+                     **cloud_stats(exact["tilted"], log_p_c, threshold, refs))]
         for name, runs in samples.items():
             for kind, x in runs.items():
                 rows.append(dict(cloud=f"{name}, guided {kind}", **cloud_stats(x, log_p_c, threshold, refs)))
-        xs, _, p_c = density_grid(dist, 1.0, 0.0, n=grid_n, extent=HALF, label=label)
-        _, _, p_w = tilted.grid(grid_n, HALF)
-    return GuidanceReport(label, float(w), samples, exact, rows, kept, (xs, p_c, p_w))
+        clouds = [exact["p(x | c)"]] + [x for runs in samples.values() for x in runs.values()]
+        xs, ys = view_box(torch.cat(clouds).double(), grid_n)
+        gx, gy = np.meshgrid(xs, ys)
+        pts = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1))
+        p_c = torch.exp(log_p_c(pts)).numpy().reshape(gx.shape)
+        top = tilted.log_prob_unnormalised(big).max().item()  # one constant for the grid and the levels
+        p_w = torch.exp(tilted.log_prob_unnormalised(pts) - top).numpy().reshape(gx.shape)
+        # A line that holds a share s of the tilted density is where it equals the (1 - s) quantile of its
+        # values at exact tilted samples (the highest-density region).
+        at_samples = torch.exp(tilted.log_prob_unnormalised(tilted.sample(20_000, generator=g)[0]) - top)
+        levels = [torch.quantile(at_samples, 1 - s).item() for s in MASS_LEVELS]
+    return GuidanceReport(label, float(w), samples, exact, rows, kept, (xs, ys, p_c, p_w, levels))
+
+
+def view_box(x: torch.Tensor, n: int, pad: float = 1.3, smallest: float = 0.5):
+    """(xs [n], ys [n]): a square grid around the middle 99% of the points x [B, 2], padded, inside the
+    [-HALF, HALF] frame of the other figures (a single narrow mode gets a close-up)."""
+    lo, hi = torch.quantile(x, 0.005, dim=0), torch.quantile(x, 0.995, dim=0)
+    half = min(max(pad * (hi - lo).max().item() / 2, smallest), HALF)
+    centre = ((lo + hi) / 2).clamp(-HALF + half, HALF - half)
+    return tuple(np.linspace(c - half, c + half, n) for c in centre.tolist())
 
 
 def summary_rows(report: GuidanceReport) -> list[dict]:
@@ -89,15 +110,8 @@ def summary_rows(report: GuidanceReport) -> list[dict]:
              "ED ratio to the tilted density": f"{r['ed_tilted']:.1f}"} for r in report.rows]
 
 
-def mass_levels(p: np.ndarray, shares=MASS_LEVELS) -> list[float]:
-    """Density values whose upper level sets hold `shares` of the grid's mass (the highest-density regions)."""
-    flat = np.sort(p.ravel())[::-1]
-    cum = np.cumsum(flat) / flat.sum()
-    return [float(flat[min(np.searchsorted(cum, s), len(flat) - 1)]) for s in shares]
-
-
-def _contour_paths(xs, p, level) -> list[np.ndarray]:
-    return [line for line in contourpy.contour_generator(xs, xs, p).lines(level) if len(line) > 1]
+def _contour_paths(xs, ys, p, level) -> list[np.ndarray]:
+    return [line for line in contourpy.contour_generator(xs, ys, p).lines(level) if len(line) > 1]
 
 
 def guidance_figure(report: GuidanceReport, shown: int = SHOWN) -> go.Figure:
@@ -106,23 +120,23 @@ def guidance_figure(report: GuidanceReport, shown: int = SHOWN) -> go.Figure:
     names = list(report.samples)
     fig = make_subplots(rows=1, cols=len(names), horizontal_spacing=0.06,
                         subplot_titles=[f"{n}: guided samples" for n in names])
-    xs, p_c, p_w = report.grid
-    paths = [path for lev in mass_levels(p_w) for path in _contour_paths(xs, p_w, lev)]
+    xs, ys, p_c, p_w, levels = report.grid
+    paths = [path for lev in levels for path in _contour_paths(xs, ys, p_w, lev)]
     cx, cy = joined(paths)
     for j, name in enumerate(names, start=1):
         first = j == 1
-        fig.add_trace(go.Heatmap(x=_r(xs), y=_r(xs), z=round_density(p_c), colorscale=DENSITY_SCALE, showscale=False,
+        fig.add_trace(go.Heatmap(x=_r(xs), y=_r(ys), z=round_density(p_c), colorscale=DENSITY_SCALE, showscale=False,
                                  hoverinfo="skip"), row=1, col=j)
         fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dict(color="black", width=1.5),
                                  name="tilted density: lines holding 50, 90, 99% of it", showlegend=first,
                                  legendgroup="tilted", hoverinfo="skip"), row=1, col=j)
-        for kind, color in (("ODE", PALETTE[0]), ("SDE", PALETTE[5])):
+        for kind, color in (("SDE", PALETTE[5]), ("ODE", PALETTE[0])):  # the ODE's tighter cloud on top
             x = report.samples[name][kind][:shown].numpy()
             fig.add_trace(go.Scattergl(x=_r(x[:, 0]), y=_r(x[:, 1]), mode="markers", name=f"guided {kind} samples",
                                        legendgroup=kind, showlegend=first,
                                        marker=dict(size=4, color=color, opacity=0.7), hoverinfo="skip"), row=1, col=j)
-        fig.update_xaxes(range=[-HALF, HALF], title_text="x₁ (data units)", constrain="domain", row=1, col=j)
-        fig.update_yaxes(range=[-HALF, HALF], title_text="x₂" if first else None, constrain="domain",
+        fig.update_xaxes(range=[xs[0], xs[-1]], title_text="x₁ (data units)", constrain="domain", row=1, col=j)
+        fig.update_yaxes(range=[ys[0], ys[-1]], title_text="x₂" if first else None, constrain="domain",
                          scaleanchor="x" if first else f"x{j}", scaleratio=1, row=1, col=j)
     fig.update_layout(height=560, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=20, t=60, b=90),
                       legend=dict(orientation="h", y=-0.18, x=0))

@@ -302,9 +302,10 @@ def ed_steps_figure(steps_list, curves: dict, band=None) -> go.Figure:
         fig.add_trace(go.Scatter(x=list(steps_list), y=list(ratios), mode="lines+markers", name=name,
                                  line=dict(color=PALETTE[[0, 5, 2][j % 3]], width=3), marker=dict(size=10),
                                  hovertemplate=f"{name}: %{{x}} steps, ratio %{{y:.2f}}<extra></extra>"))
-    fig.add_hline(y=1.0, line=dict(color="#555555", dash="dash", width=1.5))
+    fig.add_trace(go.Scatter(x=[steps_list[0], steps_list[-1]], y=[1.0, 1.0], mode="lines", hoverinfo="skip",
+                             line=dict(color="#555555", dash="dash", width=1.5), name="1: as close as an exact sample"))
     fig.update_xaxes(type="log", title_text="sampler steps (log axis)", tickvals=list(steps_list))
-    fig.update_yaxes(type="log", title_text="ED ratio (1 = like a true sample; log axis)")
+    fig.update_yaxes(type="log", title_text="ED ratio (log axis)")
     fig.update_layout(height=420, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=30, b=60),
                       legend=dict(orientation="h", y=-0.25, x=0))
     return fig
