@@ -32,7 +32,7 @@ classifier checkpoints/mnist_classifier.safetensors (benchmarks/train_classifier
 The defaults (one sampler, 20 NFE, w = 0, 1, 3, 5, 500 samples) take a few minutes on a CPU;
 benchmarks/samplers_mnist.py runs the full table. The NFE of a setting is the model evaluations per
 sample of the sampler; guidance w > 0 makes each cost two network calls (conditional and unconditional).
---interval LO HI guides only where the log-SNR lies in [LO, HI] (plain conditional elsewhere, one call);
+--interval LO HI guides only where the log-SNR lies in [LO, HI) (plain conditional elsewhere, one call);
 every row records the interval it used (null: guidance over the whole journey).
 """
 

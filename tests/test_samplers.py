@@ -288,7 +288,7 @@ def test_heun_in_sigma_beats_heun_in_t_on_edm_and_is_second_order():
     converged ODE solution than 10 in t (measured here 3.0x; 3.1x with another start in
     benchmarks/sigma_time.py); the error falls ~4x per doubling (measured 4.2 and 4.5). Each method against
     its own limit: the 400-step solution, and for the sigma-time one that solution's x0_hat at t_min (it
-    ends at sigma = 0), 3e-4 apart, under 5% of the smallest error compared."""
+    ends at sigma = 0), 3e-4 apart: about 5% of the smallest error compared."""
     sched = make_schedule("edm")
     den = guided(oracle_model(get_dataset("moons"), sched), None)
     x = prior_sample(sched, (1000, 2), generator=gen("sigma vs t"), dtype=F64)
