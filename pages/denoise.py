@@ -254,12 +254,15 @@ def _memo_section():
     with left:
         st.table(table.style.format({"median distance to nearest": "{:.3f}", "share closer than 0.02": "{:.0%}"})
                  .hide(axis="index"))
-        unused = "" if label is None else f" The sidebar's {prompt} does not apply here: these networks have no labels."
+        unused = ("" if label is None else
+                  f" The sidebar's {prompt} does not apply here: these networks were trained without labels.")
         st.caption(f"N = {n_train} training points (open circles); {memo.N_GEN} samples each, "
-                   f"{build.MEMO_SAMPLER.upper()} with {build.MEMO_STEPS} steps evenly spaced in log-SNR, on the cosine "
-                   "schedule (the networks' own, whatever the sidebar's), without a prompt. The ideal denoiser and the network start from "
-                   "the same noise. *Share closer than 0.02*: samples that practically copy a training point "
-                   f"(sampling ends with noise of size 0.007).{unused}")
+                   f"{build.MEMO_SAMPLER.upper()} with {build.MEMO_STEPS} steps evenly spaced in log-SNR, on the "
+                   "cosine schedule (the networks' own, whatever the sidebar's), without a prompt. The ideal denoiser "
+                   "and the network start from the same noise. Each network has the shipped model's size and recipe "
+                   f"({memo.RECIPE['steps']:,} steps of {memo.RECIPE['batch']:,} points drawn from the N). "
+                   "*Share closer than 0.02*: samples that practically copy a training point (sampling ends with "
+                   f"noise of size 0.007).{unused}")
     with right:
         st.plotly_chart(build.SpecFigure(curve_spec), width="stretch", theme=None, key="denoise.curve")
     st.markdown(_memo_text(curves))

@@ -15,6 +15,7 @@ from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import denoise as build
+from ui import memorisation as memo
 from apptest import open_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,15 +72,15 @@ def test_page_widgets_change_what_is_shown(page):
         return at.table[0].value.set_index("sampler")["median distance to nearest"].astype(float)
 
     net, fresh = build.MEMO_NAMES["net"], build.MEMO_NAMES["true"]
-    assert at.select_slider(key="denoise.n").value == 4
+    assert at.select_slider(key="denoise.n").value == memo.NS[0]
     row = memo_row()
     assert row[net] < 0.1 * row[fresh] and row[build.MEMO_NAMES["ideal"]] < 0.1 * row[fresh]
     before = _charts(at)[3]
     curve = json.loads(_charts(at)[4])
     assert [d["name"] for d in curve["data"][:3]] == list(build.MEMO_NAMES.values())
-    assert [d["x"] for d in curve["data"][:3]] == [[4, 16, 64, 256, 2000]] * 3
-    at.select_slider(key="denoise.n").set_value(2000).run()
-    assert _charts(at)[3] != before and json.loads(_charts(at)[4])["data"][3]["x"] == [2000, 2000]
+    assert [d["x"] for d in curve["data"][:3]] == [list(memo.NS)] * 3
+    at.select_slider(key="denoise.n").set_value(memo.NS[-1]).run()
+    assert _charts(at)[3] != before and json.loads(_charts(at)[4])["data"][3]["x"] == [memo.NS[-1]] * 2
     row = memo_row()
     assert row[net] > 0.5 * row[fresh]
 

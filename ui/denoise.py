@@ -20,7 +20,6 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from diffusion.models import oracle_model
 from diffusion.samplers import guided, prior_sample, sample
 from toy_data import finite_set
 
@@ -186,10 +185,10 @@ def posterior_figure(xs, post, xt, alpha: float, sigma: float, exact_x0, learned
     for tr, values in zip(fig.data, posterior_values(xs, post, xt, alpha, sigma, exact_x0, learned_x0)):
         tr.update(values)
     _square(fig, extent, xlabel="x₁ (clean)", ylabel="x₂ (clean)")
-    fig.update_layout(height=height, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=10, t=60, b=50),
+    fig.update_layout(height=height + 50, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=10, t=60, b=130),
                       title=dict(text="Exact posterior p(x₀ | x_t) over clean points", font=dict(size=18)),
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top",
-                                  font=dict(size=15)))
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=0, yanchor="bottom", yref="container",
+                                  font=dict(size=15)))  # at the figure's foot, under the x title
     return fig
 
 

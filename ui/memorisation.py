@@ -34,7 +34,7 @@ FOLDER = os.path.join(ROOT, "checkpoints", "memorisation")
 PATH = os.path.join(FOLDER, "samples.npz")
 FORMAT = "diffusion-lab memorisation samples v1"
 DATASETS = ("moons",)
-NS = (4, 16, 64, 256, 2000)
+NS = (4, 16, 64, 256, 1000, 2000)
 SEED = 0  # the training sets' seed, as on the page (build.training_set)
 N_GEN, NOISE_SEED = 1000, 0  # samples per sampler; the shared noise's seed (the true samples use NOISE_SEED + 1)
 # The shipped 2-D recipe (diffusion.train DEFAULTS_2D, MLPConfig defaults), unconditional: the same network
@@ -129,7 +129,8 @@ def compute(dist, nets: dict, ns=NS, n_gen: int = N_GEN, seed: int = NOISE_SEED,
                                                   schedule, noise)
             if n in nets:
                 if nets[n].schedule.spec() != schedule.spec():
-                    raise ValueError(f"the N = {n} network uses schedule {nets[n].schedule.spec()}, not {schedule.spec()}")
+                    raise ValueError(f"the N = {n} network uses schedule {nets[n].schedule.spec()}, "
+                                     f"not {schedule.spec()}")
                 out[f"net_{n}"] = build.sample_from(nets[n], schedule, noise)
     return out
 
