@@ -183,7 +183,7 @@ its expected value between two independent exact samples of the same size gives 
 "as close as a fresh exact sample"**. Even exact samples scatter around 1: the range of {N_CONTROLS} fresh
 exact samples is shown beside the ratios, and a value inside it cannot be told from exact at this sample size.
 Far above it the ratio says the samples come from another distribution, not how far: it grows in proportion
-to the number of points, so a few hundred (as guidance gives) means "clearly elsewhere"; the pictures show where.
+to the number of points, so hundreds or more (as strong guidance gives) mean "clearly elsewhere"; the pictures show where.
 """
 )
 st.latex(r"\mathrm{ED}(X, Y) = 2\,\mathbb E\|X - Y\| - \mathbb E\|X - X'\| - \mathbb E\|Y - Y'\|")
@@ -210,8 +210,8 @@ st.caption(f"{N_PARTICLES:,} points each. {N_CONTROLS} fresh exact samples read 
            "range cannot be told from exact at this sample size, and differences inside it are noise. "
            + ("" if v.label is None or v.guidance == 0 else
               f"With guidance w = {v.guidance:g} the samples are scored against p(x | label), which guidance does not "
-              "sample (see *What guidance does*): the exact scores read as high, so the ratio measures guidance, not "
-              "a model or sampler error. Set w = 0 to score the sampler against the conditional truth."))
+              "sample (see *What guidance does*): the exact scores read far above the band too, so the ratio measures "
+              "guidance, not a model or sampler error. Set w = 0 to score the sampler against the conditional truth."))
 nfe = nfe_of(v.sampler, v.steps) * (2 if v.label is not None and v.guidance else 1)  # guidance: 2 per step
 cols[len(trajs) + 1].metric("Model evaluations", f"{nfe}")
 
