@@ -222,3 +222,41 @@ def test_pca_finds_known_directions_and_projects_every_step():
     assert fig.frames[2].traces == (3, 4, 5)  # only the particles move; the cloud stays
     assert np.allclose(fig.frames[2].data[1].x, np.round(paths[2, 2:4, 0], 3))
     assert fig.layout.yaxis.scaleanchor == "x"
+
+
+# --- the first view, shared links and the words ------------------------------------------------------------
+
+def test_the_first_view_is_computed_ahead_and_says_what_snr_and_power_are():
+    at = open_page("pages/digits_journey.py", timeout=300)
+    assert not at.exception and not at.error and not at.warning
+    captions = [c.value for c in at.caption]
+    assert any("computed ahead of time" in c and "Heun" in c for c in captions)  # the film strip
+    assert any("DDIM with 20 steps (computed ahead of time)" in c for c in captions)  # the PCA journeys
+    (power,) = [c for c in captions if "SNR = α²/σ²" in c]
+    x, _ = load_mnist("test")
+    e_x0_sq = float((x.double() ** 2).mean())  # the data's own second moment, pixels in [-1, 1]
+    assert f"E[x₀²] = {e_x0_sq:.3f}" in power
+    sched = make_schedule("cosine")
+    a, s = (float(v) for v in sched.alpha_sigma(0.3))
+    assert f"SNR = α²/σ² = {a * a / (s * s):.3g}" in power
+    assert f"{100 * a * a * e_x0_sq / (a * a * e_x0_sq + s * s):.1f}% of the noisy image's power" in power
+    assert "signal by power" not in " ".join(captions)
+
+
+def test_a_shared_link_reopens_the_pages_own_controls():
+    query = {"sampler": "ddim", "steps": "4", "journey.digit": "7", "journey.seed": "2", "journey.index": "3",
+             "journey.label": "true", "journey.pca_what": "x0_hat"}
+    at = open_page("pages/digits_journey.py", timeout=300, **query)
+    assert not at.exception and not at.error
+    assert at.selectbox(key="journey.digit").value == "7" and at.number_input(key="journey.seed").value == 2
+    assert at.slider(key="journey.index").value == 3 and at.checkbox(key="journey.label").value
+    assert at.radio(key="journey.pca_what").value == "x0_hat"
+    back = charts(at)[2]
+    assert back["layout"]["annotations"][0]["text"] == "original (a 0)"  # MNIST test digit 3 is a 0
+
+
+def test_the_ten_digits_have_ten_distinct_qualitative_colours():
+    from plotly.colors import qualitative
+
+    colours = [dj.digit_color(d) for d in range(10)]
+    assert colours == list(qualitative.D3) and len(set(colours)) == 10
