@@ -378,7 +378,7 @@ def memorisation_figure(train, samples: dict, extent: float = EXTENT, height: in
     return fig
 
 
-def distance_curve_figure(ns, curves: dict, current: int | None = None, height: int = 420):
+def distance_curve_figure(ns, curves: dict, current: int | None = None, height: int = 500):
     """Median distance to the nearest training point against N (log-log), one line per sampler in `curves`
     ({'ideal' | 'net' | 'true': [len(ns)]})."""
     fig = go.Figure()
@@ -390,13 +390,17 @@ def distance_curve_figure(ns, curves: dict, current: int | None = None, height: 
     hi = max(max(ys) for ys in curves.values()) * 1.5
     if current is not None:
         fig.add_trace(go.Scatter(x=[current, current], y=[lo, hi], mode="lines", name=f"N = {current}",
-                                 line=dict(color="#999999", width=1.5, dash="dash"), hoverinfo="skip"))
-    fig.update_layout(height=height, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=10, t=60, b=50),
-                      title=dict(text="Median distance from a sample to its nearest training point",
-                                 font=dict(size=18)),
+                                 line=dict(color="#999999", width=1.5, dash="dash"), hoverinfo="skip",
+                                 showlegend=False))
+    ticks = [m * 10.0**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 3)]
+    ticks = [y for y in ticks if lo <= y <= hi]
+    fig.update_layout(height=height, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=50, b=125),
+                      title=dict(text="Median distance to the nearest training point", font=dict(size=17)),
                       xaxis=dict(type="log", title="training set size N", gridcolor="#e5e5e5", tickvals=list(ns),
-                                 ticktext=[str(n) for n in ns]),
-                      yaxis=dict(type="log", title="distance (data units, log scale)", gridcolor="#e5e5e5",
-                                 range=[math.log10(lo), math.log10(hi)]),
-                      legend=dict(x=0.02, xanchor="left", y=0.02, yanchor="bottom", bgcolor="rgba(255,255,255,0.8)"))
+                                 ticktext=[str(n) for n in ns], tickangle=0, tickfont=dict(size=13)),
+                      yaxis=dict(type="log", title="distance (log scale)", gridcolor="#e5e5e5",
+                                 range=[math.log10(lo), math.log10(hi)], tickvals=ticks,
+                                 ticktext=[f"{y:g}" for y in ticks]),
+                      legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom", yref="container",
+                                  font=dict(size=14)))
     return fig

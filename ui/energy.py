@@ -256,14 +256,14 @@ def constant_figure(xs, E, c: float, arrows: int = 13, span: float = 16.0) -> go
     The colours' numbers move by c; the arrows, computed separately from each panel's own energy, do not.
     """
     zmin, zmax = energy_cap(E, span)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=["E(x)", f"E(x) + c,  c = {c:g}"])
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2, subplot_titles=["E(x)", f"E(x) + c,  c = {c:g}"])
     step = max(1, len(xs) // arrows)
     sub = slice(step // 2, None, step)
     gx, gy = np.meshgrid(xs[sub], xs[sub])
     spacing = float(xs[step] - xs[0]) if len(xs) > step else 1.0
     for j, (e, lo, hi) in enumerate([(E, zmin, zmax), (E + c, zmin + c, zmax + c)], start=1):
         fig.add_trace(go.Heatmap(x=xs, y=xs, z=np.minimum(e, hi), colorscale=ENERGY_SCALE, zmin=lo, zmax=hi,
-                                 colorbar=dict(title=dict(text="nats"), x=0.44 if j == 1 else 1.0, len=0.9),
+                                 colorbar=dict(title=dict(text="nats"), x=0.41 if j == 1 else 1.0, len=0.9),
                                  hovertemplate="E = %{z:.2f}<extra></extra>"), row=1, col=j)
         u, w = grid_score(e, xs)
         u, w = u[sub, sub], w[sub, sub]

@@ -114,5 +114,5 @@ def add_player(fig: go.Figure, names: list[str], active: int = 0, prefix: str = 
         updatemenus=[dict(type="buttons", direction="left", buttons=[play, pause], x=0.0, y=0, xanchor="left",
                           yanchor="top", pad=dict(t=50, r=10), showactive=False, font=dict(size=14))],
         sliders=[dict(active=active, steps=steps, x=0.16, len=0.84, y=0, yanchor="top", pad=dict(t=40),
-                      currentvalue=dict(prefix=prefix, font=dict(size=16)), font=dict(size=12))])
+                      currentvalue=dict(prefix=prefix, xanchor="right", font=dict(size=16)), font=dict(size=12))])
     return fig

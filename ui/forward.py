@@ -226,8 +226,8 @@ def curve_lines(schedules: dict, current: str, names: dict | None = None, n: int
     fig.update_yaxes(title_text="σ", row=1, col=2)
     fig.update_yaxes(title_text="SNR", row=2, col=1)
     fig.update_yaxes(title_text="λ (nats)", row=2, col=2)
-    fig.update_layout(height=760, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=50, b=60),
-                      legend=dict(orientation="h", y=-0.12, x=0))
+    fig.update_layout(height=790, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=50, b=110),
+                      legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"))  # under the x title
     fig.update_xaxes(gridcolor="#e5e5e5")
     fig.update_yaxes(gridcolor="#e5e5e5")
     return fig

@@ -306,6 +306,6 @@ def ed_steps_figure(steps_list, curves: dict, band=None) -> go.Figure:
                              line=dict(color="#555555", dash="dash", width=1.5), name="1: as close as an exact sample"))
     fig.update_xaxes(type="log", title_text="sampler steps (log axis)", tickvals=list(steps_list))
     fig.update_yaxes(type="log", title_text="ED ratio (log axis)")
-    fig.update_layout(height=420, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=30, b=60),
-                      legend=dict(orientation="h", y=-0.25, x=0))
+    fig.update_layout(height=470, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=20, t=30, b=120),
+                      legend=dict(orientation="h", x=0, y=0, yanchor="bottom", yref="container"))  # under the x title
     return fig

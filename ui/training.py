@@ -255,11 +255,13 @@ def loss_figure(steps, losses, total: int | None = None, max_points: int = 1500)
     fig.add_trace(go.Scatter(x=steps[::stride], y=trend[::stride], mode="lines", name="running mean (50 steps)",
                              line=dict(color=PALETTE[0], width=3)))
     fig.update_layout(title="Training loss", font=FONT, height=500, margin=dict(l=70, r=10, t=60, b=40),
-                      plot_bgcolor="white", legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.22,
-                                                        yanchor="top"),
+                      plot_bgcolor="white",
+                      # inside the top right, where a falling loss leaves room; below, it hit the axis title
+                      legend=dict(x=0.99, xanchor="right", y=0.99, yanchor="top", bgcolor="rgba(255,255,255,0.85)"),
                       xaxis=dict(title="training step", range=[0, total or max(1, int(steps.max(initial=1)))],
                                  gridcolor="#e5e5e5"),
-                      yaxis=dict(title="weighted denoising loss", type="log", gridcolor="#e5e5e5"))
+                      # whole numbers on every tick: plotly's default log labels write 0.3 as a bare "3"
+                      yaxis=dict(title="weighted denoising loss", type="log", tickformat=".2~g", gridcolor="#e5e5e5"))
     return fig
 
 
@@ -286,8 +288,8 @@ def samples_figure(dist, exact_x, exact_y, learned_x=None, learned_title: str = 
         fig.update_xaxes(range=[-lim, lim], title_text="x₁", zeroline=False, constrain="domain", row=1, col=col)
         fig.update_yaxes(range=[-lim, lim], title_text="x₂" if col == 1 else None, zeroline=False, constrain="domain",
                          row=1, col=col, scaleanchor="x" if col == 1 else "x2")
-    fig.update_layout(font=FONT, height=500, margin=dict(l=60, r=10, t=60, b=40), plot_bgcolor="white",
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top",
+    fig.update_layout(font=FONT, height=520, margin=dict(l=60, r=10, t=95, b=40), plot_bgcolor="white",
+                      legend=dict(orientation="h", x=0, y=1.0, yanchor="top", yref="container",  # clear of x titles
                                   title_text="asked for: "))
     fig.update_annotations(font=dict(size=18))
     return fig
