@@ -169,8 +169,8 @@ st.header("Memorising versus generalising")
 st.markdown(
     "A real model is trained on a *finite* set of N examples. The ideal denoiser of that set weighs only the N "
     "training points (the formula above with p₀ a sum of point masses), so sampling with it can only give back "
-    "copies of them. Below, the same network as the shipped model is trained on exactly those N points, and "
-    "both sample from the *same noise*. Fresh samples of the true distribution are the yardstick: they are "
+    "copies of them. Below, a network like the shipped model (same size, same training recipe) is trained on "
+    "exactly those N points, and it and the ideal denoiser sample from the *same noise*. Fresh samples of the true distribution are the yardstick: they are "
     "as far from the training points as genuinely new data is."
 )
 st.latex(r"\hat x_0^{\,\mathrm{set}}(x_t) = \sum_{i=1}^{N} \mathrm{softmax}_i\!\left(-\frac{\lVert x_t - "
@@ -250,7 +250,7 @@ def _memo_section():
                 + ", ".join(DATASET_NAMES[d] for d in memo.DATASETS)
                 + ". For this dataset the section shows the ideal denoiser and fresh samples only.")
     st.plotly_chart(build.SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
-    left, right = st.columns([1, 1])
+    left, right = st.columns([2, 3])
     with left:
         st.table(table.style.format({"median distance to nearest": "{:.3f}", "share closer than 0.02": "{:.0%}"})
                  .hide(axis="index"))
