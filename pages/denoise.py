@@ -170,8 +170,8 @@ st.markdown(
     "A real model is trained on a *finite* set of N examples. The ideal denoiser of that set weighs only the N "
     "training points (the formula above with p₀ a sum of point masses), so sampling with it can only give back "
     "copies of them. Below, a network like the shipped model (same size, same training recipe) is trained on "
-    "exactly those N points, and it and the ideal denoiser sample from the *same noise*. Fresh samples of the true distribution are the yardstick: they are "
-    "as far from the training points as genuinely new data is."
+    "exactly those N points, and it and the ideal denoiser sample from the *same noise*. Fresh samples of the "
+    "true distribution are the yardstick: they are as far from the training points as genuinely new data is."
 )
 st.latex(r"\hat x_0^{\,\mathrm{set}}(x_t) = \sum_{i=1}^{N} \mathrm{softmax}_i\!\left(-\frac{\lVert x_t - "
          r"\alpha_t x^{(i)}\rVert^2}{2\sigma_t^2}\right) x^{(i)}")
