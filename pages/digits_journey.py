@@ -334,7 +334,7 @@ def _pca_movie(w, what, place):
 @st.fragment
 def _pca_section():
     what = bound(st.radio, "What each particle shows", ["x_t", "x0_hat"], horizontal=True, key="journey.pca_what",
-                 format_func={"x_t": "the noisy image x_t / √(α² + σ²)", "x0_hat": "the model's guess x̂₀"}.get)
+                 captions=["the noisy image x_t / √(α² + σ²)", "the model's guess x̂₀"])
     try:
         got = _pca_movie(v.guidance, what, st.container())
     except ValueError as e:

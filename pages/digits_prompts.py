@@ -206,7 +206,7 @@ def classify_section():
     draws = bound(c3.select_slider, "(t, ε) draws", [8, 16, 24, 32], 16, key="prompts.draws",
                   help="How many noise levels and noises are averaged; each costs one network call per label.")
     kind = bound(c4.radio, "Error measured on", ["x0", "eps"], horizontal=True, key="prompts.weighting",
-                 format_func={"x0": "the image x₀ (uniform in t)", "eps": "the noise ε (SNR-weighted)"}.get)
+                 captions=["the image x₀, uniform in t", "the noise ε, SNR-weighted"])
     x0 = images[index, 0]
     true = int(labels[index])
     hit = stored(base_model, config_id, spec, "scores", index=int(index), draws=int(draws))

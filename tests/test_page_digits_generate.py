@@ -283,9 +283,6 @@ def test_a_shared_link_reopens_the_pages_own_controls():
     g = _grid(at)
     assert g["layout"]["yaxis"]["ticktext"] == ["digit 2", "no label"] and _z(g).shape == (2 * 28 + 2, 3 * 28 + 4)
     assert "DDIM, 3 steps" in g["layout"]["title"]["text"] and "w = 3" in g["layout"]["title"]["text"]
-    # and the page writes its controls back into the URL when they move
-    at.number_input(key="digits.seed").set_value(9).run()
-    assert at.query_params["digits.seed"] in ("9", ["9"])
 
 
 @pytest.mark.parametrize("page", ["pages/digits_generate.py", "pages/digits_prompts.py", "pages/digits_journey.py"])
