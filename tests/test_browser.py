@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -117,14 +118,100 @@ def test_a_cold_start_shows_only_the_titled_navigation(browser):
         proc.wait(timeout=30)
 
 
+# Text that collides inside a figure: legends, axis and figure titles, subplot titles, colour bars, the
+# player's buttons and its current-value label, each a box in the page; two kinds whose boxes overlap by more
+# than 2 px, or one that sticks out of its figure, is a collision a projector makes unreadable.
+FIND_COLLISIONS = """
+() => {
+  const out = [];
+  const box = e => { const r = e.getBoundingClientRect(); return {x0: r.left, y0: r.top, x1: r.right, y1: r.bottom}; };
+  const hit = (a, b) => Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0) > 2 && Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0) > 2;
+  document.querySelectorAll('.js-plotly-plot').forEach((plot, k) => {
+    const items = [];
+    const add = (sel, kind) => plot.querySelectorAll(sel).forEach(e => {
+      const r = box(e);
+      if (r.x1 - r.x0 > 0 && r.y1 - r.y0 > 0) items.push({kind, text: (e.textContent || '').slice(0, 40), r});
+    });
+    add('.legend', 'legend');
+    add('[class$="title"]:not(.gtitle):not(.legendtitletext)', 'axis title');
+    add('.gtitle', 'title');
+    add('.annotation-text-g', 'annotation');
+    add('.updatemenu-button', 'button');
+    add('.slider-current-value', 'current value');
+    add('.colorbar', 'colour bar');
+    for (let i = 0; i < items.length; i++) for (let j = i + 1; j < items.length; j++) {
+      const a = items[i], b = items[j];
+      if (a.kind === b.kind && (a.kind === 'button' || a.kind === 'annotation')) continue;
+      if (hit(a.r, b.r)) out.push(`figure ${k}: ${a.kind} "${a.text}" overlaps ${b.kind} "${b.text}"`);
+    }
+    const p = box(plot);
+    items.forEach(it => {
+      if (it.r.x0 < p.x0 - 2 || it.r.x1 > p.x1 + 2 || it.r.y0 < p.y0 - 2 || it.r.y1 > p.y1 + 2)
+        out.push(`figure ${k}: ${it.kind} "${it.text}" sticks out of the figure`);
+    });
+  });
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("size", [(1400, 900), (1920, 1080)], ids=["1400x900", "1920x1080"])
 @pytest.mark.parametrize("path", PAGES)
-def test_every_page_loads_without_an_exception(server, browser, path):
-    page = _open(browser, f"{server}/{path}")
+def test_every_page_loads_without_an_exception_or_colliding_text(server, browser, path, size):
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
     try:
+        page.goto(f"{server}/{path}", timeout=120_000)
+        page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stSlider"]', state="attached", timeout=120_000)
+        _settle(page)
         assert page.locator('[data-testid="stException"]').count() == 0, page.locator('[data-testid="stException"]').first.inner_text()
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
         assert page.locator("h1").count() >= 1
+        page.evaluate("async () => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                      " for (let y = 0; y < m.scrollHeight; y += 500) { m.scrollTo(0, y);"
+                      " await new Promise(r => setTimeout(r, 100)); } m.scrollTo(0, 0); }")  # draw every figure
+        time.sleep(1.0)
+        assert page.evaluate(FIND_COLLISIONS) == []
         SHOTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{path or 'home'}.png"), full_page=True)
+        height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+        page.set_viewport_size({"width": size[0], "height": min(max(height, size[1]), 8000)})  # the whole page
+        time.sleep(1.0)
+        page.screenshot(path=str(SHOTS / f"{path or 'home'}-{size[0]}.png"))
+    finally:
+        page.close()
+
+
+MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".gif": b"GIF89a", ".csv": b"x,y"}
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_download_button_gives_a_valid_file(server, browser, path):
+    """Each download button of the page's first view answers with a file of the promised type (the server
+    draws it only when asked, so a failure there would otherwise show only in the server's log)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    try:
+        page.goto(f"{server}/{path}", timeout=120_000)
+        page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stSlider"]', state="attached", timeout=120_000)
+        _settle(page)
+        if path == "your_data":  # its downloads appear once there are points
+            page.get_by_role("tab", name="Start from a preset").click()
+            page.get_by_role("button", name=re.compile(r"Load$")).click()
+            _settle(page)
+        buttons = page.locator('[data-testid="stDownloadButton"] button')
+        assert buttons.count() >= 1, "every page offers its figures for download"
+        for i in range(buttons.count()):
+            with page.expect_download(timeout=180_000) as download:
+                buttons.nth(i).scroll_into_view_if_needed()
+                buttons.nth(i).click()
+            name = download.value.suggested_filename
+            data = pathlib.Path(download.value.path()).read_bytes()
+            assert data.startswith(MAGIC[pathlib.Path(name).suffix]), (name, data[:16])
+            if name.endswith((".png", ".gif")):
+                from PIL import Image
+                import io
+
+                img = Image.open(io.BytesIO(data))
+                img.load()
+                assert img.size[0] >= 300 and img.size[1] >= 150, (name, img.size)
     finally:
         page.close()
 
@@ -212,5 +299,22 @@ def test_the_digit_page_generates_a_grid(server, browser):
                               " return z ? [z.length, z[0].length] : null; }")
         assert shape is not None and shape[0] >= 28 and shape[1] >= 28
         assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        page.close()
+
+
+def test_the_click_grid_fills_the_axes_of_page_8(server, browser):
+    """The axes of the canvas show exactly the clickable grid's range (equal axes must not widen one of them)."""
+    page = _open(browser, f"{server}/your_data")
+    try:
+        page.get_by_role("tab", name="Click to place points").click()
+        time.sleep(1.0)
+        ranges = page.evaluate("() => { const p = [...document.querySelectorAll('.js-plotly-plot')]"
+                               ".find(e => e.offsetParent && e._fullLayout.title.text.startsWith('Your points'));"
+                               " const x = p._fullData[0].x; const y = p._fullData[0].y;"
+                               " return [p._fullLayout.xaxis.range, p._fullLayout.yaxis.range,"
+                               " [Math.min(...x), Math.max(...x)], [Math.min(...y), Math.max(...y)]]; }")
+        (ax, ay, gx, gy) = ranges
+        assert ax == pytest.approx(gx, abs=1e-6) and ay == pytest.approx(gy, abs=1e-6), ranges
     finally:
         page.close()

@@ -251,12 +251,14 @@ def canvas_figure(points, labels, names, bounds, n_grid: int = 41) -> go.Figure:
                                    hovertemplate=f"{name}: (%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
     x0, x1, y0, y1 = bounds
     fig.update_layout(title=f"Your points ({len(points)})", font=FONT, height=560, plot_bgcolor="white",
-                      margin=dict(l=50, r=10, t=60, b=40),
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.17, yanchor="top"),
+                      margin=dict(l=50, r=10, t=60, b=100),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=0, yanchor="bottom", yref="container"),
                       clickmode="event+select", dragmode=False,
-                      xaxis=dict(title="x", range=[x0, x1], gridcolor="#eeeeee", zeroline=False),
+                      # constrain="domain": equal axes shrink the square instead of widening the range past the
+                      # clickable grid
+                      xaxis=dict(title="x", range=[x0, x1], gridcolor="#eeeeee", zeroline=False, constrain="domain"),
                       yaxis=dict(title="y", range=[y0, y1], gridcolor="#eeeeee", zeroline=False,
-                                 scaleanchor="x"))
+                                 scaleanchor="x", constrain="domain"))
     return fig
 
 
