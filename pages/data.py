@@ -83,6 +83,8 @@ def _prompt_base(data_key: str, label, learned: bool) -> dict:
     return build.prompt_figure(dist, xs, p, pc, label, None, None, None, None, learned_panel=learned).to_dict()
 
 
+if label is None:  # no prompt: p(x | c) would be p(x) again, so that panel is left out
+    cond_x = cond_y = None
 spec = patch(_prompt_base(v.data_key, label, learned_x is not None),
              build.prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
 st.plotly_chart(SpecFigure(spec), width="stretch", theme=None, key="data.fig")

@@ -40,9 +40,11 @@ def page():
 def test_page_widgets_change_what_is_shown(page):
     at = page
     before = _specs(at)
-    assert len(before) == 2  # the three panels, the prior bars
+    assert len(before) == 2  # the panels, the prior bars
     assert not at.metric  # no prompt: no hit rate
-    assert "Whole distribution p(x)" in before[0] and "no prompt" in before[0]
+    assert "Whole distribution p(x)" in before[0] and "Learned samples, no prompt" in before[0]
+    # no prompt: p(x | c) would repeat p(x), so there are two panels, not three
+    assert "p(x | c)" not in before[0] and {tr.get("xaxis", "x") for tr in _traces(before[0])} == {"x", "x2"}
 
     at.sidebar.selectbox(key="label").set_value("lower moon").run()
     assert not at.exception
@@ -98,6 +100,14 @@ def test_prompt_figure_patch_matches_the_full_figure():
     assert len(full["data"]) == len(patched["data"]) == 3 + 3 * dist.num_classes
     for a, b in zip(full["data"], patched["data"]):
         assert a["name"] == b["name"] if "name" in a else True
+        for key in ("x", "y"):
+            np.testing.assert_allclose(_array(a[key]), _array(b[key]))
+    # no prompt: two panels (p(x), learned), patched the same way
+    full = build.prompt_figure(dist, xs, p, None, None, ax, ay, ax, ay, cx, cy).to_dict()
+    base = build.prompt_figure(dist, xs, p, None, None, None, None, None, None, learned_panel=True).to_dict()
+    patched = patch(base, build.prompt_values(dist, ax, ay, None, None, cx, cy))
+    assert len(full["data"]) == len(patched["data"]) == 2 + 2 * dist.num_classes
+    for a, b in zip(full["data"], patched["data"]):
         for key in ("x", "y"):
             np.testing.assert_allclose(_array(a[key]), _array(b[key]))
 

@@ -73,14 +73,17 @@ def _samples(dist, x, y) -> list[dict]:
 
 
 def prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x=None, learned_y=None,
-                  panels: int | None = None) -> dict[int, dict]:
+                  panels: int | None = None, prompted: bool | None = None) -> dict[int, dict]:
     """What changes from one draw to the next in `prompt_figure`: {trace index: {x, y}} for its sample traces.
-    `panels`: how many panels the figure has (default: 3 with learned samples, else 2)."""
-    panels = panels or (3 if learned_x is not None else 2)
-    panels = [(all_x, all_y), (cond_x, cond_y), (learned_x, learned_y)][:panels]
-    first = len(panels)  # the heat maps come first, one per panel
+    The panels are p(x), then p(x | c) when there is a prompt (default: when cond_x is given), then the
+    learned samples; `panels`: how many the figure has (default: all of these, the learned one only with
+    learned_x)."""
+    prompted = cond_x is not None if prompted is None else prompted
+    seq = [(all_x, all_y)] + ([(cond_x, cond_y)] if prompted else []) + [(learned_x, learned_y)]
+    seq = seq[:panels or (len(seq) if learned_x is not None else len(seq) - 1)]
+    first = len(seq)  # the heat maps come first, one per panel
     updates = {}
-    for j, (x, y) in enumerate(panels):
+    for j, (x, y) in enumerate(seq):
         for c, values in enumerate(_samples(dist, x, y)):
             updates[first + j * dist.num_classes + c] = values
     return updates
@@ -88,19 +91,22 @@ def prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x=None, learned_y=
 
 def prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_x=None, learned_y=None,
                   extent: float = EXTENT, height: int = 470, learned_panel: bool | None = None):
-    """Three square panels: p(x) with samples coloured by label; exact p(x | c) with its samples; the
-    learned model's samples for the same prompt (over the same exact density). No learned panel when
-    learned_x is None (unless learned_panel says otherwise). Traces: the heat maps, then one scatter per
+    """Square panels: p(x) with samples coloured by label; with a prompt c, the exact p(x | c) with its
+    samples; the learned model's samples for the same prompt (over the same exact density). No learned panel
+    when learned_x is None (unless learned_panel says otherwise). Traces: the heat maps, then one scatter per
     (panel, label), in that order (see `prompt_values`)."""
-    name = "no prompt" if label is None else f"c = {dist.label_names[label]}"
-    cond = "p(x)" if label is None else "p(x | c)"
-    titles = ["Whole distribution p(x)", f"Exact {cond}, {name}"]
+    titles = ["Whole distribution p(x)"]
+    zs = [p]
+    if label is not None:
+        titles.append(f"Exact p(x | c), c = {dist.label_names[label]}")
+        zs.append(pc)
     if learned_panel or (learned_panel is None and learned_x is not None):
-        titles.append(f"Learned samples, {name}")
+        titles.append("Learned samples, no prompt" if label is None else
+                      f"Learned samples, c = {dist.label_names[label]}")
+        zs.append(p if pc is None else pc)
     cols = len(titles)
     fig = make_subplots(rows=1, cols=cols, subplot_titles=titles, horizontal_spacing=0.04)
-    zc = p if pc is None else pc
-    for j, z in enumerate([p, zc, zc][:cols], start=1):
+    for j, z in enumerate(zs, start=1):
         fig.add_trace(go.Heatmap(x=xs, y=xs, z=z, colorscale=DENSITY_SCALE, showscale=False,
                                  hovertemplate="density %{z:.3g}<extra></extra>"), row=1, col=j)
     for j in range(1, cols + 1):
@@ -110,7 +116,8 @@ def prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_
                                                    line=dict(width=0.4, color="white")),
                                        hovertemplate=f"{cname}<br>x₁ = %{{x:.2f}}, x₂ = %{{y:.2f}}<extra></extra>"),
                           row=1, col=j)
-    for i, values in prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x, learned_y, panels=cols).items():
+    for i, values in prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x, learned_y, panels=cols,
+                                   prompted=label is not None).items():
         fig.data[i].update(values)
     for j in range(1, cols + 1):
         fig.update_xaxes(range=[-extent, extent], title_text="x₁", row=1, col=j, constrain="domain")
