@@ -115,10 +115,10 @@ def generate_section():  # not a fragment: its seed and sampler also drive the g
                                                   "digits, less variety.")
     w = float(w if w is not None else 1.0)
     g1.caption("**w = 0** shows the plain conditional model: the most variety, and now and then a digit that could "
-               "be read as another one. **w = 1**, guided only in the middle of the journey, is this model at its "
-               "best: a separate classifier read 99.15% of 2,000 such samples as the requested digit, against "
-               "96.8% at w = 0.")
-    limited = bound(g2.toggle, f"Guide only in the middle of the journey, for {LO:g} ≤ λ < {HI:g}", True,
+               f"be read as another one. **w = 1**, guided only in the middle of the journey ({LO:g} ≤ λ < {HI:g}), is "
+               "this model at its best: a separate classifier read 99.15% of 2,000 such samples as the requested "
+               "digit, against 96.8% at w = 0.")
+    limited = bound(g2.toggle, f"Guide only for {LO:g} ≤ λ < {HI:g}", True,
                     key="digits.interval", help=f"Apply the guidance only where the log-SNR λ is between {LO:g} and "
                     f"{HI:g}, and sample plainly conditionally elsewhere (Kynkäänniemi et al. 2024). Keeps most of "
                     "the prompt's pull and most of the variety.")
@@ -194,7 +194,7 @@ the extrapolated guess leaves the range of real images.
 Most of that lost variety is lost early. At high noise (log-SNR $\\lambda$ below about −2) the image is still a
 blur, and guidance there herds every sample towards the same few prototype shapes; late in the journey
 ($\\lambda$ above about 4) the digit is already decided and guidance changes little. The toggle
-*Guide only in the middle of the journey* above applies $w$ only in between and samples plainly conditionally
+*Guide only for ...* above applies $w$ only in between and samples plainly conditionally
 elsewhere. Measured on this model with DPM-Solver++ at 20 evaluations and 2,000 samples: a separate classifier
 read 96.8% of the unguided samples as the requested digit; guided with $w = 1$ for ${LO:g} \\le \\lambda < {HI:g}$,
 99.15%. The Fréchet distance to real test digits (how far the samples' features are from real ones, as a
