@@ -112,6 +112,12 @@ def monitor():
         st.button("Stop and keep the model so far", icon=":material/stop:", key="train.stop",
                   on_click=job.request_stop, disabled=job.stop_requested)
     name = DATASET_NAMES.get(job.dataset, job.dataset)
+    job_sched = SCHEDULE_NAMES[job.schedule.spec().split(":")[0]]
+    if (job.data_key, job.schedule.spec()) != (v.data_key, v.schedule.spec()):  # the sidebar moved on since
+        st.info(f"This run trains on **{name}** with the **{job_sched}** schedule (`{job.schedule.spec()}`), "
+                f"{job.parameterization}-prediction, {WEIGHTING_NAMES[job.config.weighting]}: the settings it "
+                "started with. The sidebar has changed since; press **Train** to train on what it shows now.",
+                icon=":material/info:")
     if job.error:
         st.error(f"Training failed: {job.error}")
     elif state == "done":

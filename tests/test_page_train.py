@@ -83,6 +83,12 @@ def test_train_short_run_serves_the_sidebar():
     learned = [t for t in samples.data if t.type == "scattergl" and t.xaxis == "x2"]
     assert sum(len(_arr(t.x)) for t in learned) == 300  # the EMA model's samples
     assert not at.button(key="train.start").disabled  # widgets are free again
+    assert not any("This run trains on" in i.value for i in at.info)
+    # the sidebar moves on: the result keeps saying what it was trained on
+    at.sidebar.selectbox(key="dataset").set_value("8gaussians").run()
+    assert not at.exception
+    note = next(i.value for i in at.info if "This run trains on" in i.value)
+    assert "**Two moons**" in note and "eps-prediction" in note and "Cosine" in note
 
 
 def test_stop_keeps_the_model_trained_so_far():
