@@ -111,3 +111,10 @@ def test_a_corrupt_shipped_checkpoint_is_named_and_the_pages_keep_working(tmp_pa
         assert not at.exception and not at.sidebar.warning
     finally:
         ui.models._shipped.clear()
+
+
+def test_schedule_sliders_show_as_many_decimals_as_their_step():
+    """The cosine offset s = 0.008 moves in steps of 0.002 and must not read as 0.01."""
+    at = _app(schedule="cosine").run()
+    s = at.sidebar.slider(key="cosine.s")
+    assert s.value == pytest.approx(0.008) and s.proto.format == "%.3f"
