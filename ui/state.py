@@ -25,9 +25,10 @@ from . import models as model_store
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
 CUSTOM = "yours"  # the dataset name of the user's own points (pages/your_data.py)
-SAMPLER_NAMES = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "euler": "Euler in t (ODE)", "heun": "Heun in t (ODE)",
-                 "euler_sigma": "Euler in σ (ODE, as k-diffusion)", "heun_sigma": "Heun in σ (ODE, EDM's Algorithm 1)",
-                 "dpmpp_2m": "DPM-Solver++(2M)", "sde": "Reverse SDE (Euler-Maruyama)"}
+SAMPLER_NAMES = {"ddpm": "DDPM (ancestral)", "ddim": "DDIM", "euler": "Euler in t (ODE)",
+                 "heun": "Heun in t (ODE)", "euler_sigma": "Euler in σ (ODE, as k-diffusion)",
+                 "heun_sigma": "Heun in σ (ODE, EDM's Algorithm 1)", "dpmpp_2m": "DPM-Solver++(2M)",
+                 "sde": "Reverse SDE (Euler-Maruyama)"}
 SAMPLER_HELP = ("Euler and Heun in t step in the schedule's own time t; in σ they step in σ/α, as EDM and "
                 "k-diffusion do, and end at σ = 0 (their last step returns the predicted x0).")
 SCHEDULE_NAMES = {"linear": "DDPM linear β", "cosine": "Cosine", "sigmoid": "Sigmoid", "edm": "EDM / Karras",
