@@ -1,5 +1,5 @@
-"""A classroom's load: many concurrent sessions drive the 2-D pages of a local server; then the same
-while one more session trains.
+"""A classroom's load: many concurrent sessions drive all eleven pages of a local server (the 2-D pages and
+the digit pages); then the same while one more session trains.
 
     python benchmarks/load.py                         # 20 sessions, idle phase then training phase
     python benchmarks/load.py --sessions 30 --actions 20 --think 1.0
@@ -8,9 +8,13 @@ It starts `streamlit run app.py` on a free loopback port (it never talks to anot
 --sessions sessions the way a browser does (a WebSocket to /_stcore/stream speaking Streamlit's own
 protobuf messages, the BackMsg/ForwardMsg pair), and has each session
 
-  1. open one of the 2-D pages (round-robin over PAGES) and wait for its first run to finish;
-  2. --actions times: think for a random 0.5-1.5 x --think seconds, then move a control (mostly the
-     shared time slider, sometimes the label or a change of page) and time the script run it triggers.
+  1. open one of the pages (round-robin over PAGES) and wait for its first run to finish;
+  2. --actions times: think for a random 0.5-1.5 x --think seconds, then move a control and time the
+     script run it triggers: on a 2-D page mostly the shared time slider, sometimes the label; on a digit
+     page one of that page's own controls (DIGIT_CONTROLS); sometimes a change of page.
+
+The figures are reported for all changes, for the 2-D pages' and for the digit pages' changes apart, and
+for the first view (page load) of each kind.
 
 A response time is from sending the change to the server's "script finished" message, which comes
 after every element of the run has been sent, so it includes the server's work, the page's figures
@@ -41,8 +45,19 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAGES = ["data", "energy", "score", "forward", "denoise", "reverse"]  # the 2-D pages that react to t
+PAGES_2D = ["data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data"]
+DIGIT_PAGES = ["digits_generate", "digits_journey", "digits_prompts"]
+PAGES = PAGES_2D + DIGIT_PAGES
 LABELS = ["none", "upper moon", "lower moon"]  # the default dataset's labels (moons)
+# What a student moves on a digit page: (start of the widget's label, the values to choose from; None: any
+# of the widget's own options). The common settings are computed ahead (checkpoints/digit_presets.npz),
+# others are sampled live: both are part of a class's load.
+DIGIT_CONTROLS = {
+    "digits_generate": [("Guidance weight w", None), ("Guide only for", [True, False]), ("Samples per digit", [2, 3, 4]),
+                        ("Digits (one row each)", [["1", "3", "7", "8"], ["0", "2"], ["5"], ["4", "9"]])],
+    "digits_journey": [("Digit to draw", None), ("What each particle shows", None)],
+    "digits_prompts": [("Samples per row", [4, 8, 12]), ("Also each prompt on its own", [True, False])],
+}
 
 
 # --- the server ---------------------------------------------------------------------------------
@@ -238,6 +253,10 @@ class Session:
             st.double_array_value.data[:] = [float(value)]
         elif kind in ("selectbox", "radio"):
             st.string_value = str(value)
+        elif kind in ("multiselect", "button_group"):  # the chosen options as shown
+            st.string_array_value.data[:] = [str(v) for v in (value if isinstance(value, list) else [value])]
+        elif kind in ("checkbox", "toggle"):
+            st.bool_value = bool(value)
         elif kind == "button":
             st.trigger_value = True
         elif kind == "number_input":
@@ -246,6 +265,15 @@ class Session:
             raise ValueError(f"cannot set a {kind}")
         self.states[w.id] = st
         return True
+
+    def find(self, start: str) -> str | None:
+        """The label of this page's widget whose label starts with `start`."""
+        return next((label for label in self.widgets if label.startswith(start)), None)
+
+    def options(self, label: str) -> list[str]:
+        """A selectbox's, radio's, multiselect's or segmented control's options, as shown."""
+        kind, w = self.widgets[label]
+        return [o.content if hasattr(o, "content") else str(o) for o in w.options]
 
     async def close(self):
         if self._reader:
@@ -265,7 +293,7 @@ async def student(i: int, port: int, actions: int, think: float, rng: random.Ran
         page = PAGES[i % len(PAGES)]
         t = await s.open(page)
         if t is not None:
-            loads.append(t)
+            loads.append((page, t))
         for _ in range(actions):
             if time.monotonic() > deadline:
                 break
@@ -275,18 +303,25 @@ async def student(i: int, port: int, actions: int, think: float, rng: random.Ran
                 page = rng.choice([p for p in PAGES if p != page])
                 t = await s.open(page)
                 if t is not None:
-                    loads.append(t)
+                    loads.append((page, t))
                 continue
-            control, value = (("Label (the prompt)", rng.choice(LABELS)) if roll < 0.25
-                              else ("Time t", round(rng.uniform(0.0, 1.0), 2)))
-            what = f"{'label' if control.startswith('Label') else 't'} {value}"
+            if page in DIGIT_CONTROLS:
+                start, values = rng.choice(DIGIT_CONTROLS[page])
+                control = s.find(start) or start
+                if values is None and control in s.widgets:
+                    values = s.options(control)
+                value = rng.choice(values) if values else None
+            else:
+                control, value = (("Label (the prompt)", rng.choice(LABELS)) if roll < 0.25
+                                  else ("Time t", round(rng.uniform(0.0, 1.0), 2)))
+            what = f"{control} = {value}"
             moved = s.set(control, value)
             if not moved:
                 s.errors.append(f"no control to move on {page}: {sorted(s.missing)}")
                 continue
             t = await s.run()
             if t is not None:
-                times.append(t)
+                times.append((page, t))
                 slow.append((round(t, 1), page, what))
     except Exception as e:
         s.errors.append(f"session {i}: {type(e).__name__}: {e}")
@@ -344,14 +379,27 @@ async def phase(port: int, args, seed: int, train: bool) -> dict:
         stop.set()
         await trainer_task
         errors.extend(report.get("errors", []))
-    q = statistics.quantiles(times, n=20, method="inclusive") if len(times) >= 2 else [float("nan")] * 19
-    return {"phase": "one session training" if train else "idle", "sessions": args.sessions,
-            "changes": len(times), "page_loads": len(loads), "errors": len(errors), "error_samples": errors[:5],
-            "median_s": round(statistics.median(times), 3) if times else None, "p95_s": round(q[18], 3),
-            "max_s": round(max(times), 3) if times else None,
-            "page_load_median_s": round(statistics.median(loads), 3) if loads else None,
-            "wall_s": round(wall, 1), "slowest": sorted(slow, reverse=True)[:5], "trainer_started": report.get("started", False) if train else None,
-            "trainer_progress": report.get("progress") if train else None, "trainer_polls": report.get("polls")}
+    row = {"phase": "one session training" if train else "idle", "sessions": args.sessions,
+           "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 1),
+           "slowest": sorted(slow, reverse=True)[:5]}
+    for group, pages in (("", PAGES), ("2d_", PAGES_2D), ("digits_", DIGIT_PAGES)):
+        row.update(_summary([t for p, t in times if p in pages], [t for p, t in loads if p in pages], group))
+    if train:
+        row.update(trainer_started=report.get("started", False), trainer_progress=report.get("progress"),
+                   trainer_polls=report.get("polls"))
+    return row
+
+
+def _summary(times: list, loads: list, prefix: str) -> dict:
+    """Counts, median, p95 and max of the changes' times, and the page loads' median and p95."""
+    def p95(xs):
+        return round(statistics.quantiles(xs, n=20, method="inclusive")[18], 3) if len(xs) >= 2 else None
+
+    return {f"{prefix}changes": len(times), f"{prefix}median_s": round(statistics.median(times), 3) if times else None,
+            f"{prefix}p95_s": p95(times), f"{prefix}max_s": round(max(times), 3) if times else None,
+            f"{prefix}page_loads": len(loads),
+            f"{prefix}page_load_median_s": round(statistics.median(loads), 3) if loads else None,
+            f"{prefix}page_load_p95_s": p95(loads)}
 
 
 def main():
@@ -388,11 +436,15 @@ def main():
 
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
           f"{args.sessions} sessions x {args.actions} changes, think {args.think} s\n")
-    print("| phase | changes | errors | median s | p95 s | max s | page load median s | server peak MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| phase | pages | changes | errors | median s | p95 s | max s | page load median s | page load p95 s |"
+          " server peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['phase']} | {r['changes']} | {r['errors']} | {r['median_s']} | {r['p95_s']} | {r['max_s']} | "
-              f"{r['page_load_median_s']} | {r['server_peak_rss_mib']} |")
+        for prefix, name in (("", "all"), ("2d_", "2-D"), ("digits_", "digits")):
+            print(f"| {r['phase']} | {name} | {r[prefix + 'changes']} | {r['errors'] if not prefix else ''} | "
+                  f"{r[prefix + 'median_s']} | {r[prefix + 'p95_s']} | {r[prefix + 'max_s']} | "
+                  f"{r[prefix + 'page_load_median_s']} | {r[prefix + 'page_load_p95_s']} | "
+                  f"{r['server_peak_rss_mib'] if not prefix else ''} |")
     by = {r["phase"]: r for r in results}
     if len(by) == 2 and by["idle"]["p95_s"]:
         second = results[1]["phase"]

@@ -129,11 +129,12 @@ FIND_COLLISIONS = """
   document.querySelectorAll('.js-plotly-plot').forEach((plot, k) => {
     const items = [];
     const add = (sel, kind) => plot.querySelectorAll(sel).forEach(e => {
+      if (kind !== 'colour bar' && kind !== 'legend' && (e.closest('.colorbar') || e.closest('.legend'))) return;
       const r = box(e);
       if (r.x1 - r.x0 > 0 && r.y1 - r.y0 > 0) items.push({kind, text: (e.textContent || '').slice(0, 40), r});
     });
     add('.legend', 'legend');
-    add('[class$="title"]:not(.gtitle):not(.legendtitletext)', 'axis title');
+    add('text[class$="title"]:not(.gtitle):not(.legendtitletext)', 'axis title');
     add('.gtitle', 'title');
     add('.annotation-text-g', 'annotation');
     add('.updatemenu-button', 'button');
@@ -183,10 +184,30 @@ def test_every_page_loads_without_an_exception_or_colliding_text(server, browser
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".gif": b"GIF89a", ".csv": b"x,y"}
 
 
-@pytest.mark.parametrize("path", PAGES)
-def test_every_download_button_gives_a_valid_file(server, browser, path):
-    """Each download button of the page's first view answers with a file of the promised type (the server
+def _check_downloads(page) -> int:
+    """Click every download button on the page; each must answer with a file of the promised type (the server
     draws it only when asked, so a failure there would otherwise show only in the server's log)."""
+    import io
+
+    from PIL import Image
+
+    buttons = page.locator('[data-testid="stDownloadButton"] button')
+    for i in range(buttons.count()):
+        with page.expect_download(timeout=180_000) as download:
+            buttons.nth(i).scroll_into_view_if_needed()
+            buttons.nth(i).click()
+        name = download.value.suggested_filename
+        data = pathlib.Path(download.value.path()).read_bytes()
+        assert data.startswith(MAGIC[pathlib.Path(name).suffix]), (name, data[:16])
+        if name.endswith((".png", ".gif")):
+            img = Image.open(io.BytesIO(data))
+            img.load()
+            assert img.size[0] >= 300 and img.size[1] >= 150, (name, img.size)
+    return buttons.count()
+
+
+@pytest.mark.parametrize("path", [p for p in PAGES if p != "train"])  # the Train page's: after training, below
+def test_every_download_button_gives_a_valid_file(server, browser, path):
     page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     try:
         page.goto(f"{server}/{path}", timeout=120_000)
@@ -196,22 +217,7 @@ def test_every_download_button_gives_a_valid_file(server, browser, path):
             page.get_by_role("tab", name="Start from a preset").click()
             page.get_by_role("button", name=re.compile(r"Load$")).click()
             _settle(page)
-        buttons = page.locator('[data-testid="stDownloadButton"] button')
-        assert buttons.count() >= 1, "every page offers its figures for download"
-        for i in range(buttons.count()):
-            with page.expect_download(timeout=180_000) as download:
-                buttons.nth(i).scroll_into_view_if_needed()
-                buttons.nth(i).click()
-            name = download.value.suggested_filename
-            data = pathlib.Path(download.value.path()).read_bytes()
-            assert data.startswith(MAGIC[pathlib.Path(name).suffix]), (name, data[:16])
-            if name.endswith((".png", ".gif")):
-                from PIL import Image
-                import io
-
-                img = Image.open(io.BytesIO(data))
-                img.load()
-                assert img.size[0] >= 300 and img.size[1] >= 150, (name, img.size)
+        assert _check_downloads(page) >= 1, "every page offers its figures for download"
     finally:
         page.close()
 
@@ -269,7 +275,10 @@ def test_the_reverse_page_draws_particles(server, browser):
 
 
 def test_training_starts_reports_progress_and_stops_with_its_model_kept(server, browser):
-    page = _open(browser, f"{server}/train?dataset=moons")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.goto(f"{server}/train?dataset=moons", timeout=120_000)
+    page.wait_for_selector('[data-testid="stSidebar"] [data-testid="stSlider"]', state="attached", timeout=120_000)
+    _settle(page)
     try:
         steps = page.locator('input[aria-label="Training steps"]')
         steps.fill("5000")
@@ -288,6 +297,7 @@ def test_training_starts_reports_progress_and_stops_with_its_model_kept(server, 
             time.sleep(0.5)
         assert "trained here:" in side.inner_text()
         assert page.locator('[data-testid="stException"]').count() == 0
+        assert _check_downloads(page) == 2  # the loss curve and the samples
     finally:
         page.close()
 

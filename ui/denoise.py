@@ -372,8 +372,8 @@ def memorisation_figure(train, samples: dict, extent: float = EXTENT, height: in
                                    hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>"), row=1, col=j)
         _square(fig, extent, row=1, col=j, anchor=f"x{j if j > 1 else ''}", ylabel="x₂" if j == 1 else None)
         fig.update_yaxes(showticklabels=j == 1, row=1, col=j)
-    fig.update_layout(height=height, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=10, t=60, b=40),
-                      legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top"))
+    fig.update_layout(height=height + 40, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=10, t=60, b=100),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", y=0, yanchor="bottom", yref="container"))
     fig.update_annotations(font_size=18)
     return fig
 
