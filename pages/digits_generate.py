@@ -28,7 +28,7 @@ st.title("9 · Generate digits")
 st.markdown(
     """
 The 2-D pages used toy points so that every density could be computed exactly. Here the same machinery
-runs on real images: 28 × 28 handwritten digits, 784 numbers each. The blog post's prompt *"a cat holding
+runs on real images: 28 × 28 handwritten digits, 784 numbers each. A text-to-image prompt such as *"a cat holding
 a banana"* becomes the much humbler prompt *"a 3"*, but the point is the same: a prompt does not name one
 image. There are countless ways to write a 3 (slanted, thin, open at the top), and the model's job is to
 draw one of them at random, so every starting noise gives a different 3.
@@ -156,9 +156,9 @@ def generate_section():  # not a fragment: its seed and sampler also drive the g
     m[2].metric("Network calls", f"{calls}", help="Guidance asks the network twice per evaluation: with and "
                                                   "without the label (limited guidance: only inside its λ range).")
     if ahead == len(digits):
-        m[3].metric("Generation time", "computed ahead",
-                    help=f"All rows were computed ahead of time and read from a file; building them took {seconds:.1f} s "
-                         "on a 2-core machine that was running other work at the same time.")
+        m[3].metric("Generation time", "instant",
+                    help=f"All rows were computed ahead of time, so they appear at once; building them took "
+                         f"{seconds:.1f} s on a 2-core machine that was running other work at the same time.")
     else:
         m[3].metric("Generation time", f"{seconds:.2f} s", help="Sampling time of the rows shown, measured when they "
                     "were first computed (rows computed ahead count with their build time); a repeated view is "

@@ -221,7 +221,7 @@ def _back_figures(model_key, spec, t, sampler, steps, index, label, w, _r, _swee
 @st.fragment
 def _noise_section():
     c = st.columns([2, 1])
-    index = int(bound(c[0].slider, "Test digit (index in the 10,000 MNIST test images)", 0, len(TEST_X) - 1, 0,
+    index = int(bound(c[0].slider, "Test image # (of the 10,000 MNIST test images)", 0, len(TEST_X) - 1, 0,
                       key="journey.index"))
     use_label = bound(c[1].checkbox, "Tell the model which digit it is", False, key="journey.label",
                               help="Off: the unconditional model must recognise the digit from what survives. "

@@ -36,7 +36,7 @@ spec = v.schedule.spec()
 st.header("Combining prompts")
 st.markdown(
     """
-The blog post hopes a model that has learned "cat", "banana" and "holding" can draw a combination it has
+We would like a model that has learned "cat", "banana" and "holding" to draw a combination it has
 never seen. On digits the model only knows single labels, yet its predictions can still be combined.
 Each conditional guess differs from the unconditional one by a **direction**: what would make this noisy
 image more like a 3. Adding the directions for 3 and 8 asks for an image that is both at once; subtracting
@@ -198,7 +198,7 @@ def classify_section():
         return
     n_test = len(images)
     c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
-    index = bound(c1.slider, "Test digit (index in the 10,000 MNIST test images)", 0, n_test - 1, 0,
+    index = bound(c1.slider, "Test image # (of the 10,000 MNIST test images)", 0, n_test - 1, 0,
                   key="prompts.index")
     c2.button("Random digit", key="prompts.random", on_click=_random_index, args=(n_test,),
               icon=":material/casino:", width="stretch")
@@ -227,7 +227,7 @@ def classify_section():
     guess = int(np.argmin(errors))
     left, right = st.columns([1, 2])
     with left:
-        img = dg.image_figure(x0.numpy(), f"Test digit {index} (true label {true})")
+        img = dg.image_figure(x0.numpy(), f"Test image #{index} (a {true})")
         st.plotly_chart(img, width="stretch", theme=None, key="prompts.image")
         m1, m2 = st.columns(2)
         m1.metric("True label", f"{true}")

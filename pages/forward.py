@@ -91,7 +91,7 @@ against $\\sigma_t^2$ on the noise. When the data have unit power per coordinate
 (this one: $\\mathbb{{E}}[x_0^2]$ = {power:.2f} per coordinate), that is exactly the power of the signal
 part $\\alpha_t x_0$ over the power of the noise part $\\sigma_t \\varepsilon$; for other data multiply by
 their power.""" + (f""" MNIST digits in $[-1, 1]$ have $\\mathbb{{E}}[x_0^2]$ = {mnist[0]:.2f}, but most of
-that is the constant dark background: the pixels vary around their mean with variance only {mnist[1]:.2f}, so
+that is the blank paper around the digit (pixel value −1): the pixels vary around their mean with variance only {mnist[1]:.2f}, so
 a digit's shape fades into the noise at a higher $\\lambda$ than the SNR alone suggests.""" if mnist else "") + """
 
 The logarithm of the SNR, $\\lambda_t$, is easier to plot
@@ -172,12 +172,12 @@ except ValueError as e:  # toy_data.mnist.MnistError: the digits file is missing
     st.error(f"The MNIST test digits could not be read: {e}")
 else:
     c = st.columns(3)
-    index = int(c[0].number_input(f"Test digit (0 to {n_test - 1})", 0, n_test - 1, 0, 1, key="forward.digit"))
+    index = int(c[0].number_input(f"Test image # (0 to {n_test - 1})", 0, n_test - 1, 0, 1, key="forward.digit"))
     seed = int(c[1].number_input("Noise seed ε", 0, 9999, 0, 1, key="forward.digit_seed"))
     digits_fig, true = _digit_grid(specs, v.schedule.name, index, seed)
     st.plotly_chart(digits_fig, width="stretch", theme=None, key="forward.digits")
     st.caption(
-        f"Test digit {index} (a {true}). Every row uses the same ε. A cell whose schedule cannot reach that λ "
+        f"Test image #{index} (a {true}). Every row uses the same ε. A cell whose schedule cannot reach that λ "
         "(its range is clamped, e.g. variance exploding stops where σ_max runs out) shows the λ it does reach."
     )
     downloads(digits_fig, f"digits-by-logsnr-{index}", key="forward.dl.digits")

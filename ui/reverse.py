@@ -210,7 +210,7 @@ def x0_hat_figure(dist, schedule, traj: Trajectory, tracked=TRACKED, label=None,
     fig.update_xaxes(range=[-half, half], title_text="x₁ (data units)", constrain="domain", row=1, col=1)
     fig.update_yaxes(range=[-half, half], title_text="x₂", scaleanchor="x", scaleratio=1, constrain="domain",
                      row=1, col=1)
-    fig.update_xaxes(title_text="t (sampling runs from right to left)", autorange="reversed", row=1, col=2)
+    fig.update_xaxes(title_text="t (sampling runs left to right, from 1 to 0)", autorange="reversed", row=1, col=2)
     fig.update_yaxes(title_text="distance (data units)", rangemode="tozero", row=1, col=2)
     fig.update_layout(height=560, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=20, t=60, b=90),
                       legend=dict(orientation="h", y=-0.18, x=0))
