@@ -152,9 +152,14 @@ class Rescheduled:
         return ((alpha * x0 - x) / sigma**2).detach()
 
 
+def network_parameterization(model) -> str | None:
+    """What the network itself outputs (eps, x0, v, score, flow, energy), under its own schedule or another."""
+    return getattr(getattr(model, "model", model), "parameterization", None)
+
+
 def is_energy_head(model) -> bool:
     """True for a network that outputs an energy E (score = -grad E), under its own schedule or another."""
-    return getattr(getattr(model, "model", model), "parameterization", None) == "energy"
+    return network_parameterization(model) == "energy"
 
 
 def reschedule(model, schedule: Schedule):

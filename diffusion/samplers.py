@@ -22,9 +22,9 @@ from .schedules import Schedule
 Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x [B, ...], t scalar) -> x0_hat [B, ...]
 
 # Guidance limited to this log-SNR range keeps most of its effect on the prompt and most of the variety: on
-# the earlier shipped MNIST model at 20 NFE and w = 1 (README, 2,000 samples) the Frechet distance fell from
-# 8-9x the floor to 2.2-3.3x while the share of right digits went from 100% to 98.9-99.5%.
-GUIDANCE_INTERVAL = (-2.0, 4.0)
+# the shipped MNIST model, DPM-Solver++ at 20 NFE and w = 1 guided for -1.5 <= lambda < 4 read 99.15% of
+# 2,000 digits as the prompt at 1.80x the Frechet floor (unguided: 96.8%, 1.63x; README, "The MNIST model").
+GUIDANCE_INTERVAL = (-1.5, 4.0)
 INTERVAL_TOL = 1e-6
 
 

@@ -190,14 +190,15 @@ def _memo_nets(dataset: str, folder: str):
 
 
 @st.cache_resource(show_spinner="Sampling for every N (once)...", max_entries=16)
-def _memo_all(data_key: str, path: str, folder: str):
+def _memo_all(data_key: str, dataset: str, path: str, folder: str, _dist):
     """({N: (figure, its dict, distance table, distance-curve dict)}, {sampler: median distance per N}).
-    Read from the shipped samples file when it matches the shipped networks, else sampled once."""
-    nets, _ = _memo_nets(v.dataset, folder)
+    Read from the shipped samples file when it matches the shipped networks, else sampled once.
+    `data_key` names `_dist` (for the user's own data it differs from `dataset`)."""
+    nets, _ = _memo_nets(dataset, folder)
     nets = nets if set(nets) == set(memo.NS) else {}  # one damaged network: show none rather than a gap
-    arrays = memo.stored(_memo_file(path)[0], v.dataset, nets) if data_key == v.dataset else None
+    arrays = memo.stored(_memo_file(path)[0], dataset, nets) if data_key == dataset else None
     if arrays is None:
-        arrays = offload(memo.compute, dist, nets, memo.NS)
+        arrays = offload(memo.compute, _dist, nets, memo.NS)
     with build.one_thread():
         dists = memo.distances(arrays, memo.NS)
     keys = list(dists[memo.NS[0]])
@@ -243,7 +244,7 @@ def _memo_section():
                        "sampled here instead (a few seconds, once).")
     n_train = st.select_slider("Training set size N", memo.NS, value=memo.NS[0], key="denoise.n",
                                help="How many training points the ideal denoiser and the network were given.")
-    views, curves = _memo_all(v.data_key, memo.PATH, memo.FOLDER)
+    views, curves = _memo_all(v.data_key, v.dataset, memo.PATH, memo.FOLDER, dist)
     memo_fig, memo_spec, table, curve_spec = views[n_train]
     if "net" not in curves and v.dataset not in memo.DATASETS:
         st.info("Networks trained on N points are shipped for "

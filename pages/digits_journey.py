@@ -20,6 +20,7 @@ from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digit_presets as pre  # noqa: E402
 from ui import digits_journey as dj  # noqa: E402
 from ui.digit_rows import bound, run_jobs, stored, warn_if_unusable  # noqa: E402
+from ui.forward import pixel_power  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
 from ui.threads import one_thread  # noqa: E402
@@ -66,9 +67,9 @@ except MnistError as e:
 
 
 @st.cache_resource(show_spinner=False)
-def _power(n):
-    """E[x0^2] per pixel of the first n test digits (pixels in [-1, 1])."""
-    return float((TEST_X[:n].double() ** 2).mean())
+def _power(_x, n: int) -> float:
+    """E[x0^2] per pixel of the n test digits `_x` (pixels in [-1, 1])."""
+    return pixel_power(_x)[0]
 
 
 def _stored(kind, **args):
@@ -252,7 +253,7 @@ def _noise_section():
         m = st.columns(2)
         m[0].metric("Denoised back: MSE", f"{r['mse_back']:.4f}")
         m[1].metric("Denoised back: PSNR", f"{r['psnr_back']:.1f} dB")
-        power = _power(len(TEST_X))
+        power = _power(TEST_X, len(TEST_X))
         st.caption(f"α = {alpha:.3f}, σ = {sigma:.3g}: SNR = α²/σ² = {alpha**2 / sigma**2:.3g}, the ratio of the "
                    "scale factors of the image and of the noise. The powers themselves also depend on the image: "
                    f"MNIST pixels in [−1, 1] have E[x₀²] = {power:.3f} (most of it the paper, −1), so the image "

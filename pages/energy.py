@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from diffusion.likelihood import energy_via_ode, ode_log_likelihood
-from diffusion.models import is_energy_head
+from diffusion.models import is_energy_head, network_parameterization
 from ui import energy as en
 from ui import energy_maps
 from ui.page import downloads, need_model, show_source
@@ -120,7 +120,7 @@ def _cost_figure(n: int):
 
 xs, E = _exact(v.data_key, spec, v.label, t_map, EXACT_GRID, half_map)
 model = v.learned() if need_model(v) else None
-kind = getattr(getattr(model, "model", model), "parameterization", None)  # what the network outputs
+kind = network_parameterization(model)
 learned = None
 if (maps_problem := _precomputed(energy_maps.PATH)[1]) and v.model_source == "shipped":
     st.warning(f"The precomputed energy maps cannot be used: {maps_problem}. The learned maps are computed "

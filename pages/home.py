@@ -40,7 +40,7 @@ MAP = [
     ("pages/forward.py", "Noising data step by step: α, σ, the signal-to-noise ratio and log-SNR for every schedule."),
     ("pages/train.py", "Train a model live: the loss curve and its samples update as it learns."),
     ("pages/denoise.py", "What the network learns: the average clean point behind a noisy one, and memorising versus generalising."),
-    ("pages/reverse.py", "Sampling: particles flow from noise back to data with six different samplers."),
+    ("pages/reverse.py", "Sampling: particles flow from noise back to data, with a choice of samplers (ODE and SDE)."),
     ("pages/your_data.py", "Upload or draw your own points, then train on them and explore them on every page."),
     ("pages/digits_generate.py", "The same machinery on 28 × 28 images: a digit as the prompt, and guidance."),
     ("pages/digits_journey.py", "One digit's walk from noise to ink, and what the network guesses on the way."),

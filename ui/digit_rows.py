@@ -82,7 +82,7 @@ def run_jobs(jobs, key: str, what: str, place=None) -> tuple[dict, bool]:
     request = _request_id(names)
     done_key = f"{key}.done"
     done_names = st.session_state.setdefault(done_key, set())
-    if len(done_names) > 4096:  # a long session: forget the oldest views' names
+    if len(done_names) > 4096:  # a long session: start the record afresh (the parts stay cached)
         done_names.clear()
     if st.session_state.get(f"{key}.stopped") not in (None, request):
         _resume(key)  # a stop belongs to the view it was pressed on

@@ -24,7 +24,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from diffusion.models import reschedule
-from diffusion.samplers import GRIDS, SAMPLERS, Trajectory, check_sampler, check_steps, guided, prior_sample, sample
+from diffusion.samplers import GRIDS, SAMPLERS, check_sampler, check_steps, guided, prior_sample, sample
 
 from .figures import FONT, PALETTE, add_player
 from .forward import place_player, with_frames
@@ -426,9 +426,6 @@ def digit_trajectories(model, schedule, w: float, digit: int, per_digit: int, st
                   return_trajectory=True)
 
 
-def join_trajectories(parts) -> Trajectory:
-    """One Trajectory of the samples of `parts` (runs on the same time grid), in order."""
-    return Trajectory(parts[0].ts, torch.cat([p.xs for p in parts], 1), torch.cat([p.x0_hats for p in parts], 1))
 
 
 @torch.no_grad()
@@ -478,4 +475,3 @@ def logsnr_grid_figure(images, ts, lams, lambdas=FORWARD_LAMBDAS, row_names=None
     fig = image_grid(images, titles, row_names, cell=120)
     fig.update_layout(height=80 + rows * 175, margin=dict(l=130, r=10, t=80, b=10))
     return fig
-

@@ -26,6 +26,9 @@ import time
 import numpy as np
 import torch
 
+from diffusion.nets import MLPConfig
+from diffusion.train import DEFAULTS_2D
+
 from . import denoise as build
 from .energy_maps import weights_fingerprint
 
@@ -39,8 +42,7 @@ SEED = 0  # the training sets' seed, as on the page (build.training_set)
 N_GEN, NOISE_SEED = 1000, 0  # samples per sampler; the shared noise's seed (the true samples use NOISE_SEED + 1)
 # The shipped 2-D recipe (diffusion.train DEFAULTS_2D, MLPConfig defaults), unconditional: the same network
 # that generalises when it sees fresh samples of the whole distribution at every step.
-RECIPE = dict(schedule="cosine", parameterization="v", weighting="v", steps=4000, batch=1024, lr=3e-3, ema=0.995,
-              width=128, depth=4, seed=0)
+RECIPE = dict(**DEFAULTS_2D, width=MLPConfig.width, depth=MLPConfig.depth, seed=0)
 
 
 def net_path(dataset: str, n: int, folder: str = FOLDER) -> str:

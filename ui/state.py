@@ -134,7 +134,7 @@ def _schedule_params(name: str) -> dict:
     params = {}
     for f in fields(SCHEDULES[name]):
         lo, hi, step = PARAM_RANGES[f.name]
-        decimals = max(0, -math.floor(math.log10(step)))  # as many as the step has: s = 0.008, not 0.01
+        decimals = len(repr(float(step)).partition(".")[2].rstrip("0"))  # as many as the step has: s = 0.008
         params[f.name] = _bound(st.slider, PARAM_LABELS[f.name], lo, hi, float(getattr(defaults, f.name)), step,
                                 key=f"{name}.{f.name}", help=PARAM_HELP.get(f.name), format=f"%.{decimals}f")
     return params
