@@ -8,8 +8,8 @@ from ui.figures import density_grid
 from ui.page import downloads, show_source
 from ui.state import DATASET_NAMES, SCHEDULE_NAMES, request, view
 from ui.training import (BATCH_CHOICES, DEFAULTS, LR_CHOICES, MAX_CONCURRENT, PARAM_NAMES, STEPS_RANGE,
-                         WEIGHTING_NAMES, TrainingJob, build_model, eta_text, loss_figure, make_config,
-                         samples_figure, snapshot_samples)
+                         WEIGHTING_NAMES, TrainingJob, build_model, eta_text, exact_points, loss_figure,
+                         make_config, samples_figure, snapshot_samples)
 from diffusion.parameterizations import PARAMETERIZATIONS, WEIGHTINGS
 
 v = view()
@@ -21,6 +21,18 @@ POLL_S = 1.0  # how often the live view redraws while training
 @st.cache_data(show_spinner=False, max_entries=32)
 def _density(data_key: str, _dist):
     return density_grid(_dist, 1.0, 0.0, n=90)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _before(data_key: str, _dist):
+    """The samples figure before any training: the true points, and an empty panel for the model's."""
+    x, y = exact_points(_dist)
+    return samples_figure(_dist, x, y, None, "Learned (press Train)", density=_density(data_key, _dist))
+
+
+@st.cache_resource(show_spinner=False)
+def _empty_loss(total: int):
+    return loss_figure([], [], total)
 
 
 def _collect(job) -> bool:
@@ -95,6 +107,11 @@ def monitor():
     if job is None:
         st.info("Press **Train** to start. The loss curve and the model's samples update here while it runs; "
                 "you can stop at any time and keep the model trained so far.")
+        left, right = st.columns([2, 3])
+        left.plotly_chart(_empty_loss(int(steps)), width="stretch", theme=None, key="train.loss_chart")
+        right.plotly_chart(_before(v.data_key, v.dist), width="stretch", theme=None, key="train.samples_chart")
+        st.caption(f"{DATASET_NAMES.get(v.dataset, v.dataset)}: 300 true points over the exact density. The right "
+                   "panel fills with the model's samples once it trains.")
         return
     pr = job.progress()
     state, step, total = pr["state"], pr["step"], pr["total"]

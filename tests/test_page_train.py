@@ -166,3 +166,14 @@ def test_weighting_labels_state_the_weight_the_core_applies():
         for lam in (-6.0, -1.0, 0.0, 2.0, 7.0):
             got = WEIGHTINGS[name](torch.tensor([lam], dtype=torch.float64)).item()
             assert got == pytest.approx(stated[label](math.exp(lam)), rel=1e-12), (name, lam)
+
+
+def test_before_training_the_page_shows_the_true_points():
+    """No blank page in front of a class: before Train the true samples are drawn, with an empty learned panel."""
+    at = _page(dataset="pinwheel")
+    figs = [pio.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    samples = next(f for f in figs if f.layout.annotations)
+    assert [a.text for a in samples.layout.annotations] == ["Exact", "Learned (press Train)"]
+    exact = [t for t in samples.data if t.type == "scattergl" and t.xaxis in (None, "x")]
+    assert sum(len(_arr(t.x)) for t in exact) == 300
+    assert any(f.layout.title.text == "Training loss" for f in figs)
