@@ -328,3 +328,25 @@ def test_the_click_grid_fills_the_axes_of_page_8(server, browser):
         assert ax == pytest.approx(gx, abs=1e-6) and ay == pytest.approx(gy, abs=1e-6), ranges
     finally:
         page.close()
+
+
+def test_live_digits_show_progress_and_can_be_stopped_and_continued(server, browser):
+    """A digit view that was not computed ahead (seed 7, 8 per digit) samples row by row with a progress bar
+    and a Stop button where the grid will be; Stop keeps what is done, Continue finishes it."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        page.goto(f"{server}/digits_generate?digits.seed=7&digits.per=8", timeout=120_000)
+        stop = page.get_by_test_id("stButton").get_by_role("button", name="Stop")
+        stop.wait_for(timeout=120_000)
+        assert "of 4 rows" in page.locator('[data-testid="stProgress"]').first.inner_text()
+        stop.click()
+        page.get_by_text("Stopped:").wait_for(timeout=120_000)
+        page.get_by_role("button", name=re.compile(r"Continue$")).click()
+        time.sleep(1.0)
+        _settle(page)
+        assert page.get_by_text("Stopped:").count() == 0
+        assert page.locator('[data-testid="stException"]').count() == 0
+        z = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullData[0].z.length")
+        assert z >= 4 * 28  # four rows of digits drawn
+    finally:
+        page.close()
