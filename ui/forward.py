@@ -201,6 +201,11 @@ CURVES = [("alpha", "α(t): signal kept", False), ("sigma", "σ(t): noise added 
           ("snr", "SNR(t) = α²/σ² (log axis)", True), ("logsnr", "log-SNR λ(t) = log(α²/σ²)", False)]
 
 
+# Six schedules told apart on a projector by colour and dash together (two blues or two oranges alone blur).
+CURVE_STYLES = [("#0072B2", "solid"), ("#E69F00", "solid"), ("#009E73", "dash"), ("#CC79A7", "dot"),
+                ("#000000", "dashdot"), ("#D55E00", "longdash")]
+
+
 def curve_lines(schedules: dict, current: str, names: dict | None = None, n: int = 201) -> go.Figure:
     """A 2x2 grid: alpha, sigma, SNR and log-SNR against t for every schedule, `current` drawn bold."""
     names = names or {}
@@ -214,7 +219,8 @@ def curve_lines(schedules: dict, current: str, names: dict | None = None, n: int
         for i, (key, _, _) in enumerate(CURVES):
             fig.add_trace(go.Scatter(x=ts, y=vals[key], mode="lines", name=label, legendgroup=name,
                                      showlegend=i == 0, opacity=1.0 if bold else 0.75,
-                                     line=dict(color=PALETTE[j % len(PALETTE)], width=5 if bold else 2.5),
+                                     line=dict(color=CURVE_STYLES[j % 6][0], dash=CURVE_STYLES[j % 6][1],
+                                               width=5 if bold else 2.5),
                                      hovertemplate=f"{label}<br>t = %{{x:.2f}}<br>{key} = %{{y:.3g}}<extra></extra>"),
                           row=i // 2 + 1, col=i % 2 + 1)
     for i, (key, _, log) in enumerate(CURVES):
@@ -248,7 +254,7 @@ def mark_t(lines: go.Figure, schedules: dict, current: str, t: float, names: dic
             out["data"].append(dict(
                 type="scatter", x=[float(t)], y=[float(here[key][0])], mode="markers", legendgroup=name,
                 showlegend=False, name=f"{label} at t", xaxis="x" + axes[i], yaxis="y" + axes[i],
-                marker=dict(size=15 if bold else 10, color=PALETTE[j % len(PALETTE)], line=dict(width=2, color="black")),
+                marker=dict(size=15 if bold else 10, color=CURVE_STYLES[j % 6][0], line=dict(width=2, color="black")),
                 hovertemplate=f"{label} at t = %{{x:.2f}}: {key} = %{{y:.3g}}<extra></extra>"))
     out["layout"]["shapes"] = [dict(type="line", xref="x" + a, yref=f"y{a} domain", x0=float(t), x1=float(t), y0=0,
                                     y1=1, line=dict(color="#777777", width=1.5, dash="dash")) for a in axes]

@@ -187,6 +187,14 @@ def score_animation(frames, active: int = 0, t_title: bool = True) -> go.Figure:
     return fig
 
 
+def _log_range(values, pad: float = 0.15) -> list[float] | None:
+    """A log axis's range (in decades) holding every positive value with `pad` decades to spare."""
+    pos = [v for v in values if v and v > 0]
+    if not pos:
+        return None
+    return [float(np.log10(min(pos))) - pad, float(np.log10(max(pos))) + pad]
+
+
 def error_curve(frames, t_now: float | None = None, err_now: float | None = None) -> go.Figure:
     """The relative score error of the learned model against t, with the current t marked."""
     ts = [f["t"] for f in frames if f["rel_error"] is not None]
@@ -198,8 +206,10 @@ def error_curve(frames, t_now: float | None = None, err_now: float | None = None
         fig.add_trace(go.Scatter(x=[t_now], y=[err_now], mode="markers", name=f"sidebar t = {t_now:.2f}",
                                  marker=dict(size=16, color=PALETTE[5], symbol="circle", line=dict(width=1, color="black"))))
     fig.update_layout(height=360, margin=dict(l=60, r=20, t=40, b=50), font=FONT, plot_bgcolor="white",
-                      xaxis=dict(title="t", range=[0, 1], gridcolor="#e5e5e5"),
-                      yaxis=dict(title="relative error", type="log", dtick=1, gridcolor="#e5e5e5"),
+                      # a margin on both axes, so the points at t = 0 and t = 1 are not cut in half by the frame
+                      xaxis=dict(title="t", range=[-0.03, 1.03], gridcolor="#e5e5e5", zeroline=False),
+                      yaxis=dict(title="relative error", type="log", dtick=1, gridcolor="#e5e5e5", tickformat=".2~g",
+                                 range=_log_range(es + ([err_now] if err_now else []))),
                       legend=dict(orientation="h", y=1.12))
     return fig
 
