@@ -207,7 +207,8 @@ cols[len(trajs)].metric("Fresh exact samples", f"{lo:.2f} to {hi:.2f}",
                         help=f"The lowest and highest ED ratio of {N_CONTROLS} independent exact samples of "
                              f"{N_PARTICLES:,} points: what a perfect sampler reads, draw to draw.")
 st.caption(f"{N_PARTICLES:,} points each. {N_CONTROLS} fresh exact samples read {lo:.2f} to {hi:.2f}: a ratio in that "
-           "range cannot be told from exact at this sample size, and differences inside it are noise. "
+           "range cannot be told from exact at this sample size, and differences inside it are noise. A ratio below 1 "
+           "is luck, not better than exact: the exact and learned runs start from the same noise, so they share it. "
            + ("" if v.label is None or v.guidance == 0 else
               f"With guidance w = {v.guidance:g} the samples are scored against p(x | label), which guidance does not "
               "sample (see *What guidance does*): the exact scores read far above the band too, so the ratio measures "
