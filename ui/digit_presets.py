@@ -23,7 +23,6 @@ arrays read with allow_pickle=False; a missing, damaged or stale file only means
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ import torch
 
 from diffusion.samplers import GUIDANCE_INTERVAL
 
+from . import npz_files
 from .energy_maps import weights_fingerprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,14 +129,10 @@ def load(path=PATH) -> tuple[Store | None, str | None]:
     """(store, None), or (None, why) when the file is unreadable or not a digit-presets file; (None, None) when
     there is no file."""
     name = os.path.basename(str(path))
-    if not os.path.exists(path):
-        return None, None
+    arrays, meta, problem = npz_files.read(path, FORMAT, "a digit-presets file")
+    if arrays is None:
+        return None, problem
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays.pop("meta")))
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            return None, f"{name} is not a digit-presets file"
         if not (isinstance(meta.get("fingerprint"), str) and isinstance(meta.get("spec"), str)
                 and isinstance(meta.get("entries"), dict)):
             return None, f"{name}: its description lacks the fingerprint, the schedule or the entries"
@@ -157,8 +153,6 @@ def load(path=PATH) -> tuple[Store | None, str | None]:
 
 def save(path, entries: dict, fingerprint: str, spec: str) -> None:
     """Write `entries` {key: ({field: (how, array)}, seconds)} atomically."""
-    from diffusion.checkpoints import atomic_write
-
     arrays, meta = {}, {"format": FORMAT, "fingerprint": fingerprint, "spec": spec, "entries": {}}
     for i, (k, (fields, seconds)) in enumerate(entries.items()):
         meta["entries"][k] = {"id": i, "seconds": round(float(seconds), 3), "fields": {}}
@@ -167,9 +161,7 @@ def save(path, entries: dict, fingerprint: str, spec: str) -> None:
             arrays[f"{i}.{f}"] = a
             meta["entries"][k]["fields"][f] = [how, list(a.shape)]
     arrays["meta"] = np.array(json.dumps(meta))
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(path, buf.getvalue())
+    npz_files.save(path, arrays)
 
 
 # --- building -----------------------------------------------------------------------------------------

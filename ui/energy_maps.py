@@ -27,6 +27,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
+from . import npz_files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH = os.path.join(ROOT, "checkpoints", "energy_maps.npz")
 FORMAT = "diffusion-lab energy maps v1"
@@ -110,15 +112,7 @@ def build(datasets, grid: int = GRID, steps: int = STEPS, t_step: float = T_STEP
     return arrays
 
 
-def save(path, arrays: dict) -> None:
-    """Write the file atomically (a crash leaves the old file or the new one)."""
-    import io
-
-    from diffusion.checkpoints import atomic_write
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(path, buf.getvalue())
+save = npz_files.save  # atomically, read back by load()
 
 
 class Store:
@@ -147,14 +141,10 @@ class Store:
 
 def load(path=PATH) -> tuple[Store | None, str | None]:
     """(store, None), or (None, why) when the file is missing, unreadable or not an energy-maps file."""
-    if not os.path.exists(path):
-        return None, None
+    arrays, meta, problem = npz_files.read(path, FORMAT, "an energy-maps file")
+    if arrays is None:
+        return None, problem
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays.pop("meta")))
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            return None, f"{os.path.basename(path)} is not an energy-maps file"
         if not (isinstance(meta.get("grid"), int) and isinstance(meta.get("steps"), int)
                 and isinstance(meta.get("datasets"), dict)):
             return None, f"{os.path.basename(path)}: its description lacks the grid, steps or datasets"

@@ -30,6 +30,7 @@ from diffusion.nets import MLPConfig
 from diffusion.train import DEFAULTS_2D
 
 from . import denoise as build
+from . import npz_files
 from .energy_maps import weights_fingerprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -202,28 +203,17 @@ def build_file(datasets=DATASETS, ns=NS, folder: str = FOLDER, progress=None) ->
     return arrays
 
 
-def save(path, arrays: dict) -> None:
-    import io
-
-    from diffusion.checkpoints import atomic_write
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(path, buf.getvalue())
+save = npz_files.save  # atomically, read back by load()
 
 
 def load(path=PATH) -> tuple[dict | None, str | None]:
     """({'meta': {...}, dataset: {key: float64 array}}, None), or (None, why) when the file is unusable;
     (None, None) when there is no file."""
-    if not os.path.exists(path):
-        return None, None
     name = os.path.basename(path)
+    raw, meta, problem = npz_files.read(path, FORMAT, "a memorisation samples file")
+    if raw is None:
+        return None, problem
     try:
-        with np.load(path, allow_pickle=False) as z:
-            raw = {k: z[k] for k in z.files}
-        meta = json.loads(str(raw.pop("meta")))
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            return None, f"{name} is not a memorisation samples file"
         if not (isinstance(meta.get("n_gen"), int) and isinstance(meta.get("datasets"), dict)
                 and isinstance(meta.get("sampler"), str) and isinstance(meta.get("steps"), int)):
             return None, f"{name}: its description lacks the sampler, steps, sample count or datasets"
