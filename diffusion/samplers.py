@@ -199,53 +199,44 @@ def sample_heun(denoise: Denoiser, x, ts, schedule, callback=None, generator=Non
     return x
 
 
-@torch.no_grad()
-def sample_euler_sigma(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
-    """Probability-flow ODE in sigma, Euler's method (k-diffusion's sample_euler; Karras et al. 2022, Alg. 1
-    without its correction), for any alpha: d x_hat / d sigma_hat = (x_hat - x0_hat) / sigma_hat.
-
-    Each step is a DDIM step (Song et al. 2021, Eq. 14), except the last, which goes to sigma = 0 and so
-    lands on x0_hat, where EDM's grid ends; see `sample_heun_sigma` for the variables.
-    """
+def _sigma_ode(denoise: Denoiser, x, ts, schedule, callback, heun: bool):
+    """The probability-flow ODE in x_hat = x / alpha and sigma_hat = sigma / alpha = exp(-lambda / 2), where
+    d x_hat / d sigma_hat = (x_hat - x0_hat) / sigma_hat for every schedule (Karras et al. 2022, Eq. 4 with
+    s = alpha; Algorithm 1 with sigma(t) = t, s(t) = 1). Each t of the grid maps to its sigma_hat through the
+    log-SNR. Euler steps, with Heun's correction when `heun`; the last step goes to sigma = 0 by Euler alone
+    (Alg. 1, line 5), which lands on x0_hat, returned as alpha(t_min) x0_hat so that `sample` hands back
+    x0_hat itself."""
     last = len(ts) - 2
     for i in range(len(ts) - 1):
         t, s = ts[i], ts[i + 1]
         x0 = denoise(x, t)
         _report(callback, i, t, x, x0)
         (alpha_t, sigma_t), (alpha_s, sigma_s) = _scaled(schedule, t), _scaled(schedule, s)
-        if i == last:
+        if i == last:  # Alg. 1, line 5 with sigma_N = 0: x_N = x_hat + (0 - sigma) d = x0_hat
             return alpha_s * x0
         x_hat = x / alpha_t
-        d = (x_hat - x0) / sigma_t  # d x_hat / d sigma_hat (k-diffusion's to_d)
-        x = alpha_s * (x_hat + (sigma_s - sigma_t) * d)
+        d = (x_hat - x0) / sigma_t  # Alg. 1, line 4 (k-diffusion's to_d)
+        x_next = x_hat + (sigma_s - sigma_t) * d  # line 5
+        if heun:
+            d2 = (x_next - denoise(alpha_s * x_next, s)) / sigma_s  # line 7
+            x_next = x_hat + (sigma_s - sigma_t) * (d + d2) / 2  # line 8
+        x = alpha_s * x_next
     return x
+
+
+@torch.no_grad()
+def sample_euler_sigma(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
+    """Probability-flow ODE in sigma, Euler's method (k-diffusion's sample_euler; Karras et al. 2022, Alg. 1
+    without its correction), for any alpha. Each step is a DDIM step (Song et al. 2021, Eq. 14), except the
+    last, which goes to sigma = 0 and lands on x0_hat, where EDM's grid ends (see `_sigma_ode`)."""
+    return _sigma_ode(denoise, x, ts, schedule, callback, heun=False)
 
 
 @torch.no_grad()
 def sample_heun_sigma(denoise: Denoiser, x, ts, schedule, callback=None, generator=None):
-    """Probability-flow ODE in sigma, Heun's 2nd-order method: Karras et al. 2022's Algorithm 1 for any alpha.
-
-    The step is taken in x_hat = x / alpha and sigma_hat = sigma / alpha = exp(-lambda / 2) (their Eq. 4 with
-    s = alpha), where the ODE is d x_hat / d sigma_hat = (x_hat - x0_hat) / sigma_hat for every schedule:
-    Algorithm 1 with their choice sigma(t) = t, s(t) = 1. Each t of the grid is mapped to its sigma_hat
-    through the log-SNR. As in Algorithm 1 the last step goes to sigma = 0 by Euler alone, which lands on
-    x0_hat; it is returned as alpha(t_min) x0_hat, so that `sample` hands back x0_hat itself. 2 evaluations
-    a step, 1 on the last.
-    """
-    last = len(ts) - 2
-    for i in range(len(ts) - 1):
-        t, s = ts[i], ts[i + 1]
-        x0 = denoise(x, t)
-        _report(callback, i, t, x, x0)
-        (alpha_t, sigma_t), (alpha_s, sigma_s) = _scaled(schedule, t), _scaled(schedule, s)
-        if i == last:  # Alg. 1, line 5: x_N = x_hat + (0 - sigma) d = x0_hat
-            return alpha_s * x0
-        x_hat = x / alpha_t
-        d = (x_hat - x0) / sigma_t  # Alg. 1, line 4
-        x_euler = x_hat + (sigma_s - sigma_t) * d  # line 5
-        d2 = (x_euler - denoise(alpha_s * x_euler, s)) / sigma_s  # line 7
-        x = alpha_s * (x_hat + (sigma_s - sigma_t) * (d + d2) / 2)  # line 8
-    return x
+    """Probability-flow ODE in sigma, Heun's 2nd-order method: Karras et al. 2022's Algorithm 1 for any alpha
+    (see `_sigma_ode`). 2 evaluations a step, 1 on the last."""
+    return _sigma_ode(denoise, x, ts, schedule, callback, heun=True)
 
 
 @torch.no_grad()
