@@ -9,7 +9,7 @@ from ui import data as build
 from ui.denoise import LazyFigure, SpecFigure, patch
 from ui.figures import density_grid
 from ui.page import downloads, need_model, show_source
-from ui.state import view
+from ui.state import bound, view
 from ui.workers import offload
 
 v = view()
@@ -30,7 +30,7 @@ st.latex(r"x \sim p(x \mid c) = \frac{p(c \mid x)\,p(x)}{p(c)}, \qquad "
          r"p(x) = \sum_c p(c)\,p(x \mid c), \qquad \text{model: } p_\theta(x \mid c) \approx p(x \mid c)")
 
 with st.container(horizontal=True, vertical_alignment="bottom"):
-    n = st.select_slider("Number of samples", [50, 100, 200, 400, 800, 1500], value=400, key="data.n",
+    n = bound(st.select_slider, "Number of samples", [50, 100, 200, 400, 800, 1500], value=400, key="data.n",
                          help="How many points to draw from each distribution.")
     if st.button("Sample again", key="data.again", icon=":material/casino:",
                  help="New random draws: same prompt, same distribution, different points."):

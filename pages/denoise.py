@@ -11,7 +11,7 @@ from ui import denoise as build
 from ui import memorisation as memo
 from ui.figures import EXTENT, quiver
 from ui.page import downloads, need_model, show_source
-from ui.state import DATASET_NAMES, view
+from ui.state import DATASET_NAMES, bound, view
 from ui.workers import offload
 
 v = view()
@@ -242,7 +242,7 @@ def _memo_section():
         if problem:
             st.warning(f"The precomputed samples or networks cannot be used: {problem}. What can be sampled is "
                        "sampled here instead (a few seconds, once).")
-    n_train = st.select_slider("Training set size N", memo.NS, value=memo.NS[0], key="denoise.n",
+    n_train = bound(st.select_slider, "Training set size N", memo.NS, value=memo.NS[0], key="denoise.n",
                                help="How many training points the ideal denoiser and the network were given.")
     views, curves = _memo_all(v.data_key, v.dataset, memo.PATH, memo.FOLDER, dist)
     memo_fig, memo_spec, table, curve_spec = views[n_train]

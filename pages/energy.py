@@ -11,7 +11,7 @@ from diffusion.models import is_energy_head, network_parameterization
 from ui import energy as en
 from ui import energy_maps
 from ui.page import downloads, need_model, show_source
-from ui.state import view
+from ui.state import bound, view
 from ui.training import PARAM_NAMES
 from ui.workers import offload
 
@@ -209,9 +209,9 @@ already $-\\log p$, the right answer is $Z = 1$ (up to the little mass outside t
 """
 )
 col_n, col_c = st.columns(2)
-n = col_n.slider("Grid points per axis n", 2, 400, 60, key="energy.n",
+n = bound(col_n.slider, "Grid points per axis n", 2, 400, 60, key="energy.n",
                  help="The energy is evaluated n² times")
-c = col_c.number_input("Add a constant c to the energy", -50.0, 50.0, 0.0, 0.5, key="energy.c",
+c = bound(col_c.number_input, "Add a constant c to the energy", -50.0, 50.0, 0.0, 0.5, key="energy.c",
                        help="E(x) → E(x) + c")
 
 

@@ -16,7 +16,7 @@ from ui import forward as fw  # noqa: E402
 from ui.denoise import LazyFigure, SpecFigure, at_frame  # noqa: E402
 from ui.figures import density_grid, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
-from ui.state import PARAM_LABELS, PARAM_RANGES, SCHEDULE_NAMES  # noqa: E402
+from ui.state import PARAM_LABELS, PARAM_RANGES, SCHEDULE_NAMES, bound  # noqa: E402
 
 st.title("4 · Forward process and SNR")
 st.markdown(
@@ -172,8 +172,8 @@ except ValueError as e:  # toy_data.mnist.MnistError: the digits file is missing
     st.error(f"The MNIST test digits could not be read: {e}")
 else:
     c = st.columns(3)
-    index = int(c[0].number_input(f"Test image # (0 to {n_test - 1})", 0, n_test - 1, 0, 1, key="forward.digit"))
-    seed = int(c[1].number_input("Noise seed ε", 0, 9999, 0, 1, key="forward.digit_seed"))
+    index = int(bound(c[0].number_input, f"Test image # (0 to {n_test - 1})", 0, n_test - 1, 0, 1, key="forward.digit"))
+    seed = int(bound(c[1].number_input, "Noise seed ε", 0, 9999, 0, 1, key="forward.digit_seed"))
     digits_fig, true = _digit_grid(specs, v.schedule.name, index, seed)
     st.plotly_chart(digits_fig, width="stretch", theme=None, key="forward.digits")
     st.caption(

@@ -16,7 +16,7 @@ from ui import reverse as rv  # noqa: E402
 from ui.denoise import LazyFigure, SpecFigure  # noqa: E402
 from ui.figures import figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
-from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
+from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, bound  # noqa: E402
 from ui.workers import offload  # noqa: E402
 
 N_PARTICLES = 2000
@@ -50,14 +50,14 @@ if learned is not None:
 if st.session_state.get("reverse.model") not in choices:  # e.g. the learned model went away
     st.session_state.pop("reverse.model", None)
 c1, c2, c3 = st.columns([2, 1, 1])
-mode = c1.radio("Model that denoises", choices, horizontal=True, key="reverse.model",
+mode = bound(c1.radio, "Model that denoises", choices, horizontal=True, key="reverse.model",
                 help="Exact oracle: the true E[x0 | x_t] of the toy mixture, so any error left is the sampler's.")
 eta = 0.0
 if v.sampler == "ddim":
-    eta = c2.slider("DDIM η", 0.0, 1.0, 0.0, 0.1, key="reverse.eta", help="0: deterministic, 1: as noisy as DDPM")
+    eta = bound(c2.slider, "DDIM η", 0.0, 1.0, 0.0, 0.1, key="reverse.eta", help="0: deterministic, 1: as noisy as DDPM")
 else:
     c2.caption(f"η applies to DDIM only; the sidebar's sampler is {SAMPLER_NAMES[v.sampler]}.")
-seed = int(c3.number_input("Noise seed", 0, 9999, 1, 1, key="reverse.seed",
+seed = int(bound(c3.number_input, "Noise seed", 0, 9999, 1, 1, key="reverse.seed",
                            help="Fixes the starting noise (and the sampler's own noise)."))
 if learned is None:
     st.info("There is no learned model for this dataset yet, so the exact oracle denoises here. "

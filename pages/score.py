@@ -11,7 +11,7 @@ from ui import score as sc
 from ui.denoise import LazyFigure, SpecFigure, at_frame
 from ui.figures import figure_dict
 from ui.page import downloads, need_model, show_source
-from ui.state import view
+from ui.state import bound, view
 from ui.workers import offload
 
 _start = time.perf_counter()
@@ -34,7 +34,7 @@ spec = v.schedule.spec()
 has_model = need_model(v)
 model = v.learned() if has_model else None
 c1, c2 = st.columns([1, 2])
-n_arrows = c1.select_slider("Arrows per axis", [9, 11, 15, 19], value=15, key="score.arrows",
+n_arrows = bound(c1.select_slider, "Arrows per axis", [9, 11, 15, 19], value=15, key="score.arrows",
                             help="How finely the field is sampled for the arrows")
 k = sc.nearest_frame(sc.FRAME_TS, v.t)
 c2.caption(f"The animation has {len(sc.FRAME_TS)} frames, t = 0, 0.05, ..., 1; it opens at t = {sc.FRAME_TS[k]:.2f}, "

@@ -19,11 +19,7 @@ import streamlit as st
 
 from . import digit_presets
 from .energy_maps import weights_fingerprint
-
-
-def bound(widget, label, *args, key: str, **kwargs):
-    """`widget(label, ...)` whose value lives in the URL as ?key=value (and in the session across pages)."""
-    return widget(label, *args, key=key, bind="query-params", persist_state="session", **kwargs)
+from .state import bound  # noqa: F401  (the pages import it from here with the rest)
 
 
 @st.cache_resource(show_spinner=False)
