@@ -355,7 +355,9 @@ def _pca_section():
         "a random direction in 784 dimensions has almost nothing along any two chosen axes, so every particle "
         "begins in one tight blob around the projection of x = 0 (a flat mid-grey image), which lies "
         "off-centre because the PCA is centred on the average digit. Dividing by α instead would blow the start "
-        "up by as much as e⁵ ≈ 150 times and squash the clusters to a dot. The particles then fan out and land in their digit's cluster. Switch to **x̂₀** to see the "
+        "up by as much as e⁵ ≈ 150 times and squash the clusters to a dot. The particles then fan out towards where "
+        "real digits of their class lie; two axes cannot separate ten classes, so some (0 and 1 most clearly) end in "
+        "regions of their own while others overlap in the middle, as the real digits do. Switch to **x̂₀** to see the "
         "guesses instead: they start at the average digit and split by class much earlier than x_t does."
     )
 
