@@ -180,6 +180,16 @@ def _heat(xs, E, zmin, zmax, showscale, colorbar_x=None):
     ]
 
 
+def _square_panels(fig: go.Figure, half: float, cols: int, height: int) -> go.Figure:
+    """Equal-axis square panels over [-half, half]^2 in one row, with the pages' shared layout."""
+    for j in range(1, cols + 1):
+        fig.update_xaxes(range=[-half, half], title_text="x₁", constrain="domain", row=1, col=j)
+        fig.update_yaxes(range=[-half, half], title_text="x₂", scaleanchor=f"x{j if j > 1 else ''}",
+                         constrain="domain", row=1, col=j)
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=60, b=50), font=FONT, plot_bgcolor="white")
+    return fig
+
+
 def energy_cap(E_exact: np.ndarray, span: float = 16.0) -> tuple[float, float]:
     """The shared colour range: from the exact minimum up `span` nats (beyond that both are 'very unlikely')."""
     lo = float(np.min(E_exact))
@@ -198,13 +208,7 @@ def energy_heatmaps(xs, E_exact, xs_learned=None, E_learned=None, title_exact="E
     if two:
         for tr in _heat(xs_learned, E_learned, zmin, zmax, showscale=False):
             fig.add_trace(tr, row=1, col=2)
-    half = float(xs[-1])
-    for j in range(1, 3 if two else 2):
-        fig.update_xaxes(range=[-half, half], title_text="x₁", constrain="domain", row=1, col=j)
-        fig.update_yaxes(range=[-half, half], title_text="x₂", scaleanchor=f"x{j if j > 1 else ''}",
-                         constrain="domain", row=1, col=j)
-    fig.update_layout(height=480, margin=dict(l=60, r=20, t=60, b=50), font=FONT, plot_bgcolor="white")
-    return fig
+    return _square_panels(fig, float(xs[-1]), 2 if two else 1, 480)
 
 
 def raw_energy_figure(xs, E_raw, log_z: float, E_exact, xs_exact, span: float = 16.0) -> go.Figure:
@@ -216,13 +220,7 @@ def raw_energy_figure(xs, E_raw, log_z: float, E_exact, xs_exact, span: float = 
     zmin, zmax = energy_cap(E_exact, span)
     for tr in _heat(xs, E_raw + log_z, zmin, zmax, showscale=True):
         fig.add_trace(tr, row=1, col=2)
-    half = float(xs[-1])
-    for j in (1, 2):
-        fig.update_xaxes(range=[-half, half], title_text="x₁", constrain="domain", row=1, col=j)
-        fig.update_yaxes(range=[-half, half], title_text="x₂", scaleanchor=f"x{j if j > 1 else ''}",
-                         constrain="domain", row=1, col=j)
-    fig.update_layout(height=420, margin=dict(l=60, r=20, t=60, b=50), font=FONT, plot_bgcolor="white")
-    return fig
+    return _square_panels(fig, float(xs[-1]), 2, 420)
 
 
 def energy_surfaces(xs, E_exact, xs_learned=None, E_learned=None, span: float = 16.0) -> go.Figure:
@@ -271,13 +269,7 @@ def constant_figure(xs, E, c: float, arrows: int = 13, span: float = 16.0) -> go
         k = np.minimum(1.0, 1.0 / np.maximum(mag, 1e-12)) * 0.8 * spacing  # unit-ish arrows, capped at 0.8 cells
         fig.add_trace(quiver(gx, gy, u * k, w * k, color="#ffffff", name="score −∇E", showlegend=False, width=1.5),
                       row=1, col=j)
-    half = float(xs[-1])
-    for j in (1, 2):
-        fig.update_xaxes(range=[-half, half], title_text="x₁", constrain="domain", row=1, col=j)
-        fig.update_yaxes(range=[-half, half], title_text="x₂", scaleanchor=f"x{j if j > 1 else ''}",
-                         constrain="domain", row=1, col=j)
-    fig.update_layout(height=460, margin=dict(l=60, r=20, t=60, b=50), font=FONT, plot_bgcolor="white")
-    return fig
+    return _square_panels(fig, float(xs[-1]), 2, 460)
 
 
 def format_z(z: dict) -> str:
