@@ -426,8 +426,6 @@ def digit_trajectories(model, schedule, w: float, digit: int, per_digit: int, st
                   return_trajectory=True)
 
 
-
-
 @torch.no_grad()
 def many_trajectories(model, schedule, w: float, per_digit: int, steps: int, seed: int = 0):
     """(Trajectory of per_digit samples of each digit 0..9 with DDIM, labels [10 per_digit])."""
