@@ -10,6 +10,7 @@ or `[B, 1, 28, 28]` images.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -83,12 +84,34 @@ def check_steps(steps) -> int:
     return steps
 
 
-def time_grid(schedule: Schedule, steps: int, grid: str = "uniform_t") -> Tensor:
-    """A decreasing float64 grid of steps + 1 times in the schedule's t_range."""
+def time_grid(schedule: Schedule, steps: int, grid: str = "uniform_t", t_start: float | None = None) -> Tensor:
+    """A decreasing float64 grid of steps + 1 times in the schedule's t_range, from t_max down to t_min.
+
+    With `t_start`, the grid runs from t_start (clamped to t_range) down to t_min and keeps the step size
+    of the full `steps`-step run: ceil(steps x the fraction of the full range that [t_min, t_start]
+    covers) steps, at least one; the fraction is measured in t for "uniform_t" and in log-SNR lambda for
+    the log-SNR grids, whose steps from t_start are then equal in lambda. A t_start at or below t_min gives
+    the single time [t_min] (nothing to do).
+    """
     check_steps(steps)
     if grid not in GRIDS:
         raise ValueError(f"unknown time grid {grid!r}; allowed: {', '.join(GRIDS)}")
-    return GRIDS[grid](schedule, steps)
+    if t_start is None:
+        return GRIDS[grid](schedule, steps)
+    t_lo, t_hi = schedule.t_range
+    t = float(schedule.clamp(float(t_start)))
+    if t <= t_lo:
+        return torch.tensor([t_lo], dtype=torch.float64)
+    if grid == "uniform_t":
+        frac = (t - t_lo) / (t_hi - t_lo)
+        n = max(1, math.ceil(steps * frac - 1e-9))
+        return torch.linspace(t, t_lo, n + 1, dtype=torch.float64)
+    lam_t, lam_lo, lam_hi = (float(schedule.logsnr(s)) for s in (t, t_lo, t_hi))
+    frac = (lam_lo - lam_t) / (lam_lo - lam_hi)
+    n = max(1, math.ceil(steps * frac - 1e-9))
+    ts = schedule.t_of_logsnr(torch.linspace(lam_t, lam_lo, n + 1, dtype=torch.float64))
+    ts[0], ts[-1] = t, t_lo  # exact ends despite round-off in t(lambda(t))
+    return ts
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -362,21 +385,25 @@ class Trajectory:
 
 def sample(denoise: Denoiser, x: Tensor, schedule: Schedule, sampler: str = "heun", steps: int = 50,
            grid: str = "uniform_t", *, eta: float = 0.0, generator=None, callback=None,
-           return_trajectory: bool = False):
+           return_trajectory: bool = False, t_start: float | None = None):
     """Run a sampler by name from noise x at t_max; returns the sample, or a Trajectory.
 
     The sample is x_{t_min} / alpha(t_min) = x0 + (sigma/alpha) eps: the data plus noise at log-SNR
     LOGSNR_MAX, in data units (for rectified flow alpha(t_min) = 0.993, so this undoes a 0.7% shrink).
     The sigma-time samplers end at sigma = 0 instead, as EDM's do: theirs is the last step's x0_hat.
+    With `t_start`, x is x_t at t = t_start and the run follows `time_grid(..., t_start=t_start)`; where
+    that grid is the single time t_min, no step is taken and the result is x / alpha(t_min).
     """
     fn = SAMPLERS[check_sampler(sampler)]
-    ts = time_grid(schedule, steps, grid)
+    ts = time_grid(schedule, steps, grid, t_start)
     kwargs = {}
     if sampler == "ddim":
         if not (0 <= eta <= 1):
             raise ValueError(f"eta must be in [0, 1]; got {eta}")
         kwargs["eta"] = eta
     alpha_end = schedule.alpha_sigma(ts[-1])[0].item()
+    if len(ts) < 2:
+        return Trajectory(ts, (x / alpha_end)[None], x.new_empty((0, *x.shape))) if return_trajectory else x / alpha_end
     if not return_trajectory:
         return fn(denoise, x, ts, schedule, callback=callback, generator=generator, **kwargs) / alpha_end
     xs, x0s = [], []

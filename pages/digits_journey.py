@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from functools import partial  # noqa: E402
 
-from diffusion.samplers import Trajectory, guided, sample  # noqa: E402
+from diffusion.samplers import Trajectory, guided, sample, time_grid  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digit_presets as pre  # noqa: E402
@@ -210,7 +210,7 @@ def _back_figures(model_key, spec, t, sampler, steps, index, label, w, _r, _swee
     """The four pictures (original, x_t, one-step x0_hat, denoised back) and the survival chart at this t."""
     sched = make_schedule(spec)
     r, sweep = _r, _sweep
-    n_steps = len(dj.sub_grid(sched, t, steps)) - 1
+    n_steps = len(time_grid(sched, steps, t_start=t)) - 1
     images = np.stack([[TEST_X[index, 0].numpy(), dj.normalised(r["x_t"][0, 0], sched, t).numpy(),
                         r["x0_hat"][0, 0].numpy(), r["back"][0, 0].numpy()]])
     titles = [[f"original (a {int(TEST_Y[index])})", f"noised to t = {t:.2f}<br>λ = {dj.fmt_lam(sched.logsnr(t))}",
@@ -364,5 +364,5 @@ def _pca_section():
 
 _pca_section()
 
-show_source(dj.sub_grid, dj.denoise_from, dj.journey_from, dj.survival_sweep, dj.fit_pca, dj.project_trajectory,
+show_source(time_grid, dj.journey_from, dj.survival_sweep, dj.fit_pca, dj.project_trajectory,
             sample, guided)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from diffusion.models import oracle_model
-from diffusion.samplers import SAMPLERS, Trajectory, sample
+from diffusion.samplers import SAMPLERS, Trajectory, sample, time_grid
 from diffusion.schedules import make_schedule
 from toy_data import finite_set
 from toy_data.mnist import load_mnist
@@ -54,7 +54,7 @@ def test_page_draws_three_sections_and_follows_its_widgets(page):
     titles = [a["text"] for a in back["layout"]["annotations"]]
     assert titles[0] == "original (a 7)" and "t = 0.50" in titles[1]
     # from t = 0.5: the part of a 10-step run's grid below t (cosine's t_range is [0.001, 0.996]: 6 steps)
-    assert "(6 ddim steps)" in titles[3] and len(dj.sub_grid(make_schedule("cosine"), 0.5, 10)) == 7
+    assert "(6 ddim steps)" in titles[3] and len(time_grid(make_schedule("cosine"), 10, t_start=0.5)) == 7
     metrics = {m.label: m.value for m in at.get("metric")}
     assert set(metrics) == {"One step: MSE", "One step: PSNR", "Denoised back: MSE", "Denoised back: PSNR"}
     mse = float(metrics["Denoised back: MSE"])
@@ -91,25 +91,6 @@ def test_page_draws_three_sections_and_follows_its_widgets(page):
 
 # --- partial runs from t -----------------------------------------------------------------------------
 
-def test_sub_grid_starts_at_t_ends_at_t_min_and_keeps_the_step_size():
-    sched = make_schedule("cosine")
-    t_lo, t_hi = sched.t_range
-    ts = dj.sub_grid(sched, 0.5, 10)
-    frac = (0.5 - t_lo) / (t_hi - t_lo)
-    assert len(ts) == math.ceil(10 * frac) + 1
-    assert float(ts[0]) == 0.5 and float(ts[-1]) == t_lo and bool((ts[1:] < ts[:-1]).all())
-    assert torch.allclose(ts[:-1] - ts[1:], (ts[0] - ts[1]).expand(len(ts) - 1))
-    assert len(dj.sub_grid(sched, 1.0, 10)) == 11  # the whole range: the full run's grid
-    assert torch.allclose(dj.sub_grid(sched, 1.0, 10), torch.linspace(t_hi, t_lo, 11, dtype=torch.float64))
-    assert dj.sub_grid(sched, 0.0, 10).tolist() == [t_lo]  # nothing to do at t_min
-    lam = sched.logsnr(dj.sub_grid(sched, 0.6, 20, "uniform_logsnr"))
-    assert torch.allclose(lam[1:] - lam[:-1], (lam[1] - lam[0]).expand(len(lam) - 1), atol=1e-6)
-    with pytest.raises(ValueError, match="time grid"):
-        dj.sub_grid(sched, 0.5, 10, "nope")
-    with pytest.raises(ValueError, match="steps"):
-        dj.sub_grid(sched, 0.5, 0)
-
-
 def test_exact_denoiser_of_one_digit_brings_it_back_from_any_t(digit):
     x0, _ = digit
     sched = make_schedule("sigmoid")
@@ -119,25 +100,16 @@ def test_exact_denoiser_of_one_digit_brings_it_back_from_any_t(digit):
     for t in (0.2, 0.5, 0.9):
         x_t, eps = dj.noise_to(sched, t, x0, seed=4)
         # DDIM with x0_hat = x0 keeps eps_hat = eps: it lands exactly on x0 + (sigma/alpha)(t_min) eps
-        back = dj.denoise_from(den, x_t, sched, t, "ddim", 12)
+        back = sample(den, x_t, sched, "ddim", 12, t_start=t)
         assert torch.allclose(back, x0 + (s_lo / a_lo) * eps, atol=1e-5)
         for name in SAMPLERS:
             if name == "heun":  # its last correction, at t_min where sigma'/sigma is huge, amplifies the Euler
                 continue        # predictor's error for a one-point denoiser: a core issue (full runs too)
-            back = dj.denoise_from(den, x_t, sched, t, name, 12, generator=torch.Generator().manual_seed(0))
+            back = sample(den, x_t, sched, name, 12, t_start=t, generator=torch.Generator().manual_seed(0))
             assert dj.mse(back, x0) < 5e-3, name  # Euler: a few coarse steps, PSNR > 29 dB
         r = dj.journey_from(den, x0, sched, t, "heun", 12, seed=4)
         assert torch.allclose(r["x_t"], x_t) and torch.allclose(r["x0_hat"], x0)
         assert r["mse_x0_hat"] == 0 and r["psnr_x0_hat"] == math.inf
-
-
-def test_denoise_from_the_top_equals_a_full_sampler_run(digit):
-    x0, _ = digit
-    sched = make_schedule("cosine")
-    den = _denoiser(finite_set(torch.cat([x0, -x0]).reshape(2, -1)), sched)  # two digits: a real choice to make
-    x = torch.randn((1, 1, 28, 28), generator=torch.Generator().manual_seed(1))
-    full = sample(den, x, sched, "heun", 8)
-    assert torch.allclose(dj.denoise_from(den, x, sched, 1.0, "heun", 8), full, atol=1e-6)
 
 
 def test_survival_sweep_of_a_model_that_always_guesses_blank(digit):
@@ -164,7 +136,7 @@ def test_survival_sweep_of_a_model_that_always_guesses_blank(digit):
 
 def _fake_trajectory(sched, steps=6, batch=1, seed=0):
     g = torch.Generator().manual_seed(seed)
-    ts = dj.sub_grid(sched, 1.0, steps)
+    ts = time_grid(sched, steps)
     xs = torch.randn((steps + 1, batch, 1, 28, 28), generator=g)
     return Trajectory(ts, xs, torch.tanh(torch.randn((steps, batch, 1, 28, 28), generator=g)))
 

@@ -14,7 +14,7 @@ from diffusion.models import oracle_model
 from diffusion.samplers import (GRIDS, NFE_PER_STEP, SAMPLERS, Trajectory, guided, nfe_of, prior_sample,
                                 sample, steps_for_nfe, time_grid)
 from diffusion.schedules import SCHEDULES, make_schedule
-from toy_data import DATASETS, get_dataset
+from toy_data import DATASETS, finite_set, get_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -522,6 +522,44 @@ def test_time_grids(schedule):
     dlam = lam[1:].diff()
     torch.testing.assert_close(dlam, torch.full_like(dlam, dlam.mean().item()), rtol=1e-6, atol=1e-6)
     assert time_grid(sched, 1, "visible_logsnr").tolist() == [t_hi, t_lo]
+
+
+def test_time_grid_from_a_start_time_ends_at_t_min_and_keeps_the_step_size():
+    sched = make_schedule("cosine")
+    t_lo, t_hi = sched.t_range
+    ts = time_grid(sched, 10, t_start=0.5)
+    frac = (0.5 - t_lo) / (t_hi - t_lo)
+    assert len(ts) == math.ceil(10 * frac) + 1 == 7
+    assert float(ts[0]) == 0.5 and float(ts[-1]) == t_lo and bool((ts[1:] < ts[:-1]).all())
+    assert torch.allclose(ts[:-1] - ts[1:], (ts[0] - ts[1]).expand(len(ts) - 1))
+    assert len(time_grid(sched, 10, t_start=1.0)) == 11  # the whole range: the full run's grid
+    assert torch.allclose(time_grid(sched, 10, t_start=1.0), torch.linspace(t_hi, t_lo, 11, dtype=F64))
+    for grid in ("uniform_t", "uniform_logsnr"):
+        assert torch.equal(time_grid(sched, 10, grid, t_start=t_hi), time_grid(sched, 10, grid))
+    assert time_grid(sched, 10, t_start=0.0).tolist() == [t_lo]  # nothing to do at t_min
+    lam = sched.logsnr(time_grid(sched, 20, "uniform_logsnr", t_start=0.6))
+    assert torch.allclose(lam[1:] - lam[:-1], (lam[1] - lam[0]).expand(len(lam) - 1), atol=1e-6)
+    with pytest.raises(ValueError, match="time grid"):
+        time_grid(sched, 10, "nope", t_start=0.5)
+    with pytest.raises(ValueError, match="steps"):
+        time_grid(sched, 0, t_start=0.5)
+
+
+def test_sample_from_the_top_equals_a_full_run_and_from_t_min_takes_no_step():
+    sched = make_schedule("cosine")
+    g = torch.Generator().manual_seed(1)
+    pts = torch.randn((1, 1, 28, 28), generator=g)
+    oracle = oracle_model(finite_set(torch.cat([pts, -pts]).reshape(2, -1)), sched)  # two images: a real choice
+    den = lambda x, t: oracle(x.reshape(len(x), -1).double(), t).reshape(x.shape).to(x.dtype)  # noqa: E731
+    x = torch.randn((1, 1, 28, 28), generator=g)
+    full = sample(den, x, sched, "heun", 8)
+    assert torch.allclose(sample(den, x, sched, "heun", 8, t_start=1.0), full, atol=1e-6)
+    a_lo = sched.alpha_sigma(sched.t_range[0])[0].item()
+    assert torch.equal(sample(den, x, sched, "ddim", 8, t_start=0.0), x / a_lo)
+    traj = sample(den, x, sched, "ddim", 8, t_start=0.0, return_trajectory=True)
+    assert traj.ts.tolist() == [sched.t_range[0]] and traj.xs.shape == (1, *x.shape) and len(traj.x0_hats) == 0
+    traj = sample(den, x, sched, "ddim", 10, t_start=0.5, return_trajectory=True)
+    assert len(traj.ts) == 7 and traj.xs.shape == (7, *x.shape) and traj.x0_hats.shape == (6, *x.shape)
 
 
 def test_visible_logsnr_grid_helps_dpmpp_at_few_steps():

@@ -1,8 +1,9 @@
 """Builders for page 10, a digit's journey, and for the digit view of page 4 (no streamlit here).
 
 * `film_strip` / `journey_animation`: one sample's x_t and predicted x0_hat at chosen steps, and as a movie.
-* `sub_grid` / `denoise_from` / `survival_sweep` / `survival_figure`: noise a real digit to time t, run a
-  sampler from t (not from t_max) back to 0, and measure how much of the original survives at each log-SNR.
+* `noise_to` / `journey_from` / `survival_sweep` / `survival_figure`: noise a real digit to time t, run a
+  sampler from t (not from t_max) back to 0 (diffusion.samplers.sample with t_start), and measure how much
+  of the original survives at each log-SNR.
 * `fit_pca` / `project_trajectory` / `pca_journey`: many reverse trajectories projected onto the first two
   principal components of real digits, animated from the noise blob to the digit clusters.
 * `film_trajectory` / `noise_and_back` / `survival` / `many_trajectories`: the page's sampling runs, as
@@ -24,7 +25,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from diffusion.models import reschedule
-from diffusion.samplers import GRIDS, SAMPLERS, check_sampler, check_steps, guided, prior_sample, sample
+from diffusion.samplers import guided, prior_sample, sample
 
 from .figures import FONT, PALETTE, add_player
 from .forward import place_player, with_frames
@@ -155,52 +156,12 @@ def journey_animation(traj, schedule, active: int = 0) -> go.Figure:
 
 # --- noise a digit to t and denoise it back -------------------------------------------------------
 
-def sub_grid(schedule, t: float, steps: int, grid: str = "uniform_t") -> torch.Tensor:
-    """A decreasing float64 time grid from t (clamped to the schedule's t_range) down to t_min.
-
-    It keeps the step size of a full `steps`-step run on `grid`: ceil(steps x the fraction of the full
-    range that [t_min, t] covers) steps, at least one. A t at or below t_min gives the single time [t_min]
-    (nothing to do). `grid` is one of diffusion.samplers.GRIDS: equal steps in t or in log-SNR.
-    """
-    check_steps(steps)
-    if grid not in GRIDS:
-        raise ValueError(f"unknown time grid {grid!r}; allowed: {', '.join(GRIDS)}")
-    t_lo, t_hi = schedule.t_range
-    t = float(schedule.clamp(float(t)))
-    if t <= t_lo:
-        return torch.tensor([t_lo], dtype=torch.float64)
-    if grid == "uniform_t":
-        frac = (t - t_lo) / (t_hi - t_lo)
-        n = max(1, math.ceil(steps * frac - 1e-9))
-        return torch.linspace(t, t_lo, n + 1, dtype=torch.float64)
-    lam_t, lam_lo, lam_hi = (float(schedule.logsnr(s)) for s in (t, t_lo, t_hi))
-    frac = (lam_lo - lam_t) / (lam_lo - lam_hi)
-    n = max(1, math.ceil(steps * frac - 1e-9))
-    ts = schedule.t_of_logsnr(torch.linspace(lam_t, lam_lo, n + 1, dtype=torch.float64))
-    ts[0], ts[-1] = t, t_lo
-    return ts
-
-
 def noise_to(schedule, t: float, x0: torch.Tensor, seed: int = 0):
     """(x_t = alpha_t x0 + sigma_t eps, eps): eps ~ N(0, I) from a generator seeded with `seed`."""
     g = torch.Generator().manual_seed(int(seed))
     eps = torch.randn(x0.shape, generator=g, dtype=torch.float32)
     a, s = schedule.alpha_sigma(float(t))
     return (float(a) * x0.float() + float(s) * eps), eps
-
-
-@torch.no_grad()
-def denoise_from(denoise, x_t: torch.Tensor, schedule, t: float, sampler: str, steps: int, grid: str = "uniform_t",
-                 eta: float = 0.0, generator=None) -> torch.Tensor:
-    """Run `sampler` from time t (not t_max) down to t_min on `sub_grid` and return x_{t_min} / alpha(t_min),
-    like diffusion.samplers.sample does for a full run. `denoise(x, t)` returns x0_hat."""
-    fn = SAMPLERS[check_sampler(sampler)]
-    ts = sub_grid(schedule, t, steps, grid)
-    alpha_end = float(schedule.alpha_sigma(ts[-1])[0])
-    if len(ts) < 2:
-        return x_t / alpha_end
-    kwargs = {"eta": eta} if sampler == "ddim" else {}
-    return fn(denoise, x_t, ts, schedule, generator=generator, **kwargs) / alpha_end
 
 
 def mse(a, b) -> float:
@@ -222,7 +183,8 @@ def journey_from(denoise, x0, schedule, t: float, sampler: str, steps: int, seed
     x_t, _ = noise_to(schedule, t, x0, seed)
     t_c = float(schedule.clamp(float(t)))
     one = denoise(x_t, torch.tensor(t_c, dtype=torch.float64))
-    back = denoise_from(denoise, x_t, schedule, t_c, sampler, steps, generator=torch.Generator().manual_seed(seed + 1))
+    back = sample(denoise, x_t, schedule, sampler, steps, t_start=t_c,
+                  generator=torch.Generator().manual_seed(seed + 1))
     out = {"x_t": x_t, "x0_hat": one, "back": back}
     for k in ("x0_hat", "back"):
         out[f"mse_{k}"] = mse(out[k], x0)
