@@ -1,15 +1,13 @@
-"""Figure downloads that need no browser: a plotly figure redrawn with matplotlib as PNG, and its
-animation frames as a GIF.
+"""Figures redrawn with matplotlib: plotly's own image export (fig.to_image) needs kaleido and Chrome, not shipped here.
 
-kaleido (plotly's own exporter) needs a Chrome install, which an offline classroom machine may lack,
-so this draws the trace types the lab uses (heat map, contour, scatter markers and lines, surface)
-from the figure's own data and layout: what you download is what the page showed.
+A PNG of a plotly figure and a GIF of its animation frames, drawn from the figure's own data and layout
+for the trace types the lab uses (heat map, contour, bar, scatter markers and lines, surface): what you
+download is what the page showed, on a machine with no browser and no network.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
 import io
 
 import matplotlib
@@ -47,29 +45,20 @@ def _cmap(scale):
 
 
 def _values(v):
-    """A trace's array as given, with plotly's typed arrays decoded: a figure built from a plain dict (the
-    pages' cached animations) holds numpy data as {'dtype', 'bdata', 'shape'} with base64 bytes."""
+    """A trace's array as given, with plotly's typed arrays decoded: a figure built from fig.to_dict()
+    holds numpy data as {'dtype', 'bdata', 'shape'} with base64 bytes, which plotly only ever encodes
+    (plotly.js decodes them in the browser). The dtype codes ('f8', 'i4', 'u1', ...) are numpy's."""
     if isinstance(v, dict) and "bdata" in v and "dtype" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
         shape = v.get("shape")
         return a.reshape([int(n) for n in str(shape).split(",")]) if shape else a
     return v
 
 
 def _arr(v):
-    """A 1-D trace array as floats (None as NaN), or a 2-D one as it is."""
+    """A trace array (1-D or 2-D) as floats, None as NaN (numpy's float conversion does that)."""
     v = _values(v)
-    if v is None:
-        return None
-    return np.array([np.nan if e is None else e for e in np.asarray(v, dtype=object).ravel()], dtype=float) \
-        if np.asarray(v, dtype=object).ndim == 1 else np.asarray(v, dtype=float)
-
-
-def _grid(z):
-    """A heat map's or surface's z as a float array (None as NaN)."""
-    z = _values(z)
-    return np.array([[np.nan if e is None else e for e in row] for row in z], dtype=float) \
-        if isinstance(z, (list, tuple)) else np.asarray(z, dtype=float)
+    return None if v is None else np.asarray(v, dtype=float)
 
 
 def _axes(fig, layout):
@@ -138,13 +127,13 @@ def render(fig: go.Figure, width: int | None = None, height: int | None = None):
             continue
         if tr.type == "surface":
             ax = axes[tr.scene or "scene"]
-            x, y, z = _arr(tr.x), _arr(tr.y), _grid(tr.z)
+            x, y, z = _arr(tr.x), _arr(tr.y), _arr(tr.z)
             gx, gy = np.meshgrid(x, y)
             ax.plot_surface(gx, gy, z, cmap=_cmap(tr.colorscale), linewidth=0, antialiased=False)
             continue
         ax = axes[(tr.xaxis or "x", tr.yaxis or "y")]
         if tr.type in ("heatmap", "contour"):
-            z = _grid(tr.z)
+            z = _arr(tr.z)
             x = _arr(tr.x) if tr.x is not None else np.arange(z.shape[1])
             y = _arr(tr.y) if tr.y is not None else np.arange(z.shape[0])
             kw = dict(cmap=_cmap(tr.colorscale), vmin=tr.zmin, vmax=tr.zmax)
@@ -157,7 +146,7 @@ def render(fig: go.Figure, width: int | None = None, height: int | None = None):
         elif tr.type == "bar":
             horizontal = tr.orientation == "h"
             cats, vals = (tr.y, tr.x) if horizontal else (tr.x, tr.y)
-            vals = np.asarray(_values(vals), dtype=float)
+            vals = _arr(vals)
             cats = [str(c) for c in (np.arange(len(vals)) if cats is None else np.asarray(_values(cats)))]
             col = _values(tr.marker.color) if tr.marker else None
             colors = ([_color(c, "#0072B2") for c in col] if isinstance(col, (list, tuple, np.ndarray))
@@ -229,17 +218,13 @@ def to_png(fig: go.Figure, width: int | None = None, height: int | None = None) 
 
 
 def frame_figure(fig: go.Figure, k: int) -> go.Figure:
-    """The figure as it looks at animation frame k (frame data merged onto the base traces)."""
+    """The figure as it looks at animation frame k: the frame's traces and layout merged onto the base ones
+    (plotly's nested update, which is how plotly.js merges a frame in the browser)."""
     frame = fig.frames[k]
-    out = go.Figure(fig)
-    out.frames = []
-    idx = list(frame.traces) if frame.traces is not None else list(range(len(frame.data)))
-    data = list(out.data)
+    out = go.Figure(data=fig.data, layout=fig.layout)  # copies: `fig` is left as it is
+    idx = frame.traces if frame.traces is not None else range(len(frame.data))
     for i, tr in zip(idx, frame.data):
-        merged = copy.deepcopy(data[i].to_plotly_json())
-        merged.update({k2: v for k2, v in tr.to_plotly_json().items() if k2 != "type"})
-        data[i] = type(data[i])(merged)
-    out = go.Figure(data=data, layout=fig.layout)
+        out.data[i].update({key: v for key, v in tr.to_plotly_json().items() if key != "type"})
     if frame.layout:
         out.update_layout(frame.layout)
     return out
