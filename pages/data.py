@@ -5,9 +5,9 @@ import streamlit as st
 import torch
 
 from diffusion.samplers import sample
+from diffusion.schedules import make_schedule
 from ui import data as build
-from ui.denoise import LazyFigure, SpecFigure, patch
-from ui.figures import density_grid
+from ui.figures import LazyFigure, SpecFigure, density_grid, patch
 from ui.page import downloads, need_model, show_source
 from ui.state import bound, view
 from ui.workers import offload
@@ -39,34 +39,37 @@ seed = st.session_state.get("data.seed", 0)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _densities(data_key: str, label):
-    return build.density_grids(dist, label)
+def _densities(data_key: str, label, _dist):
+    """`data_key` names `_dist`."""
+    return build.density_grids(_dist, label)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _exact(data_key: str, label, n: int, seed: int):
+def _exact(data_key: str, label, n: int, seed: int, _dist):
+    """`data_key` names `_dist`."""
     with build.one_thread():
-        return build.exact_samples(dist, n, None, seed), build.exact_samples(dist, n, label, seed + 7919)
+        return build.exact_samples(_dist, n, None, seed), build.exact_samples(_dist, n, label, seed + 7919)
 
 
 POOL = 4000  # learned samples generated once per prompt; each draw picks n of them
 
 
 @st.cache_data(show_spinner="Sampling the learned model once for this prompt (Heun, 25 steps)...", max_entries=64)
-def _learned_pool(model_key: str, spec: str, label):
-    x = offload(build.learned_samples, v.learned(), v.schedule, POOL, label, seed=0, on=v.device)
+def _learned_pool(data_key: str, model_key: str, spec: str, label, device: str, _dist, _model):
+    """`data_key` names `_dist`; `model_key` and `spec` name `_model` (the learned model under that schedule)."""
+    x = offload(build.learned_samples, _model, make_schedule(spec), POOL, label, seed=0, on=device)
     with build.one_thread():
-        return x, dist.nearest_label(torch.as_tensor(x, dtype=torch.float64)).numpy()
+        return x, _dist.nearest_label(torch.as_tensor(x, dtype=torch.float64)).numpy()
 
 
 def _learned(model_key: str, spec: str, label, n: int, seed: int):
-    x, y = _learned_pool(model_key, spec, label)
+    x, y = _learned_pool(v.data_key, model_key, spec, label, v.device, dist, v.learned())
     idx = build.draw_from_pool(np.arange(len(x)), n, seed)
     return x[idx], y[idx]
 
 
-xs, p, pc = _densities(v.data_key, label)
-(all_x, all_y), (cond_x, cond_y) = _exact(v.data_key, label, n, seed)
+xs, p, pc = _densities(v.data_key, label, dist)
+(all_x, all_y), (cond_x, cond_y) = _exact(v.data_key, label, n, seed, dist)
 has_model = need_model(v)
 learned_x = learned_y = None
 if has_model:
@@ -78,14 +81,15 @@ if has_model:
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _prompt_base(data_key: str, label, learned: bool) -> dict:
-    """The three panels without samples (densities, titles, styles) as a plotly dict; samples are patched in."""
-    return build.prompt_figure(dist, xs, p, pc, label, None, None, None, None, learned_panel=learned).to_dict()
+def _prompt_base(data_key: str, label, learned: bool, _dist) -> dict:
+    """The three panels without samples (densities, titles, styles) as a plotly dict; samples are patched in.
+    `data_key` names `_dist`."""
+    return build.prompt_figure(_dist, *_densities(data_key, label, _dist), label, None, None, None, None, learned_panel=learned).to_dict()
 
 
 if label is None:  # no prompt: p(x | c) would be p(x) again, so that panel is left out
     cond_x = cond_y = None
-spec = patch(_prompt_base(v.data_key, label, learned_x is not None),
+spec = patch(_prompt_base(v.data_key, label, learned_x is not None, dist),
              build.prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
 st.plotly_chart(SpecFigure(spec), width="stretch", theme=None, key="data.fig")
 fig = LazyFigure(lambda: build.prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_x, learned_y))

@@ -2,14 +2,15 @@
 answer, and memorising a finite training set versus generalising."""
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from diffusion.models import oracle_model
+from diffusion.schedules import make_schedule
 from ui import denoise as build
 from ui import memorisation as memo
-from ui.figures import EXTENT, quiver
+from ui.figures import EXTENT, LazyFigure, SpecFigure, at_frame, patch, quiver, view_scale
 from ui.page import downloads, need_model, show_source
 from ui.state import DATASET_NAMES, bound, view
 from ui.workers import offload
@@ -18,7 +19,7 @@ v = view()
 dist = v.dist
 label = v.label
 alpha, sigma = v.alpha_sigma
-scale = build.view_scale(alpha, sigma)
+scale = view_scale(alpha, sigma)
 prompt = "no prompt" if label is None else f"prompt c = {dist.label_names[label]}"
 model = v.learned()
 
@@ -48,16 +49,19 @@ def _on_pick():
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _clean_grid(data_key: str, label):
+def _clean_grid(data_key: str, label, _dist):
+    """`data_key` names `_dist`."""
     with build.one_thread():
-        return build.clean_log_prob_grid(dist, label)
+        return build.clean_log_prob_grid(_dist, label)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _noisy(data_key: str, label, spec: str, t: float):
-    """p_t on the picking grid at this t (small: 40 x 40, ~30 ms the first time a t is visited)."""
+def _noisy(data_key: str, label, spec: str, t: float, _dist):
+    """p_t on the picking grid at this t (small: 40 x 40, ~30 ms the first time a t is visited).
+    `data_key` names `_dist`."""
+    a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
     with build.one_thread():
-        return build.noisy_density(dist, alpha, sigma, label, extent=build.PICK_RANGE * scale)
+        return build.noisy_density(_dist, a, s, label, extent=build.PICK_RANGE * view_scale(a, s))
 
 
 @st.cache_resource(show_spinner=False)
@@ -67,9 +71,10 @@ def _pick_base():
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _post_base(data_key: str):
-    """The posterior chart's layout and trace styles as a plotly dict; every value is patched in per x_t."""
-    xs = _clean_grid(data_key, None)[0]
+def _post_base(data_key: str, _dist):
+    """The posterior chart's layout and trace styles as a plotly dict; every value is patched in per x_t.
+    `data_key` names `_dist`."""
+    xs = _clean_grid(data_key, None, _dist)[0]
     return build.posterior_figure(xs, np.zeros((len(xs), len(xs))), (0.0, 0.0), 1.0, 1.0, (0.0, 0.0)).to_dict()
 
 
@@ -84,7 +89,7 @@ def _pick_section():
     xt = np.array([st.session_state[ux], st.session_state[uy]]) * scale
 
 
-    xs, log_p0 = _clean_grid(v.data_key, label)
+    xs, log_p0 = _clean_grid(v.data_key, label, dist)
     with build.one_thread(), torch.no_grad():  # a few tiny tensor ops: a thread pool only adds latency
         post = build.posterior_grid(dist, xs, log_p0, alpha, sigma, xt, label)
         x_in = torch.tensor(xt[None], dtype=torch.float32)
@@ -92,18 +97,18 @@ def _pick_section():
         learned_x0 = None if model is None else model(x_in, v.t, label)[0].double().numpy()
         summary = build.posterior_summary(dist, alpha, sigma, xt, label)
 
-    nx, pt = _noisy(v.data_key, label, v.schedule.spec(), v.t)
+    nx, pt = _noisy(v.data_key, label, v.schedule.spec(), v.t, dist)
     traces, layout = build.pick_values(nx, pt, build.pick_grid(), scale, xt, v.t)
-    pick_spec = build.patch(_pick_base(), dict(enumerate(traces)), layout)
+    pick_spec = patch(_pick_base(), dict(enumerate(traces)), layout)
     values = build.posterior_values(xs, post, xt, alpha, sigma, exact_x0, learned_x0)
-    post_spec = build.patch(_post_base(v.data_key), dict(enumerate(values)))
+    post_spec = patch(_post_base(v.data_key, dist), dict(enumerate(values)))
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(build.SpecFigure(pick_spec), width="stretch", theme=None, key="denoise.pick",
+        st.plotly_chart(SpecFigure(pick_spec), width="stretch", theme=None, key="denoise.pick",
                         on_select=_on_pick, selection_mode="points", config={"displayModeBar": False})
     with right:
-        st.plotly_chart(build.SpecFigure(post_spec), width="stretch", theme=None, key="denoise.post")
-    post_fig = build.LazyFigure(lambda: build.posterior_figure(xs, post, xt, alpha, sigma, exact_x0, learned_x0))
+        st.plotly_chart(SpecFigure(post_spec), width="stretch", theme=None, key="denoise.post")
+    post_fig = LazyFigure(lambda: build.posterior_figure(xs, post, xt, alpha, sigma, exact_x0, learned_x0))
 
     cols = st.columns(4)
     cols[0].metric("Noise level", f"σ/α = {sigma / alpha:.3g}", help="The likelihood N(x_t; α x₀, σ² I), read as a "
@@ -147,21 +152,25 @@ active = int(np.argmin(np.abs(ts - v.t)))
 
 
 @st.cache_data(show_spinner="Computing the denoising field...", max_entries=32)
-def _field(data_key: str, model_key: str, spec: str, label):
-    return offload(build.field_data, dist, v.oracle(), model, ts, label, on=v.device)
+def _field(data_key: str, model_key: str, spec: str, label, device: str, _dist, _model):
+    """`data_key` names `_dist`; `model_key` and `spec` name `_model` (None when there is no learned model)."""
+    schedule = make_schedule(spec)
+    return offload(build.field_data, _dist, oracle_model(_dist, schedule), _model, build.field_times(schedule), label,
+                   on=device)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _field_fig(data_key: str, model_key: str, spec: str, label):
-    """The animated field figure (built once) and its plotly dict."""
-    points, exact, learned, p0 = _field(data_key, model_key, spec, label)
-    fig = build.field_figure(points, exact, learned, ts, 0, xs=np.linspace(-EXTENT, EXTENT, 70), p0=p0)
+def _field_fig(data_key: str, model_key: str, spec: str, label, device: str, _dist, _model):
+    """The animated field figure (built once) and its plotly dict. `data_key` names `_dist`; `model_key` and
+    `spec` name `_model`."""
+    points, exact, learned, p0 = _field(data_key, model_key, spec, label, device, _dist, _model)
+    fig = build.field_figure(points, exact, learned, build.field_times(make_schedule(spec)), 0, xs=np.linspace(-EXTENT, EXTENT, 70), p0=p0)
     return fig, fig.to_dict()
 
 
-field_fig, field_spec = _field_fig(v.data_key, v.model_key, v.schedule.spec(), label)
-st.plotly_chart(build.SpecFigure(build.at_frame(field_spec, active)), width="stretch", theme=None, key="denoise.field")
-downloads(build.LazyFigure(lambda: go.Figure(build.at_frame(field_spec, active)), frames=field_fig.frames),
+field_fig, field_spec = _field_fig(v.data_key, v.model_key, v.schedule.spec(), label, v.device, dist, model)
+st.plotly_chart(SpecFigure(at_frame(field_spec, active)), width="stretch", theme=None, key="denoise.field")
+downloads(LazyFigure(lambda: go.Figure(at_frame(field_spec, active)), frames=field_fig.frames),
           f"denoising-field-{v.dataset}-t{ts[active]:.2f}", key="denoise.dl.field", gif=True)
 
 # --- memorising versus generalising -----------------------------------------------------------------
@@ -205,11 +214,11 @@ def _memo_all(data_key: str, dataset: str, path: str, folder: str, _dist):
     curves = {k: [float(np.median(dists[n][k])) for n in memo.NS] for k in keys}
     views = {}
     for n in memo.NS:
-        table = pd.DataFrame({
+        table = {  # columns, as they are shown
             "sampler": [build.MEMO_NAMES[k] for k in keys],
-            "median distance to nearest": [np.median(dists[n][k]) for k in keys],
-            "share closer than 0.02": [(dists[n][k] < 0.02).mean() for k in keys],
-        })
+            "median distance to nearest": [f"{np.median(dists[n][k]):.3f}" for k in keys],
+            "share closer than 0.02": [f"{(dists[n][k] < 0.02).mean():.0%}" for k in keys],
+        }
         samples = {k: arrays[f"{k}_{n}" if k != "true" else "true"] for k in keys}
         fig = build.memorisation_figure(arrays[f"train_{n}"], samples)
         views[n] = (fig, fig.to_dict(), table, build.distance_curve_figure(memo.NS, curves, n).to_dict())
@@ -250,11 +259,10 @@ def _memo_section():
         st.info("Networks trained on N points are shipped for "
                 + ", ".join(DATASET_NAMES[d] for d in memo.DATASETS)
                 + ". For this dataset the section shows the ideal denoiser and fresh samples only.")
-    st.plotly_chart(build.SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
+    st.plotly_chart(SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
     left, right = st.columns([2, 3])
     with left:
-        st.table(table.style.format({"median distance to nearest": "{:.3f}", "share closer than 0.02": "{:.0%}"})
-                 .hide(axis="index"))
+        st.table(table, hide_index=True)
         unused = ("" if label is None else
                   f" The sidebar's {prompt} does not apply here: these networks were trained without labels.")
         st.caption(f"N = {n_train} training points (open circles); {memo.N_GEN} samples each, "
@@ -265,7 +273,7 @@ def _memo_section():
                    "*Share closer than 0.02*: samples that practically copy a training point (sampling ends with "
                    f"noise of size 0.007).{unused}")
     with right:
-        st.plotly_chart(build.SpecFigure(curve_spec), width="stretch", theme=None, key="denoise.curve")
+        st.plotly_chart(SpecFigure(curve_spec), width="stretch", theme=None, key="denoise.curve")
     st.markdown(_memo_text(curves))
     downloads(memo_fig, f"memorisation-{v.dataset}-N{n_train}", key="denoise.dl.memo")
 

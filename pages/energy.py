@@ -1,21 +1,21 @@
 """2 · Energy and the normaliser: E = -log p, exact beside learned; Z by brute force, and why it cannot scale."""
 
 import math
-import time
 
 import numpy as np
 import streamlit as st
 
 from diffusion.likelihood import energy_via_ode, ode_log_likelihood
 from diffusion.models import is_energy_head, network_parameterization
+from diffusion.schedules import make_schedule
 from ui import energy as en
 from ui import energy_maps
+from ui.figures import view_half_width
 from ui.page import downloads, need_model, show_source
 from ui.state import bound, view
 from ui.training import PARAM_NAMES
 from ui.workers import offload
 
-_start = time.perf_counter()
 v = view()
 
 LEARNED_GRID = energy_maps.GRID  # points per axis of the learned energy (each one a full ODE solve): 40
@@ -39,25 +39,27 @@ st.latex(r"p(x) = \frac{e^{-E(x)}}{Z}, \qquad Z = \int e^{-E(x)}\,dx, \qquad "
          r"E_t(x) = -\log p_t(x) \;(\text{so here } Z = 1)")
 
 alpha, sigma = v.alpha_sigma
-half = en.box_half_width(alpha, sigma)
+half = view_half_width(alpha, sigma)
 spec = v.schedule.spec()
 t_key = round(v.t, 4)
 # The landscape (exact beside learned) is drawn at the nearest multiple of MAP_T_STEP: a learned map costs
 # LEARNED_GRID^2 ODE solves, and a class moving the slider then shares 21 maps per label instead of 101.
 t_map = round(min(max(round(v.t / MAP_T_STEP) * MAP_T_STEP, 0.0), 1.0), 4)
 alpha_map, sigma_map = (float(a) for a in v.schedule.alpha_sigma(t_map))
-half_map = en.box_half_width(alpha_map, sigma_map)
+half_map = view_half_width(alpha_map, sigma_map)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _exact(data_key: str, spec: str, label, t: float, n: int, half: float):
-    a, s = (float(x) for x in v.schedule.alpha_sigma(t))
-    return en.exact_energy(v.dist, a, s, label, n, half)
+def _exact(data_key: str, spec: str, label, t: float, n: int, half: float, _dist):
+    """`data_key` names `_dist`."""
+    a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
+    return en.exact_energy(_dist, a, s, label, n, half)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def _learned(model_key: str, spec: str, label, t: float, n: int, half: float, steps: int, _model):
-    return offload(en.learned_energy, _model, t, label, n, half, steps, on=v.device)
+def _learned(model_key: str, spec: str, label, t: float, n: int, half: float, steps: int, device: str, _model):
+    """`model_key` and `spec` name `_model` (the learned model under that schedule)."""
+    return offload(en.learned_energy, _model, t, label, n, half, steps, on=device)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -91,21 +93,25 @@ def learned_map(model):
             return (*hit, True)
     with st.spinner(f"Solving {LEARNED_GRID * LEARNED_GRID:,} probability-flow ODEs for the learned energy "
                     f"at t = {t_map:.2f} (once for the whole class; a second or more on a busy machine)..."):
-        return (*_learned(v.model_key, spec, v.label, t_map, LEARNED_GRID, half_map, ODE_STEPS, model), False)
+        return (*_learned(v.model_key, spec, v.label, t_map, LEARNED_GRID, half_map, ODE_STEPS, v.device, model),
+                False)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _landscape(data_key: str, spec: str, label, t: float, model_key: str, _learned):
-    """(heat maps, surfaces) for one view: built once, then shared (figures are never changed in place)."""
+def _landscape(data_key: str, spec: str, label, t: float, model_key: str, device: str, _xs, _E, _learned):
+    """(heat maps, surfaces) for one view: built once, then shared (figures are never changed in place).
+    `_xs, _E` is the exact map of (data_key, spec, label, t); `_learned` the learned map of `model_key` there
+    (read from the shipped maps, or computed on `device`)."""
     grids = _learned[:2] if _learned is not None else (None, None)
-    return (en.energy_heatmaps(xs, E, *grids, title_exact=f"Exact E_t, t = {t:.2f}",
+    return (en.energy_heatmaps(_xs, _E, *grids, title_exact=f"Exact E_t, t = {t:.2f}",
                                title_learned="Learned E_t (through the ODE)"),
-            en.energy_surfaces(xs, E, *grids))
+            en.energy_surfaces(_xs, _E, *grids))
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
-def _constant_figure(data_key: str, spec: str, label, t: float, c: float):
-    return en.constant_figure(xs, E, c)
+def _constant_figure(data_key: str, spec: str, label, t: float, c: float, _xs, _E):
+    """`_xs, _E` is the exact map of (data_key, spec, label, t)."""
+    return en.constant_figure(_xs, _E, c)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -118,7 +124,7 @@ def _cost_figure(n: int):
     return en.cost_figure(n)
 
 
-xs, E = _exact(v.data_key, spec, v.label, t_map, EXACT_GRID, half_map)
+xs, E = _exact(v.data_key, spec, v.label, t_map, EXACT_GRID, half_map, v.dist)
 model = v.learned() if need_model(v) else None
 kind = network_parameterization(model)
 learned = None
@@ -133,12 +139,12 @@ if model is not None:
 
 # --- the landscape -----------------------------------------------------------------------------------
 st.subheader("The energy landscape, exact beside learned")
-fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_map, v.model_key if learned else "", learned)
+fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_map, v.model_key if learned else "", v.device, xs, E, learned)
 st.plotly_chart(fig_heat, width="stretch", theme=None)
 lo, hi = en.energy_cap(E)
 if learned is not None:
     xl, El, secs, ahead = learned
-    exact_on_learned = _exact(v.data_key, spec, v.label, t_map, LEARNED_GRID, half_map)[1]
+    exact_on_learned = _exact(v.data_key, spec, v.label, t_map, LEARNED_GRID, half_map, v.dist)[1]
     typical = exact_on_learned < lo + 8  # where the data (nearly) lives
     gap = float(abs(El - exact_on_learned)[typical].mean())
     c1, c2, c3, c4 = st.columns(4)
@@ -216,23 +222,26 @@ c = bound(col_c.number_input, "Add a constant c to the energy", -50.0, 50.0, 0.0
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _z(data_key: str, spec: str, label, t: float, n: int, half: float, c: float):
-    return en.partition_function(lambda p: -v.dist.log_prob(p, alpha, sigma, label), n, half, c)
+def _z(data_key: str, spec: str, label, t: float, n: int, half: float, c: float, _dist):
+    """`data_key` names `_dist`."""
+    a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
+    return en.partition_function(lambda p: -_dist.log_prob(p, a, s, label), n, half, c)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def _convergence(data_key: str, spec: str, label, t: float, half: float):
-    a, s = (float(x) for x in v.schedule.alpha_sigma(t))
-    return offload(en.exact_z_convergence, v.dist, a, s, label, half)
+def _convergence(data_key: str, spec: str, label, t: float, half: float, _dist):
+    """`data_key` names `_dist`."""
+    a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
+    return offload(en.exact_z_convergence, _dist, a, s, label, half)
 
 
 try:
-    z = _z(v.data_key, spec, v.label, t_key, int(n), half, 0.0)
-    z_c = _z(v.data_key, spec, v.label, t_key, int(n), half, float(c))
+    z = _z(v.data_key, spec, v.label, t_key, int(n), half, 0.0, v.dist)
+    z_c = _z(v.data_key, spec, v.label, t_key, int(n), half, float(c), v.dist)
 except ValueError as e:
     st.error(f"Grid points per axis n: {e} (allowed 2 to 400).")
     st.stop()
-conv = _convergence(v.data_key, spec, v.label, t_map, half_map)  # 87,000 evaluations: in steps of t like the maps
+conv = _convergence(v.data_key, spec, v.label, t_map, half_map, v.dist)  # 87,000 evaluations: in steps of t like the maps
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Z (grid estimate)", f"{z['Z']:.5f}")
 m2.metric("log Z", f"{round(z['log_Z'], 4) + 0.0:.4f}")
@@ -275,21 +284,23 @@ constant vanishes when you differentiate. That is why diffusion models learn the
 """
 )
 st.latex(r"\nabla_x \log p(x) = -\nabla_x E(x) - \underbrace{\nabla_x \log Z}_{=\,0} = -\nabla_x E(x)")
-fig_c = _constant_figure(v.data_key, spec, v.label, t_map, float(c))
+fig_c = _constant_figure(v.data_key, spec, v.label, t_map, float(c), xs, E)
 st.plotly_chart(fig_c, width="stretch", theme=None)
 
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _probe_scores(data_key: str, spec: str, label, t: float, c: float):
-    """The score at one point by central differences of E and of E + c (each from its own numbers)."""
+def _probe_scores(data_key: str, spec: str, label, t: float, c: float, _dist):
+    """The score at one point by central differences of E and of E + c (each from its own numbers).
+    `data_key` names `_dist`."""
     probe = np.array([[0.5, 0.5]])
-    energy = lambda p: -v.dist.log_prob(p, alpha, sigma, label).numpy()  # noqa: E731
+    a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
+    energy = lambda p: -_dist.log_prob(p, a, s, label).numpy()  # noqa: E731
     return (en.finite_difference_score(energy, probe)[0],
             en.finite_difference_score(lambda p: energy(p) + c, probe)[0])
 
 
-s0, sc = _probe_scores(v.data_key, spec, v.label, t_key, float(c))
+s0, sc = _probe_scores(v.data_key, spec, v.label, t_key, float(c), v.dist)
 k1, k2, k3 = st.columns(3)
 k1.metric("Z of E + c  (= Z e^−c)", en.format_z(z_c), help=f"log Z = {z_c['log_Z']:.4f}; Z e^−c = {z['Z'] * math.exp(-c):.4g}")
 k2.metric("Score at (0.5, 0.5) from E", f"({s0[0]:+.4f}, {s0[1]:+.4f})")
@@ -300,4 +311,3 @@ st.caption("Both panels share one picture; only the colour bar's numbers move by
 
 show_source(en.exact_energy, en.learned_energy, energy_via_ode, ode_log_likelihood, en.partition_function,
             en.cost_story, en.finite_difference_score)
-st.session_state["energy.server_ms"] = 1000 * (time.perf_counter() - _start)  # read by the tests

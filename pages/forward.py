@@ -13,8 +13,7 @@ import plotly.graph_objects as go  # noqa: E402
 from diffusion.schedules import SCHEDULES, make_schedule  # noqa: E402
 from ui import digits_journey as dj  # noqa: E402
 from ui import forward as fw  # noqa: E402
-from ui.denoise import LazyFigure, SpecFigure, at_frame  # noqa: E402
-from ui.figures import density_grid, figure_dict  # noqa: E402
+from ui.figures import LazyFigure, SpecFigure, at_frame, density_grid, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import PARAM_LABELS, PARAM_RANGES, SCHEDULE_NAMES, bound  # noqa: E402
 

@@ -11,10 +11,10 @@ import time  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
 from diffusion.samplers import guided, nfe_of, sample  # noqa: E402
+from diffusion.schedules import make_schedule  # noqa: E402
 from ui import guidance as gd  # noqa: E402
 from ui import reverse as rv  # noqa: E402
-from ui.denoise import LazyFigure, SpecFigure  # noqa: E402
-from ui.figures import figure_dict  # noqa: E402
+from ui.figures import LazyFigure, SpecFigure, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, bound  # noqa: E402
 from ui.workers import offload  # noqa: E402
@@ -74,7 +74,7 @@ if mode != "Exact oracle only" and learned is not None:
 def _trajectory(model_key, spec, sampler, steps, label, w, eta, seed, n, device, _model):
     """(Trajectory, seconds it took)."""
     t0 = time.perf_counter()
-    traj = offload(rv.run, _model, v.schedule, sampler, steps, n, seed, label, w, eta, device, on=device)
+    traj = offload(rv.run, _model, make_schedule(spec), sampler, steps, n, seed, label, w, eta, device, on=device)
     return traj, time.perf_counter() - t0
 
 
@@ -86,8 +86,10 @@ def _reference(data_key, label, n, _dist):
 
 @st.cache_resource(show_spinner=False, max_entries=24)
 def _animation(keys, spec, label, _dist, _trajs):
-    """The movie as a plain dict (shared and never modified): drawn without plotly's per-rerun deep copy."""
-    return figure_dict(rv.sampling_animation(_dist, v.schedule, _trajs, label))
+    """The movie as a plain dict (shared and never modified): drawn without plotly's per-rerun deep copy.
+    `keys` (each run's `_trajectory` arguments, model key first, which holds the data key) names `_dist` and
+    `_trajs`."""
+    return figure_dict(rv.sampling_animation(_dist, make_schedule(spec), _trajs, label))
 
 
 spec = v.schedule.spec()
@@ -97,7 +99,8 @@ try:
         t_start = time.perf_counter()
         runs = {name: _trajectory(key, *common, N_PARTICLES, v.device, model) for name, (key, model) in models.items()}
         trajs = {name: r[0] for name, r in runs.items()}
-        anim = _animation(tuple((models[n][0],) + common for n in trajs), spec, v.label, v.dist, trajs)
+        anim = _animation(tuple((models[n][0],) + common + (N_PARTICLES, v.device) for n in trajs), spec, v.label,
+                          v.dist, trajs)
         elapsed = time.perf_counter() - t_start
 except ValueError as e:  # e.g. a guidance weight or eta the core rejects
     st.error(f"Sampling failed: {e}")
@@ -195,13 +198,15 @@ lo, hi = min(controls), max(controls)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _ratio(key, data_key, label, n, _x):
-    return _reference(data_key, label, n, None)[0].ratio(_x)
+def _ratio(key, data_key, label, n, _dist, _x):
+    """`data_key` names `_dist`; `key` (the run's `_trajectory` arguments) names `_x`, the run's final points."""
+    return _reference(data_key, label, n, _dist)[0].ratio(_x)
 
 
 cols = st.columns(len(trajs) + 2)
 for col, (name, tr) in zip(cols, trajs.items()):
-    r = _ratio((models[name][0],) + common, v.data_key, v.label, N_PARTICLES, tr.xs[-1])
+    r = _ratio((models[name][0],) + common + (N_PARTICLES, v.device), v.data_key, v.label, N_PARTICLES, v.dist,
+               tr.xs[-1])
     col.metric(f"ED ratio, {name.lower()}", f"{r:.2f}" if r < 10 else f"{r:.0f}")
 cols[len(trajs)].metric("Fresh exact samples", f"{lo:.2f} to {hi:.2f}",
                         help=f"The lowest and highest ED ratio of {N_CONTROLS} independent exact samples of "
@@ -220,8 +225,8 @@ cols[len(trajs) + 1].metric("Model evaluations", f"{nfe}")
 @st.cache_data(show_spinner=False, max_entries=32)
 def _ed_steps(model_key, spec, sampler, label, w, eta, seed, n, data_key, device, _model, _dist):
     ref_n, _ = _reference(data_key, label, n, _dist)
-    return offload(rv.ed_vs_steps, _model, _dist, v.schedule, sampler, STEPS_LIST, ref_n, seed, label, w, eta, device,
-                   on=device)
+    return offload(rv.ed_vs_steps, _model, _dist, make_schedule(spec), sampler, STEPS_LIST, ref_n, seed, label, w, eta,
+                   device, on=device)
 
 
 with st.spinner(f"Scoring {SAMPLER_NAMES[v.sampler]} at {', '.join(map(str, STEPS_LIST))} steps..."):
@@ -256,7 +261,7 @@ def _ode_sde(keys, label, _dist, _ode, _sde):
     return rv.ode_sde_figure(_dist, _ode, _sde, label=label)
 
 
-ode_fig = _ode_sde((key0,) + common[:1] + common[2:] + (ode_n,), v.label, v.dist, ode, sde)
+ode_fig = _ode_sde((key0,) + common[:1] + common[2:] + (ode_n, v.device), v.label, v.dist, ode, sde)
 st.plotly_chart(ode_fig, width="stretch", theme=None, key="reverse.odesde")
 st.caption(f"{name0} model, {v.steps} steps, {ode_n} particles; six paths drawn, the same colour for the same "
            "start. Paths may enter from outside the frame: the starting noise is spread as widely as the schedule's "
@@ -279,10 +284,12 @@ main_name = next(iter(reversed(trajs)))
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _x0_fig(key, label, _dist, _traj):
-    return rv.x0_hat_figure(_dist, v.schedule, _traj, label=label)
+    """`key` (the run's `_trajectory` arguments: model key, which holds the data key, then spec, ...) names `_dist`
+    and `_traj`."""
+    return rv.x0_hat_figure(_dist, make_schedule(key[1]), _traj, label=label)
 
 
-x0_fig = _x0_fig((models[main_name][0],) + common, v.label, v.dist, trajs[main_name])
+x0_fig = _x0_fig((models[main_name][0],) + common + (N_PARTICLES, v.device), v.label, v.dist, trajs[main_name])
 st.plotly_chart(x0_fig, width="stretch", theme=None, key="reverse.x0hat")
 st.caption(f"{main_name} model with the sidebar's sampler: three particles of the run above. Crosses grow as t falls.")
 downloads(x0_fig, "predicted-x0", key="reverse.dl.x0hat")

@@ -1,20 +1,17 @@
 """3 · Score field: the learned score beside the exact one at every t (animated in the browser), their
 difference, the error against t, and classifier-free guidance in score terms."""
 
-import time
-
 import plotly.graph_objects as go
 import streamlit as st
 
 from diffusion.samplers import guided
+from diffusion.schedules import make_schedule
 from ui import score as sc
-from ui.denoise import LazyFigure, SpecFigure, at_frame
-from ui.figures import figure_dict
+from ui.figures import LazyFigure, SpecFigure, at_frame, figure_dict
 from ui.page import downloads, need_model, show_source
 from ui.state import bound, view
 from ui.workers import offload
 
-_start = time.perf_counter()
 v = view()
 
 st.title("The score field")
@@ -43,20 +40,21 @@ c2.caption(f"The animation has {len(sc.FRAME_TS)} frames, t = 0, 0.05, ..., 1; i
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _frames(data_key: str, spec: str, model_key: str, label, n_arrows: int, _model):
-    return offload(sc.field_frames, v.dist, v.schedule, _model, label, sc.FRAME_TS, n_arrows=n_arrows,
-                   on=v.device)
+def _frames(data_key: str, spec: str, model_key: str, label, n_arrows: int, device: str, _dist, _model):
+    """`data_key` names `_dist`; `model_key` and `spec` name `_model`."""
+    return offload(sc.field_frames, _dist, make_schedule(spec), _model, label, sc.FRAME_TS, n_arrows=n_arrows,
+                   on=device)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _animation_dict(data_key: str, spec: str, model_key: str, label, n_arrows: int, _frames):
+def _animation_dict(data_key: str, spec: str, model_key: str, label, n_arrows: int, device: str, _frames):
     return figure_dict(sc.score_animation(_frames, 0))
 
 
-keys = (v.data_key, spec, v.model_key if has_model else "", v.label, int(n_arrows))
+keys = (v.data_key, spec, v.model_key if has_model else "", v.label, int(n_arrows), v.device)
 try:
     with st.spinner("Computing the exact and learned score at 21 noise levels (once per dataset, label and model)..."):
-        frames = _frames(*keys, model)
+        frames = _frames(*keys, v.dist, model)
         anim = _animation_dict(*keys, frames)
         fig_spec = at_frame(anim, k)  # a shallow copy: the frames stay shared with the cached animation
 except ValueError as e:
@@ -81,10 +79,11 @@ if has_model:
 
 
     @st.cache_data(show_spinner=False, max_entries=512)
-    def _error_now(data_key: str, spec: str, model_key: str, label, t: float, _model):
-        return offload(sc.relative_error, _model, v.dist, v.schedule, t, label, on=v.device)
+    def _error_now(data_key: str, spec: str, model_key: str, label, t: float, device: str, _dist, _model):
+        """`data_key` names `_dist`; `model_key` and `spec` name `_model`."""
+        return offload(sc.relative_error, _model, _dist, make_schedule(spec), t, label, on=device)
 
-    err = _error_now(v.data_key, spec, v.model_key, v.label, round(v.t, 4), model)
+    err = _error_now(v.data_key, spec, v.model_key, v.label, round(v.t, 4), v.device, v.dist, model)
     m1, m2 = st.columns([1, 2])
     m1.metric(f"Relative score error at t = {v.t:.2f}", f"{err:.3g}",
               help="sqrt(E‖ŝ − s‖² / E‖s‖²) over 2,000 points drawn from the exact p_t"
@@ -95,7 +94,8 @@ if has_model:
         "those edges. Sampling spends only its last few steps there, and by then the point is already "
         "near the data.")
     @st.cache_resource(show_spinner=False, max_entries=512)
-    def _error_figure(data_key: str, spec: str, model_key: str, label, n_arrows: int, t: float, err: float, _frames):
+    def _error_figure(data_key: str, spec: str, model_key: str, label, n_arrows: int, device: str, t: float, err: float,
+                      _frames):
         return sc.error_curve(_frames, t, err)
 
     fig_err = _error_figure(*keys, round(v.t, 4), err, frames)
@@ -117,22 +117,27 @@ if v.label is None:
             "The guidance weight w is under **Sampler and device**.")
 else:
     @st.cache_data(show_spinner=False, max_entries=512)
-    def _guidance(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, _model):
-        return offload(sc.guidance_fields, v.dist, v.schedule, t, label, w, _model, n_arrows=15,
-                       on=v.device)
+    def _guidance(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, device: str, _dist,
+                  _model):
+        """`data_key` names `_dist`; `model_key` and `spec` name `_model`."""
+        return offload(sc.guidance_fields, _dist, make_schedule(spec), t, label, w, _model, n_arrows=15,
+                       on=device)
 
     try:
-        g = _guidance(v.data_key, spec, v.model_key if has_model else "", v.label, v.guidance, round(v.t, 4), model)
+        g = _guidance(v.data_key, spec, v.model_key if has_model else "", v.label, v.guidance, round(v.t, 4), v.device,
+                      v.dist, model)
     except ValueError as e:
         st.error(f"Guidance weight w: {e}")
         st.stop()
     label_name = v.dist.label_names[v.label]
 
     @st.cache_resource(show_spinner=False, max_entries=256)
-    def _guidance_figure(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, _g):
-        return sc.guidance_figure(_g, v.dist.label_names[label])
+    def _guidance_figure(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, device: str,
+                         label_name: str, _g):
+        return sc.guidance_figure(_g, label_name)
 
-    fig_g = _guidance_figure(v.data_key, spec, v.model_key if has_model else "", v.label, v.guidance, round(v.t, 4), g)
+    fig_g = _guidance_figure(v.data_key, spec, v.model_key if has_model else "", v.label, v.guidance, round(v.t, 4),
+                             v.device, label_name, g)
     st.plotly_chart(fig_g, width="stretch", theme=None)
     st.caption(f"At t = {v.t:.2f}, label “{label_name}”, w = {v.guidance:g} (set w in the sidebar under Model and "
                "sampler). With w = 0 the guided field is the conditional one; larger w pushes harder away from "
@@ -141,4 +146,3 @@ else:
 
 show_source(sc.field_frames, sc.exact_scaled_score, sc.learned_scaled_score, sc.relative_error,
             sc.guided_scaled_score, guided, sc.score_animation, at_frame)
-st.session_state["score.server_ms"] = 1000 * (time.perf_counter() - _start)  # read by the tests

@@ -11,6 +11,7 @@ from diffusion.checkpoints import load_checkpoint
 from toy_data import DATASETS
 from ui import energy as en
 from ui import energy_maps
+from ui.figures import view_half_width
 
 from apptest import open_page
 
@@ -24,7 +25,7 @@ def moons():
 
 
 def _half(model, t):
-    return en.box_half_width(*(float(a) for a in model.schedule.alpha_sigma(t)))
+    return view_half_width(*(float(a) for a in model.schedule.alpha_sigma(t)))
 
 
 def test_a_built_file_gives_back_the_live_maps_and_only_when_everything_matches(tmp_path, moons):

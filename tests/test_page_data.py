@@ -94,7 +94,7 @@ def test_prompt_figure_patch_matches_the_full_figure():
     (ax, ay), (cx, cy) = build.exact_samples(dist, 50, None, 0), build.exact_samples(dist, 50, 3, 1)
     full = build.prompt_figure(dist, xs, p, pc, 3, ax, ay, cx, cy, cx, cy).to_dict()
     base = build.prompt_figure(dist, xs, p, pc, 3, None, None, None, None, learned_panel=True).to_dict()
-    from ui.denoise import patch
+    from ui.figures import patch
 
     patched = patch(base, build.prompt_values(dist, ax, ay, cx, cy, cx, cy))
     assert len(full["data"]) == len(patched["data"]) == 3 + 3 * dist.num_classes

@@ -16,6 +16,7 @@ from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import denoise as build
 from ui import memorisation as memo
+from ui.figures import SpecFigure, at_frame, patch
 from apptest import open_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,12 +144,12 @@ def test_denoiser_field_is_the_oracle_and_at_frame_opens_at_t():
     np.testing.assert_allclose(field[10], dist.denoise(torch.tensor(points), a, s).numpy(), atol=1e-5)
     fig = build.field_figure(points, field, field, ts, 0)
     spec = fig.to_dict()
-    opened = build.at_frame(spec, 7)
+    opened = at_frame(spec, 7)
     assert opened["layout"]["sliders"][0]["active"] == 7
     arrow = spec["frames"][7]["traces"][0]
     np.testing.assert_array_equal(_array(opened["data"][arrow]["x"]), _array(spec["frames"][7]["data"][0]["x"]))
     assert spec["layout"]["sliders"][0]["active"] == 0  # the cached dict is not modified
-    assert build.SpecFigure(opened).to_dict() is opened
+    assert SpecFigure(opened).to_dict() is opened
 
 
 def test_pick_and_posterior_patches_match_the_built_figures():
@@ -157,7 +158,7 @@ def test_pick_and_posterior_patches_match_the_built_figures():
     post = build.posterior_grid(dist, xs, log_p0, 0.8, 0.6, (1.0, 0.5))
     full = build.posterior_figure(xs, post, (1.0, 0.5), 0.8, 0.6, (0.1, 0.2), (0.15, 0.2)).to_dict()
     base = build.posterior_figure(xs, np.zeros_like(post), (0, 0), 1.0, 1.0, (0, 0)).to_dict()
-    patched = build.patch(base, dict(enumerate(build.posterior_values(xs, post, (1.0, 0.5), 0.8, 0.6, (0.1, 0.2),
+    patched = patch(base, dict(enumerate(build.posterior_values(xs, post, (1.0, 0.5), 0.8, 0.6, (0.1, 0.2),
                                                                       (0.15, 0.2)))))
     for a, b in zip(full["data"], patched["data"]):
         for key in ("x", "y", "z"):

@@ -3,6 +3,7 @@
 import json
 import math
 import pathlib
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import energy as en
+from ui.figures import view_half_width
 from apptest import open_page
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -112,6 +114,13 @@ def test_figures_put_exact_beside_learned():
     assert cost.data[0].y[-1] == pytest.approx(784.0) and list(cost.data[3].x) == [2, 784]
 
 
+# A rerun whose heavy work is cached, timed around the whole AppTest run (app.py's sidebar and navigation, the
+# page, AppTest reading the result), must take under 2 s: with 20 sessions on two cores a control change's p95
+# is under 2 s (docs/measurements.md, the load tests), so one session alone over it recomputes something on every
+# run. This one takes about 0.06 s on a quiet machine.
+CACHED_RERUN_MS = 2000
+
+
 def _metric(at, label_start):
     return next(m.value for m in at.metric if m.label.startswith(label_start))
 
@@ -146,8 +155,9 @@ def test_page_runs_and_its_widgets_change_what_is_shown():
     assert at.get("plotly_chart")[0].proto.spec == heat_08
     assert any("Drawn at t = 0.80" in c.value for c in at.caption)
     assert _metric(at, "Score at (0.5, 0.5) from E") != score_08  # the probe follows the sidebar's t itself
+    start = time.perf_counter()
     at.number_input(key="energy.c").set_value(1.0).run()  # a cached rerun: everything but c is cached
-    assert at.session_state["energy.server_ms"] < 2000
+    assert 1000 * (time.perf_counter() - start) < CACHED_RERUN_MS
 
 
 def test_an_energy_head_shows_its_raw_energy_and_its_z():
@@ -173,7 +183,7 @@ def test_an_energy_head_shows_its_raw_energy_and_its_z():
     text = " ".join(c.value for c in at.caption)
     assert "predicts" not in text.split("not an energy")[0][-200:] and "outputs an energy" in text
     log_z = float(_metric(at, "log Z_θ at this t"))
-    half = en.box_half_width(*(float(a) for a in make_schedule("cosine").alpha_sigma(0.5)))
+    half = view_half_width(*(float(a) for a in make_schedule("cosine").alpha_sigma(0.5)))
     xs, E_raw, log_z_direct = en.raw_energy(model, 0.5, None, 40, half)
     assert log_z == pytest.approx(log_z_direct, abs=0.005)
     assert float(_metric(at, "Lowest raw E_θ")) == pytest.approx(E_raw.min(), abs=0.005)

@@ -12,8 +12,7 @@ from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import get_dataset
 from ui import digits_journey as dj
 from ui import forward as fw
-from ui.denoise import at_frame
-from ui.figures import figure_dict
+from ui.figures import at_frame, figure_dict
 from apptest import charts, decode, open_page, plain
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -3,6 +3,7 @@
 import base64
 import json
 import pathlib
+import time
 
 import numpy as np
 import plotly.io as pio
@@ -14,8 +15,7 @@ from diffusion.samplers import guided
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import score as sc
-from ui.denoise import at_frame
-from ui.figures import figure_dict
+from ui.figures import at_frame, figure_dict
 from apptest import open_page, plain
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -100,6 +100,14 @@ def test_animation_opens_at_the_chosen_frame():
         got = json.loads(pio.to_json(at_frame(figure_dict(sc.score_animation(frames_k, 0)), k), validate=False))
         assert plain(got) == plain(json.loads(sc.score_animation(frames_k, k).to_json()))
 
+# A rerun on the same animation frame, timed around the whole AppTest run (app.py's sidebar and navigation, the
+# page, AppTest reading the result), must take under 2 s: with 20 sessions on two cores a control change's p95 is
+# under 2 s (docs/measurements.md, the load tests), so one session alone over it recomputes something it need not.
+# The field and its animation are cached; the error and the guided field at the new t are computed (about 0.5 s
+# on a quiet machine).
+CACHED_RERUN_MS = 2000
+
+
 def _specs(at):
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
@@ -135,8 +143,9 @@ def test_page_runs_and_its_widgets_change_what_is_shown():
     assert not at.exception
     after = _specs(at)[2]
     assert after != guided_before and "w = 4" in json.dumps(after["layout"]["annotations"])
+    start = time.perf_counter()
     at.sidebar.slider(key="t").set_value(0.71).run()  # same frame, cached field: a cheap rerun
-    assert at.session_state["score.server_ms"] < 2000
+    assert 1000 * (time.perf_counter() - start) < CACHED_RERUN_MS
 
 
 def test_plain_reads_two_encodings_of_one_float32_as_one_number():

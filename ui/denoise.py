@@ -23,7 +23,8 @@ from plotly.subplots import make_subplots
 from diffusion.samplers import guided, prior_sample, sample
 from toy_data import finite_set
 
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid, quiver
+from .figures import (DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, density_grid, mesh_points, quiver,
+                      square_grid)
 
 PICK_RANGE = 3.5  # the sliders and the clickable grid span [-PICK_RANGE, PICK_RANGE] (times view_scale)
 PICK_STEP = 0.25  # spacing of the clickable grid (a multiple of the sliders' step)
@@ -40,18 +41,11 @@ EXACT_COLOR, LEARNED_COLOR, XT_COLOR, TRAIN_COLOR = PALETTE[0], PALETTE[5], PALE
 from .threads import one_thread  # noqa: E402,F401  (re-exported for the pages)
 
 
-def view_scale(alpha: float, sigma: float) -> float:
-    """How far p_t spreads compared with the data: max(1, sqrt(alpha^2 + sigma^2)) (1 for VP schedules)."""
-    return max(1.0, math.sqrt(alpha**2 + sigma**2))
-
-
 # --- the exact posterior over clean points -----------------------------------------------------
 
 def clean_log_prob_grid(dist, label=None, n: int = 121, extent: float = EXTENT):
     """(xs [n], log p0(x0) [n, n]) on a square grid of clean points; [i, j] is at (xs[j], xs[i]). Once per data set."""
-    xs = np.linspace(-extent, extent, n)
-    gx, gy = np.meshgrid(xs, xs)
-    pts = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1))
+    xs, pts = square_grid(n, extent)
     return xs, dist.log_prob(pts, 1.0, 0.0, label).numpy().reshape(n, n)
 
 
@@ -97,9 +91,7 @@ def noisy_density(dist, alpha: float, sigma: float, label=None, n: int = 40, ext
 
 def pick_grid(half: float = PICK_RANGE, step: float = PICK_STEP) -> np.ndarray:
     """The faint clickable points, in slider units: [M, 2]."""
-    u = np.arange(-half, half + 1e-9, step)
-    gx, gy = np.meshgrid(u, u)
-    return np.stack([gx.ravel(), gy.ravel()], -1)
+    return mesh_points(np.arange(-half, half + 1e-9, step))
 
 
 def _square(fig, extent, row=None, col=None, ylabel="x₂", xlabel="x₁", anchor="x"):
@@ -138,14 +130,6 @@ def pick_figure(xs, p_t, grid_u, scale: float, xt, t: float, height: int = 520):
     fig.update_layout(height=height, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=10, t=60, b=50),
                       showlegend=False, clickmode="event+select", dragmode=False, title=layout["title"])
     return fig
-
-
-def patch_layout(spec_layout: dict, updates: dict) -> dict:
-    """Layout dict with nested dict keys (xaxis, yaxis, title) merged one level deep."""
-    out = dict(spec_layout)
-    for k, val in updates.items():
-        out[k] = {**out.get(k, {}), **val} if isinstance(val, dict) and isinstance(out.get(k), dict) else val
-    return out
 
 
 def posterior_values(xs, post, xt, alpha: float, sigma: float, exact_x0, learned_x0=None) -> list[dict]:
@@ -192,59 +176,6 @@ def posterior_figure(xs, post, xt, alpha: float, sigma: float, exact_x0, learned
     return fig
 
 
-# --- fast redraws: a figure's JSON built once, patched per rerun ----------------------------------
-
-class SpecFigure(go.Figure):
-    """A figure given as its finished plotly dict. st.plotly_chart serialises figures through to_dict(),
-    which deep-copies and is the slow part for big figures; this one hands over its dict as it is.
-    Use only for drawing: for export, pass the real figure (or a LazyFigure)."""
-
-    def __init__(self, spec: dict):
-        super().__init__()
-        self._spec = spec
-
-    def to_dict(self):
-        return self._spec
-
-
-class LazyFigure:
-    """Builds the real go.Figure only when something reads it (a download button being clicked).
-    `frames` only says whether there are any (ui.page.downloads offers a GIF then); `figure()` is the real one."""
-
-    def __init__(self, build, frames=()):
-        self._build, self._fig = build, None
-        self.frames = frames  # read by ui.page.downloads without building anything
-
-    def figure(self) -> go.Figure:
-        if self._fig is None:
-            self._fig = self._build()
-        return self._fig
-
-    def __getattr__(self, name):
-        return getattr(self.figure(), name)
-
-
-def patch(spec: dict, updates: dict[int, dict], layout: dict | None = None) -> dict:
-    """A shallow copy of a figure dict with some traces' (and the layout's) keys replaced."""
-    out = dict(spec)
-    out["data"] = [({**tr, **updates[i]} if i in updates else tr) for i, tr in enumerate(spec["data"])]
-    if layout:
-        out["layout"] = patch_layout(spec["layout"], layout)
-    return out
-
-
-def at_frame(spec: dict, k: int) -> dict:
-    """The animated figure dict opened at frame k: its traces show frame k, the frame's layout (axis ranges)
-    applies, and the slider points at it. A shallow copy: the frames are shared with `spec`, so opening a
-    big cached animation at a new frame costs neither time nor memory."""
-    frame = spec["frames"][k]
-    idx = frame.get("traces", list(range(len(frame["data"]))))
-    updates = dict(frame.get("layout") or {})  # merged one level deep by patch_layout
-    updates["sliders"] = [{**spec["layout"]["sliders"][0], "active": k}] + list(spec["layout"]["sliders"][1:])
-    return patch(spec, {i: {kk: vv for kk, vv in tr.items() if kk != "type"} for i, tr in zip(idx, frame["data"])},
-                 updates)
-
-
 # --- the denoiser field over a t grid ---------------------------------------------------------------
 
 def field_times(schedule, count: int = 21) -> np.ndarray:
@@ -257,9 +188,7 @@ def field_times(schedule, count: int = 21) -> np.ndarray:
 
 def field_points(n: int = 11, extent: float = 2.7) -> np.ndarray:
     """The x_t grid of the denoiser field: [n * n, 2]."""
-    u = np.linspace(-extent, extent, n)
-    gx, gy = np.meshgrid(u, u)
-    return np.stack([gx.ravel(), gy.ravel()], -1)
+    return mesh_points(np.linspace(-extent, extent, n))
 
 
 @torch.no_grad()
@@ -311,8 +240,6 @@ def field_figure(points, exact, learned, ts, active: int, xs=None, p0=None, exte
         _square(fig, extent, row=1, col=j, anchor=f"x{j if j > 1 else ''}", ylabel="x₂" if j == 1 else None)
     names = [f"{t:.2f}" for t in ts]
     fig.frames = [go.Frame(data=arrows(k), traces=arrow_idx, name=names[k]) for k in range(len(ts))]
-    from .figures import add_player
-
     add_player(fig, names, active=active)
     fig.layout.sliders[0].pad.t = 75  # below the x-axis titles
     fig.layout.updatemenus[0].pad.t = 85

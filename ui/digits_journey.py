@@ -27,8 +27,7 @@ from plotly.subplots import make_subplots
 from diffusion.models import reschedule
 from diffusion.samplers import guided, prior_sample, sample
 
-from .figures import FONT, PALETTE, add_player
-from .forward import place_player, with_frames
+from .figures import FONT, PALETTE, add_player, place_player, with_frames
 
 INK_SCALE = [[0.0, "#ffffff"], [1.0, "#000000"]]  # -1 (background) white, +1 (ink) black: readable when projected
 # Plotly's D3 palette (the "category10" of d3.js): ten qualitative colours made to be told apart.

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from diffusion.likelihood import energy_via_ode
 
-from .figures import EXTENT, FONT, PALETTE, quiver
+from .figures import EXTENT, FONT, PALETTE, mesh_points, quiver, square_grid
 
 ENERGY_SCALE = "Viridis"  # low energy (likely) dark blue, high energy (unlikely) yellow
 EVALS_PER_SECOND = 1e9  # a generous machine: a billion energy evaluations per second
@@ -31,29 +31,9 @@ MNIST_DIM = 28 * 28
 from .threads import one_thread  # noqa: E402,F401  (re-exported for the pages)
 
 
-def box_half_width(alpha: float, sigma: float, extent: float = EXTENT) -> float:
-    """Half-width of a square that holds nearly all of p_t's mass (it grows with the noise for VE schedules)."""
-    return extent * max(1.0, math.sqrt(alpha**2 + sigma**2))
-
-
-def grid_points(n: int, half: float, centred: bool = False) -> tuple[np.ndarray, torch.Tensor]:
-    """(xs [n], points [n*n, 2]); row-major like a heat map: point i*n + j is (xs[j], xs[i]).
-
-    `centred` puts the points at the centres of n equal cells of [-half, half] (the midpoint rule),
-    otherwise on n evenly spaced nodes that include the edges (for drawing).
-    """
-    if centred:
-        h = 2 * half / n
-        xs = -half + h * (np.arange(n) + 0.5)
-    else:
-        xs = np.linspace(-half, half, n)
-    gx, gy = np.meshgrid(xs, xs)
-    return xs, torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1))
-
-
 def exact_energy(dist, alpha: float, sigma: float, label=None, n: int = 80, half: float = EXTENT):
     """(xs [n], E [n, n]) of the exact E_t(x) = -log p_t(x | label) on an n x n grid over [-half, half]^2."""
-    xs, pts = grid_points(n, half)
+    xs, pts = square_grid(n, half)
     return xs, -dist.log_prob(pts, alpha, sigma, label).numpy().reshape(n, n)
 
 
@@ -63,7 +43,7 @@ def learned_energy(model, t: float, label=None, n: int = 40, half: float = EXTEN
     A v- (or eps-, x0-) prediction network has no energy output; its density comes from integrating
     the divergence of the ODE's velocity from t up to pure noise (Heun, `steps` steps, exact 2-D divergence).
     """
-    xs, pts = grid_points(n, half)
+    xs, pts = square_grid(n, half)
     start = time.perf_counter()
     with one_thread():
         e = energy_via_ode(model, pts.float(), float(t), label, steps=steps)
@@ -77,7 +57,7 @@ def raw_energy(model, t: float, label=None, n: int = 40, half: float = EXTENT):
     Training fixes only the gradient of E_theta (the score), so E_theta carries an arbitrary constant
     for each t; E_theta + log Z_theta is the model's -log p_t.
     """
-    xs, pts = grid_points(n, half)
+    xs, pts = square_grid(n, half)
     with torch.no_grad(), one_thread():
         e = model.energy(pts.float(), float(t), label)
     E = e.double().numpy().reshape(n, n)
@@ -93,7 +73,7 @@ def partition_function(energy_fn, n: int, half: float, c: float = 0.0) -> dict:
     n = int(n)
     if n < 1:
         raise ValueError(f"grid points per axis must be >= 1; got {n}")
-    _, pts = grid_points(n, half, centred=True)
+    _, pts = square_grid(n, half, centred=True)
     start = time.perf_counter()
     e = torch.as_tensor(energy_fn(pts), dtype=torch.float64) + c
     cell = (2 * half / n) ** 2
@@ -257,7 +237,7 @@ def constant_figure(xs, E, c: float, arrows: int = 13, span: float = 16.0) -> go
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2, subplot_titles=["E(x)", f"E(x) + c,  c = {c:g}"])
     step = max(1, len(xs) // arrows)
     sub = slice(step // 2, None, step)
-    gx, gy = np.meshgrid(xs[sub], xs[sub])
+    gx, gy = mesh_points(xs[sub]).T  # the arrows' tails
     spacing = float(xs[step] - xs[0]) if len(xs) > step else 1.0
     for j, (e, lo, hi) in enumerate([(E, zmin, zmax), (E + c, zmin + c, zmax + c)], start=1):
         fig.add_trace(go.Heatmap(x=xs, y=xs, z=np.minimum(e, hi), colorscale=ENERGY_SCALE, zmin=lo, zmax=hi,

@@ -5,8 +5,8 @@ or more of CPU for each (dataset, label, t). A class moving the t slider asks fo
 for the shipped models under their own schedule every map the page can show (t on the page's 0.05 grid,
 every label and "none") is computed once, here, and shipped in checkpoints/energy_maps.npz:
 
-    python -m ui.energy_maps                # all shipped 2-D models, two processes; a few minutes
-    python -m ui.energy_maps --datasets moons --jobs 1
+    python -m checkpoints.build energy-maps                # all shipped 2-D models, two processes; 6 min
+    python -m checkpoints.build energy-maps --datasets moons --jobs 1
 
 The page uses a stored map only when everything that made it still holds: the same network weights (a
 fingerprint of the tensors, so a retrained checkpoint is never shown stale maps), schedule, grid, ODE steps,
@@ -20,7 +20,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -51,10 +50,10 @@ def weights_fingerprint(model) -> str:
 
 
 def _half(schedule, t: float) -> float:
-    from .energy import box_half_width
+    from .figures import view_half_width
 
     alpha, sigma = (float(a) for a in schedule.alpha_sigma(t))
-    return box_half_width(alpha, sigma)
+    return view_half_width(alpha, sigma)
 
 
 def _one_dataset(name: str, grid: int, steps: int, t_step: float) -> dict:
@@ -159,26 +158,3 @@ def load(path=PATH) -> tuple[Store | None, str | None]:
     except Exception as e:  # noqa: BLE001 - any damage means: compute live, and say why
         return None, f"{os.path.basename(path)} could not be read ({type(e).__name__}: {e})"
     return Store(arrays, meta), None
-
-
-def main(argv=None) -> int:
-    from diffusion import cli
-    from toy_data import DATASETS
-
-    p = cli.ArgumentParser(prog="python -m ui.energy_maps", description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
-    p.add_argument("--jobs", type=cli.positive_int("--jobs", 1, 64), default=2, help="processes, one thread each")
-    p.add_argument("--out", default=PATH)
-    args = p.parse_args(argv)
-    cli.check_writable(args.out, ".npz", "--out")
-    arrays = build(args.datasets, jobs=args.jobs,
-                   progress=lambda name, secs: sys.stderr.write(f"{name}: done at {secs:.0f} s\n"))
-    save(args.out, arrays)
-    sys.stderr.write(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)\n")
-    return 0
-
-
-if __name__ == "__main__":
-    from diffusion import cli
-
-    raise SystemExit(cli.run(main, "python -m ui.energy_maps"))

@@ -1,6 +1,19 @@
-"""Figure builders: pure functions from core objects to plotly figures (testable without a running app)."""
+"""The figure plumbing every page shares, and the home page's panels (no Streamlit here).
+
+* palette, fonts and EXTENT, the square the standardised toy sets live in;
+* grids: `mesh_points` / `square_grid` (points of a grid, row-major like a heat map), `view_scale` /
+  `view_half_width` (how far the view zooms out with the noise), `density_grid` (the exact p_t on a grid);
+* compact coordinates: `round_coords`, `round_density`, `joined` (several paths as one line trace);
+* figures as dicts: `figure_dict` / `plain_dict`, `with_frames` (frames given as plain dicts), `patch` /
+  `patch_layout` / `at_frame` (a cached dict redrawn with a few keys replaced, or opened at a frame),
+  `SpecFigure` (draw a finished dict as it is) and `LazyFigure` (build the real figure only for a download);
+* the in-browser player: `add_player`, `place_player`;
+* `quiver` (arrows as one line trace) and `forward_panels` (the home page's noising panels).
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import plotly.graph_objects as go
@@ -14,63 +27,155 @@ FONT = dict(size=16)
 EXTENT = 3.0  # the toy sets are standardised: [-3, 3]^2 holds nearly all the mass at t = 0
 
 
+# --- grids and the view --------------------------------------------------------------------------------------
+
+def mesh_points(xs, ys=None) -> np.ndarray:
+    """The points of the grid xs x ys (ys = xs when not given), row-major like a heat map's z:
+    [len(ys) * len(xs), 2], point i * len(xs) + j is (xs[j], ys[i])."""
+    gx, gy = np.meshgrid(xs, xs if ys is None else ys)
+    return np.stack([gx.ravel(), gy.ravel()], -1)
+
+
+def square_grid(n: int, half: float, centred: bool = False) -> tuple[np.ndarray, torch.Tensor]:
+    """(xs [n], points [n * n, 2] as a float64 tensor) of a square grid over [-half, half]^2 (see mesh_points).
+
+    `centred` puts the points at the centres of n equal cells (the midpoint rule; arrows that do not start on
+    the frame's edge), otherwise on n evenly spaced nodes that include the edges (for drawing).
+    """
+    if centred:
+        h = 2 * half / n
+        xs = -half + h * (np.arange(n) + 0.5)
+    else:
+        xs = np.linspace(-half, half, n)
+    return xs, torch.from_numpy(mesh_points(xs))
+
+
+def view_scale(alpha, sigma) -> float:
+    """How far p_t spreads compared with the data: max(1, sqrt(alpha^2 + sigma^2)) (1 for VP schedules).
+
+    alpha and sigma are floats or 0-d tensors; for tensors the root is torch's, which can differ from
+    math.sqrt in the last bit."""
+    total = alpha**2 + sigma**2
+    return max(1.0, float(torch.sqrt(total)) if isinstance(total, torch.Tensor) else math.sqrt(total))
+
+
+def view_half_width(alpha, sigma, extent: float = EXTENT) -> float:
+    """Half the side of the square shown at noise level (alpha, sigma): the data's extent, grown with the total
+    scale sqrt(alpha^2 + sigma^2), so that variance-exploding schedules (sigma up to 80) stay in view."""
+    return extent * view_scale(alpha, sigma)
+
+
+def density_grid(dist, alpha, sigma, n: int = 100, extent: float = EXTENT, label=None):
+    """(xs [n], ys [n], p [n, n]) of the exact density p_t on a square grid; p[i, j] is at (xs[j], ys[i])."""
+    xs, pts = square_grid(n, extent)
+    logp = dist.log_prob(pts, alpha, sigma, label).numpy().reshape(n, n)
+    return xs, xs, np.exp(logp)
+
+
+# --- figures as plain dicts: built once, patched or opened at a frame per rerun ------------------------------
+
+def plain_dict(fig: go.Figure) -> dict:
+    """fig's data and layout as dicts holding the arrays themselves (fig.to_dict() would base64-encode them,
+    which the browser reads but ui.export cannot)."""
+    return {"data": [tr.to_plotly_json() for tr in fig.data], "layout": fig.layout.to_plotly_json()}
+
+
 def figure_dict(fig: go.Figure) -> dict:
-    """The figure as a plain dict whose arrays stay numpy (so the PNG/GIF export can still read them), for
-    drawing through ui.denoise.SpecFigure and opening at a frame with ui.denoise.at_frame."""
+    """The figure with its frames as a plain dict whose arrays stay numpy (so the PNG/GIF export can still read
+    them), for drawing through SpecFigure and opening at a frame with at_frame."""
     frames = []
     for f in fig.frames:
         frame = {"name": f.name, "layout": f.layout.to_plotly_json(), "data": [tr.to_plotly_json() for tr in f.data]}
         if f.traces is not None:
             frame["traces"] = list(f.traces)
         frames.append(frame)
-    return {"data": [tr.to_plotly_json() for tr in fig.data], "layout": fig.layout.to_plotly_json(), "frames": frames}
+    return {**plain_dict(fig), "frames": frames}
 
 
-def density_grid(dist, alpha, sigma, n: int = 100, extent: float = EXTENT, label=None):
-    """(xs [n], ys [n], p [n, n]) of the exact density p_t on a square grid; p[i, j] is at (xs[j], ys[i])."""
-    xs = np.linspace(-extent, extent, n)
-    gx, gy = np.meshgrid(xs, xs)
-    pts = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1))
-    logp = dist.log_prob(pts, alpha, sigma, label).numpy().reshape(n, n)
-    return xs, xs, np.exp(logp)
+def with_frames(fig: go.Figure, frames: list[dict]) -> go.Figure:
+    """`fig` (its base traces and layout checked by plotly as usual) with animation frames given as plain dicts
+    of trace coordinates, which plotly does not re-validate one value at a time: that check took ~1 s for
+    50 frames of 2,000 points and found nothing the builders here could get wrong."""
+    return go.Figure({**plain_dict(fig), "frames": frames}, _validate=False)
 
 
-def forward_panels(dist, schedule, ts, n_points: int = 600, seed: int = 0, extent: float = EXTENT, label=None):
-    """One panel per t: the exact density of p_t (given `label`, if any) as a heat map, with samples
-    x_t = alpha x0 + sigma eps on top."""
-    g = torch.Generator().manual_seed(seed)
-    x0, y = dist.sample(n_points, label=label, generator=g)
-    eps = torch.randn(x0.shape, generator=g)
-    titles = []
-    for t in ts:
-        lam = round(schedule.logsnr(t).item(), 1)
-        titles.append(f"t = {t:.2f}<br>log-SNR λ = {lam + 0.0:.1f}")
-    fig = make_subplots(rows=1, cols=len(ts), subplot_titles=titles, horizontal_spacing=0.02)
-    for j, t in enumerate(ts, start=1):
-        alpha, sigma = schedule.alpha_sigma(t)
-        # Zoom out with the noise so the cloud stays in view (VE schedules reach sigma = 80).
-        half = extent * max(1.0, float(torch.sqrt(alpha**2 + sigma**2)))
-        xs, ys, p = density_grid(dist, alpha, sigma, n=80, extent=half, label=label)
-        fig.add_trace(go.Heatmap(x=xs, y=ys, z=p, colorscale=DENSITY_SCALE, showscale=False,
-                                 hovertemplate="p_t = %{z:.3g}<extra></extra>"), row=1, col=j)
-        xt = (alpha * x0 + sigma * eps).numpy()
-        for c in range(dist.num_classes):
-            m = (y == c).numpy()
-            if not m.any():
-                continue
-            fig.add_trace(go.Scatter(x=xt[m, 0], y=xt[m, 1], mode="markers", name=dist.label_names[c],
-                                       legendgroup=str(c), showlegend=j == 1,
-                                       marker=dict(size=4, color=PALETTE[c % len(PALETTE)],
-                                                   line=dict(width=0.3, color="white"))), row=1, col=j)
-        # constrain="domain": equal axes shrink the panel instead of widening its range past the heat map
-        fig.update_xaxes(range=[-half, half], row=1, col=j, title_text="x₁", constrain="domain", zeroline=False)
-        fig.update_yaxes(range=[-half, half], row=1, col=j, scaleanchor=f"x{j if j > 1 else ''}",
-                         constrain="domain", zeroline=False, showticklabels=j == 1,
-                         title_text="x₂" if j == 1 else None)
-    # the legend sits above the panels' titles, clear of the x-axis titles below
-    fig.update_layout(height=350, margin=dict(l=40, r=10, t=105, b=40), font=FONT, plot_bgcolor="white",
-                      legend=dict(orientation="h", x=0, y=1.0, yanchor="top", yref="container"))
-    return fig
+def patch_layout(spec_layout: dict, updates: dict) -> dict:
+    """Layout dict with nested dict keys (xaxis, yaxis, title) merged one level deep."""
+    out = dict(spec_layout)
+    for k, val in updates.items():
+        out[k] = {**out.get(k, {}), **val} if isinstance(val, dict) and isinstance(out.get(k), dict) else val
+    return out
+
+
+def patch(spec: dict, updates: dict[int, dict], layout: dict | None = None) -> dict:
+    """A shallow copy of a figure dict with some traces' (and the layout's) keys replaced."""
+    out = dict(spec)
+    out["data"] = [({**tr, **updates[i]} if i in updates else tr) for i, tr in enumerate(spec["data"])]
+    if layout:
+        out["layout"] = patch_layout(spec["layout"], layout)
+    return out
+
+
+def at_frame(spec: dict, k: int) -> dict:
+    """The animated figure dict opened at frame k: its traces show frame k, the frame's layout (axis ranges)
+    applies, and the slider points at it. A shallow copy: the frames are shared with `spec`, so opening a
+    big cached animation at a new frame costs neither time nor memory."""
+    frame = spec["frames"][k]
+    idx = frame.get("traces", list(range(len(frame["data"]))))
+    updates = dict(frame.get("layout") or {})  # merged one level deep by patch_layout
+    updates["sliders"] = [{**spec["layout"]["sliders"][0], "active": k}] + list(spec["layout"]["sliders"][1:])
+    return patch(spec, {i: {kk: vv for kk, vv in tr.items() if kk != "type"} for i, tr in zip(idx, frame["data"])},
+                 updates)
+
+
+class SpecFigure(go.Figure):
+    """A figure given as its finished plotly dict. st.plotly_chart serialises figures through to_dict(),
+    which deep-copies and is the slow part for big figures; this one hands over its dict as it is.
+    Use only for drawing: for export, pass the real figure (or a LazyFigure)."""
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self._spec = spec
+
+    def to_dict(self):
+        return self._spec
+
+
+class LazyFigure:
+    """Builds the real go.Figure only when something reads it (a download button being clicked).
+    `frames` only says whether there are any (ui.page.downloads offers a GIF then); `figure()` is the real one."""
+
+    def __init__(self, build, frames=()):
+        self._build, self._fig = build, None
+        self.frames = frames  # read by ui.page.downloads without building anything
+
+    def figure(self) -> go.Figure:
+        if self._fig is None:
+            self._fig = self._build()
+        return self._fig
+
+    def __getattr__(self, name):
+        return getattr(self.figure(), name)
+
+
+# --- compact coordinates, arrows and the in-browser player ---------------------------------------------------
+
+def round_coords(a) -> np.ndarray:
+    """Coordinates rounded for a smaller figure (the eye cannot tell 1e-3 apart); numpy, so plotly checks it fast."""
+    return np.round(np.asarray(a, dtype=float), 3).astype(np.float32)
+
+
+def round_density(p: np.ndarray) -> np.ndarray:
+    """A density rounded to about 4 significant digits of its maximum (smaller JSON; the colours are unchanged)."""
+    top = float(np.max(p)) if np.size(p) else 1.0
+    return np.round(p, max(0, 3 - int(np.floor(np.log10(top)))) if top > 0 else 6).astype(np.float32)
+
+
+def joined(paths) -> tuple[np.ndarray, np.ndarray]:
+    """Several [m, 2] paths as one line trace's x and y, separated by NaN (a gap)."""
+    gap = np.full((1, 2), np.nan)
+    pts = np.concatenate([np.concatenate([np.asarray(p, dtype=float), gap]) for p in paths]) if len(paths) else gap
+    return round_coords(pts[:, 0]), round_coords(pts[:, 1])
 
 
 def quiver(x, y, u, v, color: str = "#000000", name: str = "score", arrow: float = 0.3, width: float = 1.5,
@@ -117,4 +222,50 @@ def add_player(fig: go.Figure, names: list[str], active: int = 0, prefix: str = 
                           yanchor="top", pad=dict(t=50, r=10), showactive=False, font=dict(size=14))],
         sliders=[dict(active=active, steps=steps, x=0.16, len=0.84, y=0, yanchor="top", pad=dict(t=40),
                       currentvalue=dict(prefix=prefix, xanchor="right", font=dict(size=16)), font=dict(size=12))])
+    return fig
+
+
+def place_player(fig: go.Figure, below: int = 85) -> go.Figure:
+    """Move add_player's buttons and slider below the x-axis title (their default overlaps it)."""
+    fig.layout.updatemenus[0].pad.t = below + 10
+    fig.layout.sliders[0].update(pad=dict(t=below), x=0.36, len=0.64)  # clear of the buttons on a narrow page
+    return fig
+
+
+# --- the home page's noising panels --------------------------------------------------------------------------
+
+def forward_panels(dist, schedule, ts, n_points: int = 600, seed: int = 0, extent: float = EXTENT, label=None):
+    """One panel per t: the exact density of p_t (given `label`, if any) as a heat map, with samples
+    x_t = alpha x0 + sigma eps on top."""
+    g = torch.Generator().manual_seed(seed)
+    x0, y = dist.sample(n_points, label=label, generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    titles = []
+    for t in ts:
+        lam = round(schedule.logsnr(t).item(), 1)
+        titles.append(f"t = {t:.2f}<br>log-SNR λ = {lam + 0.0:.1f}")
+    fig = make_subplots(rows=1, cols=len(ts), subplot_titles=titles, horizontal_spacing=0.02)
+    for j, t in enumerate(ts, start=1):
+        alpha, sigma = schedule.alpha_sigma(t)
+        half = view_half_width(alpha, sigma, extent)
+        xs, ys, p = density_grid(dist, alpha, sigma, n=80, extent=half, label=label)
+        fig.add_trace(go.Heatmap(x=xs, y=ys, z=p, colorscale=DENSITY_SCALE, showscale=False,
+                                 hovertemplate="p_t = %{z:.3g}<extra></extra>"), row=1, col=j)
+        xt = (alpha * x0 + sigma * eps).numpy()
+        for c in range(dist.num_classes):
+            m = (y == c).numpy()
+            if not m.any():
+                continue
+            fig.add_trace(go.Scatter(x=xt[m, 0], y=xt[m, 1], mode="markers", name=dist.label_names[c],
+                                       legendgroup=str(c), showlegend=j == 1,
+                                       marker=dict(size=4, color=PALETTE[c % len(PALETTE)],
+                                                   line=dict(width=0.3, color="white"))), row=1, col=j)
+        # constrain="domain": equal axes shrink the panel instead of widening its range past the heat map
+        fig.update_xaxes(range=[-half, half], row=1, col=j, title_text="x₁", constrain="domain", zeroline=False)
+        fig.update_yaxes(range=[-half, half], row=1, col=j, scaleanchor=f"x{j if j > 1 else ''}",
+                         constrain="domain", zeroline=False, showticklabels=j == 1,
+                         title_text="x₂" if j == 1 else None)
+    # the legend sits above the panels' titles, clear of the x-axis titles below
+    fig.update_layout(height=350, margin=dict(l=40, r=10, t=105, b=40), font=FONT, plot_bgcolor="white",
+                      legend=dict(orientation="h", x=0, y=1.0, yanchor="top", yref="container"))
     return fig

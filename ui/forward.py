@@ -16,7 +16,8 @@ from plotly.subplots import make_subplots
 
 from diffusion.schedules import SCHEDULES, make_schedule
 
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, density_grid
+from .figures import (DENSITY_SCALE, FONT, PALETTE, add_player, density_grid, joined, place_player, plain_dict,
+                      round_coords, round_density, view_half_width, with_frames)
 
 FRAME_TS = np.round(np.linspace(0.0, 1.0, 31), 4)  # the animation's t values (every 1/30)
 TRACK_COLOR = "#000000"
@@ -51,41 +52,20 @@ def pixel_power(x) -> tuple[float, float]:
     return float((x**2).mean()), float(x.var())
 
 
-def view_half_width(alpha: float, sigma: float, extent: float = EXTENT) -> float:
-    """Half the side of the square shown: the data's extent, grown with the total scale sqrt(alpha^2 + sigma^2)."""
-    return extent * max(1.0, float(np.sqrt(alpha**2 + sigma**2)))
-
-
-def _r(a) -> np.ndarray:
-    """Coordinates rounded for a smaller figure (the eye cannot tell 1e-3 apart); numpy, so plotly checks it fast."""
-    return np.round(np.asarray(a, dtype=float), 3).astype(np.float32)
-
-
-def round_density(p: np.ndarray) -> np.ndarray:
-    """A density rounded to about 4 significant digits of its maximum (smaller JSON; the colours are unchanged)."""
-    top = float(np.max(p)) if np.size(p) else 1.0
-    return np.round(p, max(0, 3 - int(np.floor(np.log10(top)))) if top > 0 else 6).astype(np.float32)
-
-
-def joined(paths) -> tuple[np.ndarray, np.ndarray]:
-    """Several [m, 2] paths as one line trace's x and y, separated by NaN (a gap)."""
-    gap = np.full((1, 2), np.nan)
-    pts = np.concatenate([np.concatenate([np.asarray(p, dtype=float), gap]) for p in paths]) if len(paths) else gap
-    return _r(pts[:, 0]), _r(pts[:, 1])
-
-
 def _frame_traces(dist, alpha, sigma, xt, y, paths, label, grid_n):
     """The frame's traces (coordinates only; forward_animation styles the base traces)."""
     half = view_half_width(alpha, sigma)
     xs, _, p = density_grid(dist, alpha, sigma, n=grid_n, extent=half, label=label)
-    traces = [dict(type="heatmap", x=_r(xs), y=_r(xs), z=round_density(p), colorscale=DENSITY_SCALE, showscale=False,
+    traces = [dict(type="heatmap", x=round_coords(xs), y=round_coords(xs), z=round_density(p),
+                   colorscale=DENSITY_SCALE, showscale=False,
                    hovertemplate="x₁ %{x:.2f}, x₂ %{y:.2f}<br>p_t = %{z:.3g}<extra></extra>")]
     for c in range(dist.num_classes):
         m = y == c
-        traces.append(dict(type="scattergl", x=_r(xt[m, 0]), y=_r(xt[m, 1])))
+        traces.append(dict(type="scattergl", x=round_coords(xt[m, 0]), y=round_coords(xt[m, 1])))
     px, py = joined(paths)  # the tracked points' paths x_s for s up to t
     traces.append(dict(type="scatter", x=px, y=py))
-    traces.append(dict(type="scatter", x=_r([p[-1, 0] for p in paths]), y=_r([p[-1, 1] for p in paths])))
+    traces.append(dict(type="scatter", x=round_coords([p[-1, 0] for p in paths]),
+                       y=round_coords([p[-1, 1] for p in paths])))
     return traces, half
 
 
@@ -149,26 +129,6 @@ def _forward_animation(dist, schedule, ts, n_points, n_tracked, seed, label, act
     add_player(fig, names, active=active, prefix="t = ", ms_per_frame=150)
     place_player(fig)
     return with_frames(fig, frames)
-
-
-def with_frames(fig: go.Figure, frames: list[dict]) -> go.Figure:
-    """`fig` (its base traces and layout checked by plotly as usual) with animation frames given as plain dicts
-    of trace coordinates, which plotly does not re-validate one value at a time: that check took ~1 s for
-    50 frames of 2,000 points and found nothing the builders here could get wrong."""
-    return go.Figure({**plain_dict(fig), "frames": frames}, _validate=False)
-
-
-def plain_dict(fig: go.Figure) -> dict:
-    """fig's data and layout as dicts holding the arrays themselves (fig.to_dict() would base64-encode them,
-    which the browser reads but ui.export cannot)."""
-    return {"data": [tr.to_plotly_json() for tr in fig.data], "layout": fig.layout.to_plotly_json()}
-
-
-def place_player(fig: go.Figure, below: int = 85) -> go.Figure:
-    """Move add_player's buttons and slider below the x-axis title (their default overlaps it)."""
-    fig.layout.updatemenus[0].pad.t = below + 10
-    fig.layout.sliders[0].update(pad=dict(t=below), x=0.36, len=0.64)  # clear of the buttons on a narrow page
-    return fig
 
 
 # --- the schedule curves ---------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from plotly.subplots import make_subplots
 
 from toy_data.tilted import TiltedMixture
 
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE
-from .forward import _r, joined, one_thread, round_density
+from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, joined, mesh_points, round_coords, round_density
+from .threads import one_thread
 from .reverse import EDReference, run
 
 # Heun and Euler-Maruyama steps: 4x finer grids moved the clouds' means by at most 0.02 (exact scores,
@@ -79,11 +79,10 @@ def guidance_report(dist, schedule, models: dict, label: int, w: float, n: int =
                 rows.append(dict(cloud=f"{name}, guided {kind}", **cloud_stats(x, log_p_c, threshold, refs)))
         clouds = [exact["p(x | c)"]] + [x for runs in samples.values() for x in runs.values()]
         xs, ys = view_box(torch.cat(clouds).double(), grid_n)
-        gx, gy = np.meshgrid(xs, ys)
-        pts = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1))
-        p_c = torch.exp(log_p_c(pts)).numpy().reshape(gx.shape)
+        pts = torch.from_numpy(mesh_points(xs, ys))
+        p_c = torch.exp(log_p_c(pts)).numpy().reshape(len(ys), len(xs))
         top = tilted.log_prob_unnormalised(big).max().item()  # one constant for the grid and the levels
-        p_w = torch.exp(tilted.log_prob_unnormalised(pts) - top).numpy().reshape(gx.shape)
+        p_w = torch.exp(tilted.log_prob_unnormalised(pts) - top).numpy().reshape(len(ys), len(xs))
         # A line that holds a share s of the tilted density is where it equals the (1 - s) quantile of its
         # values at exact tilted samples (the highest-density region).
         at_samples = torch.exp(tilted.log_prob_unnormalised(tilted.sample(20_000, generator=g)[0]) - top)
@@ -125,15 +124,15 @@ def guidance_figure(report: GuidanceReport, shown: int = SHOWN) -> go.Figure:
     cx, cy = joined(paths)
     for j, name in enumerate(names, start=1):
         first = j == 1
-        fig.add_trace(go.Heatmap(x=_r(xs), y=_r(ys), z=round_density(p_c), colorscale=DENSITY_SCALE, showscale=False,
-                                 hoverinfo="skip"), row=1, col=j)
+        fig.add_trace(go.Heatmap(x=round_coords(xs), y=round_coords(ys), z=round_density(p_c), colorscale=DENSITY_SCALE,
+                                 showscale=False, hoverinfo="skip"), row=1, col=j)
         fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dict(color="black", width=1.5),
                                  name="tilted density: lines holding 50, 90, 99% of it", showlegend=first,
                                  legendgroup="tilted", hoverinfo="skip"), row=1, col=j)
         for kind, color in (("SDE", PALETTE[5]), ("ODE", PALETTE[0])):  # the ODE's tighter cloud on top
             x = report.samples[name][kind][:shown].numpy()
-            fig.add_trace(go.Scattergl(x=_r(x[:, 0]), y=_r(x[:, 1]), mode="markers", name=f"guided {kind} samples",
-                                       legendgroup=kind, showlegend=first,
+            fig.add_trace(go.Scattergl(x=round_coords(x[:, 0]), y=round_coords(x[:, 1]), mode="markers",
+                                       name=f"guided {kind} samples", legendgroup=kind, showlegend=first,
                                        marker=dict(size=4, color=color, opacity=0.7), hoverinfo="skip"), row=1, col=j)
         fig.update_xaxes(range=[xs[0], xs[-1]], title_text="x₁ (data units)", constrain="domain", row=1, col=j)
         fig.update_yaxes(range=[ys[0], ys[-1]], title_text="x₂" if first else None, constrain="domain",

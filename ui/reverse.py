@@ -18,8 +18,9 @@ from plotly.subplots import make_subplots
 from diffusion.metrics import mean_distance
 from diffusion.samplers import Trajectory, guided, prior_sample, sample
 
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, density_grid
-from .forward import _r, joined, with_frames, one_thread, place_player, round_density, view_half_width
+from .figures import (DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, density_grid, joined, place_player,
+                      round_coords, round_density, view_half_width, with_frames)
+from .threads import one_thread
 
 TRACKED = (0, 1, 2)  # the particles whose predicted x0 is followed
 MAX_FRAMES = 61
@@ -57,8 +58,8 @@ def x0_hat_at(traj: Trajectory, k: int) -> torch.Tensor:
 def _density(dist, schedule, t, label, grid_n, half):
     alpha, sigma = schedule.alpha_sigma(float(t))
     xs, _, p = density_grid(dist, alpha, sigma, n=grid_n, extent=half, label=label)
-    return dict(type="heatmap", x=_r(xs), y=_r(xs), z=round_density(p), colorscale=DENSITY_SCALE, showscale=False,
-                hovertemplate="p_t = %{z:.3g}<extra></extra>")
+    return dict(type="heatmap", x=round_coords(xs), y=round_coords(xs), z=round_density(p), colorscale=DENSITY_SCALE,
+                showscale=False, hovertemplate="p_t = %{z:.3g}<extra></extra>")
 
 
 def _final_labels(dist, traj) -> np.ndarray:
@@ -102,11 +103,11 @@ def _sampling_animation(dist, schedule, trajs, label, tracked, max_frames, grid_
             data.append(_density(dist, schedule, t, label, grid_n, half))
             for c in range(ncls):
                 m = finals[title] == c
-                data.append(dict(type="scattergl", x=_r(x[m, 0]), y=_r(x[m, 1])))
+                data.append(dict(type="scattergl", x=round_coords(x[m, 0]), y=round_coords(x[m, 1])))
             sx, sy = joined([np.stack([x[i], x0[i]]) for i in tracked])
             data.append(dict(type="scatter", x=sx, y=sy))
-            data.append(dict(type="scatter", x=_r(x[tracked, 0]), y=_r(x[tracked, 1])))
-            data.append(dict(type="scatter", x=_r(x0[tracked, 0]), y=_r(x0[tracked, 1])))
+            data.append(dict(type="scatter", x=round_coords(x[tracked, 0]), y=round_coords(x[tracked, 1])))
+            data.append(dict(type="scatter", x=round_coords(x0[tracked, 0]), y=round_coords(x0[tracked, 1])))
             sfx = "" if j == 0 else str(j + 1)
             lay[f"xaxis{sfx}"] = dict(range=[-half, half])
             lay[f"yaxis{sfx}"] = dict(range=[-half, half])
@@ -161,16 +162,18 @@ def ode_sde_figure(dist, ode: Trajectory, sde: Trajectory, titles=("Deterministi
         fig.add_trace(go.Heatmap(x=xs, y=xs, z=p, colorscale=DENSITY_SCALE, showscale=False, hoverinfo="skip"),
                       row=1, col=j)
         x = tr.xs[-1].numpy()
-        fig.add_trace(go.Scattergl(x=_r(x[:, 0]), y=_r(x[:, 1]), mode="markers", name="samples",
+        fig.add_trace(go.Scattergl(x=round_coords(x[:, 0]), y=round_coords(x[:, 1]), mode="markers", name="samples",
                                    showlegend=j == 1, marker=dict(size=3, color=PALETTE[4], opacity=0.7),
                                    hoverinfo="skip"), row=1, col=j)
         for i in range(min(n_paths, x.shape[0])):
             path = tr.xs[:, i].numpy()
             color = PALETTE[(i % 6) + (1 if i % 6 >= 4 else 0)]  # skip the light blue of the samples
-            fig.add_trace(go.Scatter(x=_r(path[:, 0]), y=_r(path[:, 1]), mode="lines", line=dict(color=color, width=2),
-                                     name="a particle's path", legendgroup="path", showlegend=j == 1 and i == 0,
+            fig.add_trace(go.Scatter(x=round_coords(path[:, 0]), y=round_coords(path[:, 1]), mode="lines",
+                                     line=dict(color=color, width=2), name="a particle's path", legendgroup="path",
+                                     showlegend=j == 1 and i == 0,
                                      hovertemplate=f"particle {i}<extra></extra>"), row=1, col=j)
-            fig.add_trace(go.Scatter(x=_r(path[-1:, 0]), y=_r(path[-1:, 1]), mode="markers", showlegend=False,
+            fig.add_trace(go.Scatter(x=round_coords(path[-1:, 0]), y=round_coords(path[-1:, 1]), mode="markers",
+                                     showlegend=False,
                                      marker=dict(size=11, color=color, line=dict(width=1.5, color="black")),
                                      hovertemplate=f"particle {i} ends here<extra></extra>"), row=1, col=j)
         fig.update_xaxes(range=[-half, half], title_text="x₁ (data units)", constrain="domain", row=1, col=j)
@@ -195,11 +198,11 @@ def x0_hat_figure(dist, schedule, traj: Trajectory, tracked=TRACKED, label=None,
     for n, i in enumerate(i for i in tracked if i < traj.xs.shape[1]):
         color = PALETTE[[0, 5, 2, 3, 1][n % 5]]
         path, x0 = traj.xs[:, i].numpy(), traj.x0_hats[:, i].numpy()
-        fig.add_trace(go.Scatter(x=_r(path[:, 0]), y=_r(path[:, 1]), mode="lines", line=dict(color=color, width=2.5),
-                                 name=f"particle {i}: path x_t", legendgroup=str(i),
+        fig.add_trace(go.Scatter(x=round_coords(path[:, 0]), y=round_coords(path[:, 1]), mode="lines",
+                                 line=dict(color=color, width=2.5), name=f"particle {i}: path x_t", legendgroup=str(i),
                                  hovertemplate="x_t (%{x:.2f}, %{y:.2f})<extra></extra>"), 1, 1)
-        fig.add_trace(go.Scatter(x=_r(x0[:, 0]), y=_r(x0[:, 1]), mode="markers", name=f"particle {i}: x0_hat",
-                                 legendgroup=str(i), showlegend=False,
+        fig.add_trace(go.Scatter(x=round_coords(x0[:, 0]), y=round_coords(x0[:, 1]), mode="markers",
+                                 name=f"particle {i}: x0_hat", legendgroup=str(i), showlegend=False,
                                  marker=dict(size=sizes, color=color, symbol="x", line=dict(width=0)),
                                  text=[f"t = {t:.3f}" for t in ts],
                                  hovertemplate="x0_hat at %{text}: (%{x:.2f}, %{y:.2f})<extra></extra>"), 1, 1)

@@ -7,39 +7,17 @@ one at every t. The exact side comes from the Gaussian mixture, the learned side
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
 from .energy import one_thread
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, quiver
+from .figures import DENSITY_SCALE, FONT, PALETTE, add_player, quiver, square_grid, view_half_width
 
 DIFF_SCALE = [[0.0, "#ffffff"], [1.0, "#D55E00"]]  # white (agree) to vermillion (disagree)
 ARROW_CAP = 2.5  # |sigma * score| at which an arrow reaches its full length (one grid cell)
 FRAME_TS = tuple(float(t) for t in np.round(np.linspace(0.0, 1.0, 21), 2))
-
-
-def half_width(alpha: float, sigma: float, extent: float = EXTENT) -> float:
-    """Half-width of the view at this noise level (it grows with the noise for variance-exploding schedules)."""
-    return extent * max(1.0, math.sqrt(alpha**2 + sigma**2))
-
-
-def grid(n: int, half: float) -> tuple[np.ndarray, torch.Tensor]:
-    """(xs [n], points [n*n, 2]), row-major as a heat map: point i*n + j is (xs[j], xs[i])."""
-    xs = np.linspace(-half, half, n)
-    gx, gy = np.meshgrid(xs, xs)
-    return xs, torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1))
-
-
-def arrow_grid(n: int, half: float) -> tuple[np.ndarray, torch.Tensor]:
-    """Arrow tails at the centres of n x n cells (so no arrow starts on the frame's edge)."""
-    h = 2 * half / n
-    xs = -half + h * (np.arange(n) + 0.5)
-    gx, gy = np.meshgrid(xs, xs)
-    return xs, torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1))
 
 
 def exact_scaled_score(dist, x: torch.Tensor, alpha: float, sigma: float, label=None) -> np.ndarray:
@@ -88,10 +66,10 @@ def field_frames(dist, schedule, model=None, label=None, ts=FRAME_TS, n_arrows: 
 def _field_frame(dist, schedule, model, label, t, n_arrows, n_density) -> dict:
     """One frame of field_frames."""
     alpha, sigma = (float(a) for a in schedule.alpha_sigma(t))
-    half = half_width(alpha, sigma)
-    xs, pts = grid(n_density, half)
+    half = view_half_width(alpha, sigma)
+    xs, pts = square_grid(n_density, half)
     p = np.exp(dist.log_prob(pts, alpha, sigma, label).numpy()).reshape(n_density, n_density)
-    ax, apts = arrow_grid(n_arrows, half)
+    ax, apts = square_grid(n_arrows, half, centred=True)
     frame = dict(t=float(t), alpha=alpha, sigma=sigma, half=half, xs=xs, p=p, ax=ax, points=apts.numpy(),
                  exact=exact_scaled_score(dist, apts, alpha, sigma, label), learned=None, diff=None, rel_error=None)
     if model is not None:
@@ -223,9 +201,9 @@ def guidance_fields(dist, schedule, t: float, label: int, w: float, model=None, 
     and pushes away from where the other labels live.
     """
     alpha, sigma = (float(a) for a in schedule.alpha_sigma(t))
-    half = half_width(alpha, sigma)
-    xs, pts = grid(n_density, half)
-    ax, apts = arrow_grid(n_arrows, half)
+    half = view_half_width(alpha, sigma)
+    xs, pts = square_grid(n_density, half)
+    ax, apts = square_grid(n_arrows, half, centred=True)
     lp_u = dist.log_prob(pts, alpha, sigma, None).numpy()
     lp_c = dist.log_prob(pts, alpha, sigma, label).numpy()
     lp_g = (1 + w) * lp_c - w * lp_u

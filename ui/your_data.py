@@ -19,7 +19,7 @@ import torch
 
 from toy_data import finite_set, get_dataset
 
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE
+from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, mesh_points
 
 MAX_ROWS = 5000  # points in a file (the mixture has one component per point: the exact pages stay quick)
 MAX_BYTES = 1_000_000  # about 1 MB: far more than 5,000 rows of numbers need
@@ -231,8 +231,8 @@ def canvas_range(points, pad: float = 0.15) -> tuple[float, float, float, float]
 def grid_points(bounds, n: int = 41):
     """The n x n clickable grid over `bounds` as (xs [n*n], ys [n*n])."""
     x0, x1, y0, y1 = bounds
-    gx, gy = np.meshgrid(np.linspace(x0, x1, n), np.linspace(y0, y1, n))
-    return gx.ravel(), gy.ravel()
+    xs, ys = mesh_points(np.linspace(x0, x1, n), np.linspace(y0, y1, n)).T
+    return xs, ys
 
 
 def canvas_figure(points, labels, names, bounds, n_grid: int = 41) -> go.Figure:
