@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import tempfile
 
 import torch
-from safetensors.torch import load as st_load
+from safetensors import safe_open
 from safetensors.torch import save as st_save
 
 from .models import DiffusionModel
@@ -22,7 +21,7 @@ from .nets import MLP2D, MLPConfig
 from .schedules import make_schedule
 
 FORMAT = "diffusion-lab/1"
-MAX_HEADER = 10_000_000  # bytes; a safetensors header longer than this is corrupt
+MAX_HEADER = 10_000_000  # bytes; a safetensors header longer than this is corrupt (safetensors allows 100 MB)
 
 
 class CheckpointError(ValueError):
@@ -102,21 +101,43 @@ def rewrite_metrics(path, metrics: dict) -> dict:
     return save_checkpoint(path, model, **{**extra, "metrics": metrics})
 
 
-def _parse_config(path, head: bytes, read_more) -> dict:
-    """The config from a safetensors header; `read_more(n)` returns the next n bytes of the file."""
+def read_safetensors(path, what: str = "checkpoint", tensors: bool = True) -> tuple[object, dict | None]:
+    """(config, tensors) of a diffusion-lab safetensors file: the JSON config in its metadata, as parsed,
+    and its tensors by name (None when `tensors` is False: then only the header is read).
+
+    The first 8 bytes refuse a header length over MAX_HEADER or past the file's end; then safetensors' own
+    parser checks the header's JSON and every tensor's dtype, shape and offsets, which must cover the data
+    exactly. The tensors are read with pread from that one open file, so config and weights always come
+    from the same file, and they are copies: no memory map of the file is kept (a file cut short on disk
+    under a map faults the process). Any problem raises CheckpointError.
+    """
+    try:
+        with open(path, "rb") as f:
+            head, size = f.read(8), os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
     if len(head) < 8:
         raise CheckpointError(path, "the file is empty or truncated (no safetensors header)")
-    (n,) = struct.unpack("<Q", head[:8])
+    n = int.from_bytes(head, "little")
     if n > MAX_HEADER:
         raise CheckpointError(path, "not a safetensors file (header length is implausible)")
-    header = read_more(n)
-    if len(header) < n:
+    if n > size - 8:
         raise CheckpointError(path, "the file is truncated (header cut short)")
     try:
-        meta = json.loads(header.decode("utf-8")).get("__metadata__") or {}
-        config = json.loads(meta["config"])
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError, TypeError):
-        raise CheckpointError(path, "not a diffusion-lab checkpoint (no readable config in its metadata)") from None
+        with safe_open(path, "pt", backend="pread") as f:
+            meta, data = f.metadata() or {}, (f.get_tensors() if tensors else None)
+    except OSError as e:
+        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
+    except Exception as e:  # safetensors' SafetensorError on a corrupt header or data that does not fit it
+        raise CheckpointError(path, f"not a whole safetensors file: corrupt or truncated "
+                                    f"({type(e).__name__}: {e})") from None
+    try:
+        return json.loads(meta["config"]), data
+    except (KeyError, json.JSONDecodeError, RecursionError):
+        raise CheckpointError(path, f"not a diffusion-lab {what} (no readable config in its metadata)") from None
+
+
+def _checked_format(path, config) -> dict:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else config
         raise CheckpointError(path, f"unsupported checkpoint format {found!r}; expected {FORMAT}")
@@ -125,11 +146,7 @@ def _parse_config(path, head: bytes, read_more) -> dict:
 
 def read_config(path) -> dict:
     """The config stored in a checkpoint, read from its header alone (no tensors are loaded)."""
-    try:
-        with open(path, "rb") as f:
-            return _parse_config(path, f.read(8), f.read)
-    except OSError as e:
-        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
+    return _checked_format(path, read_safetensors(path, tensors=False)[0])
 
 
 # What a checkpoint's network sizes may be: anything else is refused before a network is built.
@@ -157,14 +174,10 @@ def _check_net(path, net: dict) -> None:
 def load_checkpoint(path, expect: dict | None = None) -> tuple[DiffusionModel, dict]:
     """(model in eval mode on the CPU, config). `expect` pins config fields, e.g. {'net.arch': 'mlp2d'}.
 
-    The file is read once, so the config and the weights always come from the same file.
+    The config and the weights come from one open file (`read_safetensors`), so they always belong together.
     """
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
-    config = _parse_config(path, raw[:8], lambda n: raw[8:8 + n])
+    config, tensors = read_safetensors(path)
+    config = _checked_format(path, config)
     for key, want in (expect or {}).items():
         have = config
         for part in key.split("."):
@@ -172,10 +185,6 @@ def load_checkpoint(path, expect: dict | None = None) -> tuple[DiffusionModel, d
         if have != want:
             raise CheckpointError(path, f"is a checkpoint with {key}={have!r}, but {want!r} is needed here")
     _check_net(path, config.get("net"))
-    try:
-        tensors = st_load(raw)
-    except Exception as e:  # safetensors raises its own error types on corrupt data
-        raise CheckpointError(path, f"the weights are corrupt or truncated ({type(e).__name__}: {e})") from None
     try:
         model = build_model(config)
     except Exception as e:  # a config this code cannot build (unknown schedule, missing module, ...)

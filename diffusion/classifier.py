@@ -25,18 +25,16 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from .checkpoints import FORMAT as DIFFUSION_FORMAT
-from .checkpoints import MAX_HEADER, CheckpointError, atomic_write
+from .checkpoints import CheckpointError, atomic_write, read_safetensors
 
 CLASSIFIER_FORMAT = "diffusion-lab-classifier/1"
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "checkpoints",
@@ -140,17 +138,7 @@ def save_classifier(path, model: MnistClassifier, reference: dict | None = None,
     return config
 
 
-def _header_config(path, raw: bytes) -> dict:
-    if len(raw) < 8:
-        raise CheckpointError(path, "the file is empty or truncated (no safetensors header)")
-    (n,) = struct.unpack("<Q", raw[:8])
-    if n > MAX_HEADER or n > len(raw) - 8:
-        raise CheckpointError(path, "not a safetensors file (header length is implausible or cut short)")
-    try:
-        meta = json.loads(raw[8:8 + n].decode("utf-8")).get("__metadata__") or {}
-        config = json.loads(meta["config"])
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError, TypeError):
-        raise CheckpointError(path, "not a diffusion-lab classifier (no readable config in its metadata)") from None
+def _checked_config(path, config) -> dict:
     if not isinstance(config, dict):
         raise CheckpointError(path, "not a diffusion-lab classifier (its config is not an object)")
     if config.get("format") == DIFFUSION_FORMAT:
@@ -169,21 +157,13 @@ def load_classifier(path=None) -> tuple[MnistClassifier, dict]:
     config, NaN weights) raises CheckpointError naming the file. Nothing is ever unpickled.
     """
     path = DEFAULT_PATH if path is None else os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
-    config = _header_config(path, raw)
+    config, tensors = read_safetensors(path, "classifier")
+    config = _checked_config(path, config)
     try:
         model = MnistClassifier(ClassifierConfig(**config["net"]))
     except Exception as e:  # missing/unknown fields, out-of-range sizes
         raise CheckpointError(path, f"its config does not describe a classifier this code can build "
                                     f"({type(e).__name__}: {e})") from None
-    try:
-        tensors = st_load(raw)
-    except Exception as e:  # safetensors raises its own error types on corrupt data
-        raise CheckpointError(path, f"the weights are corrupt or truncated ({type(e).__name__}: {e})") from None
     for name, value in tensors.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise CheckpointError(path, f"weight {name} holds NaN or inf")

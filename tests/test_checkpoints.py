@@ -146,3 +146,53 @@ def test_hostile_configs_are_refused_with_checkpoint_error(tmp_path, change, nee
     save_checkpoint(path, make(), dataset="moons")
     _rewrite_config(path, change)
     _expect_error(path, needle)
+
+
+def _with_header(raw, change):
+    """The file with its JSON header changed by `change(header)` (the tensor data kept as it is)."""
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    change(header)
+    new = json.dumps(header).encode()
+    return struct.pack("<Q", len(new)) + new + raw[8 + n:]
+
+
+def _first_tensor(h):
+    return h[next(k for k in h if k != "__metadata__")]
+
+
+@pytest.mark.parametrize("hostile, needle", [
+    (lambda raw: struct.pack("<Q", 2**62) + raw[8:], "header length is implausible"),  # refused before any read
+    (lambda raw: struct.pack("<Q", 9_000_000) + raw[8:], "header cut short"),
+    (lambda raw: raw[:8] + b"x" * (len(raw) - 8), "corrupt or truncated"),  # header not JSON
+    (lambda raw: _with_header(raw, lambda h: _first_tensor(h).update(dtype="F64")), "corrupt or truncated"),
+    (lambda raw: _with_header(raw, lambda h: _first_tensor(h)["shape"].append(2)), "corrupt or truncated"),
+    (lambda raw: raw + bytes(8), "corrupt or truncated"),  # data the header does not describe
+    (lambda raw: _with_header(raw, lambda h: h["__metadata__"].update(config="[" * 100_000)), "no readable config"),
+])
+def test_hostile_files_are_refused_by_every_reader(tmp_path, hostile, needle):
+    from diffusion.classifier import load_classifier
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, make(), dataset="moons")
+    path.write_bytes(hostile(path.read_bytes()))
+    for read in (load_checkpoint, read_config, load_classifier):
+        with pytest.raises(CheckpointError) as e:
+            read(path)
+        assert str(path) in str(e.value) and needle in str(e.value)
+
+
+def test_loaded_tensors_do_not_map_the_file(tmp_path):
+    """A file cut short on disk after loading cannot fault the process (tensors mapped from a file would)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, make(), dataset="moons")
+    code = ("import os, sys; from diffusion.checkpoints import read_safetensors; "
+            "_, ts = read_safetensors(sys.argv[1]); os.truncate(sys.argv[1], 0); "
+            "print(sum(float(v.sum()) for v in ts.values()))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", code, str(path)], cwd=root, capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert r.returncode == 0, r.stderr
