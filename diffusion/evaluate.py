@@ -14,7 +14,7 @@ Figures (2-D models):
   conditional        per guidance weight: share of samples nearest to the requested label, and ed_ratio
 
 Figures (MNIST UNets: a checkpoint with net.arch "unet" and dataset "mnist"), measured with the separate
-classifier checkpoints/mnist_classifier.safetensors (benchmarks/train_classifier.py; ~99% test accuracy):
+classifier checkpoints/mnist_classifier.safetensors (python -m checkpoints.build classifier; ~99% test accuracy):
 
     python -m diffusion.evaluate --checkpoint checkpoints/mnist.safetensors \
         [--samplers heun dpmpp_2m ddim euler] [--nfe 10 20 50] [--guidance 0 1 3 5] [--n 1000] \

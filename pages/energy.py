@@ -150,8 +150,9 @@ if learned is not None:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("ODE solves for the learned map", f"{LEARNED_GRID ** 2:,}", help=f"{ODE_STEPS} Heun steps each")
     c2.metric("Time they took", f"{secs:.2f} s",
-              help=("measured when the shipped maps were computed ahead of time (python -m ui.energy_maps, on one "
-                    "core of the development machine); this page read the result from checkpoints/energy_maps.npz"
+              help=("measured when the shipped maps were computed ahead of time (python -m checkpoints.build "
+                    "energy-maps, on one core of the development machine); this page read the result from "
+                    "checkpoints/energy_maps.npz"
                     if ahead else "measured on this server, the first time anyone asked for this t and label; "
                                   "everyone after shares the result"))
     c3.metric("Mean gap where p is high", f"{gap:.2f} nats",

@@ -104,7 +104,8 @@ def test_the_shipped_file_matches_the_shipped_models():
     for name in DATASETS:
         model, _ = load_checkpoint(f"{energy_maps.ROOT}/checkpoints/{name}.safetensors")
         d = store.meta["datasets"][name]
-        assert d["fingerprint"] == energy_maps.weights_fingerprint(model), f"{name}: rerun python -m ui.energy_maps"
+        assert d["fingerprint"] == energy_maps.weights_fingerprint(model), (
+            f"{name}: rerun python -m checkpoints.build energy-maps")
         assert d["spec"] == model.schedule.spec() and d["labels"] == model.num_classes
         assert d["t"] == energy_maps.t_values()
     model, _ = load_checkpoint(f"{energy_maps.ROOT}/checkpoints/moons.safetensors")

@@ -3,7 +3,7 @@
 Sampling MNIST digits takes seconds of CPU even when the machine is idle, and many times that beside a
 class. So every view a student sees first, and the common presets next to it, is computed once, here:
 
-    python -m ui.digit_presets            # the shipped MNIST model; a few minutes on two cores
+    python -m checkpoints.build digit-presets    # the shipped MNIST model; about 28 min on one thread
 
 * page 9: one row of GEN_N samples for each digit and 'no label' at the page's recommended setting
   (DPM-Solver++(2M), STEPS steps, seed SEED) for w = 0, 1 and 3, each guided in INTERVAL or over the whole
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -176,7 +175,8 @@ def build(model, test_x, test_y, progress=None, pages=("generate", "prompts", "j
     """Every entry for `model` (the shipped MNIST model, under its own schedule): {key: (fields, seconds)}.
     `progress(text)` is called after each entry."""
     from . import digits as dg
-    from . import digits_journey as dj
+    from . import digit_runs
+    from .pca import fit_pca, project, project_trajectory
 
     sched = model.schedule
     entries = {}
@@ -215,54 +215,22 @@ def build(model, test_x, test_y, progress=None, pages=("generate", "prompts", "j
     if "journey" in pages:
         sampler, steps, t = JOURNEY_SAMPLER, JOURNEY_STEPS, JOURNEY_T
         for digit in FILM_DIGITS:
-            traj, secs = _timed(dj.film_trajectory, model, sched, sampler, steps, digit, 0.0, SEED)
+            traj, secs = _timed(digit_runs.film_trajectory, model, sched, sampler, steps, digit, 0.0, SEED)
             keep(key("film", digit=digit, w=0.0, sampler=sampler, steps=steps, seed=SEED),
                  {"ts": ("f32", traj.ts), "xs": ("f16", traj.xs), "x0_hats": ("f16", traj.x0_hats)}, secs)
         x0 = test_x[0:1]
         for label in (None, int(test_y[0])):
-            r, secs = _timed(dj.noise_and_back, model, sched, x0, t, sampler, steps, label, 0.0)
+            r, secs = _timed(digit_runs.noise_and_back, model, sched, x0, t, sampler, steps, label, 0.0)
             keep(key("back", index=0, label=label, w=0.0, t=t, sampler=sampler, steps=steps),
                  {f: ("f32", r[f]) for f in ("x_t", "x0_hat", "back")}, secs)
-            sw, secs = _timed(dj.survival, model, sched, x0, sampler, steps, label, 0.0)
+            sw, secs = _timed(digit_runs.survival, model, sched, x0, sampler, steps, label, 0.0)
             keep(key("survival", index=0, label=label, w=0.0, sampler=sampler, steps=steps),
                  {f: ("f32", v) for f, v in sw.items()}, secs)
-        pca = dj.fit_pca(test_x[:PCA_FIT])
-        (traj, labels), secs = _timed(dj.many_trajectories, model, sched, 0.0, PCA_N_PER_DIGIT, PCA_STEPS, SEED)
+        pca = fit_pca(test_x[:PCA_FIT])
+        (traj, labels), secs = _timed(digit_runs.many_trajectories, model, sched, 0.0, PCA_N_PER_DIGIT, PCA_STEPS, SEED)
         keep(key("pca", w=0.0, per_digit=PCA_N_PER_DIGIT, steps=PCA_STEPS, seed=SEED, fit=PCA_FIT),
-             {"cloud": ("f32", dj.project(pca, test_x[:PCA_FIT])), "ts": ("f32", traj.ts),
-              "x_t": ("f32", dj.project_trajectory(pca, traj, sched, "x_t")),
-              "x0_hat": ("f32", dj.project_trajectory(pca, traj, sched, "x0_hat")), "labels": ("f32", labels)},
+             {"cloud": ("f32", project(pca, test_x[:PCA_FIT])), "ts": ("f32", traj.ts),
+              "x_t": ("f32", project_trajectory(pca, traj, sched, "x_t")),
+              "x0_hat": ("f32", project_trajectory(pca, traj, sched, "x0_hat")), "labels": ("f32", labels)},
              secs)
     return entries
-
-
-def main(argv=None) -> int:
-    from diffusion import cli
-    from toy_data.mnist import load_mnist
-
-    from .models import MNIST_CHECKPOINT
-    from .threads import use_one_thread
-
-    p = cli.ArgumentParser(prog="python -m ui.digit_presets", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=PATH)
-    p.add_argument("--checkpoint", default=MNIST_CHECKPOINT)
-    args = p.parse_args(argv)
-    cli.check_writable(args.out, ".npz", "--out")
-    from diffusion.checkpoints import load_checkpoint
-
-    model, _ = load_checkpoint(args.checkpoint, expect={"net.arch": "unet", "dataset": "mnist"})
-    model.requires_grad_(False)
-    use_one_thread()
-    test_x, test_y = load_mnist("test")
-    t0 = time.perf_counter()
-    entries = build(model, test_x, test_y, progress=lambda text: sys.stderr.write(text + "\n"))
-    save(args.out, entries, weights_fingerprint(model), model.schedule.spec())
-    sys.stderr.write(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB) in "
-                     f"{time.perf_counter() - t0:.0f} s\n")
-    return 0
-
-
-if __name__ == "__main__":
-    from diffusion import cli
-
-    raise SystemExit(cli.run(main, "python -m ui.digit_presets"))
