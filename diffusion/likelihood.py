@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from .parameterizations import to_x0_eps
+from .parameterizations import flow_velocity, to_x0_eps
 from .samplers import check_steps
 from .schedules import as_time
 
@@ -25,8 +25,7 @@ def velocity(model, x: Tensor, t, label=None, create_graph: bool = False) -> Ten
     """The probability-flow velocity alpha' x0_hat + sigma' eps_hat of a DiffusionModel (differentiable)."""
     out, lvl = model.predict(x, t, label, create_graph=create_graph)
     x0, eps = to_x0_eps(model.parameterization, out, x, lvl)
-    lv = lvl.to(x)
-    return lv.d_alpha * x0 + lv.d_sigma * eps
+    return flow_velocity(x0, eps, lvl)
 
 
 def _velocity_and_divergence(model, x, t, label, exact: bool, z):

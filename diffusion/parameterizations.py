@@ -10,7 +10,8 @@ At a noise level (alpha, sigma) with x = alpha x0 + sigma eps, a model may predi
     energy a scalar E(x, t) with           s = -grad_x E   (converted to a score by the model wrapper)
 
 Any one of them together with x fixes the pair (x0, eps), so every conversion goes through
-`to_x0_eps` and `from_x0_eps`. Loss weightings are functions of lambda that multiply the eps-space
+`to_x0_eps` and `from_x0_eps`; the probability-flow velocity that the ODE samplers and the likelihood
+integrate is `flow_velocity`. Loss weightings are functions of lambda that multiply the eps-space
 squared error; `eps_scale` turns them into the weight on any parameterization's own squared error.
 """
 
@@ -85,6 +86,17 @@ def to_x0_eps(kind: str, out: Tensor, x: Tensor, lvl: NoiseLevel) -> tuple[Tenso
     return (ds * x - s * out) / det, (a * out - da * x) / det
 
 
+def flow_velocity(x0: Tensor, eps: Tensor, lvl: NoiseLevel) -> Tensor:
+    """The probability-flow velocity u = dx/dt = alpha' x0 + sigma' eps.
+
+    With the denoiser's (x0_hat, eps_hat) this is the drift of the probability-flow ODE (Song et al. 2021,
+    Eq. 13; Karras et al. 2022, Eq. 4 written in t), which every ODE sampler and the likelihood integrate;
+    with alpha = 1 and t = sigma it is k-diffusion's `to_d`, (x - x0_hat) / sigma.
+    """
+    lv = lvl.to(x0)
+    return lv.d_alpha * x0 + lv.d_sigma * eps
+
+
 def from_x0_eps(kind: str, x0: Tensor, eps: Tensor, lvl: NoiseLevel) -> Tensor:
     """The prediction of the given kind that corresponds to (x0, eps). 'energy' gives its score."""
     check_parameterization(kind)
@@ -97,7 +109,7 @@ def from_x0_eps(kind: str, x0: Tensor, eps: Tensor, lvl: NoiseLevel) -> Tensor:
         return lv.alpha * eps - lv.sigma * x0
     if kind in ("score", "energy"):
         return -eps / lv.sigma
-    return lv.d_alpha * x0 + lv.d_sigma * eps
+    return flow_velocity(x0, eps, lvl)
 
 
 def convert(out: Tensor, src: str, dst: str, x: Tensor, lvl: NoiseLevel) -> Tensor:

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .parameterizations import NoiseLevel, noise_level
+from .parameterizations import NoiseLevel, flow_velocity, noise_level
 from .schedules import Schedule
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x [B, ...], t scalar) -> x0_hat [B, ...]
@@ -125,8 +125,8 @@ def _eps(x: Tensor, x0: Tensor, lv: NoiseLevel) -> Tensor:
 
 
 def _velocity(x: Tensor, x0: Tensor, lv: NoiseLevel) -> Tensor:
-    """Probability-flow ODE dx/dt = alpha' x0_hat + sigma' eps_hat (the interpolant's mean velocity)."""
-    return lv.d_alpha * x0 + lv.d_sigma * _eps(x, x0, lv)
+    """Probability-flow ODE dx/dt = alpha' x0_hat + sigma' eps_hat at x, given the denoiser's x0_hat."""
+    return flow_velocity(x0, _eps(x, x0, lv), lv)
 
 
 def _scaled(schedule: Schedule, t: Tensor) -> tuple[float, float]:

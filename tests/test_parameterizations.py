@@ -9,7 +9,7 @@ import torch
 
 from conftest import gen
 from diffusion.parameterizations import (PARAMETERIZATIONS, WEIGHTINGS, NoiseLevel, append_dims,
-                                         check_parameterization, convert, eps_scale, from_x0_eps,
+                                         check_parameterization, convert, eps_scale, flow_velocity, from_x0_eps,
                                          get_weighting, noise_level, to_x0_eps, weight_eps, weight_flow,
                                          weight_min_snr, weight_sigmoid, weight_v, weight_x0)
 from diffusion.schedules import make_schedule
@@ -66,6 +66,14 @@ def test_targets_are_the_documented_formulas(spec, shape, t):
          + (append_dims(sp, x0.ndim) - append_dims(sm, x0.ndim)) * eps) / (2 * h)
     out = from_x0_eps("flow", x0, eps, lvl)
     torch.testing.assert_close(out, u, rtol=1e-5, atol=1e-6 * (1 + u.abs().max().item()))
+    assert torch.equal(flow_velocity(x0, eps, lvl), out)  # the one formula of the probability-flow velocity
+
+
+def test_flow_velocity_in_sigma_time_is_k_diffusions_to_d():
+    """With alpha = 1, dx/dsigma = (dx/dt) / sigma' = (x - x0_hat) / sigma: k-diffusion's to_d."""
+    sched, lvl, x0, eps, x = problem("edm", (16, 2), 0.3, 1)
+    lv = lvl.to(x)
+    close(flow_velocity(x0, eps, lvl) / lv.d_sigma, (x - x0) / lv.sigma)
 
 
 @pytest.mark.parametrize("spec, shape, t", CASES, ids=CASE_IDS)
