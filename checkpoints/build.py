@@ -5,8 +5,8 @@
     python -m checkpoints.build all                     # every target, each after the targets it reads
 
 Every target writes the shipped files by default; its --out, --save or --folder option writes elsewhere.
-The times are those recorded when the shipped files were built (in the files themselves, the README or
-docs/); a target whose time was not recorded says so.
+The times are those recorded when the shipped files were built (in the files themselves,
+docs/measurements.md or docs/memorisation.md); a target whose time was not recorded says so.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ class LineFormatter(argparse.HelpFormatter):
 
 # --- the 2-D models ------------------------------------------------------------------------------------------
 
-# The shipped training length per dataset (the `steps` recorded in each checkpoint): 4,000 steps reach the
-# quality targets on these three, the others were trained for 12,000 (README, "Shipped models").
+# The shipped training length per dataset: the `steps` recorded in each shipped checkpoint (docs/training.md,
+# "The shipped models").
 STEPS_2D = {"moons": 4000, "swiss_roll": 4000, "checkerboard": 4000}
 STEPS_2D_OTHERS = 12_000
 
@@ -88,7 +88,7 @@ def models_2d(argv) -> int:
     p = TARGETS["models-2d"].parser(
         "Train every toy distribution's model from scratch, time it, measure it against the exact truth "
         "(evaluate_2d with reference=True) and save it. Prints one JSON line per dataset and a markdown table "
-        "at the end (the README's table).")
+        "at the end.")
     p.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     p.add_argument("--steps", type=cli.positive_int("--steps", 1, 1_000_000), default=None,
                    help=f"training steps for every dataset (default: the shipped length, {DEFAULTS_2D['steps']:,} "
@@ -395,8 +395,8 @@ TARGETS = {t.name: t for t in (
            "409 s: 3 epochs on one thread (recorded in the file)", classifier),
     Target("mnist", "the MNIST diffusion model (class-conditional UNet) of the digit pages",
            ("checkpoints/mnist.safetensors",),
-           "56 min, 3,377 s of it training: 9,000 steps on the 2-core development CPU, two threads (README, "
-           "\"The MNIST model\")", mnist),
+           "56 min, 3,377 s of it training: 9,000 steps on the 2-core development CPU, two threads "
+           "(docs/measurements.md, \"The MNIST model\")", mnist),
     Target("digit-presets", "the digit pages' views computed ahead", ("checkpoints/digit_presets.npz",),
            "about 28 min: 1,664 s, the sum of its entries' times recorded in the file, one thread", digit_presets,
            needs=("mnist",)),
@@ -405,7 +405,8 @@ TARGETS = {t.name: t for t in (
            "training 55-668 s each, 1,633 s (27 min) for all eight, two threads (recorded in the files); the "
            "measuring after each training was not recorded", models_2d),
     Target("energy-maps", "the Energy page's learned maps computed ahead", ("checkpoints/energy_maps.npz",),
-           "6 min 5 s with two processes (README)", energy_maps, needs=("models-2d",)),
+           "6 min 5 s with two processes (docs/measurements.md, \"Energy maps computed ahead\")",
+           energy_maps, needs=("models-2d",)),
     Target("memorisation-nets", "page 6's networks trained on exactly N points",
            ("checkpoints/memorisation/<dataset>-N<N>.safetensors: moons, N = 4, 16, 64, 256, 1000, 2000",),
            "136-250 s each, about 20 min for the six, one thread on a shared machine (docs/memorisation.md)",
