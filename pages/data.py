@@ -10,6 +10,7 @@ from ui import data as build
 from ui.figures import LazyFigure, SpecFigure, density_grid, patch
 from ui.page import downloads, need_model, show_source
 from ui.state import bound, view
+from ui.threads import one_thread
 from ui.workers import offload
 
 v = view()
@@ -47,7 +48,7 @@ def _densities(data_key: str, label, _dist):
 @st.cache_data(show_spinner=False, max_entries=64)
 def _exact(data_key: str, label, n: int, seed: int, _dist):
     """`data_key` names `_dist`."""
-    with build.one_thread():
+    with one_thread():
         return build.exact_samples(_dist, n, None, seed), build.exact_samples(_dist, n, label, seed + 7919)
 
 
@@ -58,7 +59,7 @@ POOL = 4000  # learned samples generated once per prompt; each draw picks n of t
 def _learned_pool(data_key: str, model_key: str, spec: str, label, device: str, _dist, _model):
     """`data_key` names `_dist`; `model_key` and `spec` name `_model` (the learned model under that schedule)."""
     x = offload(build.learned_samples, _model, make_schedule(spec), POOL, label, seed=0, on=device)
-    with build.one_thread():
+    with one_thread():
         return x, _dist.nearest_label(torch.as_tensor(x, dtype=torch.float64)).numpy()
 
 
@@ -116,7 +117,7 @@ with right:
             f"that share over its whole region: the middle panel's {n} exact points all differ, and "
             "all of them answer the prompt.")
         if learned_x is not None:
-            with build.one_thread():
+            with one_thread():
                 hit = build.prompt_hit_rate(dist, learned_x, label)
             st.metric("Learned samples that land in the prompted class", f"{hit:.1%}",
                       help="The fraction of the learned samples whose nearest mixture component carries the "

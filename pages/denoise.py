@@ -8,11 +8,15 @@ import torch
 
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
-from ui import denoise as build
 from ui import memorisation as memo
+from ui import posterior
+from ui.denoiser_field import denoiser_field, field_data, field_figure, field_times
 from ui.figures import EXTENT, LazyFigure, SpecFigure, at_frame, patch, quiver, view_scale
+from ui.memorisation_figures import (MEMO_NAMES, MEMO_SAMPLER, MEMO_STEPS, distance_curve_figure, memorisation_figure,
+                                     memoriser, nearest_distance, sample_from)
 from ui.page import downloads, need_model, show_source
 from ui.state import DATASET_NAMES, bound, view
+from ui.threads import one_thread
 from ui.workers import offload
 
 v = view()
@@ -51,8 +55,8 @@ def _on_pick():
 @st.cache_data(show_spinner=False, max_entries=32)
 def _clean_grid(data_key: str, label, _dist):
     """`data_key` names `_dist`."""
-    with build.one_thread():
-        return build.clean_log_prob_grid(_dist, label)
+    with one_thread():
+        return posterior.clean_log_prob_grid(_dist, label)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -60,14 +64,14 @@ def _noisy(data_key: str, label, spec: str, t: float, _dist):
     """p_t on the picking grid at this t (small: 40 x 40, ~30 ms the first time a t is visited).
     `data_key` names `_dist`."""
     a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
-    with build.one_thread():
-        return build.noisy_density(_dist, a, s, label, extent=build.PICK_RANGE * view_scale(a, s))
+    with one_thread():
+        return posterior.noisy_density(_dist, a, s, label, extent=posterior.PICK_RANGE * view_scale(a, s))
 
 
 @st.cache_resource(show_spinner=False)
 def _pick_base():
     """The picking chart's styles as a plotly dict; data, ranges and title are patched in per t and x_t."""
-    return build.pick_figure(np.zeros(2), np.zeros((2, 2)), np.zeros((1, 2)), 1.0, (0.0, 0.0), 0.0).to_dict()
+    return posterior.pick_figure(np.zeros(2), np.zeros((2, 2)), np.zeros((1, 2)), 1.0, (0.0, 0.0), 0.0).to_dict()
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -75,7 +79,7 @@ def _post_base(data_key: str, _dist):
     """The posterior chart's layout and trace styles as a plotly dict; every value is patched in per x_t.
     `data_key` names `_dist`."""
     xs = _clean_grid(data_key, None, _dist)[0]
-    return build.posterior_figure(xs, np.zeros((len(xs), len(xs))), (0.0, 0.0), 1.0, 1.0, (0.0, 0.0)).to_dict()
+    return posterior.posterior_figure(xs, np.zeros((len(xs), len(xs))), (0.0, 0.0), 1.0, 1.0, (0.0, 0.0)).to_dict()
 
 
 
@@ -84,23 +88,23 @@ def _pick_section():
     """Reruns alone when x_t changes (slider or click): the rest of the page is not redrawn."""
     unit = "" if scale == 1 else f" (× {scale:.3g})"
     with st.container(horizontal=True):
-        st.slider(f"x_t, first coordinate{unit}", -build.PICK_RANGE, build.PICK_RANGE, step=0.05, key=ux)
-        st.slider(f"x_t, second coordinate{unit}", -build.PICK_RANGE, build.PICK_RANGE, step=0.05, key=uy)
+        st.slider(f"x_t, first coordinate{unit}", -posterior.PICK_RANGE, posterior.PICK_RANGE, step=0.05, key=ux)
+        st.slider(f"x_t, second coordinate{unit}", -posterior.PICK_RANGE, posterior.PICK_RANGE, step=0.05, key=uy)
     xt = np.array([st.session_state[ux], st.session_state[uy]]) * scale
 
 
     xs, log_p0 = _clean_grid(v.data_key, label, dist)
-    with build.one_thread(), torch.no_grad():  # a few tiny tensor ops: a thread pool only adds latency
-        post = build.posterior_grid(dist, xs, log_p0, alpha, sigma, xt, label)
+    with one_thread(), torch.no_grad():  # a few tiny tensor ops: a thread pool only adds latency
+        post = posterior.posterior_grid(dist, xs, log_p0, alpha, sigma, xt, label)
         x_in = torch.tensor(xt[None], dtype=torch.float32)
         exact_x0 = v.oracle()(x_in.double(), v.t, label)[0].numpy()
         learned_x0 = None if model is None else model(x_in, v.t, label)[0].double().numpy()
-        summary = build.posterior_summary(dist, alpha, sigma, xt, label)
+        summary = posterior.posterior_summary(dist, alpha, sigma, xt, label)
 
     nx, pt = _noisy(v.data_key, label, v.schedule.spec(), v.t, dist)
-    traces, layout = build.pick_values(nx, pt, build.pick_grid(), scale, xt, v.t)
+    traces, layout = posterior.pick_values(nx, pt, posterior.pick_grid(), scale, xt, v.t)
     pick_spec = patch(_pick_base(), dict(enumerate(traces)), layout)
-    values = build.posterior_values(xs, post, xt, alpha, sigma, exact_x0, learned_x0)
+    values = posterior.posterior_values(xs, post, xt, alpha, sigma, exact_x0, learned_x0)
     post_spec = patch(_post_base(v.data_key, dist), dict(enumerate(values)))
     left, right = st.columns(2)
     with left:
@@ -108,7 +112,7 @@ def _pick_section():
                         on_select=_on_pick, selection_mode="points", config={"displayModeBar": False})
     with right:
         st.plotly_chart(SpecFigure(post_spec), width="stretch", theme=None, key="denoise.post")
-    post_fig = LazyFigure(lambda: build.posterior_figure(xs, post, xt, alpha, sigma, exact_x0, learned_x0))
+    post_fig = LazyFigure(lambda: posterior.posterior_figure(xs, post, xt, alpha, sigma, exact_x0, learned_x0))
 
     cols = st.columns(4)
     cols[0].metric("Noise level", f"σ/α = {sigma / alpha:.3g}", help="The likelihood N(x_t; α x₀, σ² I), read as a "
@@ -147,7 +151,7 @@ st.markdown(
     "The network learns one such field for each t (and each prompt). Press play: at high noise every arrow "
     "points to roughly the same average; as the noise falls the arrows split up and land on the data."
 )
-ts = build.field_times(v.schedule)
+ts = field_times(v.schedule)
 active = int(np.argmin(np.abs(ts - v.t)))
 
 
@@ -155,7 +159,7 @@ active = int(np.argmin(np.abs(ts - v.t)))
 def _field(data_key: str, model_key: str, spec: str, label, device: str, _dist, _model):
     """`data_key` names `_dist`; `model_key` and `spec` name `_model` (None when there is no learned model)."""
     schedule = make_schedule(spec)
-    return offload(build.field_data, _dist, oracle_model(_dist, schedule), _model, build.field_times(schedule), label,
+    return offload(field_data, _dist, oracle_model(_dist, schedule), _model, field_times(schedule), label,
                    on=device)
 
 
@@ -164,7 +168,7 @@ def _field_fig(data_key: str, model_key: str, spec: str, label, device: str, _di
     """The animated field figure (built once) and its plotly dict. `data_key` names `_dist`; `model_key` and
     `spec` name `_model`."""
     points, exact, learned, p0 = _field(data_key, model_key, spec, label, device, _dist, _model)
-    fig = build.field_figure(points, exact, learned, build.field_times(make_schedule(spec)), 0, xs=np.linspace(-EXTENT, EXTENT, 70), p0=p0)
+    fig = field_figure(points, exact, learned, field_times(make_schedule(spec)), 0, xs=np.linspace(-EXTENT, EXTENT, 70), p0=p0)
     return fig, fig.to_dict()
 
 
@@ -208,20 +212,20 @@ def _memo_all(data_key: str, dataset: str, path: str, folder: str, _dist):
     arrays = memo.stored(_memo_file(path)[0], dataset, nets) if data_key == dataset else None
     if arrays is None:
         arrays = offload(memo.compute, _dist, nets, memo.NS)
-    with build.one_thread():
+    with one_thread():
         dists = memo.distances(arrays, memo.NS)
     keys = list(dists[memo.NS[0]])
     curves = {k: [float(np.median(dists[n][k])) for n in memo.NS] for k in keys}
     views = {}
     for n in memo.NS:
         table = {  # columns, as they are shown
-            "sampler": [build.MEMO_NAMES[k] for k in keys],
+            "sampler": [MEMO_NAMES[k] for k in keys],
             "median distance to nearest": [f"{np.median(dists[n][k]):.3f}" for k in keys],
             "share closer than 0.02": [f"{(dists[n][k] < 0.02).mean():.0%}" for k in keys],
         }
         samples = {k: arrays[f"{k}_{n}" if k != "true" else "true"] for k in keys}
-        fig = build.memorisation_figure(arrays[f"train_{n}"], samples)
-        views[n] = (fig, fig.to_dict(), table, build.distance_curve_figure(memo.NS, curves, n).to_dict())
+        fig = memorisation_figure(arrays[f"train_{n}"], samples)
+        views[n] = (fig, fig.to_dict(), table, distance_curve_figure(memo.NS, curves, n).to_dict())
     return views, curves
 
 
@@ -266,7 +270,7 @@ def _memo_section():
         unused = ("" if label is None else
                   f" The sidebar's {prompt} does not apply here: these networks were trained without labels.")
         st.caption(f"N = {n_train} training points (open circles); {memo.N_GEN} samples each, "
-                   f"{build.MEMO_SAMPLER.upper()} with {build.MEMO_STEPS} steps evenly spaced in log-SNR, on the "
+                   f"{MEMO_SAMPLER.upper()} with {MEMO_STEPS} steps evenly spaced in log-SNR, on the "
                    "cosine schedule (the networks' own, whatever the sidebar's), without a prompt. The ideal denoiser "
                    "and the network start from the same noise. Each network has the shipped model's size and recipe "
                    f"({memo.RECIPE['steps']:,} steps of {memo.RECIPE['batch']:,} points drawn from the N). "
@@ -279,6 +283,6 @@ def _memo_section():
 
 
 _memo_section()
-show_source(build.posterior_grid, build.posterior_summary, type(dist).posterior, type(dist).denoise,
-            build.denoiser_field, quiver, build.memoriser, build.sample_from, build.nearest_distance,
-            memo.train_net, build.field_figure)
+show_source(posterior.posterior_grid, posterior.posterior_summary, type(dist).posterior, type(dist).denoise,
+            denoiser_field, quiver, memoriser, sample_from, nearest_distance,
+            memo.train_net, field_figure)

@@ -18,11 +18,16 @@ from diffusion.samplers import Trajectory, guided, sample, time_grid  # noqa: E4
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digit_presets as pre  # noqa: E402
-from ui import digits_journey as dj  # noqa: E402
 from ui.digit_rows import bound, run_jobs, stored, warn_if_unusable  # noqa: E402
+from ui.digit_runs import digit_trajectories, film_trajectory, noise_and_back, survival_at  # noqa: E402
+from ui.films import film_strip, journey_animation  # noqa: E402
 from ui.forward import pixel_power  # noqa: E402
+from ui.images import fmt_lam, image_grid, normalised  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
+from ui.pca import fit_pca, pca_journey, project, project_trajectory  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
+from ui.survival import (journey_from, mse, psnr, survival_figure, survival_from_rows, survival_sweep,  # noqa: E402
+                         survival_ts)
 from ui.threads import one_thread  # noqa: E402
 from ui.workers import offload  # noqa: E402
 
@@ -67,9 +72,9 @@ except MnistError as e:
 
 
 @st.cache_resource(show_spinner=False)
-def _power(_x, n: int) -> float:
-    """E[x0^2] per pixel of the n test digits `_x` (pixels in [-1, 1])."""
-    return pixel_power(_x)[0]
+def _power(n: int) -> float:
+    """E[x0^2] per pixel of the first n test digits (pixels in [-1, 1])."""
+    return pixel_power(_test_digits()[0][:n])[0]
 
 
 def _stored(kind, **args):
@@ -82,15 +87,16 @@ def _stored(kind, **args):
 def _film_live(model_key, spec, sampler, steps, digit, w, seed, device, _model):
     """(Trajectory, seconds), sampled in a worker process."""
     t0 = time.perf_counter()
-    traj = offload(dj.film_trajectory, _model, make_schedule(spec), sampler, steps, digit, w, seed, on=device)
+    traj = offload(film_trajectory, _model, make_schedule(spec), sampler, steps, digit, w, seed, on=device)
     return traj, time.perf_counter() - t0
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _film_figures(model_key, spec, sampler, steps, digit, w, seed, _traj):
+def _film_figures(model_key, spec, sampler, steps, digit, w, seed, device, _traj):
+    """`_traj` is the sample of the other arguments (from the presets, or `_film_live`'s)."""
     sched = make_schedule(spec)
     with one_thread():
-        return dj.film_strip(_traj, sched), dj.journey_animation(_traj, sched)
+        return film_strip(_traj, sched), journey_animation(_traj, sched)
 
 
 def _film(sampler, steps, digit, w, seed, place):
@@ -106,7 +112,7 @@ def _film(sampler, steps, digit, w, seed, place):
         if stopped:
             return None
         traj, seconds = done[repr(call)]
-    strip, movie = _film_figures(MODEL_KEY, SPEC, sampler, steps, digit, w, seed, traj)
+    strip, movie = _film_figures(MODEL_KEY, SPEC, sampler, steps, digit, w, seed, v.device, traj)
     return traj, strip, movie, seconds
 
 
@@ -164,14 +170,14 @@ st.latex(r"\mathrm{MSE} = \tfrac{1}{784}\,\lVert \hat x - x_0\rVert^2, \qquad "
 
 @st.cache_resource(show_spinner=False, max_entries=256)
 def _journey_live(model_key, spec, t, sampler, steps, index, label, w, device, _model):
-    x0 = TEST_X[index:index + 1]
-    return offload(dj.noise_and_back, _model, make_schedule(spec), x0, t, sampler, steps, label, w, on=device)
+    x0 = _test_digits()[0][index:index + 1]
+    return offload(noise_and_back, _model, make_schedule(spec), x0, t, sampler, steps, label, w, on=device)
 
 
 @st.cache_resource(show_spinner=False, max_entries=1024)
 def _survival_live(model_key, spec, t, sampler, steps, index, label, w, device, _model):
-    x0 = TEST_X[index:index + 1]
-    return offload(dj.survival_at, _model, make_schedule(spec), x0, t, sampler, steps, label, w, on=device)
+    x0 = _test_digits()[0][index:index + 1]
+    return offload(survival_at, _model, make_schedule(spec), x0, t, sampler, steps, label, w, on=device)
 
 
 def _journey(t, sampler, steps, index, label, w, place):
@@ -184,9 +190,9 @@ def _journey(t, sampler, steps, index, label, w, place):
         call = (MODEL_KEY, SPEC, t, sampler, steps, index, label, w, v.device)
         jobs.append((repr(call), f"the digit from t = {t:.2f}", partial(_journey_live, *call, model)))
     if sweep is None:
-        for ts in dj.survival_ts(sched):
+        for ts in survival_ts(sched):
             call = (MODEL_KEY, SPEC, float(ts), sampler, steps, index, label, w, v.device)
-            jobs.append((repr(call), f"the digit from λ = {dj.fmt_lam(sched.logsnr(float(ts)))}",
+            jobs.append((repr(call), f"the digit from λ = {fmt_lam(sched.logsnr(float(ts)))}",
                          partial(_survival_live, *call, model)))
     done, stopped = run_jobs(jobs, "journey.back.run", "runs", place)
     if stopped:
@@ -198,25 +204,27 @@ def _journey(t, sampler, steps, index, label, w, place):
         x0 = TEST_X[index:index + 1]
         r = {k: torch.as_tensor(r[k]) for k in ("x_t", "x0_hat", "back")}
         for k in ("x0_hat", "back"):
-            r[f"mse_{k}"] = dj.mse(r[k], x0)
-            r[f"psnr_{k}"] = dj.psnr(r[f"mse_{k}"])
+            r[f"mse_{k}"] = mse(r[k], x0)
+            r[f"psnr_{k}"] = psnr(r[f"mse_{k}"])
     if sweep is None:
-        sweep = dj.survival_from_rows([done[name] for name, _, _ in jobs])
+        sweep = survival_from_rows([done[name] for name, _, _ in jobs])
     return r, {k: np.asarray(sweep[k], dtype=float) for k in ("t", "logsnr", "mse_x0_hat", "mse_back", "mse_noisy")}
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
-def _back_figures(model_key, spec, t, sampler, steps, index, label, w, _r, _sweep):
-    """The four pictures (original, x_t, one-step x0_hat, denoised back) and the survival chart at this t."""
+def _back_figures(model_key, spec, t, sampler, steps, index, label, w, device, _r, _sweep):
+    """The four pictures (original, x_t, one-step x0_hat, denoised back) and the survival chart at this t.
+    `_r` and `_sweep` are `_journey`'s results for the other arguments."""
     sched = make_schedule(spec)
     r, sweep = _r, _sweep
+    test_x, test_y = _test_digits()
     n_steps = len(time_grid(sched, steps, t_start=t)) - 1
-    images = np.stack([[TEST_X[index, 0].numpy(), dj.normalised(r["x_t"][0, 0], sched, t).numpy(),
+    images = np.stack([[test_x[index, 0].numpy(), normalised(r["x_t"][0, 0], sched, t).numpy(),
                         r["x0_hat"][0, 0].numpy(), r["back"][0, 0].numpy()]])
-    titles = [[f"original (a {int(TEST_Y[index])})", f"noised to t = {t:.2f}<br>λ = {dj.fmt_lam(sched.logsnr(t))}",
+    titles = [[f"original (a {int(test_y[index])})", f"noised to t = {t:.2f}<br>λ = {fmt_lam(sched.logsnr(t))}",
                "one-step guess x̂₀", f"denoised back<br>({n_steps} {sampler} steps)"]]
-    return (dj.image_grid(images, titles, cell=220),
-            dj.survival_figure(sweep, sched, t, r, SCHEDULE_NAMES[sched.name]))
+    return (image_grid(images, titles, cell=220),
+            survival_figure(sweep, sched, t, r, SCHEDULE_NAMES[sched.name]))
 
 
 @st.fragment
@@ -242,7 +250,7 @@ def _noise_section():
     r, sweep = got
     alpha, sigma = (float(a) for a in v.schedule.alpha_sigma(t))
     x0 = TEST_X[index]
-    fig, surv = _back_figures(MODEL_KEY, SPEC, t, v.sampler, v.steps, index, label, w, r, sweep)
+    fig, surv = _back_figures(MODEL_KEY, SPEC, t, v.sampler, v.steps, index, label, w, v.device, r, sweep)
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(fig, width="stretch", theme=None, key="journey.back")
@@ -253,14 +261,14 @@ def _noise_section():
         m = st.columns(2)
         m[0].metric("Denoised back: MSE", f"{r['mse_back']:.4f}")
         m[1].metric("Denoised back: PSNR", f"{r['psnr_back']:.1f} dB")
-        power = _power(TEST_X, len(TEST_X))
+        power = _power(len(TEST_X))
         st.caption(f"α = {alpha:.3f}, σ = {sigma:.3g}: SNR = α²/σ² = {alpha**2 / sigma**2:.3g}, the ratio of the "
                    "scale factors of the image and of the noise. The powers themselves also depend on the image: "
                    f"MNIST pixels in [−1, 1] have E[x₀²] = {power:.3f} (most of it the paper, −1), so the image "
                    f"carries α² E[x₀²] = {alpha**2 * power:.3g} against the noise's σ² = {sigma**2:.3g}, "
                    f"{100 * alpha**2 * power / (alpha**2 * power + sigma**2):.1f}% of the noisy image's power. "
                    "MSE 0 is a perfect copy; for scale, a blank page against this digit scores "
-                   f"{dj.mse(torch.full_like(x0, -1.0), x0):.2f}.")
+                   f"{mse(torch.full_like(x0, -1.0), x0):.2f}.")
     downloads(fig, f"noise-and-back-{index}-t{t:.2f}", key="journey.dl.back")
     st.plotly_chart(surv, width="stretch", theme=None, key="journey.survival")
     st.caption(f"The same digit and the same ε noised to {len(sweep['t'])} log-SNR values and denoised back with "
@@ -290,9 +298,10 @@ st.latex(r"z = W^\top\,(x - \bar x_{\text{data}}), \qquad W \in \mathbb{R}^{784\
 
 @st.cache_resource(show_spinner=False)
 def _pca(n):
+    test_x, test_y = _test_digits()
     with one_thread():
-        pca = dj.fit_pca(TEST_X[:n])
-        return pca, dj.project(pca, TEST_X[:n]), TEST_Y[:n].numpy()
+        pca = fit_pca(test_x[:n])
+        return pca, project(pca, test_x[:n]), test_y[:n].numpy()
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
@@ -300,17 +309,18 @@ def _digit_paths(model_key, spec, w, digit, seed, device, _model):
     """(paths of x_t [S+1, N_PER_DIGIT, 2], of x0_hat, ts, seconds) of one digit's samples, sampled in a worker."""
     sched = make_schedule(spec)
     t0 = time.perf_counter()
-    traj = offload(dj.digit_trajectories, _model, sched, w, digit, N_PER_DIGIT, PCA_STEPS, seed, on=device)
+    traj = offload(digit_trajectories, _model, sched, w, digit, N_PER_DIGIT, PCA_STEPS, seed, on=device)
     seconds = time.perf_counter() - t0
     pca, _, _ = _pca(N_PCA_FIT)
     with one_thread():
-        return (dj.project_trajectory(pca, traj, sched, "x_t"), dj.project_trajectory(pca, traj, sched, "x0_hat"),
+        return (project_trajectory(pca, traj, sched, "x_t"), project_trajectory(pca, traj, sched, "x0_hat"),
                 traj.ts.numpy(), seconds)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _pca_figure(model_key, spec, w, what, _cloud, _paths, _labels, _ts):
-    return dj.pca_journey(_cloud, TEST_Y[:N_PCA_FIT].numpy(), _paths, _labels, _ts, make_schedule(spec), what=what)
+def _pca_figure(model_key, spec, w, what, device, _cloud, _paths, _labels, _ts):
+    """The movie of `_pca_movie`'s arrays for the other arguments."""
+    return pca_journey(_cloud, _test_digits()[1][:N_PCA_FIT].numpy(), _paths, _labels, _ts, make_schedule(spec), what=what)
 
 
 def _pca_movie(w, what, place):
@@ -329,7 +339,7 @@ def _pca_movie(w, what, place):
         paths = np.concatenate([p[0 if what == "x_t" else 1] for p in parts], 1)
         labels, ts = np.repeat(np.arange(10), N_PER_DIGIT), parts[0][2]
         seconds = sum(p[3] for p in parts)
-    return _pca_figure(MODEL_KEY, SPEC, w, what, cloud, paths, labels, ts), seconds
+    return _pca_figure(MODEL_KEY, SPEC, w, what, v.device, cloud, paths, labels, ts), seconds
 
 
 @st.fragment
@@ -364,5 +374,5 @@ def _pca_section():
 
 _pca_section()
 
-show_source(time_grid, dj.journey_from, dj.survival_sweep, dj.fit_pca, dj.project_trajectory,
+show_source(time_grid, journey_from, survival_sweep, fit_pca, project_trajectory,
             sample, guided)

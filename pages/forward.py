@@ -11,7 +11,6 @@ import math  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
 from diffusion.schedules import SCHEDULES, make_schedule  # noqa: E402
-from ui import digits_journey as dj  # noqa: E402
 from ui import forward as fw  # noqa: E402
 from ui.figures import LazyFigure, SpecFigure, at_frame, density_grid, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
@@ -160,9 +159,9 @@ st.latex(r"\frac{x_t}{\sqrt{\alpha_t^2+\sigma_t^2}} = \frac{x_0 + e^{-\lambda/2}
 def _digit_grid(specs: tuple, current: str, index: int, seed: int):
     x, y = _test_digits()
     scheds = {s.split(":")[0]: make_schedule(s) for s in specs}
-    images, ts, lams = dj.logsnr_digit_grid(x[index], scheds, dj.FORWARD_LAMBDAS, seed)
+    images, ts, lams = fw.logsnr_digit_grid(x[index], scheds, fw.FORWARD_LAMBDAS, seed)
     names = [SCHEDULE_NAMES[n] + (" (sidebar)" if n == current else "") for n in scheds]
-    return dj.logsnr_grid_figure(images, ts, lams, dj.FORWARD_LAMBDAS, names), int(y[index])
+    return fw.logsnr_grid_figure(images, ts, lams, fw.FORWARD_LAMBDAS, names), int(y[index])
 
 
 try:
@@ -183,4 +182,4 @@ else:
 
 show_source(fw.forward_animation, fw.forward_path, density_grid, fw.curve_lines, fw.mark_t, fw.curve_values,
             type(v.schedule).logsnr if hasattr(type(v.schedule), "logsnr") else make_schedule,
-            type(v.schedule)._alpha_sigma, dj.logsnr_digit_grid)
+            type(v.schedule)._alpha_sigma, fw.logsnr_digit_grid)

@@ -10,8 +10,8 @@ import torch
 
 from diffusion.schedules import make_schedule
 from ui import digit_presets as pre
+from ui import digit_runs
 from ui import digits as dg
-from ui import digits_journey as dj
 from ui.energy_maps import weights_fingerprint
 
 from apptest import open_page
@@ -125,10 +125,12 @@ def test_damaged_files_are_reported_never_raised_or_unpickled(tmp_path):
 
 
 def test_the_shipped_file_matches_the_shipped_model(shipped):
-    """Fails when the checkpoint (or a sampler the entries used) changed without `python -m ui.digit_presets`."""
+    """Fails when the checkpoint (or a sampler the entries used) changed without
+    `python -m checkpoints.build digit-presets`."""
     store, problem = pre.load()
     assert problem is None and store is not None
-    assert store.matches(weights_fingerprint(shipped), shipped.schedule.spec()), "rerun python -m ui.digit_presets"
+    assert store.matches(weights_fingerprint(shipped), shipped.schedule.spec()), (
+        "rerun python -m checkpoints.build digit-presets")
     sched = shipped.schedule
     for w, interval in pre.GEN_SETTINGS:
         for label in range(10):
@@ -143,7 +145,7 @@ def test_the_shipped_file_matches_the_shipped_model(shipped):
         for row in pre.compose_rows(prompts):
             assert store.get("compose", prompts=row, sampler=pre.SAMPLER, steps=pre.STEPS, seed=pre.SEED) is not None
     film = store.get("film", digit=3, w=0.0, sampler=pre.JOURNEY_SAMPLER, steps=pre.JOURNEY_STEPS, seed=pre.SEED)
-    traj = dj.film_trajectory(shipped, sched, pre.JOURNEY_SAMPLER, pre.JOURNEY_STEPS, 3, 0.0, pre.SEED)
+    traj = digit_runs.film_trajectory(shipped, sched, pre.JOURNEY_SAMPLER, pre.JOURNEY_STEPS, 3, 0.0, pre.SEED)
     np.testing.assert_allclose(film["xs"][-1], traj.xs[-1].numpy(), atol=2e-2)  # float16: 3 decimal digits
 
 

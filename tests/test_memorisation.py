@@ -10,7 +10,7 @@ import pytest
 
 from diffusion.checkpoints import load_checkpoint
 from toy_data import get_dataset
-from ui import denoise as build
+from ui import memorisation_figures
 from ui import memorisation as memo
 from ui.energy_maps import weights_fingerprint
 
@@ -20,7 +20,7 @@ SMALL, LARGE = memo.NS[0], memo.NS[-1]
 @pytest.fixture(scope="module")
 def moons_nets():
     nets, problem = memo.load_nets("moons")
-    assert problem is None and set(nets) == set(memo.NS), "run python -m ui.memorisation train"
+    assert problem is None and set(nets) == set(memo.NS), "run python -m checkpoints.build memorisation-nets"
     return nets
 
 
@@ -39,7 +39,7 @@ def test_the_shipped_networks_are_safetensors_trained_on_the_page_training_sets(
                 assert not f.read(2).startswith(b"\x80")  # not a pickle: a safetensors header length
             model, config = load_checkpoint(path, expect={"net.arch": "mlp2d", "dataset": name})
             assert config["memorisation"] == {"n": n, "seed": memo.SEED,
-                                              "points_sha": memo.points_hash(build.training_set(dist, n, memo.SEED)[0])}
+                                              "points_sha": memo.points_hash(memorisation_figures.training_set(dist, n, memo.SEED)[0])}
             assert {k: config["train"][k] for k in memo.RECIPE} == memo.RECIPE, f"{name} N={n}: retrain"
             assert config["train"]["steps_done"] == memo.RECIPE["steps"]
             assert model.num_classes == 0 and config["net"]["width"] == memo.RECIPE["width"]
@@ -91,7 +91,8 @@ def test_the_shipped_samples_are_those_of_the_shipped_networks(moons_nets, moons
     assert problem is None and store is not None
     for name in memo.DATASETS:
         nets, _ = memo.load_nets(name)
-        assert memo.stored(store, name, nets) is not None, f"{name}: rerun python -m ui.memorisation samples"
+        assert memo.stored(store, name, nets) is not None, (
+            f"{name}: rerun python -m checkpoints.build memorisation-samples")
     arrays = memo.stored(store, "moons", moons_nets)
     for key in (f"train_{SMALL}", f"ideal_{SMALL}", f"net_{SMALL}", f"net_{LARGE}", "true"):
         # float32 in the file, and another CPU's kernels round differently; a stale file (another network, other
@@ -170,7 +171,7 @@ def test_the_page_samples_live_when_the_file_is_damaged(tmp_path, monkeypatch):
     assert any("cannot be used" in w.value and "samples.npz" in w.value for w in at.warning)
     assert len(at.get("plotly_chart")) == 5
     row = at.table[0].value.set_index("sampler")["median distance to nearest"].astype(float)
-    assert row[build.MEMO_NAMES["net"]] < 0.1 * row[build.MEMO_NAMES["true"]]  # N = 4, sampled here
+    assert row[memorisation_figures.MEMO_NAMES["net"]] < 0.1 * row[memorisation_figures.MEMO_NAMES["true"]]  # N = 4, sampled here
 
 
 def test_a_dataset_without_networks_shows_the_ideal_denoiser_and_says_so():
@@ -179,4 +180,4 @@ def test_a_dataset_without_networks_shows_the_ideal_denoiser_and_says_so():
     at = open_page("pages/denoise.py", dataset="spiral")
     assert any("shipped for" in i.value for i in at.info)
     table = at.table[0].value
-    assert list(table["sampler"]) == [build.MEMO_NAMES["ideal"], build.MEMO_NAMES["true"]]
+    assert list(table["sampler"]) == [memorisation_figures.MEMO_NAMES["ideal"], memorisation_figures.MEMO_NAMES["true"]]

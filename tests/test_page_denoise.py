@@ -14,9 +14,12 @@ import torch
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
-from ui import denoise as build
+from ui import denoiser_field
+from ui import memorisation_figures
+from ui import posterior
 from ui import memorisation as memo
 from ui.figures import SpecFigure, at_frame, patch
+from ui.threads import one_thread
 from apptest import open_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,13 +75,13 @@ def test_page_widgets_change_what_is_shown(page):
     def memo_row():
         return at.table[0].value.set_index("sampler")["median distance to nearest"].astype(float)
 
-    net, fresh = build.MEMO_NAMES["net"], build.MEMO_NAMES["true"]
+    net, fresh = memorisation_figures.MEMO_NAMES["net"], memorisation_figures.MEMO_NAMES["true"]
     assert at.select_slider(key="denoise.n").value == memo.NS[0]
     row = memo_row()
-    assert row[net] < 0.1 * row[fresh] and row[build.MEMO_NAMES["ideal"]] < 0.1 * row[fresh]
+    assert row[net] < 0.1 * row[fresh] and row[memorisation_figures.MEMO_NAMES["ideal"]] < 0.1 * row[fresh]
     before = _charts(at)[3]
     curve = json.loads(_charts(at)[4])
-    assert [d["name"] for d in curve["data"][:3]] == list(build.MEMO_NAMES.values())
+    assert [d["name"] for d in curve["data"][:3]] == list(memorisation_figures.MEMO_NAMES.values())
     assert [d["x"] for d in curve["data"][:3]] == [list(memo.NS)] * 3
     at.select_slider(key="denoise.n").set_value(memo.NS[-1]).run()
     assert _charts(at)[3] != before and json.loads(_charts(at)[4])["data"][3]["x"] == [memo.NS[-1]] * 2
@@ -96,22 +99,22 @@ def test_page_widgets_change_what_is_shown(page):
 
 def test_gridded_posterior_mean_is_the_ideal_denoiser():
     dist = get_dataset("moons")
-    xs, log_p0 = build.clean_log_prob_grid(dist, n=161)
+    xs, log_p0 = posterior.clean_log_prob_grid(dist, n=161)
     for alpha, sigma, xt, label in [(0.8, 0.6, (1.0, 0.5), None), (0.5, 0.87, (-0.3, 0.8), None),
                                     (0.9, 0.45, (0.2, -0.4), 1)]:
         if label is not None:
-            xs, log_p0 = build.clean_log_prob_grid(dist, label, n=161)
-        post = build.posterior_grid(dist, xs, log_p0, alpha, sigma, xt, label)
+            xs, log_p0 = posterior.clean_log_prob_grid(dist, label, n=161)
+        post = posterior.posterior_grid(dist, xs, log_p0, alpha, sigma, xt, label)
         cell = (xs[1] - xs[0]) ** 2
         assert post.sum() * cell == pytest.approx(1.0, abs=0.01)  # normalised exactly by p_t(x_t)
         exact = dist.denoise(torch.tensor([xt], dtype=torch.float64), alpha, sigma, label)[0].numpy()
-        np.testing.assert_allclose(build.grid_mean(xs, post), exact, atol=0.01)
-        np.testing.assert_allclose(build.posterior_summary(dist, alpha, sigma, xt, label)["mean"], exact, atol=1e-9)
+        np.testing.assert_allclose(posterior.grid_mean(xs, post), exact, atol=0.01)
+        np.testing.assert_allclose(posterior.posterior_summary(dist, alpha, sigma, xt, label)["mean"], exact, atol=1e-9)
 
 
 def test_posterior_spread_grows_with_noise():
     dist = get_dataset("8gaussians")
-    spreads = [build.posterior_summary(dist, a, s, (0.5, 0.5))["spread"] for a, s in [(0.99, 0.14), (0.7, 0.71),
+    spreads = [posterior.posterior_summary(dist, a, s, (0.5, 0.5))["spread"] for a, s in [(0.99, 0.14), (0.7, 0.71),
                                                                                       (0.2, 0.98)]]
     assert spreads[0] < spreads[1] < spreads[2]
 
@@ -119,30 +122,30 @@ def test_posterior_spread_grows_with_noise():
 def test_finite_set_sampler_memorises():
     dist = get_dataset("moons")
     schedule = make_schedule("cosine")
-    points, labels = build.training_set(dist, 4, seed=0)
-    fs = build.memoriser(dist, points, labels)
+    points, labels = memorisation_figures.training_set(dist, 4, seed=0)
+    fs = memorisation_figures.memoriser(dist, points, labels)
     # its ideal denoiser at low noise returns the nearest training point
     x = points[:2].float() + 0.01
     np.testing.assert_allclose(fs.denoise(x, 1.0, 0.01).numpy(), points[:2].numpy(), atol=1e-4)
-    noise = build.shared_noise(schedule, 200, seed=1)
-    with build.one_thread():
-        out = build.sample_from(oracle_model(fs, schedule), schedule, noise)
+    noise = memorisation_figures.shared_noise(schedule, 200, seed=1)
+    with one_thread():
+        out = memorisation_figures.sample_from(oracle_model(fs, schedule), schedule, noise)
         true = dist.sample(200, generator=torch.Generator().manual_seed(2))[0]
-    d = build.nearest_distance(out, points)
+    d = memorisation_figures.nearest_distance(out, points)
     assert d.mean() < 0.03 and np.quantile(d, 0.9) < 0.05
-    assert build.nearest_distance(true, points).mean() > 0.3  # fresh data is not near 4 points
+    assert memorisation_figures.nearest_distance(true, points).mean() > 0.3  # fresh data is not near 4 points
 
 
 def test_denoiser_field_is_the_oracle_and_at_frame_opens_at_t():
     dist = get_dataset("moons")
     schedule = make_schedule("cosine")
-    ts = build.field_times(schedule)
+    ts = denoiser_field.field_times(schedule)
     assert len(ts) == 21 and ts[0] == pytest.approx(schedule.t_range[0]) and ts[10] == 0.5
-    points = build.field_points(5)
-    field = build.denoiser_field(oracle_model(dist, schedule), points, ts)
+    points = denoiser_field.field_points(5)
+    field = denoiser_field.denoiser_field(oracle_model(dist, schedule), points, ts)
     a, s = schedule.alpha_sigma(0.5)
     np.testing.assert_allclose(field[10], dist.denoise(torch.tensor(points), a, s).numpy(), atol=1e-5)
-    fig = build.field_figure(points, field, field, ts, 0)
+    fig = denoiser_field.field_figure(points, field, field, ts, 0)
     spec = fig.to_dict()
     opened = at_frame(spec, 7)
     assert opened["layout"]["sliders"][0]["active"] == 7
@@ -154,16 +157,16 @@ def test_denoiser_field_is_the_oracle_and_at_frame_opens_at_t():
 
 def test_pick_and_posterior_patches_match_the_built_figures():
     dist = get_dataset("moons")
-    xs, log_p0 = build.clean_log_prob_grid(dist, n=41)
-    post = build.posterior_grid(dist, xs, log_p0, 0.8, 0.6, (1.0, 0.5))
-    full = build.posterior_figure(xs, post, (1.0, 0.5), 0.8, 0.6, (0.1, 0.2), (0.15, 0.2)).to_dict()
-    base = build.posterior_figure(xs, np.zeros_like(post), (0, 0), 1.0, 1.0, (0, 0)).to_dict()
-    patched = patch(base, dict(enumerate(build.posterior_values(xs, post, (1.0, 0.5), 0.8, 0.6, (0.1, 0.2),
+    xs, log_p0 = posterior.clean_log_prob_grid(dist, n=41)
+    post = posterior.posterior_grid(dist, xs, log_p0, 0.8, 0.6, (1.0, 0.5))
+    full = posterior.posterior_figure(xs, post, (1.0, 0.5), 0.8, 0.6, (0.1, 0.2), (0.15, 0.2)).to_dict()
+    base = posterior.posterior_figure(xs, np.zeros_like(post), (0, 0), 1.0, 1.0, (0, 0)).to_dict()
+    patched = patch(base, dict(enumerate(posterior.posterior_values(xs, post, (1.0, 0.5), 0.8, 0.6, (0.1, 0.2),
                                                                       (0.15, 0.2)))))
     for a, b in zip(full["data"], patched["data"]):
         for key in ("x", "y", "z"):
             if key in a:
                 np.testing.assert_allclose(_array(a[key]), _array(b[key]))
-    nx, pt = build.noisy_density(dist, 0.8, 0.6, n=20)
-    fig = build.pick_figure(nx, pt, build.pick_grid(), 2.0, (0.3, 0.4), 0.5)
-    assert fig.data[1].x[0] == pytest.approx(-2 * build.PICK_RANGE) and "t = 0.50" in fig.layout.title.text
+    nx, pt = posterior.noisy_density(dist, 0.8, 0.6, n=20)
+    fig = posterior.pick_figure(nx, pt, posterior.pick_grid(), 2.0, (0.3, 0.4), 0.5)
+    assert fig.data[1].x[0] == pytest.approx(-2 * posterior.PICK_RANGE) and "t = 0.50" in fig.layout.title.text

@@ -16,7 +16,11 @@ from diffusion.samplers import SAMPLERS, Trajectory, sample, time_grid
 from diffusion.schedules import make_schedule
 from toy_data import finite_set
 from toy_data.mnist import load_mnist
-from ui import digits_journey as dj
+from ui.films import film_steps, film_strip, journey_animation
+from ui.images import digit_color, image_z
+from ui.pca import fit_pca, pca_journey, project, project_trajectory
+from ui.survival import (SURVIVAL_LAMBDAS, journey_from, mse, noise_to, psnr, survival_figure, survival_sweep,
+                         survival_ts)
 from apptest import charts, decode, open_page
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -98,7 +102,7 @@ def test_exact_denoiser_of_one_digit_brings_it_back_from_any_t(digit):
     t_lo = sched.t_range[0]
     a_lo, s_lo = (float(v) for v in sched.alpha_sigma(t_lo))
     for t in (0.2, 0.5, 0.9):
-        x_t, eps = dj.noise_to(sched, t, x0, seed=4)
+        x_t, eps = noise_to(sched, t, x0, seed=4)
         # DDIM with x0_hat = x0 keeps eps_hat = eps: it lands exactly on x0 + (sigma/alpha)(t_min) eps
         back = sample(den, x_t, sched, "ddim", 12, t_start=t)
         assert torch.allclose(back, x0 + (s_lo / a_lo) * eps, atol=1e-5)
@@ -106,8 +110,8 @@ def test_exact_denoiser_of_one_digit_brings_it_back_from_any_t(digit):
             if name == "heun":  # its last correction, at t_min where sigma'/sigma is huge, amplifies the Euler
                 continue        # predictor's error for a one-point denoiser: a core issue (full runs too)
             back = sample(den, x_t, sched, name, 12, t_start=t, generator=torch.Generator().manual_seed(0))
-            assert dj.mse(back, x0) < 5e-3, name  # Euler: a few coarse steps, PSNR > 29 dB
-        r = dj.journey_from(den, x0, sched, t, "heun", 12, seed=4)
+            assert mse(back, x0) < 5e-3, name  # Euler: a few coarse steps, PSNR > 29 dB
+        r = journey_from(den, x0, sched, t, "heun", 12, seed=4)
         assert torch.allclose(r["x_t"], x_t) and torch.allclose(r["x0_hat"], x0)
         assert r["mse_x0_hat"] == 0 and r["psnr_x0_hat"] == math.inf
 
@@ -116,19 +120,19 @@ def test_survival_sweep_of_a_model_that_always_guesses_blank(digit):
     x0, _ = digit
     sched = make_schedule("cosine")
     blank = lambda x, t: torch.zeros_like(x)  # noqa: E731
-    ts = dj.survival_ts(sched)
-    sweep = dj.survival_sweep(blank, x0, sched, "ddim", 10, ts, seed=2)
-    assert np.allclose(sweep["logsnr"], dj.SURVIVAL_LAMBDAS, atol=1e-6)  # increasing t: decreasing lambda
+    ts = survival_ts(sched)
+    sweep = survival_sweep(blank, x0, sched, "ddim", 10, ts, seed=2)
+    assert np.allclose(sweep["logsnr"], SURVIVAL_LAMBDAS, atol=1e-6)  # increasing t: decreasing lambda
     assert np.allclose(sweep["mse_x0_hat"], float((x0.double() ** 2).mean()))  # the guess 0 vs the digit
     t_lo = sched.t_range[0]
     a_lo, s_lo = (float(v) for v in sched.alpha_sigma(t_lo))
     for k, t in enumerate(ts):
-        x_t, _ = dj.noise_to(sched, t, x0, seed=2)
+        x_t, _ = noise_to(sched, t, x0, seed=2)
         s_t = float(sched.alpha_sigma(float(t))[1])
         # DDIM with x0_hat = 0: x_s = (sigma_s / sigma_t) x_t at each step, so the run ends at (sigma_min / sigma_t) x_t
-        assert abs(sweep["mse_back"][k] - dj.mse(s_lo / s_t * x_t / a_lo, x0)) < 1e-6
-    assert dj.psnr(1.0) == pytest.approx(10 * math.log10(4))
-    fig = dj.survival_figure(sweep, sched, 0.5, {"mse_back": 0.5, "mse_x0_hat": 0.3}, "Cosine")
+        assert abs(sweep["mse_back"][k] - mse(s_lo / s_t * x_t / a_lo, x0)) < 1e-6
+    assert psnr(1.0) == pytest.approx(10 * math.log10(4))
+    fig = survival_figure(sweep, sched, 0.5, {"mse_back": 0.5, "mse_x0_hat": 0.3}, "Cosine")
     assert fig.layout.xaxis.range[0] > fig.layout.xaxis.range[1]  # noisier to the right
 
 
@@ -144,20 +148,20 @@ def _fake_trajectory(sched, steps=6, batch=1, seed=0):
 def test_film_strip_and_movie_show_the_trajectory():
     sched = make_schedule("ve")
     traj = _fake_trajectory(sched, steps=12)
-    assert dj.film_steps(12, 8) == [0, 2, 3, 5, 7, 9, 10, 12] and dj.film_steps(3, 8) == [0, 1, 2, 3]
-    strip = dj.film_strip(traj, sched)
+    assert film_steps(12, 8) == [0, 2, 3, 5, 7, 9, 10, 12] and film_steps(3, 8) == [0, 1, 2, 3]
+    strip = film_strip(traj, sched)
     assert len(strip.data) == 16
     a, s = (float(v) for v in sched.alpha_sigma(float(traj.ts[2])))
-    want = dj.image_z(traj.xs[2, 0] / math.sqrt(a * a + s * s))
+    want = image_z(traj.xs[2, 0] / math.sqrt(a * a + s * s))
     assert np.allclose(strip.data[1].z, want)  # column 2 is step 2: x_t / sqrt(alpha^2 + sigma^2)
-    assert np.allclose(strip.data[9].z, dj.image_z(traj.x0_hats[2, 0]))
-    assert np.allclose(strip.data[7].z, dj.image_z(traj.xs[12, 0]))  # the last column is the sample
+    assert np.allclose(strip.data[9].z, image_z(traj.x0_hats[2, 0]))
+    assert np.allclose(strip.data[7].z, image_z(traj.xs[12, 0]))  # the last column is the sample
     assert strip.layout.annotations[1].text.startswith(f"t = {float(traj.ts[2]):.2f}<br>λ = ")
-    assert np.allclose(dj.image_z(torch.arange(784.0).reshape(28, 28) / 784)[0],
+    assert np.allclose(image_z(torch.arange(784.0).reshape(28, 28) / 784)[0],
                        np.round(np.arange(756, 784) / 784, 3))  # row 0 is drawn at the top
-    movie = dj.journey_animation(traj, sched)
+    movie = journey_animation(traj, sched)
     assert len(movie.frames) == 13 and movie.layout.sliders[0].active == 0
-    assert np.allclose(movie.frames[5].data[1].z, dj.image_z(traj.x0_hats[5, 0]))
+    assert np.allclose(movie.frames[5].data[1].z, image_z(traj.x0_hats[5, 0]))
     assert "the sample" in movie.frames[-1].layout.title.text
 
 
@@ -171,25 +175,25 @@ def test_pca_finds_known_directions_and_projects_every_step():
     data = torch.zeros(500, 784, dtype=torch.float64)
     data[:, 10], data[:, 400] = 3 * a, b  # variance 9 along pixel 10, 1 along pixel 400
     data += 1e-6 * torch.randn(data.shape, generator=g, dtype=torch.float64)
-    pca = dj.fit_pca(data.reshape(500, 1, 28, 28))
-    xy = dj.project(pca, data)
+    pca = fit_pca(data.reshape(500, 1, 28, 28))
+    xy = project(pca, data)
     assert abs(abs(pca.components_[0, 10]) - 1) < 1e-3 and abs(abs(pca.components_[1, 400]) - 1) < 1e-3
     assert np.allclose(np.abs(xy[:, 0]), np.abs(3 * a.numpy()), atol=1e-4)
 
     sched = make_schedule("cosine")
     traj = _fake_trajectory(sched, steps=4, batch=6)
-    paths = dj.project_trajectory(pca, traj, sched, "x_t")
+    paths = project_trajectory(pca, traj, sched, "x_t")
     assert paths.shape == (5, 6, 2)
     al, sg = (float(v) for v in sched.alpha_sigma(float(traj.ts[1])))
     assert np.allclose(paths[1], pca.transform(traj.xs[1].reshape(6, -1).double().numpy() / math.hypot(al, sg)))
     assert np.allclose(paths[-1], pca.transform(traj.xs[-1].reshape(6, -1).double().numpy()))
-    guesses = dj.project_trajectory(pca, traj, sched, "x0_hat")
+    guesses = project_trajectory(pca, traj, sched, "x0_hat")
     assert np.allclose(guesses[2], pca.transform(traj.x0_hats[2].reshape(6, -1).double().numpy()))
     with pytest.raises(ValueError, match="x_t"):
-        dj.project_trajectory(pca, traj, sched, "eps")
+        project_trajectory(pca, traj, sched, "eps")
 
     labels = np.array([0, 0, 1, 1, 2, 2])
-    fig = dj.pca_journey(xy, np.arange(500) % 3, paths, labels, traj.ts, sched)
+    fig = pca_journey(xy, np.arange(500) % 3, paths, labels, traj.ts, sched)
     assert len(fig.frames) == 5 and fig.layout.sliders[0].active == 4
     assert fig.frames[2].traces == (3, 4, 5)  # only the particles move; the cloud stays
     assert np.allclose(fig.frames[2].data[1].x, np.round(paths[2, 2:4, 0], 3))
@@ -230,5 +234,5 @@ def test_a_shared_link_reopens_the_pages_own_controls():
 def test_the_ten_digits_have_ten_distinct_qualitative_colours():
     from plotly.colors import qualitative
 
-    colours = [dj.digit_color(d) for d in range(10)]
+    colours = [digit_color(d) for d in range(10)]
     assert colours == list(qualitative.D3) and len(set(colours)) == 10

@@ -10,7 +10,6 @@ import torch
 
 from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import get_dataset
-from ui import digits_journey as dj
 from ui import forward as fw
 from ui.figures import at_frame, figure_dict
 from apptest import charts, decode, open_page, plain
@@ -125,7 +124,7 @@ def test_digit_view_shows_one_digit_per_schedule_and_logsnr_and_follows_its_widg
     assert any(h.value == "The same on digits" for h in at.header)
     digits = charts(at)[2]
     heat = [tr for tr in digits["data"] if tr["type"] == "heatmap"]
-    assert len(heat) == len(SCHEDULES) * len(dj.FORWARD_LAMBDAS) == 42
+    assert len(heat) == len(SCHEDULES) * len(fw.FORWARD_LAMBDAS) == 42
     rows = [digits["layout"][f"yaxis{1 + 7 * r if r else ''}"]["title"]["text"] for r in range(6)]
     assert rows == ["DDPM linear β", "Cosine (sidebar)", "Sigmoid", "EDM / Karras", "Variance exploding",
                     "Rectified flow"]
@@ -147,14 +146,14 @@ def test_digit_view_shows_one_digit_per_schedule_and_logsnr_and_follows_its_widg
 def test_digit_grid_depends_on_logsnr_only():
     x0 = torch.linspace(-1, 1, 784).reshape(1, 28, 28)
     schedules = {n: make_schedule(n) for n in SCHEDULES}
-    images, ts, lams = dj.logsnr_digit_grid(x0, schedules, (6.0, 0.0, -3.0), seed=3)
+    images, ts, lams = fw.logsnr_digit_grid(x0, schedules, (6.0, 0.0, -3.0), seed=3)
     eps = torch.randn((28, 28), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     for j, lam in enumerate((6.0, 0.0, -3.0)):
         want = ((x0[0].double() + np.exp(-lam / 2) * eps) / np.sqrt(1 + np.exp(-lam))).numpy()
         for i, (name, sched) in enumerate(schedules.items()):
             assert abs(float(sched.logsnr(ts[i, j])) - lam) < 1e-6, name
             assert np.allclose(images[i, j], want, atol=1e-9), name
-    fig = dj.logsnr_grid_figure(images, ts, lams, (6.0, 0.0, -3.0), list(schedules))
+    fig = fw.logsnr_grid_figure(images, ts, lams, (6.0, 0.0, -3.0), list(schedules))
     assert fig.layout.annotations[0].text == f"λ = 6<br>t = {ts[0, 0]:.3f}"
 
 

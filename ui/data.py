@@ -14,7 +14,6 @@ from plotly.subplots import make_subplots
 
 from diffusion.samplers import guided, prior_sample, sample
 
-from .denoise import one_thread  # noqa: F401  (re-exported for the page)
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
 
 LEARNED_SAMPLER, LEARNED_STEPS = "heun", 25  # the fixed sampler of this page (2 x 25 network calls)

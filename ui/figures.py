@@ -2,7 +2,8 @@
 
 * palette, fonts and EXTENT, the square the standardised toy sets live in;
 * grids: `mesh_points` / `square_grid` (points of a grid, row-major like a heat map), `view_scale` /
-  `view_half_width` (how far the view zooms out with the noise), `density_grid` (the exact p_t on a grid);
+  `view_half_width` (how far the view zooms out with the noise), `square_axes` (equal axes over a square),
+  `density_grid` (the exact p_t on a grid);
 * compact coordinates: `round_coords`, `round_density`, `joined` (several paths as one line trace);
 * figures as dicts: `figure_dict` / `plain_dict`, `with_frames` (frames given as plain dicts), `patch` /
   `patch_layout` / `at_frame` (a cached dict redrawn with a few keys replaced, or opened at a frame),
@@ -63,6 +64,14 @@ def view_half_width(alpha, sigma, extent: float = EXTENT) -> float:
     """Half the side of the square shown at noise level (alpha, sigma): the data's extent, grown with the total
     scale sqrt(alpha^2 + sigma^2), so that variance-exploding schedules (sigma up to 80) stay in view."""
     return extent * view_scale(alpha, sigma)
+
+
+def square_axes(fig: go.Figure, extent: float, row=None, col=None, ylabel="x₂", xlabel="x₁", anchor="x") -> None:
+    """Equal axes over [-extent, extent] on a panel (every panel when row and col are None): `anchor` is the
+    x axis the y axis keeps its scale with, and the panel shrinks to stay square instead of widening its range."""
+    fig.update_xaxes(range=[-extent, extent], title_text=xlabel, constrain="domain", row=row, col=col)
+    fig.update_yaxes(range=[-extent, extent], title_text=ylabel, scaleanchor=anchor, constrain="domain",
+                     row=row, col=col)
 
 
 def density_grid(dist, alpha, sigma, n: int = 100, extent: float = EXTENT, label=None):

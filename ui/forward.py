@@ -3,7 +3,9 @@
 `forward_animation` is the noising movie (exact p_t as a heat map, noisy points, a few tracked points
 with their path so far), `schedule_curves` the alpha / sigma / SNR / log-SNR curves of several schedules
 on shared axes, and `schedules_from_params` turns slider values into schedules, falling back to the
-defaults (with a message naming the parameter) when a combination is rejected.
+defaults (with a message naming the parameter) when a combination is rejected. `logsnr_digit_grid` /
+`logsnr_grid_figure` are the digit view: the same digit and the same noise at a row of log-SNR values for
+every schedule, where equal lambda gives the same picture once divided by sqrt(alpha^2 + sigma^2).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from diffusion.schedules import SCHEDULES, make_schedule
 
 from .figures import (DENSITY_SCALE, FONT, PALETTE, add_player, density_grid, joined, place_player, plain_dict,
                       round_coords, round_density, view_half_width, with_frames)
+from .images import image_grid
 
 FRAME_TS = np.round(np.linspace(0.0, 1.0, 31), 4)  # the animation's t values (every 1/30)
+FORWARD_LAMBDAS = (8.0, 4.0, 2.0, 0.0, -2.0, -4.0, -8.0)  # the digit view's columns
 TRACK_COLOR = "#000000"
 
 
@@ -224,3 +228,41 @@ def mark_t(lines: go.Figure, schedules: dict, current: str, t: float, names: dic
 def schedule_curves(schedules: dict, current: str, t: float, names: dict | None = None, n: int = 201) -> go.Figure:
     """The 2x2 curve grid of every schedule with `current` bold and each schedule's value at `t` marked."""
     return mark_t(curve_lines(schedules, current, names, n), schedules, current, t, names)
+
+
+# --- the digit view: the same digit at equal log-SNR under every schedule --------------------------
+
+def logsnr_digit_grid(x0, schedules: dict, lambdas=FORWARD_LAMBDAS, seed: int = 0):
+    """(images [S, L, 28, 28], ts [S, L], actual lambdas [S, L]) for one digit x0 [1, 28, 28] and one eps.
+
+    For each schedule and each lambda: t = schedule.t_of_logsnr(lambda) (clamped to the schedule's range),
+    x_t = alpha_t x0 + sigma_t eps, shown as x_t / sqrt(alpha_t^2 + sigma_t^2) = (x0 + e^{-lambda/2} eps) /
+    sqrt(1 + e^{-lambda}): a function of lambda alone, so equal lambdas give equal pictures."""
+    x0 = torch.as_tensor(x0, dtype=torch.float64).reshape(28, 28)
+    eps = torch.randn((28, 28), generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+    lams = torch.tensor(lambdas, dtype=torch.float64)
+    imgs, tss, lam_out = [], [], []
+    for sched in schedules.values():
+        ts = sched.t_of_logsnr(lams)
+        a, s = sched.alpha_sigma(ts)
+        scale = torch.sqrt(a**2 + s**2)
+        imgs.append(((a / scale)[:, None, None] * x0 + (s / scale)[:, None, None] * eps).numpy())
+        tss.append(ts.numpy())
+        lam_out.append(sched.logsnr(ts).numpy())
+    return np.stack(imgs), np.stack(tss), np.stack(lam_out)
+
+
+def logsnr_grid_figure(images, ts, lams, lambdas=FORWARD_LAMBDAS, row_names=None) -> go.Figure:
+    """The grid of logsnr_digit_grid: rows = schedules, columns = log-SNR values, each cell titled with its t."""
+    rows, cols = ts.shape
+    titles = []
+    for r in range(rows):
+        row = []
+        for c in range(cols):
+            head = f"λ = {lambdas[c]:g}<br>" if r == 0 else ""
+            off = "" if abs(lams[r, c] - lambdas[c]) < 1e-3 else f" (λ={lams[r, c]:.1f})"
+            row.append(f"{head}t = {ts[r, c]:.3f}{off}")
+        titles.append(row)
+    fig = image_grid(images, titles, row_names, cell=120)
+    fig.update_layout(height=80 + rows * 175, margin=dict(l=130, r=10, t=80, b=10))
+    return fig

@@ -1,14 +1,14 @@
 """Memorising versus generalising: networks trained on exactly N points, against the ideal denoiser of those N.
 
-For each N in NS the N training points are `ui.denoise.training_set(dist, N, SEED)`. The ideal denoiser of
-that set (`ui.denoise.memoriser`) can only return its points. A network of the shipped 2-D architecture is
-trained on the same N points with the shipped recipe (RECIPE) and saved in
+For each N in NS the N training points are `ui.memorisation_figures.training_set(dist, N, SEED)`. The ideal
+denoiser of that set (`ui.memorisation_figures.memoriser`) can only return its points. A network of the shipped
+2-D architecture is trained on the same N points with the shipped recipe (RECIPE) and saved in
 checkpoints/memorisation/<dataset>-N<n>.safetensors. Both then sample from one shared noise, and a fresh
 sample of the true distribution is the reference for "as far from the training points as new data is".
 
-    python -m ui.memorisation train                     # every network of DATASETS x NS (minutes each)
-    python -m ui.memorisation train --datasets moons --ns 4 16
-    python -m ui.memorisation samples                   # the page's samples, checkpoints/memorisation/samples.npz
+    python -m checkpoints.build memorisation-nets       # every network of DATASETS x NS (minutes each)
+    python -m checkpoints.build memorisation-nets --datasets moons --ns 4 16
+    python -m checkpoints.build memorisation-samples    # the page's samples, checkpoints/memorisation/samples.npz
 
 The samples file stores, per dataset: the weights' fingerprint of every network and a hash of every training
 set. The page uses it only when both still match; anything else is sampled live through `ui.workers`. The
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -29,9 +28,11 @@ import torch
 from diffusion.nets import MLPConfig
 from diffusion.train import DEFAULTS_2D
 
-from . import denoise as build
 from . import npz_files
 from .energy_maps import weights_fingerprint
+from .memorisation_figures import (MEMO_GRID, MEMO_SAMPLER, MEMO_STEPS, memoriser, nearest_distance, sample_from,
+                                   shared_noise, training_set)
+from .threads import one_thread
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDER = os.path.join(ROOT, "checkpoints", "memorisation")
@@ -39,7 +40,7 @@ PATH = os.path.join(FOLDER, "samples.npz")
 FORMAT = "diffusion-lab memorisation samples v1"
 DATASETS = ("moons",)
 NS = (4, 16, 64, 256, 1000, 2000)
-SEED = 0  # the training sets' seed, as on the page (build.training_set)
+SEED = 0  # the training sets' seed (training_set), as on the page
 N_GEN, NOISE_SEED = 1000, 0  # samples per sampler; the shared noise's seed (the true samples use NOISE_SEED + 1)
 # The shipped 2-D recipe (diffusion.train DEFAULTS_2D, MLPConfig defaults), unconditional: the same network
 # that generalises when it sees fresh samples of the whole distribution at every step.
@@ -65,7 +66,7 @@ def train_net(dist, n: int, recipe: dict = RECIPE, callback=None):
     from diffusion.train import build_model
     from diffusion.training import TrainConfig, train
 
-    points = build.training_set(dist, n, SEED)[0].float()  # [N, 2]
+    points = training_set(dist, n, SEED)[0].float()  # [N, 2]
 
     def data(b, g):
         return points[torch.randint(n, (b,), generator=g)], None
@@ -85,7 +86,7 @@ def save_net(path, model, dist, dataset: str, n: int, result, recipe: dict = REC
 
     from diffusion.checkpoints import save_checkpoint
 
-    points = build.training_set(dist, n, SEED)[0]
+    points = training_set(dist, n, SEED)[0]
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     return save_checkpoint(path, model, dataset=dataset, label_names=[],
                            memorisation={"n": n, "seed": SEED, "points_sha": points_hash(points)},
@@ -122,19 +123,19 @@ def compute(dist, nets: dict, ns=NS, n_gen: int = N_GEN, seed: int = NOISE_SEED,
 
     schedule = make_schedule(schedule_spec)
     out = {}
-    with build.one_thread():
-        noise = build.shared_noise(schedule, n_gen, seed)
+    with one_thread():
+        noise = shared_noise(schedule, n_gen, seed)
         out["true"] = dist.sample(n_gen, generator=torch.Generator().manual_seed(seed + 1))[0].double().numpy()
         for n in ns:
-            points, labels = build.training_set(dist, n, SEED)
+            points, labels = training_set(dist, n, SEED)
             out[f"train_{n}"] = points.numpy()
-            out[f"ideal_{n}"] = build.sample_from(oracle_model(build.memoriser(dist, points, labels), schedule),
+            out[f"ideal_{n}"] = sample_from(oracle_model(memoriser(dist, points, labels), schedule),
                                                   schedule, noise)
             if n in nets:
                 if nets[n].schedule.spec() != schedule.spec():
                     raise ValueError(f"the N = {n} network uses schedule {nets[n].schedule.spec()}, "
                                      f"not {schedule.spec()}")
-                out[f"net_{n}"] = build.sample_from(nets[n], schedule, noise)
+                out[f"net_{n}"] = sample_from(nets[n], schedule, noise)
     return out
 
 
@@ -143,10 +144,10 @@ def distances(arrays: dict, ns) -> dict:
     out = {}
     for n in ns:
         train = arrays[f"train_{n}"]
-        d = {"ideal": build.nearest_distance(arrays[f"ideal_{n}"], train)}
+        d = {"ideal": nearest_distance(arrays[f"ideal_{n}"], train)}
         if f"net_{n}" in arrays:
-            d["net"] = build.nearest_distance(arrays[f"net_{n}"], train)
-        d["true"] = build.nearest_distance(arrays["true"], train)
+            d["net"] = nearest_distance(arrays[f"net_{n}"], train)
+        d["true"] = nearest_distance(arrays["true"], train)
         out[n] = d
     return out
 
@@ -179,15 +180,15 @@ def build_file(datasets=DATASETS, ns=NS, folder: str = FOLDER, progress=None) ->
     """The arrays of a samples file from the shipped networks in `folder`."""
     from toy_data import get_dataset
 
-    arrays, meta = {}, {"format": FORMAT, "sampler": build.MEMO_SAMPLER, "steps": build.MEMO_STEPS,
-                        "grid": build.MEMO_GRID, "n_gen": N_GEN,
+    arrays, meta = {}, {"format": FORMAT, "sampler": MEMO_SAMPLER, "steps": MEMO_STEPS,
+                        "grid": MEMO_GRID, "n_gen": N_GEN,
                         "noise_seed": NOISE_SEED, "seed": SEED, "datasets": {}}
     for name in datasets:
         dist = get_dataset(name)
         nets, problem = load_nets(name, ns, folder)
         if problem or set(nets) != set(ns):
             raise ValueError(f"{name}: networks missing or unreadable ({problem or sorted(set(ns) - set(nets))}); "
-                             "run python -m ui.memorisation train first")
+                             "run python -m checkpoints.build memorisation-nets first")
         spec = nets[ns[0]].schedule.spec()
         start = time.perf_counter()
         out = compute(dist, nets, ns, schedule_spec=spec)
@@ -248,58 +249,13 @@ def stored(store: dict | None, dataset: str, nets: dict, ns=NS) -> dict | None:
     if store is None or dataset not in store:
         return None
     meta, d = store["meta"], store["meta"]["datasets"][dataset]
-    if (d["ns"] != list(ns) or set(nets) != set(ns) or meta["sampler"] != build.MEMO_SAMPLER
-            or meta["steps"] != build.MEMO_STEPS or meta.get("grid") != build.MEMO_GRID
+    if (d["ns"] != list(ns) or set(nets) != set(ns) or meta["sampler"] != MEMO_SAMPLER
+            or meta["steps"] != MEMO_STEPS or meta.get("grid") != MEMO_GRID
             or meta.get("seed") != SEED or meta.get("n_gen") != N_GEN or meta.get("noise_seed") != NOISE_SEED):
         return None
     dist = get_dataset(dataset)
     for n in ns:
         if (d["fingerprints"][str(n)] != weights_fingerprint(nets[n]) or nets[n].schedule.spec() != d["spec"]
-                or d["points_sha"][str(n)] != points_hash(build.training_set(dist, n, SEED)[0])):
+                or d["points_sha"][str(n)] != points_hash(training_set(dist, n, SEED)[0])):
             return None
     return store[dataset]
-
-
-# --- command line -----------------------------------------------------------------------------------------------
-
-def main(argv=None) -> int:
-    from diffusion import cli
-    from toy_data import DATASETS as ALL, get_dataset
-
-    p = cli.ArgumentParser(prog="python -m ui.memorisation", description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["train", "samples"], help="train the networks, or write the page's samples")
-    p.add_argument("--datasets", nargs="+", choices=list(ALL), default=list(DATASETS))
-    p.add_argument("--ns", nargs="+", type=cli.positive_int("--ns", 1, 100_000), default=list(NS))
-    p.add_argument("--steps", type=cli.positive_int("--steps", 1, 1_000_000), default=RECIPE["steps"])
-    p.add_argument("--folder", default=FOLDER, help="where the networks are (and the samples file goes)")
-    args = p.parse_args(argv)
-    os.makedirs(args.folder, exist_ok=True)
-    if args.what == "train":
-        recipe = {**RECIPE, "steps": args.steps}
-        for name in args.datasets:
-            for n in args.ns:
-                dist = get_dataset(name)
-                model, result = train_net(dist, n, recipe)
-                path = net_path(name, n, args.folder)
-                save_net(path, model, dist, name, n, result, recipe)
-                sys.stderr.write(f"{path}: {result.steps_done} steps in {result.seconds:.0f} s, "
-                                 f"final loss {np.mean(result.losses[-100:]):.4f}\n")
-        return 0
-    out = os.path.join(args.folder, os.path.basename(PATH))
-    arrays = build_file(args.datasets, tuple(args.ns), args.folder,
-                        progress=lambda name, secs: sys.stderr.write(f"{name}: sampled in {secs:.0f} s\n"))
-    save(out, arrays)
-    store, _ = load(out)
-    for name in args.datasets:
-        for n, d in distances(store[name], args.ns).items():
-            sys.stderr.write(f"{name} N={n}: median distance to the nearest training point: "
-                             + ", ".join(f"{k} {np.median(v):.4f} (se {median_se(v):.4f})" for k, v in d.items())
-                             + "\n")
-    sys.stderr.write(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)\n")
-    return 0
-
-
-if __name__ == "__main__":
-    from diffusion import cli
-
-    raise SystemExit(cli.run(main, "python -m ui.memorisation"))
