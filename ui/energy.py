@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 from diffusion.likelihood import energy_via_ode
 
 from .figures import EXTENT, FONT, PALETTE, mesh_points, quiver, square_grid
+from .threads import one_thread
 
 ENERGY_SCALE = "Viridis"  # low energy (likely) dark blue, high energy (unlikely) yellow
 EVALS_PER_SECOND = 1e9  # a generous machine: a billion energy evaluations per second
@@ -26,9 +27,6 @@ SECONDS_PER_YEAR = 365.25 * 24 * 3600
 AGE_OF_UNIVERSE_YEARS = 13.8e9
 ATOMS_IN_UNIVERSE_LOG10 = 80  # about 10^80 atoms in the observable universe
 MNIST_DIM = 28 * 28
-
-
-from .threads import one_thread  # noqa: E402,F401  (re-exported for the pages)
 
 
 def exact_energy(dist, alpha: float, sigma: float, label=None, n: int = 80, half: float = EXTENT):

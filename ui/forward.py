@@ -21,13 +21,11 @@ from diffusion.schedules import SCHEDULES, make_schedule
 from .figures import (DENSITY_SCALE, FONT, PALETTE, add_player, density_grid, joined, place_player, plain_dict,
                       round_coords, round_density, view_half_width, with_frames)
 from .images import image_grid
+from .threads import one_thread
 
 FRAME_TS = np.round(np.linspace(0.0, 1.0, 31), 4)  # the animation's t values (every 1/30)
 FORWARD_LAMBDAS = (8.0, 4.0, 2.0, 0.0, -2.0, -4.0, -8.0)  # the digit view's columns
 TRACK_COLOR = "#000000"
-
-
-from .threads import one_thread  # noqa: E402,F401  (re-exported for the pages)
 
 
 def nearest_frame(ts, t: float) -> int:

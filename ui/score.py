@@ -12,8 +12,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .energy import one_thread
 from .figures import DENSITY_SCALE, FONT, PALETTE, add_player, quiver, square_grid, view_half_width
+from .threads import one_thread
 
 DIFF_SCALE = [[0.0, "#ffffff"], [1.0, "#D55E00"]]  # white (agree) to vermillion (disagree)
 ARROW_CAP = 2.5  # |sigma * score| at which an arrow reaches its full length (one grid cell)
