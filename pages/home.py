@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from diffusion.schedules import make_schedule
 from ui.figures import forward_panels
 from ui.page import downloads, show_source
 from ui.state import view
@@ -66,11 +67,12 @@ TS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _figure(data_key: str, spec: str, label):
-    return forward_panels(v.dist, v.schedule, TS, label=label)
+def _figure(data_key: str, spec: str, label, _dist):
+    """`data_key` names `_dist`."""
+    return forward_panels(_dist, make_schedule(spec), TS, label=label)
 
 
-fig = _figure(v.data_key, v.schedule.spec(), v.label)
+fig = _figure(v.data_key, v.schedule.spec(), v.label, v.dist)
 st.plotly_chart(fig, width="stretch", theme=None)
 st.caption("At t = 0 the points are the data, coloured by class. By t = 1 only noise is left. The log-SNR λ "
            "falls as t grows: a high λ means mostly signal, a low λ mostly noise.")
