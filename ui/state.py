@@ -14,7 +14,6 @@ from dataclasses import dataclass, fields
 
 import streamlit as st
 import torch
-from streamlit.runtime.pages_manager import PagesManager
 
 from diffusion.models import oracle_model, reschedule
 from diffusion.samplers import SAMPLERS
@@ -207,19 +206,32 @@ def sidebar() -> View:
 
 
 def view() -> View:
-    """The view the sidebar drew on this run. A page calls this once, at its top."""
-    if getattr(PagesManager, "uses_pages_directory", False):
-        # Streamlit decides between st.navigation and its older pages/-folder mode only once app.py has
-        # called st.navigation; until then (the first run on a fresh server opened at a page's URL, and
-        # every AppTest run) it runs pages/<page>.py alone, without app.py. Run app.py from here instead,
-        # which draws the layout, the navigation, the sidebar and this page, then end this outer run.
-        PagesManager.uses_pages_directory = False
+    """The view the sidebar drew on this run. A page calls this once, at its top.
+
+    app.py keeps the sidebar's view in st.session_state["_view"] while the page runs (`forget` drops it
+    afterwards), so a page that finds none was started without app.py. Streamlit 1.67 does that because this
+    app has a folder named pages/. A PagesManager (streamlit/runtime/pages_manager.py) created while no script
+    has called st.navigation sets the class attribute `uses_pages_directory` to whether <app folder>/pages
+    exists; while it is true the script runner (`_mpa_v1`, runtime/scriptrunner/script_runner.py) does not
+    execute app.py but builds a navigation from the files in pages/ and runs the requested one alone. The
+    setting is one per process and only st.navigation turns it off. So the first run on a fresh server opened
+    at a page's URL (/forward) runs pages/forward.py alone, and so does every AppTest run of a page other than
+    Home (AppTest sets the attribute back to None before each run). Home is not affected: in that mode app.py
+    is the main page and runs as one.
+
+    Here the page then runs app.py, as Streamlit runs it ("__main__"): its st.navigation turns the pages/ mode
+    off for the server, and it draws the page config, the titled navigation, the sidebar and this same page;
+    then this outer run stops. Without that, the page would show without app.py's page title and layout,
+    navigation, sidebar and thread settings, and, as nothing would call st.navigation, every later session on
+    the server would get pages run alone too until someone opened Home. Streamlit 1.67 has no setting that
+    turns the pages/ detection off (client.showSidebarNavigation only hides that mode's navigation), and the
+    folder's name is fixed by the project's layout. This reads no private Streamlit state: only the marker
+    app.py leaves.
+    """
+    v = st.session_state.get("_view")
+    if v is None:
         runpy.run_path(APP, run_name="__main__")
         st.stop()
-    v = st.session_state.get("_view")
-    if v is None:  # a page run on its own (AppTest's switch_page runs only the page): draw the sidebar here
-        v = sidebar()
-        forget()
     return v
 
 
