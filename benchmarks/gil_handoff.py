@@ -26,6 +26,7 @@ def main():
     import torch
 
     from diffusion.checkpoints import load_checkpoint
+    from diffusion.metrics import EnergyReference
     from diffusion.schedules import make_schedule
     from toy_data import get_dataset
     from ui import reverse as rv
@@ -34,7 +35,7 @@ def main():
     torch.set_num_threads(1)
     dist, sched = get_dataset("moons"), make_schedule("cosine")
     net, _ = load_checkpoint(os.path.join(ROOT, "checkpoints", "moons.safetensors"))
-    ref = rv.EDReference(dist, 2000, 1)
+    ref = EnergyReference(dist, 2000, 1)
     loops = [0]
 
     def busy(stop):

@@ -10,6 +10,7 @@ import time  # noqa: E402
 
 import plotly.graph_objects as go  # noqa: E402
 
+from diffusion.metrics import EnergyReference  # noqa: E402
 from diffusion.samplers import guided, nfe_of, sample  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from ui import guidance as gd  # noqa: E402
@@ -80,7 +81,7 @@ def _trajectory(model_key, spec, sampler, steps, label, w, eta, seed, n, device,
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _reference(data_key, label, n, _dist):
-    """(EDReference, the ratios of N_CONTROLS fresh exact samples against it)."""
+    """(EnergyReference, the ratios of N_CONTROLS fresh exact samples against it)."""
     return offload(rv.reference_with_controls, _dist, n, label, N_CONTROLS)
 
 
@@ -294,4 +295,4 @@ st.plotly_chart(x0_fig, width="stretch", theme=None, key="reverse.x0hat")
 st.caption(f"{main_name} model with the sidebar's sampler: three particles of the run above. Crosses grow as t falls.")
 downloads(x0_fig, "predicted-x0", key="reverse.dl.x0hat")
 
-show_source(rv.run, sample, guided, rv.sampling_animation, rv.EDReference, rv.ode_sde_figure, rv.x0_hat_figure)
+show_source(rv.run, sample, guided, rv.sampling_animation, EnergyReference, rv.ode_sde_figure, rv.x0_hat_figure)

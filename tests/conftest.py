@@ -81,41 +81,15 @@ N_REFS = 3  # independent reference samples the generated one is compared with
 N_FLOOR_PAIRS = 5  # pairs of true samples that set the floor
 
 
-def _mean_dist(x: torch.Tensor, y: torch.Tensor) -> float:
-    return torch.cdist(x, y).mean().item()
+def calibrated_reference(dist, n: int = N_POINTS, refs: int = N_REFS, pairs: int = N_FLOOR_PAIRS):
+    """diffusion.metrics.EnergyReference of `refs` true samples of size n, with the floor of `pairs` pairs of
+    true samples (diffusion.metrics.energy_distance_floor), each drawn from the seeds chosen below."""
+    from diffusion.metrics import EnergyReference, energy_distance_floor
 
-
-class EnergyReference:
-    """The truth for one distribution: the energy-distance floor and reference samples.
-
-    `ratio(x)` is mean_i energy_distance(x, ref_i) / floor. It computes exactly what
-    `diffusion.metrics.energy_distance` computes (the same float64 cdist means, combined in the same
-    order; `test_energy_reference_matches_metrics` checks the two agree), but computes each reference's
-    self-distance term once instead of once per call, which makes the sampler matrix's scoring about twice as fast.
-    """
-
-    def __init__(self, dist, n: int = N_POINTS, refs: int = N_REFS, pairs: int = N_FLOOR_PAIRS):
-        from diffusion.metrics import energy_distance_floor
-
-        self.dist, self.n = dist, n
-        g = gen("floor", dist.name, n, FLOOR_SEEDS.get(dist.name, 0))
-        self.floor = energy_distance_floor(lambda m: dist.sample(m, generator=g)[0], n, pairs=pairs)
-        g = gen("refs", dist.name, n, REF_SEEDS.get(dist.name, 0))
-        self.refs = [self._prep(dist.sample(n, generator=g)[0]) for _ in range(refs)]
-        self.ref_self = [_mean_dist(r, r) for r in self.refs]
-
-    def _prep(self, x):
-        return x.reshape(x.shape[0], -1)[: 10_000].double()
-
-    def distances(self, x: torch.Tensor) -> list[float]:
-        """energy_distance(x, ref_i) for every reference."""
-        x = self._prep(x)
-        xx = _mean_dist(x, x)
-        return [2 * _mean_dist(x, r) - xx - rr for r, rr in zip(self.refs, self.ref_self)]
-
-    def ratio(self, x: torch.Tensor) -> float:
-        d = self.distances(x)
-        return sum(d) / len(d) / self.floor
+    g = gen("floor", dist.name, n, FLOOR_SEEDS.get(dist.name, 0))
+    floor = energy_distance_floor(lambda m: dist.sample(m, generator=g)[0], n, pairs=pairs)
+    g = gen("refs", dist.name, n, REF_SEEDS.get(dist.name, 0))
+    return EnergyReference.from_samples([dist.sample(n, generator=g)[0] for _ in range(refs)], floor)
 
 
 # The floor from 5 pairs is itself noisy: one pair's energy distance has a relative sd of 0.5-0.7, so a
@@ -168,10 +142,10 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{value:6.3f}  {key}")
 
 
-def energy_reference(name: str) -> EnergyReference:
-    """The EnergyReference of a toy data set, built once per test session."""
+def energy_reference(name: str):
+    """The calibrated diffusion.metrics.EnergyReference of a toy data set, built once per test session."""
     from toy_data import get_dataset
 
     if name not in _REFERENCES:
-        _REFERENCES[name] = EnergyReference(get_dataset(name))
+        _REFERENCES[name] = calibrated_reference(get_dataset(name))
     return _REFERENCES[name]

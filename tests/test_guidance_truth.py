@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion.metrics import energy_distance
+from diffusion.metrics import EnergyReference, energy_distance
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
@@ -152,9 +152,9 @@ def test_guidance_report_rows_measure_the_clouds():
 # --- the energy-distance ratio's scale ------------------------------------------------------------------
 
 def test_ed_floor_is_the_expected_distance_of_two_exact_samples():
-    """EDReference's floor 2 E|Y-Y'| / n equals the mean energy distance of many independent pairs."""
+    """EnergyReference's floor 2 E|Y-Y'| / n equals the mean energy distance of many independent pairs."""
     dist, n = get_dataset("8gaussians"), 300
-    ref = rv.EDReference(dist, n)
+    ref = EnergyReference(dist, n)
     g = torch.Generator().manual_seed(6)
     eds = np.array([energy_distance(dist.sample(n, generator=g)[0], dist.sample(n, generator=g)[0])
                     for _ in range(300)])
@@ -171,5 +171,5 @@ def test_controls_show_the_spread_of_a_perfect_sampler():
     shift = torch.tensor([0.5, 0.0])
     g = torch.Generator().manual_seed(7)
     r500 = ref.ratio(dist.sample(500, generator=g)[0] + shift)
-    r1000 = rv.EDReference(dist, 1000).ratio(dist.sample(1000, generator=g)[0] + shift)
+    r1000 = EnergyReference(dist, 1000).ratio(dist.sample(1000, generator=g)[0] + shift)
     assert r500 > 10 * max(controls) and (r1000 - 1) / (r500 - 1) == pytest.approx(2.0, rel=0.2)

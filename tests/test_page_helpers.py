@@ -3,6 +3,7 @@
 import inspect
 import threading
 
+from diffusion.metrics import EnergyReference
 from ui import page
 from ui import reverse as rv
 
@@ -21,7 +22,7 @@ def test_sources_are_read_once_and_shared_by_threads(monkeypatch):
 
     def read():
         try:
-            results.append((page.source_of(rv.EDReference), page.source_of(rv.run)))
+            results.append((page.source_of(EnergyReference), page.source_of(rv.run)))
         except Exception as e:  # noqa: BLE001 -- a SystemError from concurrent ast parsing would land here
             errors.append(e)
 
@@ -31,6 +32,6 @@ def test_sources_are_read_once_and_shared_by_threads(monkeypatch):
     for t in threads:
         t.join()
     assert not errors and len(results) == 8
-    assert calls == [rv.EDReference, rv.run]  # a class's source parses its whole module: once only
-    assert results[0][0] == real(rv.EDReference) and "class EDReference" in results[0][0]
+    assert calls == [EnergyReference, rv.run]  # a class's source parses its whole module: once only
+    assert results[0][0] == real(EnergyReference) and "class EnergyReference" in results[0][0]
     assert all(r == results[0] for r in results)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from diffusion.metrics import EnergyReference
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
@@ -103,7 +104,7 @@ def test_ode_is_deterministic_and_sde_is_not_from_the_same_start():
 
 def test_exact_oracle_with_heun_50_steps_reads_as_the_truth():
     dist, sched = get_dataset("moons"), make_schedule("cosine")
-    ref = rv.EDReference(dist, 2000)
+    ref = EnergyReference(dist, 2000)
     traj = rv.run(oracle_model(dist, sched), sched, "heun", 50, n=2000, seed=1)
     assert ref.ratio(traj.xs[-1]) < 2
     bad = rv.run(oracle_model(dist, sched), sched, "euler", 2, n=2000, seed=1)  # two Euler steps: visibly off

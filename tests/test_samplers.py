@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from conftest import LABEL_PURITY, EnergyReference, energy_reference, gen, record_ratio
-from diffusion.metrics import energy_distance
+from conftest import LABEL_PURITY, calibrated_reference, energy_reference, gen, record_ratio
+from diffusion.metrics import EnergyReference, energy_distance, mean_distance
 from diffusion.models import oracle_model
 from diffusion.samplers import (GRIDS, NFE_PER_STEP, SAMPLERS, Trajectory, guided, nfe_of, prior_sample,
                                 sample, steps_for_nfe, time_grid)
@@ -34,12 +34,18 @@ def run(name, schedule, sampler, steps, grid, n=N, label=None, guidance=0.0, dty
 # --- the energy-distance machinery itself ---------------------------------------------------------
 
 def test_energy_reference_matches_metrics():
-    """The cached ratio computes exactly diffusion.metrics.energy_distance."""
+    """The reference's ratio computes exactly diffusion.metrics.energy_distance."""
     dist = get_dataset("8gaussians")
-    ref = EnergyReference(dist, n=600, refs=2, pairs=2)
+    ref = calibrated_reference(dist, n=600, refs=2, pairs=2)
     x = dist.sample(600, generator=gen("erm"))[0] * 1.1
     assert ref.distances(x) == pytest.approx([energy_distance(x, r) for r in ref.refs], rel=1e-12, abs=1e-15)
     assert ref.ratio(x) == pytest.approx(sum(energy_distance(x, r) for r in ref.refs) / 2 / ref.floor, rel=1e-12)
+    ref = EnergyReference(dist, 600, refs=2, pairs=2)  # the pooled floor 2 E|Y - Y'| / n
+    assert ref.distances(x) == pytest.approx([energy_distance(x, r) for r in ref.refs], rel=1e-12, abs=1e-15)
+    pool = dist.sample(1200, generator=torch.Generator().manual_seed(ref.seed))[0]
+    assert ref.floor == pytest.approx(2 * mean_distance(pool) / 600, rel=1e-12)
+    with pytest.raises(ValueError, match="given samples"):
+        EnergyReference.from_samples(ref.refs, ref.floor).controls(2)
 
 
 def test_energy_distance_detects_a_shift():

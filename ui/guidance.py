@@ -16,11 +16,12 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from diffusion.metrics import EnergyReference
 from toy_data.tilted import TiltedMixture
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, joined, mesh_points, round_coords, round_density
 from .threads import one_thread
-from .reverse import EDReference, run
+from .reverse import run
 
 # Heun and Euler-Maruyama steps: 4x finer grids moved the clouds' means by at most 0.02 (exact scores,
 # 8gaussians E at w = 3, moons' upper moon at w = 4).
@@ -63,7 +64,7 @@ def guidance_report(dist, schedule, models: dict, label: int, w: float, n: int =
         tilted = TiltedMixture(dist, label, w)
         g = torch.Generator().manual_seed(seed + 2)
         exact = {"p(x | c)": dist.sample(n, label=label, generator=g)[0], "tilted": tilted.sample(n, generator=g)[0]}
-        refs = {"cond": EDReference(dist, n, label), "tilted": EDReference(tilted, n)}
+        refs = {"cond": EnergyReference(dist, n, label), "tilted": EnergyReference(tilted, n)}
 
         def log_p_c(x):
             return dist.log_prob(x.double(), label=label)

@@ -3,9 +3,9 @@
 `run` draws noise and runs a sampler with its whole trajectory; `sampling_animation` turns one or two
 trajectories (exact beside learned, same starting noise) into an in-browser movie over the exact p_t;
 `ode_sde_figure` puts a deterministic and a stochastic run from the same start side by side;
-`x0_hat_figure` follows the predicted clean point along a path; `EDReference` scores samples against
-the exact truth as an energy-distance ratio (1 = as close as a fresh true sample) and measures how
-much a perfect sampler's ratio scatters.
+`x0_hat_figure` follows the predicted clean point along a path; `reference_with_controls` and `ed_vs_steps`
+score samples against the exact truth with diffusion.metrics.EnergyReference, as an energy-distance ratio
+(1 = as close as a fresh true sample), beside how much a perfect sampler's ratio scatters.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from diffusion.metrics import mean_distance
+from diffusion.metrics import EnergyReference
 from diffusion.samplers import Trajectory, guided, prior_sample, sample
 
 from .figures import (DENSITY_SCALE, EXTENT, FONT, PALETTE, add_player, density_grid, joined, place_player,
@@ -222,72 +222,21 @@ def x0_hat_figure(dist, schedule, traj: Trajectory, tracked=TRACKED, label=None,
 
 # --- quality against the exact truth ---------------------------------------------------------------
 
-def _mean_dist(x: torch.Tensor, y: torch.Tensor) -> float:
-    return torch.cdist(x, y).mean().item()
+def reference_with_controls(dist, n: int, label=None, k: int = 12) -> tuple[EnergyReference, list[float]]:
+    """An EnergyReference and the ratios of k fresh exact samples against it (one call, for a worker process)."""
+    with one_thread():
+        ref = EnergyReference(dist, n, label)
+        return ref, ref.controls(k)
 
 
-class EDReference:
-    """Exact reference samples of `dist` (or of its conditional on `label`) and the energy-distance floor.
-
-    ratio(x) = mean over references of energy_distance(x, ref) / floor, where the floor is the expected energy
-    distance between two independent true samples of size n, so 1 means 'as close to the truth as a fresh
-    true sample'. For the V-statistic that expectation is exactly 2 E|Y - Y'| / n, and E|Y - Y'| is the mean
-    over all pairs of `pairs` x n pooled true points (diffusion.metrics.mean_distance): far steadier than
-    averaging the energy distance of a few pairs of samples (one pair's has a relative standard deviation
-    of 0.7-0.8 on moons and 8gaussians, so a mean of 8 pairs still moves by about 25%).
-    Each reference's self-distance term is computed once (the same float64 cdist means, combined in the same
-    order as diffusion.metrics.energy_distance).
-
-    Even a perfect sampler's ratio scatters around 1: `controls(k)` are the ratios of k fresh exact samples,
-    to show that spread beside the sampler's. Far from the truth the ratio grows in proportion to n: for two
-    different distributions E[ED] = D + (E|X-X'| + E|Y-Y'|) / n, so the ratio is n D / (2 E|Y-Y'|) plus a
-    term of order 1, where D is the distributions' own energy distance.
-    """
-
-    def __init__(self, dist, n: int, label=None, seed: int = 12345, refs: int = 4, pairs: int = 4):
-        g = torch.Generator().manual_seed(seed)
-        self.dist, self.label, self.n, self.seed = dist, label, n, seed
-        with one_thread():
-            pool = dist.sample(pairs * n, label=label, generator=g)[0]
-            self.floor = 2 * mean_distance(pool) / n
-            self.refs = [dist.sample(n, label=label, generator=g)[0].double() for _ in range(refs)]
-            self.ref_self = [_mean_dist(r, r) for r in self.refs]
-
-    def distances(self, x: torch.Tensor) -> list[float]:
-        """energy_distance(x, ref) for every reference."""
-        x = x.reshape(x.shape[0], -1)[:10_000].double()
-        with one_thread():
-            xx = _mean_dist(x, x)
-            return [2 * _mean_dist(x, r) - xx - rr for r, rr in zip(self.refs, self.ref_self)]
-
-    def ratio(self, x: torch.Tensor) -> float:
-        d = self.distances(x)
-        return sum(d) / len(d) / self.floor
-
-    def control(self, seed: int = 777) -> float:
-        """The ratio of an independent exact sample of the same size (what a perfect sampler could score)."""
-        return self.controls(1, seed)[0]
-
-    def controls(self, k: int = 12, seed: int = 777) -> list[float]:
-        """The ratios of k independent exact samples of the same size: how far a perfect sampler's ratio
-        scatters from draw to draw at this n (the first is `control()`)."""
-        g = torch.Generator().manual_seed(self.seed + seed)
-        return [self.ratio(self.dist.sample(self.n, label=self.label, generator=g)[0]) for _ in range(k)]
-
-
-def reference_with_controls(dist, n: int, label=None, k: int = 12) -> tuple[EDReference, list[float]]:
-    """An EDReference and the ratios of k fresh exact samples against it (one call, for a worker process)."""
-    ref = EDReference(dist, n, label)
-    return ref, ref.controls(k)
-
-
-def ed_vs_steps(model, dist, schedule, sampler: str, steps_list, reference: EDReference, seed: int = 0,
+def ed_vs_steps(model, dist, schedule, sampler: str, steps_list, reference: EnergyReference, seed: int = 0,
                 label=None, guidance: float = 0.0, eta: float = 0.0, device: str = "cpu") -> list[float]:
     """The energy-distance ratio of `reference.n` samples for each number of steps (same starting noise)."""
     out = []
     for steps in steps_list:
         tr = run(model, schedule, sampler, int(steps), reference.n, seed, label, guidance, eta, device)
-        out.append(reference.ratio(tr.xs[-1]))
+        with one_thread():
+            out.append(reference.ratio(tr.xs[-1]))
     return out
 
 
