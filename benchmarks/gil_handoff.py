@@ -29,8 +29,7 @@ def main():
     from diffusion.metrics import EnergyReference
     from diffusion.schedules import make_schedule
     from toy_data import get_dataset
-    from ui import reverse as rv
-    from ui import workers
+    from ui import reverse, workers
 
     torch.set_num_threads(1)
     dist, sched = get_dataset("moons"), make_schedule("cosine")
@@ -58,10 +57,10 @@ def main():
         return took, loops[0] / took
 
     def here():
-        rv.ed_vs_steps(net, dist, sched, "heun", (5, 10), ref, 1, 1)
+        reverse.ed_vs_steps(net, dist, sched, "heun", (5, 10), ref, 1, 1)
 
     def there():
-        workers.offload(rv.ed_vs_steps, net, dist, sched, "heun", (5, 10), ref, 1, 1)
+        workers.offload(reverse.ed_vs_steps, net, dist, sched, "heun", (5, 10), ref, 1, 1)
 
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     print("| where | switch interval | busy Python threads | seconds | busy thread loops/s |")

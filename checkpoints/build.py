@@ -331,12 +331,12 @@ def digit_presets(argv) -> int:
 
 def _memorisation_parser(name: str, description: str):
     from toy_data import DATASETS as ALL
-    from ui import memorisation as memo
+    from ui import memorisation
 
     p = TARGETS[name].parser(description)
-    p.add_argument("--datasets", nargs="+", choices=list(ALL), default=list(memo.DATASETS))
-    p.add_argument("--ns", nargs="+", type=cli.positive_int("--ns", 1, 100_000), default=list(memo.NS))
-    p.add_argument("--folder", default=memo.FOLDER, help="where the networks are (and the samples file goes)")
+    p.add_argument("--datasets", nargs="+", choices=list(ALL), default=list(memorisation.DATASETS))
+    p.add_argument("--ns", nargs="+", type=cli.positive_int("--ns", 1, 100_000), default=list(memorisation.NS))
+    p.add_argument("--folder", default=memorisation.FOLDER, help="where the networks are (and the samples file goes)")
     return p
 
 
@@ -344,20 +344,20 @@ def memorisation_nets(argv) -> int:
     import numpy as np
 
     from toy_data import get_dataset
-    from ui import memorisation as memo
+    from ui import memorisation
 
     p = _memorisation_parser("memorisation-nets", "Page 6's networks: one per dataset and N, trained on exactly "
                              "the page's N training points with the shipped 2-D recipe (ui.memorisation.RECIPE).")
-    p.add_argument("--steps", type=cli.positive_int("--steps", 1, 1_000_000), default=memo.RECIPE["steps"])
+    p.add_argument("--steps", type=cli.positive_int("--steps", 1, 1_000_000), default=memorisation.RECIPE["steps"])
     args = p.parse_args(argv)
     os.makedirs(args.folder, exist_ok=True)
-    recipe = {**memo.RECIPE, "steps": args.steps}
+    recipe = {**memorisation.RECIPE, "steps": args.steps}
     for name in args.datasets:
         for n in args.ns:
             dist = get_dataset(name)
-            model, result = memo.train_net(dist, n, recipe)
-            path = memo.net_path(name, n, args.folder)
-            memo.save_net(path, model, dist, name, n, result, recipe)
+            model, result = memorisation.train_net(dist, n, recipe)
+            path = memorisation.net_path(name, n, args.folder)
+            memorisation.save_net(path, model, dist, name, n, result, recipe)
             sys.stderr.write(f"{path}: {result.steps_done} steps in {result.seconds:.0f} s, "
                              f"final loss {np.mean(result.losses[-100:]):.4f}\n")
     return 0
@@ -366,21 +366,21 @@ def memorisation_nets(argv) -> int:
 def memorisation_samples(argv) -> int:
     import numpy as np
 
-    from ui import memorisation as memo
+    from ui import memorisation
 
     p = _memorisation_parser("memorisation-samples", "Page 6's samples from the networks in --folder: the ideal "
                              "denoiser's, the networks' and fresh ones, from one shared noise.")
     args = p.parse_args(argv)
     os.makedirs(args.folder, exist_ok=True)
-    out = os.path.join(args.folder, os.path.basename(memo.PATH))
-    arrays = memo.build_file(args.datasets, tuple(args.ns), args.folder,
+    out = os.path.join(args.folder, os.path.basename(memorisation.PATH))
+    arrays = memorisation.build_file(args.datasets, tuple(args.ns), args.folder,
                              progress=lambda name, secs: sys.stderr.write(f"{name}: sampled in {secs:.0f} s\n"))
-    memo.save(out, arrays)
-    store, _ = memo.load(out)
+    memorisation.save(out, arrays)
+    store, _ = memorisation.load(out)
     for name in args.datasets:
-        for n, d in memo.distances(store[name], args.ns).items():
+        for n, d in memorisation.distances(store[name], args.ns).items():
             sys.stderr.write(f"{name} N={n}: median distance to the nearest training point: "
-                             + ", ".join(f"{k} {np.median(v):.4f} (se {memo.median_se(v):.4f})"
+                             + ", ".join(f"{k} {np.median(v):.4f} (se {memorisation.median_se(v):.4f})"
                                          for k, v in d.items()) + "\n")
     sys.stderr.write(f"wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB)\n")
     return 0

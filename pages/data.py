@@ -6,7 +6,7 @@ import torch
 
 from diffusion.samplers import sample
 from diffusion.schedules import make_schedule
-from ui import data as build
+from ui import data
 from ui.figures import LazyFigure, SpecFigure, density_grid, patch
 from ui.page import downloads, need_model, show_source
 from ui.state import bound, view
@@ -42,14 +42,14 @@ seed = st.session_state.get("data.seed", 0)
 @st.cache_data(show_spinner=False, max_entries=64)
 def _densities(data_key: str, label, _dist):
     """`data_key` names `_dist`."""
-    return build.density_grids(_dist, label)
+    return data.density_grids(_dist, label)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _exact(data_key: str, label, n: int, seed: int, _dist):
     """`data_key` names `_dist`."""
     with one_thread():
-        return build.exact_samples(_dist, n, None, seed), build.exact_samples(_dist, n, label, seed + 7919)
+        return data.exact_samples(_dist, n, None, seed), data.exact_samples(_dist, n, label, seed + 7919)
 
 
 POOL = 4000  # learned samples generated once per prompt; each draw picks n of them
@@ -58,14 +58,14 @@ POOL = 4000  # learned samples generated once per prompt; each draw picks n of t
 @st.cache_data(show_spinner="Sampling the learned model once for this prompt (Heun, 25 steps)...", max_entries=64)
 def _learned_pool(data_key: str, model_key: str, spec: str, label, device: str, _dist, _model):
     """`data_key` names `_dist`; `model_key` and `spec` name `_model` (the learned model under that schedule)."""
-    x = offload(build.learned_samples, _model, make_schedule(spec), POOL, label, seed=0, on=device)
+    x = offload(data.learned_samples, _model, make_schedule(spec), POOL, label, seed=0, on=device)
     with one_thread():
         return x, _dist.nearest_label(torch.as_tensor(x, dtype=torch.float64)).numpy()
 
 
 def _learned(model_key: str, spec: str, label, n: int, seed: int):
     x, y = _learned_pool(v.data_key, model_key, spec, label, v.device, dist, v.learned())
-    idx = build.draw_from_pool(np.arange(len(x)), n, seed)
+    idx = data.draw_from_pool(np.arange(len(x)), n, seed)
     return x[idx], y[idx]
 
 
@@ -85,15 +85,15 @@ if has_model:
 def _prompt_base(data_key: str, label, learned: bool, _dist) -> dict:
     """The three panels without samples (densities, titles, styles) as a plotly dict; samples are patched in.
     `data_key` names `_dist`."""
-    return build.prompt_figure(_dist, *_densities(data_key, label, _dist), label, None, None, None, None, learned_panel=learned).to_dict()
+    return data.prompt_figure(_dist, *_densities(data_key, label, _dist), label, None, None, None, None, learned_panel=learned).to_dict()
 
 
 if label is None:  # no prompt: p(x | c) would be p(x) again, so that panel is left out
     cond_x = cond_y = None
 spec = patch(_prompt_base(v.data_key, label, learned_x is not None, dist),
-             build.prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
+             data.prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
 st.plotly_chart(SpecFigure(spec), width="stretch", theme=None, key="data.fig")
-fig = LazyFigure(lambda: build.prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
+fig = LazyFigure(lambda: data.prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
 st.caption(
     f"Grey: the exact density (darker = more likely). Colour: each sample's label (for the learned samples, "
     f"the label of the nearest part of the data). Draw {n} points again with *Sample again*: the points move, "
@@ -103,8 +103,8 @@ st.caption(
 
 left, right = st.columns([2, 3])
 with left:
-    prior = build.class_prior(dist)
-    st.plotly_chart(build.prior_figure(dist, prior, label), width="stretch", theme=None, key="data.prior")
+    prior = data.class_prior(dist)
+    st.plotly_chart(data.prior_figure(dist, prior, label), width="stretch", theme=None, key="data.prior")
 with right:
     st.subheader("What the prompt does")
     if label is None:
@@ -118,7 +118,7 @@ with right:
             "all of them answer the prompt.")
         if learned_x is not None:
             with one_thread():
-                hit = build.prompt_hit_rate(dist, learned_x, label)
+                hit = data.prompt_hit_rate(dist, learned_x, label)
             st.metric("Learned samples that land in the prompted class", f"{hit:.1%}",
                       help="The fraction of the learned samples whose nearest mixture component carries the "
                            "prompted label (dist.nearest_label).")
@@ -132,5 +132,5 @@ with right:
     )
 
 downloads(fig, f"prompt-{v.dataset}-{prompt}", key="data.dl")
-show_source(build.class_prior, build.exact_samples, build.learned_samples, build.draw_from_pool, build.prompt_hit_rate,
-            build.density_grids, density_grid, type(dist).sample, sample, build.prompt_figure)
+show_source(data.class_prior, data.exact_samples, data.learned_samples, data.draw_from_pool, data.prompt_hit_rate,
+            data.density_grids, density_grid, type(dist).sample, sample, data.prompt_figure)

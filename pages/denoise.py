@@ -8,8 +8,7 @@ import torch
 
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
-from ui import memorisation as memo
-from ui import posterior
+from ui import memorisation, posterior
 from ui.denoiser_field import denoiser_field, field_data, field_figure, field_times
 from ui.figures import EXTENT, LazyFigure, SpecFigure, at_frame, patch, quiver, view_scale
 from ui.memorisation_figures import (MEMO_NAMES, MEMO_SAMPLER, MEMO_STEPS, distance_curve_figure, memorisation_figure,
@@ -193,13 +192,13 @@ st.latex(r"\hat x_0^{\,\mathrm{set}}(x_t) = \sum_{i=1}^{N} \mathrm{softmax}_i\!\
 @st.cache_resource(show_spinner=False)
 def _memo_file(path: str):
     """The shipped samples (checkpoints/memorisation/samples.npz), read once per server: (store or None, problem)."""
-    return memo.load(path)
+    return memorisation.load(path)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _memo_nets(dataset: str, folder: str):
     """({N: network trained on those N points}, problem) for the datasets that have them; ({}, None) otherwise."""
-    return memo.load_nets(dataset, folder=folder) if dataset in memo.DATASETS else ({}, None)
+    return memorisation.load_nets(dataset, folder=folder) if dataset in memorisation.DATASETS else ({}, None)
 
 
 @st.cache_resource(show_spinner="Sampling for every N (once)...", max_entries=16)
@@ -208,16 +207,16 @@ def _memo_all(data_key: str, dataset: str, path: str, folder: str, _dist):
     Read from the shipped samples file when it matches the shipped networks, else sampled once.
     `data_key` names `_dist` (for the user's own data it differs from `dataset`)."""
     nets, _ = _memo_nets(dataset, folder)
-    nets = nets if set(nets) == set(memo.NS) else {}  # one damaged network: show none rather than a gap
-    arrays = memo.stored(_memo_file(path)[0], dataset, nets) if data_key == dataset else None
+    nets = nets if set(nets) == set(memorisation.NS) else {}  # one damaged network: show none rather than a gap
+    arrays = memorisation.stored(_memo_file(path)[0], dataset, nets) if data_key == dataset else None
     if arrays is None:
-        arrays = offload(memo.compute, _dist, nets, memo.NS)
+        arrays = offload(memorisation.compute, _dist, nets, memorisation.NS)
     with one_thread():
-        dists = memo.distances(arrays, memo.NS)
-    keys = list(dists[memo.NS[0]])
-    curves = {k: [float(np.median(dists[n][k])) for n in memo.NS] for k in keys}
+        dists = memorisation.distances(arrays, memorisation.NS)
+    keys = list(dists[memorisation.NS[0]])
+    curves = {k: [float(np.median(dists[n][k])) for n in memorisation.NS] for k in keys}
     views = {}
-    for n in memo.NS:
+    for n in memorisation.NS:
         table = {  # columns, as they are shown
             "sampler": [MEMO_NAMES[k] for k in keys],
             "median distance to nearest": [f"{np.median(dists[n][k]):.3f}" for k in keys],
@@ -225,7 +224,7 @@ def _memo_all(data_key: str, dataset: str, path: str, folder: str, _dist):
         }
         samples = {k: arrays[f"{k}_{n}" if k != "true" else "true"] for k in keys}
         fig = memorisation_figure(arrays[f"train_{n}"], samples)
-        views[n] = (fig, fig.to_dict(), table, distance_curve_figure(memo.NS, curves, n).to_dict())
+        views[n] = (fig, fig.to_dict(), table, distance_curve_figure(memorisation.NS, curves, n).to_dict())
     return views, curves
 
 
@@ -235,7 +234,7 @@ def _memo_text(curves: dict) -> str:
             "from a training point, which is just the noise that sampling ends with. ")
     if "net" not in curves:
         return text
-    copies, fresh = memo.switch(memo.NS, curves)
+    copies, fresh = memorisation.switch(memorisation.NS, curves)
     text += ("Trained on N points, the network's loss is lowest for exactly that ideal denoiser, so a network that "
              "fitted its training set perfectly would memorise it too. ")
     if copies is not None:
@@ -251,17 +250,17 @@ def _memo_text(curves: dict) -> str:
 @st.fragment
 def _memo_section():
     """Reruns alone when N changes."""
-    for problem in (_memo_file(memo.PATH)[1], _memo_nets(v.dataset, memo.FOLDER)[1]):
+    for problem in (_memo_file(memorisation.PATH)[1], _memo_nets(v.dataset, memorisation.FOLDER)[1]):
         if problem:
             st.warning(f"The precomputed samples or networks cannot be used: {problem}. What can be sampled is "
                        "sampled here instead (a few seconds, once).")
-    n_train = bound(st.select_slider, "Training set size N", memo.NS, value=memo.NS[0], key="denoise.n",
+    n_train = bound(st.select_slider, "Training set size N", memorisation.NS, value=memorisation.NS[0], key="denoise.n",
                                help="How many training points the ideal denoiser and the network were given.")
-    views, curves = _memo_all(v.data_key, v.dataset, memo.PATH, memo.FOLDER, dist)
+    views, curves = _memo_all(v.data_key, v.dataset, memorisation.PATH, memorisation.FOLDER, dist)
     memo_fig, memo_spec, table, curve_spec = views[n_train]
-    if "net" not in curves and v.dataset not in memo.DATASETS:
+    if "net" not in curves and v.dataset not in memorisation.DATASETS:
         st.info("Networks trained on N points are shipped for "
-                + ", ".join(DATASET_NAMES[d] for d in memo.DATASETS)
+                + ", ".join(DATASET_NAMES[d] for d in memorisation.DATASETS)
                 + ". For this dataset the section shows the ideal denoiser and fresh samples only.")
     st.plotly_chart(SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
     left, right = st.columns([2, 3])
@@ -269,11 +268,12 @@ def _memo_section():
         st.table(table, hide_index=True)
         unused = ("" if label is None else
                   f" The sidebar's {prompt} does not apply here: these networks were trained without labels.")
-        st.caption(f"N = {n_train} training points (open circles); {memo.N_GEN} samples each, "
+        st.caption(f"N = {n_train} training points (open circles); {memorisation.N_GEN} samples each, "
                    f"{MEMO_SAMPLER.upper()} with {MEMO_STEPS} steps evenly spaced in log-SNR, on the "
                    "cosine schedule (the networks' own, whatever the sidebar's), without a prompt. The ideal denoiser "
                    "and the network start from the same noise. Each network has the shipped model's size and recipe "
-                   f"({memo.RECIPE['steps']:,} steps of {memo.RECIPE['batch']:,} points drawn from the N). "
+                   f"({memorisation.RECIPE['steps']:,} steps of {memorisation.RECIPE['batch']:,} points drawn from "
+                   "the N). "
                    "*Share closer than 0.02*: samples that practically copy a training point (sampling ends with "
                    f"noise of size 0.007).{unused}")
     with right:
@@ -285,4 +285,4 @@ def _memo_section():
 _memo_section()
 show_source(posterior.posterior_grid, posterior.posterior_summary, type(dist).posterior, type(dist).denoise,
             denoiser_field, quiver, memoriser, sample_from, nearest_distance,
-            memo.train_net, field_figure)
+            memorisation.train_net, field_figure)

@@ -14,8 +14,9 @@ import numpy as np  # noqa: E402
 from diffusion.models import reschedule  # noqa: E402
 from diffusion.samplers import guided, prior_sample, sample, steps_for_nfe  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
-from ui import digit_presets as pre  # noqa: E402
-from ui import digits as dg  # noqa: E402
+from ui import digit_presets  # noqa: E402
+from ui.digits import (MAX_PER_DIGIT, SIDE, compose, count_nfe, generate, grid_figure, guidance_sweep,  # noqa: E402
+                       label_name, tile)
 from ui.digit_rows import bound, run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, request  # noqa: E402
@@ -50,26 +51,26 @@ st.caption("c is the digit, ∅ means no label. With w = 0 this is the plain con
 model, config, config_id = digit_model()
 warn_if_unusable()
 DIGIT_OPTIONS = [None] + list(range(10))
-LO, HI = pre.INTERVAL
+LO, HI = digit_presets.INTERVAL
 
 
 def page_sampler() -> tuple[str, int]:
     """The page's sampler and steps: DPM-Solver++(2M) with 20 steps, or the sidebar's when asked for."""
     if st.session_state.get("digits.sidebar"):
         return v.sampler, v.steps
-    return pre.SAMPLER, pre.STEPS
+    return digit_presets.SAMPLER, digit_presets.STEPS
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _nfe(spec, sampler, steps, interval=None):
-    return dg.count_nfe(make_schedule(spec), sampler, steps, interval)
+    return count_nfe(make_schedule(spec), sampler, steps, interval)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _row(config_id, spec, label, n, w, interval, sampler, steps, seed, device, _model):
     """(one row of samples [n, 28, 28], seconds it took), computed in a worker process."""
     t0 = time.perf_counter()
-    images = offload(dg.generate, _model, make_schedule(spec), [label], n, w, sampler, steps, seed, device, interval,
+    images = offload(generate, _model, make_schedule(spec), [label], n, w, sampler, steps, seed, device, interval,
                      on=device)
     return images[0], time.perf_counter() - t0
 
@@ -80,7 +81,7 @@ def sample_rows(specs, n, interval, sampler, steps, seed, key, place):
     spec = v.schedule.spec()
     rows, seconds, ahead, jobs = {}, 0.0, 0, []
     for row, d, w, name in specs:
-        args = pre.gen_args(d, w, interval, sampler, steps, seed)
+        args = digit_presets.gen_args(d, w, interval, sampler, steps, seed)
         hit = stored(model, config_id, spec, "gen", **args)
         if hit is not None and len(hit["images"]) >= n:  # column j starts from the same noise for any n > j
             rows[row], seconds, ahead = hit["images"][:n], seconds + hit["seconds"] * n / len(hit["images"]), ahead + 1
@@ -97,7 +98,7 @@ def sample_rows(specs, n, interval, sampler, steps, seed, key, place):
 
 
 def grid_of(rows, keys, n):
-    blank = np.full((n, dg.SIDE, dg.SIDE), np.nan)
+    blank = np.full((n, SIDE, SIDE), np.nan)
     return np.stack([rows.get(k, blank) for k in keys])
 
 
@@ -106,7 +107,7 @@ def generate_section():  # not a fragment: its seed and sampler also drive the g
     digits = bound(c1.multiselect, "Digits (one row each)", DIGIT_OPTIONS, default=[1, 3, 7, 8], key="digits.pick",
                    format_func=lambda d: "no label" if d is None else str(d),
                    help="The prompt. 'no label' samples from the unconditional model (any digit).")
-    per_digit = bound(c2.slider, "Samples per digit", 1, dg.MAX_PER_DIGIT, 4, key="digits.per")
+    per_digit = bound(c2.slider, "Samples per digit", 1, MAX_PER_DIGIT, 4, key="digits.per")
     seed = int(bound(c3.number_input, "Noise seed", 0, 9999, 0, 1, key="digits.seed",
                      help="Fixes the starting noise: column j starts from the same noise in every row."))
     g1, g2 = st.columns([3, 2])
@@ -123,11 +124,12 @@ def generate_section():  # not a fragment: its seed and sampler also drive the g
                     f"{HI:g}, and sample plainly conditionally elsewhere (Kynkäänniemi et al. 2024). Keeps most of "
                     "the prompt's pull and most of the variety.")
     bound(g2.toggle, "Use the sidebar's sampler and steps", False, key="digits.sidebar",
-          help=f"Off: {SAMPLER_NAMES[pre.SAMPLER]} with {pre.STEPS} steps ({pre.STEPS} evaluations). On: the "
+          help=f"Off: {SAMPLER_NAMES[digit_presets.SAMPLER]} with {digit_presets.STEPS} steps "
+               f"({digit_presets.STEPS} evaluations). On: the "
                f"sampler and steps under 'Sampler and device' in the sidebar (now {SAMPLER_NAMES[v.sampler]}, "
                f"{v.steps} steps).")
     sampler, steps = page_sampler()
-    interval = pre.INTERVAL if limited else None
+    interval = digit_presets.INTERVAL if limited else None
     if not digits:
         st.info("Pick at least one digit (0-9) or 'no label' above.")
         return
@@ -138,7 +140,7 @@ def generate_section():  # not a fragment: its seed and sampler also drive the g
     n_images = len(digits) * per_digit
     slot = st.container()
     try:
-        rows, seconds, ahead, _ = sample_rows([(d, d, w, dg.label_name(d)) for d in digits], per_digit, interval,
+        rows, seconds, ahead, _ = sample_rows([(d, d, w, label_name(d)) for d in digits], per_digit, interval,
                                               sampler, steps, seed, "digits.run", slot)
     except ValueError as e:  # e.g. a guidance weight, a label or a count the builders reject
         st.error(f"Could not generate: {e}")
@@ -146,7 +148,7 @@ def generate_section():  # not a fragment: its seed and sampler also drive the g
     images = grid_of(rows, digits, per_digit)
     w_text = (f"guidance w = {w:g}" + (f" for {LO:g} ≤ λ < {HI:g}" if interval and w else "")
               if labelled else "unconditional")
-    fig = dg.grid_figure(images, [dg.label_name(d) for d in digits],
+    fig = grid_figure(images, [label_name(d) for d in digits],
                          f"{SAMPLER_NAMES[sampler]}, {steps} steps ({nfe} evaluations), {w_text}")
     st.plotly_chart(fig, width="stretch", theme=None, key="digits.grid")
     m = st.columns(4)
@@ -206,7 +208,7 @@ multiple of the distance between two sets of real digits) was 1.63 unguided and 
 $w = 3$ in the same range, 99.65% and 5.16. The sweep below guides over the whole journey.
 """
 )
-SWEEP_WS = pre.SWEEP_WS
+SWEEP_WS = digit_presets.SWEEP_WS
 
 
 @st.fragment
@@ -229,7 +231,7 @@ def sweep_section():
     except ValueError as e:
         st.error(f"Could not generate: {e}")
         return
-    fig = dg.grid_figure(grid_of(rows, SWEEP_WS, n), [f"w = {w:g}" for w in SWEEP_WS],
+    fig = grid_figure(grid_of(rows, SWEEP_WS, n), [f"w = {w:g}" for w in SWEEP_WS],
                          f"Digit {digit} with growing guidance ({SAMPLER_NAMES[sampler]}, {nfe} evaluations)")
     st.plotly_chart(fig, width="stretch", theme=None, key="digits.sweep")
     when = ("computed ahead of time" if ahead == len(SWEEP_WS)
@@ -243,4 +245,4 @@ def seed_of_page() -> int:
 
 
 sweep_section()
-show_source(dg.generate, guided, sample, prior_sample, dg.guidance_sweep, dg.compose, dg.grid_figure, dg.tile)
+show_source(generate, guided, sample, prior_sample, guidance_sweep, compose, grid_figure, tile)

@@ -17,7 +17,7 @@ from functools import partial  # noqa: E402
 from diffusion.samplers import Trajectory, guided, sample, time_grid  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
-from ui import digit_presets as pre  # noqa: E402
+from ui import digit_presets  # noqa: E402
 from ui.digit_rows import bound, run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.digit_runs import digit_trajectories, film_trajectory, noise_and_back, survival_at  # noqa: E402
 from ui.films import film_strip, journey_animation  # noqa: E402
@@ -31,9 +31,9 @@ from ui.survival import (journey_from, mse, psnr, survival_figure, survival_from
 from ui.threads import one_thread  # noqa: E402
 from ui.workers import offload  # noqa: E402
 
-N_PCA_FIT = pre.PCA_FIT  # real test digits the PCA is fitted on and drawn as the cloud
-N_PER_DIGIT = pre.PCA_N_PER_DIGIT  # trajectories per digit in the PCA movie (100 in all)
-PCA_STEPS = pre.PCA_STEPS  # DDIM steps of those trajectories
+N_PCA_FIT = digit_presets.PCA_FIT  # real test digits the PCA is fitted on and drawn as the cloud
+N_PER_DIGIT = digit_presets.PCA_N_PER_DIGIT  # trajectories per digit in the PCA movie (100 in all)
+PCA_STEPS = digit_presets.PCA_STEPS  # DDIM steps of those trajectories
 
 st.title("10 · A digit's journey")
 st.markdown(

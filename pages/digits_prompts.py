@@ -16,14 +16,13 @@ from diffusion.models import reschedule  # noqa: E402
 from diffusion.samplers import sample  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
-from ui import digit_presets as pre  # noqa: E402
-from ui import digits as dg  # noqa: E402
+from ui import digit_presets, digits  # noqa: E402
 from ui.digit_rows import bound, run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES  # noqa: E402
 from ui.workers import offload  # noqa: E402
 
-PRESETS = pre.COMPOSE_PRESETS
+PRESETS = digit_presets.COMPOSE_PRESETS
 
 st.title("11 · Prompts on digits")
 
@@ -60,14 +59,14 @@ st.caption("The second line holds at every noise level t; p̃ is defined by it a
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _nfe(spec, sampler, steps):
-    return dg.count_nfe(make_schedule(spec), sampler, steps)
+    return digits.count_nfe(make_schedule(spec), sampler, steps)
 
 
 def page_sampler() -> tuple[str, int]:
     """DPM-Solver++(2M) with 20 steps, or the sidebar's sampler and steps when asked for."""
     if st.session_state.get("prompts.sidebar"):
         return v.sampler, v.steps
-    return pre.SAMPLER, pre.STEPS
+    return digit_presets.SAMPLER, digit_presets.STEPS
 
 
 def _apply_preset(name):
@@ -81,7 +80,7 @@ def _apply_preset(name):
 def _compose_row(config_id, spec, prompts, n, sampler, steps, seed, device, _model):
     """(one row of samples [n, 28, 28] of the composed prompts, seconds), computed in a worker process."""
     t0 = time.perf_counter()
-    images, _ = offload(dg.compose_grid, _model, make_schedule(spec), list(prompts), n, sampler, steps, seed, False,
+    images, _ = offload(digits.compose_grid, _model, make_schedule(spec), list(prompts), n, sampler, steps, seed, False,
                         device, on=device)
     return images[0], time.perf_counter() - t0
 
@@ -109,17 +108,18 @@ def compose_section():
                   help="Extra rows, from the same starting noises, with only one prompt switched on "
                        "(more network calls, so slower the first time).")
     bound(o3.checkbox, "Use the sidebar's sampler and steps", value=False, key="prompts.sidebar",
-          help=f"Off: {SAMPLER_NAMES[pre.SAMPLER]} with {pre.STEPS} steps. On: the sampler and steps under 'Sampler "
+          help=f"Off: {SAMPLER_NAMES[digit_presets.SAMPLER]} with {digit_presets.STEPS} steps. On: the sampler and "
+               "steps under 'Sampler "
                f"and device' in the sidebar (now {SAMPLER_NAMES[v.sampler]}, {v.steps} steps).")
     sampler, steps = page_sampler()
     active = [(c, w) for c, w in prompts if w != 0]
     if not active:
         st.info("Every weight is 0: set at least one prompt weight to a value other than 0.")
         return
-    rows = pre.compose_rows(prompts)
+    rows = digit_presets.compose_rows(prompts)
     if not alone:
         rows = rows[-1:]
-    names = [dg.prompt_text([tuple(p) for p in r]) for r in rows[:-1]] + ["composed" if len(rows) == 1 else "all together"]
+    names = [digits.prompt_text([tuple(p) for p in r]) for r in rows[:-1]] + ["composed" if len(rows) == 1 else "all together"]
     nfe = _nfe(spec, sampler, steps)
     slot = st.container()
     images, jobs, seconds, ahead = {}, [], 0.0, 0
@@ -139,9 +139,9 @@ def compose_section():
         if job in done:
             images[i], secs = done[job]
             seconds += secs
-    blank = np.full((n, dg.SIDE, dg.SIDE), np.nan)
+    blank = np.full((n, digits.SIDE, digits.SIDE), np.nan)
     grid = np.stack([images.get(i, blank) for i in range(len(rows))])
-    fig = dg.grid_figure(grid, names, f"Composed prompt: {dg.prompt_text(active)}")
+    fig = digits.grid_figure(grid, names, f"Composed prompt: {digits.prompt_text(active)}")
     st.plotly_chart(fig, width="stretch", theme=None, key="prompts.grid")
     when = ("computed ahead of time and read from a file" if ahead == len(rows)
             else f"{seconds:.2f} s of sampling on {v.device} when first computed")
@@ -181,7 +181,7 @@ def _test_set():
 def _scores(config_id, spec, index, draws, device, _model, _x0):
     """(label_scores of test digit `index`, seconds), computed in a worker process."""
     t0 = time.perf_counter()
-    out = offload(dg.label_scores, _model, make_schedule(spec), _x0, draws, 0, device, on=device)
+    out = offload(digits.label_scores, _model, make_schedule(spec), _x0, draws, 0, device, on=device)
     return out, time.perf_counter() - t0
 
 
@@ -211,7 +211,7 @@ def classify_section():
     true = int(labels[index])
     hit = stored(base_model, config_id, spec, "scores", index=int(index), draws=int(draws))
     if hit is not None:
-        scores, seconds = dg.scores_from(hit["t"], hit["x0"], hit["eps"], hit["mid"], float(hit["mid_t"][0])), None
+        scores, seconds = digits.scores_from(hit["t"], hit["x0"], hit["eps"], hit["mid"], float(hit["mid_t"][0])), None
     else:
         job = (repr((config_id, spec, index, draws, v.device)), f"test digit {index} under all 10 labels",
                partial(_scores, config_id, spec, index, draws, v.device, model, x0))
@@ -227,20 +227,20 @@ def classify_section():
     guess = int(np.argmin(errors))
     left, right = st.columns([1, 2])
     with left:
-        img = dg.image_figure(x0.numpy(), f"Test image #{index} (a {true})")
+        img = digits.image_figure(x0.numpy(), f"Test image #{index} (a {true})")
         st.plotly_chart(img, width="stretch", theme=None, key="prompts.image")
         m1, m2 = st.columns(2)
         m1.metric("True label", f"{true}")
         m2.metric("Model's guess", f"{guess}", delta="right" if guess == true else "wrong",
                   delta_color="normal" if guess == true else "inverse", delta_arrow="off")
     unit = "x₀" if kind == "x0" else "ε"
-    bars = dg.scores_figure(errors, true, unit)
+    bars = digits.scores_figure(errors, true, unit)
     right.plotly_chart(bars, width="stretch", theme=None, key="prompts.bars")
     when = "computed ahead of time" if seconds is None else f"scored in {seconds:.2f} s when first computed"
     right.caption(f"Each bar: how much larger that label's mean squared {unit} error per pixel is than the best "
                   f"label's (the best label, {guess}, has {errors.min():.4g}; its bar is the stub at 0). The true "
                   f"label's bar is orange with a black outline. Averaged over {draws} shared (t, ε) draws; {when}.")
-    mid = dg.grid_figure(scores["mid"][None], [""], f"The model's guess x̂₀ under each label c, from one noisy "
+    mid = digits.grid_figure(scores["mid"][None], [""], f"The model's guess x̂₀ under each label c, from one noisy "
                                                    f"copy at t = {scores['mid_t']:.2f}", cell_px=80,
                          col_names=[f"c = {c}" for c in range(10)])
     st.plotly_chart(mid, width="stretch", theme=None, key="prompts.mid")
@@ -253,4 +253,4 @@ def classify_section():
 
 
 classify_section()
-show_source(dg.compose, dg.compose_grid, dg.label_scores, dg.shared_draws, sample, dg.scores_figure)
+show_source(digits.compose, digits.compose_grid, digits.label_scores, digits.shared_draws, sample, digits.scores_figure)

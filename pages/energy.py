@@ -8,8 +8,10 @@ import streamlit as st
 from diffusion.likelihood import energy_via_ode, ode_log_likelihood
 from diffusion.models import is_energy_head, network_parameterization
 from diffusion.schedules import make_schedule
-from ui import energy as en
 from ui import energy_maps
+from ui.energy import (constant_figure, convergence_figure, cost_figure, cost_story, energy_cap, energy_heatmaps,
+                       energy_surfaces, exact_energy, exact_z_convergence, finite_difference_score, format_z,
+                       grid_log_z, learned_energy, partition_function, points_needed, raw_energy, raw_energy_figure)
 from ui.figures import view_half_width
 from ui.page import downloads, need_model, show_source
 from ui.state import bound, view
@@ -53,23 +55,23 @@ half_map = view_half_width(alpha_map, sigma_map)
 def _exact(data_key: str, spec: str, label, t: float, n: int, half: float, _dist):
     """`data_key` names `_dist`."""
     a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
-    return en.exact_energy(_dist, a, s, label, n, half)
+    return exact_energy(_dist, a, s, label, n, half)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def _learned(model_key: str, spec: str, label, t: float, n: int, half: float, steps: int, device: str, _model):
     """`model_key` and `spec` name `_model` (the learned model under that schedule)."""
-    return offload(en.learned_energy, _model, t, label, n, half, steps, on=device)
+    return offload(learned_energy, _model, t, label, n, half, steps, on=device)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _raw(model_key: str, spec: str, label, t: float, n: int, half: float, _model):
-    return en.raw_energy(_model, t, label, n, half)
+    return raw_energy(_model, t, label, n, half)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _raw_figure(model_key: str, spec: str, label, t: float, _xs, _E, log_z: float, _xs_exact, _E_exact):
-    return en.raw_energy_figure(_xs, _E, log_z, _E_exact, _xs_exact)
+    return raw_energy_figure(_xs, _E, log_z, _E_exact, _xs_exact)
 
 
 @st.cache_resource(show_spinner=False)
@@ -103,25 +105,25 @@ def _landscape(data_key: str, spec: str, label, t: float, model_key: str, device
     `_xs, _E` is the exact map of (data_key, spec, label, t); `_learned` the learned map of `model_key` there
     (read from the shipped maps, or computed on `device`)."""
     grids = _learned[:2] if _learned is not None else (None, None)
-    return (en.energy_heatmaps(_xs, _E, *grids, title_exact=f"Exact E_t, t = {t:.2f}",
+    return (energy_heatmaps(_xs, _E, *grids, title_exact=f"Exact E_t, t = {t:.2f}",
                                title_learned="Learned E_t (through the ODE)"),
-            en.energy_surfaces(_xs, _E, *grids))
+            energy_surfaces(_xs, _E, *grids))
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
 def _constant_figure(data_key: str, spec: str, label, t: float, c: float, _xs, _E):
     """`_xs, _E` is the exact map of (data_key, spec, label, t)."""
-    return en.constant_figure(_xs, _E, c)
+    return constant_figure(_xs, _E, c)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _convergence_figure(data_key: str, spec: str, label, t: float, half: float, _conv):
-    return en.convergence_figure(_conv)
+    return convergence_figure(_conv)
 
 
 @st.cache_resource(show_spinner=False, max_entries=512)
 def _cost_figure(n: int):
-    return en.cost_figure(n)
+    return cost_figure(n)
 
 
 xs, E = _exact(v.data_key, spec, v.label, t_map, EXACT_GRID, half_map, v.dist)
@@ -141,7 +143,7 @@ if model is not None:
 st.subheader("The energy landscape, exact beside learned")
 fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_map, v.model_key if learned else "", v.device, xs, E, learned)
 st.plotly_chart(fig_heat, width="stretch", theme=None)
-lo, hi = en.energy_cap(E)
+lo, hi = energy_cap(E)
 if learned is not None:
     xl, El, secs, ahead = learned
     exact_on_learned = _exact(v.data_key, spec, v.label, t_map, LEARNED_GRID, half_map, v.dist)[1]
@@ -157,7 +159,7 @@ if learned is not None:
                                   "everyone after shares the result"))
     c3.metric("Mean gap where p is high", f"{gap:.2f} nats",
               help="mean |learned − exact| over grid points whose exact energy is within 8 nats of the minimum")
-    c4.metric("Z of the learned energy", f"{math.exp(en.grid_log_z(El, xl)):.3f}",
+    c4.metric("Z of the learned energy", f"{math.exp(grid_log_z(El, xl)):.3f}",
               help=f"the sum of e^−E over its {LEARNED_GRID}×{LEARNED_GRID} grid times the cell area: the ODE "
                    "gives a normalised density, so this is close to 1 (it misses the mass outside the box)")
 if kind is None:
@@ -226,14 +228,14 @@ c = bound(col_c.number_input, "Add a constant c to the energy", -50.0, 50.0, 0.0
 def _z(data_key: str, spec: str, label, t: float, n: int, half: float, c: float, _dist):
     """`data_key` names `_dist`."""
     a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
-    return en.partition_function(lambda p: -_dist.log_prob(p, a, s, label), n, half, c)
+    return partition_function(lambda p: -_dist.log_prob(p, a, s, label), n, half, c)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def _convergence(data_key: str, spec: str, label, t: float, half: float, _dist):
     """`data_key` names `_dist`."""
     a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
-    return offload(en.exact_z_convergence, _dist, a, s, label, half)
+    return offload(exact_z_convergence, _dist, a, s, label, half)
 
 
 try:
@@ -248,13 +250,13 @@ m1.metric("Z (grid estimate)", f"{z['Z']:.5f}")
 m2.metric("log Z", f"{round(z['log_Z'], 4) + 0.0:.4f}")
 m3.metric("Energy evaluations", f"{z['evaluations']:,}", help=f"n² = {n}²")
 m4.metric("Time", f"{1000 * z['seconds']:.1f} ms")
-need = en.points_needed(conv)
+need = points_needed(conv)
 st.caption(f"Box [−{half_map:.1f}, {half_map:.1f}]². " + (
     f"About {need} points per axis ({need * need:,} evaluations) already give Z within 1% of the finest grid "
     f"({max(conv)} per axis)" if need else "Even the coarser grids miss Z by more than 1%") +
     (f" at t = {t_map:.2f}, where the curve on the left is drawn." if t_map != t_key else "."))
 
-story = en.cost_story(n)
+story = cost_story(n)
 fig_cost = _cost_figure(int(n))
 col_a, col_b = st.columns([2, 3])
 col_a.plotly_chart(_convergence_figure(v.data_key, spec, v.label, t_map, half_map, conv), width="stretch", theme=None)
@@ -297,18 +299,18 @@ def _probe_scores(data_key: str, spec: str, label, t: float, c: float, _dist):
     probe = np.array([[0.5, 0.5]])
     a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
     energy = lambda p: -_dist.log_prob(p, a, s, label).numpy()  # noqa: E731
-    return (en.finite_difference_score(energy, probe)[0],
-            en.finite_difference_score(lambda p: energy(p) + c, probe)[0])
+    return (finite_difference_score(energy, probe)[0],
+            finite_difference_score(lambda p: energy(p) + c, probe)[0])
 
 
 s0, sc = _probe_scores(v.data_key, spec, v.label, t_key, float(c), v.dist)
 k1, k2, k3 = st.columns(3)
-k1.metric("Z of E + c  (= Z e^−c)", en.format_z(z_c), help=f"log Z = {z_c['log_Z']:.4f}; Z e^−c = {z['Z'] * math.exp(-c):.4g}")
+k1.metric("Z of E + c  (= Z e^−c)", format_z(z_c), help=f"log Z = {z_c['log_Z']:.4f}; Z e^−c = {z['Z'] * math.exp(-c):.4g}")
 k2.metric("Score at (0.5, 0.5) from E", f"({s0[0]:+.4f}, {s0[1]:+.4f})")
 k3.metric("Score at (0.5, 0.5) from E + c", f"({sc[0]:+.4f}, {sc[1]:+.4f})",
           help="central differences of E + c, step 1e-4")
 st.caption("Both panels share one picture; only the colour bar's numbers move by c. The white arrows are "
            "−∇E computed separately from each panel's own numbers, and they coincide.")
 
-show_source(en.exact_energy, en.learned_energy, energy_via_ode, ode_log_likelihood, en.partition_function,
-            en.cost_story, en.finite_difference_score)
+show_source(exact_energy, learned_energy, energy_via_ode, ode_log_likelihood, partition_function,
+            cost_story, finite_difference_score)

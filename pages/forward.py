@@ -11,7 +11,7 @@ import math  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
 from diffusion.schedules import SCHEDULES, make_schedule  # noqa: E402
-from ui import forward as fw  # noqa: E402
+from ui import forward  # noqa: E402
 from ui.figures import LazyFigure, SpecFigure, at_frame, density_grid, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import PARAM_LABELS, PARAM_RANGES, SCHEDULE_NAMES, bound  # noqa: E402
@@ -42,10 +42,10 @@ c[3].metric("log-SNR λ", f"{v.logsnr + 0.0:.2f}")
 @st.cache_resource(show_spinner="Drawing the 31 frames of the forward process...", max_entries=16)
 def _movie(data_key: str, spec: str, label, _dist):
     """The whole animation as a plain dict (cached, shared, never modified by the page)."""
-    return figure_dict(fw.forward_animation(_dist, make_schedule(spec), fw.FRAME_TS, label=label))
+    return figure_dict(forward.forward_animation(_dist, make_schedule(spec), forward.FRAME_TS, label=label))
 
 
-active = fw.nearest_frame(fw.FRAME_TS, v.t)
+active = forward.nearest_frame(forward.FRAME_TS, v.t)
 movie_dict = _movie(v.data_key, v.schedule.spec(), v.label, v.dist)
 movie_spec = at_frame(movie_dict, active)  # a shallow copy opened at the sidebar's t: the frames stay shared
 movie = LazyFigure(lambda: go.Figure(movie_spec, _validate=False), frames=movie_dict["frames"])  # for downloads
@@ -53,7 +53,7 @@ st.subheader(f"Noising {v.dist.name or v.dataset} under the {SCHEDULE_NAMES[v.sc
 st.plotly_chart(SpecFigure(movie_spec), width="stretch", theme=None, key="forward.movie")
 st.caption(
     f"Showing {lab}. Press Play or drag the slider: the frames (every 1/30 in t) are all in your browser, "
-    f"and the movie opens at t = {fw.FRAME_TS[active]:.2f}, the frame nearest the sidebar's t = {v.t:.2f}. "
+    f"and the movie opens at t = {forward.FRAME_TS[active]:.2f}, the frame nearest the sidebar's t = {v.t:.2f}. "
     "Coloured dots: 500 points noised with their own fixed ε. Black rings: five tracked points, with the "
     "line they have drawn since t = 0. The view zooms out as √(α² + σ²) grows, so variance-exploding "
     "schedules stay in sight."
@@ -77,7 +77,7 @@ def _mnist_power() -> tuple[float, float] | None:
         x = _test_digits()[0]
     except ValueError:
         return None
-    return fw.pixel_power(x)
+    return forward.pixel_power(x)
 
 
 power = v.dist.power()
@@ -108,7 +108,7 @@ with st.expander("Parameters of the other schedules (the sidebar's schedule uses
     for name in SCHEDULES:
         if name == v.schedule.name:
             continue
-        defaults = fw.default_params(name)
+        defaults = forward.default_params(name)
         if not defaults:
             st.caption(f"{SCHEDULE_NAMES[name]}: no parameters (α = 1 − t, σ = t).")
             params[name] = {}
@@ -119,7 +119,7 @@ with st.expander("Parameters of the other schedules (the sidebar's schedule uses
         for col, (p, d) in zip(cols, defaults.items()):
             lo, hi, step = PARAM_RANGES[p]
             params[name][p] = col.slider(PARAM_LABELS[p], lo, hi, float(d), step, key=f"forward.{name}.{p}")
-others, notes = fw.schedules_from_params(params)
+others, notes = forward.schedules_from_params(params)
 for note in notes:
     st.warning(note)
 schedules = {name: (v.schedule if name == v.schedule.name else others[name]) for name in SCHEDULES}
@@ -127,11 +127,11 @@ schedules = {name: (v.schedule if name == v.schedule.name else others[name]) for
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _curve_lines(specs: tuple, current: str):
-    return fw.curve_lines({s.split(":")[0]: make_schedule(s) for s in specs}, current, names=SCHEDULE_NAMES)
+    return forward.curve_lines({s.split(":")[0]: make_schedule(s) for s in specs}, current, names=SCHEDULE_NAMES)
 
 
 specs = tuple(s.spec() for s in schedules.values())
-curves = fw.mark_t(_curve_lines(specs, v.schedule.name), schedules, v.schedule.name, v.t, names=SCHEDULE_NAMES)
+curves = forward.mark_t(_curve_lines(specs, v.schedule.name), schedules, v.schedule.name, v.t, names=SCHEDULE_NAMES)
 st.plotly_chart(curves, width="stretch", theme=None, key="forward.curves")
 st.caption(
     f"All six schedules on shared axes; the sidebar's ({SCHEDULE_NAMES[v.schedule.name]}) is drawn bold, and "
@@ -159,9 +159,9 @@ st.latex(r"\frac{x_t}{\sqrt{\alpha_t^2+\sigma_t^2}} = \frac{x_0 + e^{-\lambda/2}
 def _digit_grid(specs: tuple, current: str, index: int, seed: int):
     x, y = _test_digits()
     scheds = {s.split(":")[0]: make_schedule(s) for s in specs}
-    images, ts, lams = fw.logsnr_digit_grid(x[index], scheds, fw.FORWARD_LAMBDAS, seed)
+    images, ts, lams = forward.logsnr_digit_grid(x[index], scheds, forward.FORWARD_LAMBDAS, seed)
     names = [SCHEDULE_NAMES[n] + (" (sidebar)" if n == current else "") for n in scheds]
-    return fw.logsnr_grid_figure(images, ts, lams, fw.FORWARD_LAMBDAS, names), int(y[index])
+    return forward.logsnr_grid_figure(images, ts, lams, forward.FORWARD_LAMBDAS, names), int(y[index])
 
 
 try:
@@ -180,6 +180,7 @@ else:
     )
     downloads(digits_fig, f"digits-by-logsnr-{index}", key="forward.dl.digits")
 
-show_source(fw.forward_animation, fw.forward_path, density_grid, fw.curve_lines, fw.mark_t, fw.curve_values,
+show_source(forward.forward_animation, forward.forward_path, density_grid, forward.curve_lines, forward.mark_t,
+            forward.curve_values,
             type(v.schedule).logsnr if hasattr(type(v.schedule), "logsnr") else make_schedule,
-            type(v.schedule)._alpha_sigma, fw.logsnr_digit_grid)
+            type(v.schedule)._alpha_sigma, forward.logsnr_digit_grid)

@@ -13,8 +13,7 @@ import plotly.graph_objects as go  # noqa: E402
 from diffusion.metrics import EnergyReference  # noqa: E402
 from diffusion.samplers import guided, nfe_of, sample  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
-from ui import guidance as gd  # noqa: E402
-from ui import reverse as rv  # noqa: E402
+from ui import guidance, reverse  # noqa: E402
 from ui.figures import LazyFigure, SpecFigure, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, bound  # noqa: E402
@@ -75,14 +74,14 @@ if mode != "Exact oracle only" and learned is not None:
 def _trajectory(model_key, spec, sampler, steps, label, w, eta, seed, n, device, _model):
     """(Trajectory, seconds it took)."""
     t0 = time.perf_counter()
-    traj = offload(rv.run, _model, make_schedule(spec), sampler, steps, n, seed, label, w, eta, device, on=device)
+    traj = offload(reverse.run, _model, make_schedule(spec), sampler, steps, n, seed, label, w, eta, device, on=device)
     return traj, time.perf_counter() - t0
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _reference(data_key, label, n, _dist):
     """(EnergyReference, the ratios of N_CONTROLS fresh exact samples against it)."""
-    return offload(rv.reference_with_controls, _dist, n, label, N_CONTROLS)
+    return offload(reverse.reference_with_controls, _dist, n, label, N_CONTROLS)
 
 
 @st.cache_resource(show_spinner=False, max_entries=24)
@@ -90,7 +89,7 @@ def _animation(keys, spec, label, _dist, _trajs):
     """The movie as a plain dict (shared and never modified): drawn without plotly's per-rerun deep copy.
     `keys` (each run's `_trajectory` arguments, model key first, which holds the data key) names `_dist` and
     `_trajs`."""
-    return figure_dict(rv.sampling_animation(_dist, make_schedule(spec), _trajs, label))
+    return figure_dict(reverse.sampling_animation(_dist, make_schedule(spec), _trajs, label))
 
 
 spec = v.schedule.spec()
@@ -133,8 +132,8 @@ downloads(LazyFigure(lambda: go.Figure(anim, _validate=False), frames=anim["fram
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _guidance(keys, spec, label, w, seed, n, device, _dist, _schedule, _models):
     """(GuidanceReport, its figure as a plain dict), shared and never modified."""
-    report = offload(gd.guidance_report, _dist, _schedule, _models, label, w, n, seed, on=device)
-    return report, figure_dict(gd.guidance_figure(report))
+    report = offload(guidance.guidance_report, _dist, _schedule, _models, label, w, n, seed, on=device)
+    return report, figure_dict(guidance.guidance_figure(report))
 
 
 if v.label is not None and v.guidance > 0:
@@ -165,12 +164,12 @@ distributions. The samples concentrate, some can leave the data, and the two clo
     st.caption(
         f"Grey: the exact p(x | {label_name}). Black lines: the exact tilted density for w = {v.guidance:g} (from the "
         "mixture's exact log-density), enclosing 50, 90 and 99% of it; the view closes in on where the points are. "
-        f"Blue: the guided probability-flow ODE (Heun, {gd.ODE_STEPS} steps); vermilion: the guided reverse SDE "
-        f"({gd.SDE_STEPS} steps); the same starting noise, {gd.SHOWN} of {N_PARTICLES:,} points drawn. "
+        f"Blue: the guided probability-flow ODE (Heun, {guidance.ODE_STEPS} steps); vermilion: the guided reverse SDE "
+        f"({guidance.SDE_STEPS} steps); the same starting noise, {guidance.SHOWN} of {N_PARTICLES:,} points drawn. "
         + (f"The labels barely overlap here, so the tilt keeps {kept} of p(x | {label_name}) and the tilted density is "
            "almost p(x | label) itself: what moves the samples is guidance at t > 0." if report.kept > 0.95 else
            f"The tilt keeps {kept} of p(x | {label_name}), thinning it where other labels overlap."))
-    st.dataframe(gd.summary_rows(report), hide_index=True, width="stretch", key="reverse.guidance_table")
+    st.dataframe(guidance.summary_rows(report), hide_index=True, width="stretch", key="reverse.guidance_table")
     st.caption(f"{N_PARTICLES:,} points per row. *Outside* is the share of points where p(x | {label_name}) is lower "
                "than at 99% of its own samples (about 1% for an exact sample). ED ratios as in the next section: "
                "1 is as close as a fresh exact sample.")
@@ -226,14 +225,14 @@ cols[len(trajs) + 1].metric("Model evaluations", f"{nfe}")
 @st.cache_data(show_spinner=False, max_entries=32)
 def _ed_steps(model_key, spec, sampler, label, w, eta, seed, n, data_key, device, _model, _dist):
     ref_n, _ = _reference(data_key, label, n, _dist)
-    return offload(rv.ed_vs_steps, _model, _dist, make_schedule(spec), sampler, STEPS_LIST, ref_n, seed, label, w, eta,
-                   device, on=device)
+    return offload(reverse.ed_vs_steps, _model, _dist, make_schedule(spec), sampler, STEPS_LIST, ref_n, seed, label, w,
+                   eta, device, on=device)
 
 
 with st.spinner(f"Scoring {SAMPLER_NAMES[v.sampler]} at {', '.join(map(str, STEPS_LIST))} steps..."):
     curves = {name: _ed_steps(key, spec, v.sampler, v.label, v.guidance, eta, seed, N_PARTICLES, v.data_key, v.device,
                               model, v.dist) for name, (key, model) in models.items()}
-ed_fig = rv.ed_steps_figure(STEPS_LIST, curves, band=controls)
+ed_fig = reverse.ed_steps_figure(STEPS_LIST, curves, band=controls)
 st.plotly_chart(ed_fig, width="stretch", theme=None, key="reverse.ed")
 st.caption(f"The ED ratio of {N_PARTICLES:,} samples of {SAMPLER_NAMES[v.sampler]} against the number of steps, "
            f"same starting noise. The green band spans the {N_CONTROLS} fresh exact samples: a perfect sampler lands "
@@ -259,7 +258,7 @@ sde = _trajectory(key0, spec, "sde", v.steps, v.label, v.guidance, 0.0, seed, od
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _ode_sde(keys, label, _dist, _ode, _sde):
-    return rv.ode_sde_figure(_dist, _ode, _sde, label=label)
+    return reverse.ode_sde_figure(_dist, _ode, _sde, label=label)
 
 
 ode_fig = _ode_sde((key0,) + common[:1] + common[2:] + (ode_n, v.device), v.label, v.dist, ode, sde)
@@ -287,7 +286,7 @@ main_name = next(iter(reversed(trajs)))
 def _x0_fig(key, label, _dist, _traj):
     """`key` (the run's `_trajectory` arguments: model key, which holds the data key, then spec, ...) names `_dist`
     and `_traj`."""
-    return rv.x0_hat_figure(_dist, make_schedule(key[1]), _traj, label=label)
+    return reverse.x0_hat_figure(_dist, make_schedule(key[1]), _traj, label=label)
 
 
 x0_fig = _x0_fig((models[main_name][0],) + common + (N_PARTICLES, v.device), v.label, v.dist, trajs[main_name])
@@ -295,4 +294,5 @@ st.plotly_chart(x0_fig, width="stretch", theme=None, key="reverse.x0hat")
 st.caption(f"{main_name} model with the sidebar's sampler: three particles of the run above. Crosses grow as t falls.")
 downloads(x0_fig, "predicted-x0", key="reverse.dl.x0hat")
 
-show_source(rv.run, sample, guided, rv.sampling_animation, EnergyReference, rv.ode_sde_figure, rv.x0_hat_figure)
+show_source(reverse.run, sample, guided, reverse.sampling_animation, EnergyReference, reverse.ode_sde_figure,
+            reverse.x0_hat_figure)

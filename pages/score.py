@@ -6,7 +6,7 @@ import streamlit as st
 
 from diffusion.samplers import guided
 from diffusion.schedules import make_schedule
-from ui import score as sc
+from ui import score
 from ui.figures import LazyFigure, SpecFigure, at_frame, figure_dict
 from ui.page import downloads, need_model, show_source
 from ui.state import bound, view
@@ -33,8 +33,9 @@ model = v.learned() if has_model else None
 c1, c2 = st.columns([1, 2])
 n_arrows = bound(c1.select_slider, "Arrows per axis", [9, 11, 15, 19], value=15, key="score.arrows",
                             help="How finely the field is sampled for the arrows")
-k = sc.nearest_frame(sc.FRAME_TS, v.t)
-c2.caption(f"The animation has {len(sc.FRAME_TS)} frames, t = 0, 0.05, ..., 1; it opens at t = {sc.FRAME_TS[k]:.2f}, "
+k = score.nearest_frame(score.FRAME_TS, v.t)
+c2.caption(f"The animation has {len(score.FRAME_TS)} frames, t = 0, 0.05, ..., 1; it opens at "
+           f"t = {score.FRAME_TS[k]:.2f}, "
            f"the frame nearest the sidebar's t = {v.t:.2f}. Press Play, or drag its slider: that runs in your "
            "browser, without asking the server.")
 
@@ -42,13 +43,13 @@ c2.caption(f"The animation has {len(sc.FRAME_TS)} frames, t = 0, 0.05, ..., 1; i
 @st.cache_data(show_spinner=False, max_entries=32)
 def _frames(data_key: str, spec: str, model_key: str, label, n_arrows: int, device: str, _dist, _model):
     """`data_key` names `_dist`; `model_key` and `spec` name `_model`."""
-    return offload(sc.field_frames, _dist, make_schedule(spec), _model, label, sc.FRAME_TS, n_arrows=n_arrows,
+    return offload(score.field_frames, _dist, make_schedule(spec), _model, label, score.FRAME_TS, n_arrows=n_arrows,
                    on=device)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _animation_dict(data_key: str, spec: str, model_key: str, label, n_arrows: int, device: str, _frames):
-    return figure_dict(sc.score_animation(_frames, 0))
+    return figure_dict(score.score_animation(_frames, 0))
 
 
 keys = (v.data_key, spec, v.model_key if has_model else "", v.label, int(n_arrows), v.device)
@@ -66,7 +67,7 @@ fig = LazyFigure(lambda: go.Figure(fig_spec, _validate=False), frames=anim["fram
 st.caption(
     "Arrows show σ_t times the score, which is minus the predicted noise, so they stay readable at every t: "
     "the raw score grows like 1/σ_t and explodes as t → 0. Arrow length grows with |σ·s| up to one grid cell "
-    f"(reached at |σ·s| = {sc.ARROW_CAP:g}); the direction is always exact. Grey is the exact density p_t"
+    f"(reached at |σ·s| = {score.ARROW_CAP:g}); the direction is always exact. Grey is the exact density p_t"
     + (" (of the chosen label)" if v.label is not None else "")
     + ". The right panel is the gap between learned and exact, in the same σ-units. Its colour range follows each "
     "frame (read its colour bar) and is set by the gap where p_t is not negligible: far from the data the "
@@ -81,7 +82,7 @@ if has_model:
     @st.cache_data(show_spinner=False, max_entries=512)
     def _error_now(data_key: str, spec: str, model_key: str, label, t: float, device: str, _dist, _model):
         """`data_key` names `_dist`; `model_key` and `spec` name `_model`."""
-        return offload(sc.relative_error, _model, _dist, make_schedule(spec), t, label, on=device)
+        return offload(score.relative_error, _model, _dist, make_schedule(spec), t, label, on=device)
 
     err = _error_now(v.data_key, spec, v.model_key, v.label, round(v.t, 4), v.device, v.dist, model)
     m1, m2 = st.columns([1, 2])
@@ -96,7 +97,7 @@ if has_model:
     @st.cache_resource(show_spinner=False, max_entries=512)
     def _error_figure(data_key: str, spec: str, model_key: str, label, n_arrows: int, device: str, t: float, err: float,
                       _frames):
-        return sc.error_curve(_frames, t, err)
+        return score.error_curve(_frames, t, err)
 
     fig_err = _error_figure(*keys, round(v.t, 4), err, frames)
     st.plotly_chart(fig_err, width="stretch", theme=None)
@@ -120,7 +121,7 @@ else:
     def _guidance(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, device: str, _dist,
                   _model):
         """`data_key` names `_dist`; `model_key` and `spec` name `_model`."""
-        return offload(sc.guidance_fields, _dist, make_schedule(spec), t, label, w, _model, n_arrows=15,
+        return offload(score.guidance_fields, _dist, make_schedule(spec), t, label, w, _model, n_arrows=15,
                        on=device)
 
     try:
@@ -134,7 +135,7 @@ else:
     @st.cache_resource(show_spinner=False, max_entries=256)
     def _guidance_figure(data_key: str, spec: str, model_key: str, label: int, w: float, t: float, device: str,
                          label_name: str, _g):
-        return sc.guidance_figure(_g, label_name)
+        return score.guidance_figure(_g, label_name)
 
     fig_g = _guidance_figure(v.data_key, spec, v.model_key if has_model else "", v.label, v.guidance, round(v.t, 4),
                              v.device, label_name, g)
@@ -144,5 +145,5 @@ else:
                "the other labels' regions. Arrows: σ·score, as above.")
     downloads(fig_g, "guided-score", key="score.dl_guided")
 
-show_source(sc.field_frames, sc.exact_scaled_score, sc.learned_scaled_score, sc.relative_error,
-            sc.guided_scaled_score, guided, sc.score_animation, at_frame)
+show_source(score.field_frames, score.exact_scaled_score, score.learned_scaled_score, score.relative_error,
+            score.guided_scaled_score, guided, score.score_animation, at_frame)

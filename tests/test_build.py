@@ -133,7 +133,7 @@ def test_energy_maps_and_digit_presets_write_where_asked(run, tmp_path, monkeypa
 
 
 def test_memorisation_trains_the_networks_then_samples_them(run, tmp_path):
-    from ui import memorisation as memo
+    from ui import memorisation
 
     folder = tmp_path / "memo"
     code, _, err = run("memorisation-samples", "--ns", 4, "--folder", folder)
@@ -142,5 +142,5 @@ def test_memorisation_trains_the_networks_then_samples_them(run, tmp_path):
     assert code == 0, err
     code, _, err = run("memorisation-samples", "--ns", 4, "--folder", folder)
     assert code == 0, err
-    store, problem = memo.load(str(folder / "samples.npz"))
-    assert problem is None and store["moons"]["net_4"].shape == (memo.N_GEN, 2)
+    store, problem = memorisation.load(str(folder / "samples.npz"))
+    assert problem is None and store["moons"]["net_4"].shape == (memorisation.N_GEN, 2)

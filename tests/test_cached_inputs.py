@@ -135,12 +135,12 @@ def test_the_sources_have_cached_functions():
 EXAMPLE = textwrap.dedent('''
     import streamlit as st
     from ui.state import view
-    from ui import energy as en
+    from ui import energy
 
     GRID = 40
     v = view()
     SPEC = v.schedule.spec()
-    xs, E = en.grid(v.dist)
+    xs, E = energy.grid(v.dist)
     alpha = 0.5
 
     def helper(n):
@@ -148,7 +148,7 @@ EXAMPLE = textwrap.dedent('''
 
     @st.cache_data
     def fine(data_key, n, _dist):
-        return en.exact(_dist, n * GRID, [i for i in range(n)], lambda p: p + n)
+        return energy.exact(_dist, n * GRID, [i for i in range(n)], lambda p: p + n)
 
     @st.cache_data(max_entries=8)
     def reads_view(data_key):
@@ -156,11 +156,11 @@ EXAMPLE = textwrap.dedent('''
 
     @st.cache_resource
     def reads_unpacked(key):
-        return en.fig(xs, E)
+        return energy.fig(xs, E)
 
     @st.cache_data()
     def reads_in_a_lambda(key):
-        return en.z(lambda p: p * alpha)
+        return energy.z(lambda p: p * alpha)
 
     @st.cache_data
     def reads_a_derived_upper(key):

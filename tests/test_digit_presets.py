@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from diffusion.schedules import make_schedule
-from ui import digit_presets as pre
-from ui import digit_runs
-from ui import digits as dg
+from ui import digit_presets, digit_runs, digits
+from ui.digit_presets import GEN_N, INTERVAL, JOURNEY_SAMPLER, JOURNEY_STEPS, SAMPLER, SEED, STEPS, gen_args
 from ui.energy_maps import weights_fingerprint
 
 from apptest import open_page
@@ -50,33 +49,33 @@ def shipped():
 def test_stored_rows_are_the_live_rows_and_only_for_their_own_arguments(tmp_path):
     fake = Fake()
     test_x = torch.zeros(1, 1, 28, 28)
-    entries = pre.build(fake, test_x, torch.tensor([7]), pages=("generate",))
+    entries = digit_presets.build(fake, test_x, torch.tensor([7]), pages=("generate",))
     path = tmp_path / "p.npz"
-    pre.save(path, entries, "abc", fake.schedule.spec())
-    store, problem = pre.load(path)
+    digit_presets.save(path, entries, "abc", fake.schedule.spec())
+    store, problem = digit_presets.load(path)
     assert problem is None and store.matches("abc", fake.schedule.spec())
     assert not store.matches("abd", fake.schedule.spec()) and not store.matches("abc", "linear")
-    for w, interval in pre.GEN_SETTINGS:
+    for w, interval in digit_presets.GEN_SETTINGS:
         for label in [3] + ([None] if w == 0 else []):
-            hit = store.get("gen", **pre.gen_args(label, w, interval, pre.SAMPLER, pre.STEPS, pre.SEED))
-            live = dg.generate(fake, fake.schedule, [label], pre.GEN_N, w, pre.SAMPLER, pre.STEPS, pre.SEED, "cpu",
+            hit = store.get("gen", **gen_args(label, w, interval, SAMPLER, STEPS, SEED))
+            live = digits.generate(fake, fake.schedule, [label], GEN_N, w, SAMPLER, STEPS, SEED, "cpu",
                                interval)[0]
             np.testing.assert_allclose(hit["images"], np.clip(live, -1, 1), atol=Q / 2 + 1e-6)
             assert hit["seconds"] >= 0
     # any other argument is not in the file
-    args = pre.gen_args(3, 1.0, pre.INTERVAL, pre.SAMPLER, pre.STEPS, pre.SEED)
+    args = gen_args(3, 1.0, INTERVAL, SAMPLER, STEPS, SEED)
     for change in (dict(seed=1), dict(steps=10), dict(sampler="heun"), dict(w=2.0), dict(interval=[-2.0, 4.0])):
         assert store.get("gen", **{**args, **change}) is None, change
     # w = 0 and 'no label' ignore the interval: both spellings name the same entry
-    assert pre.gen_args(None, 3.0, pre.INTERVAL, "ddim", 5, 0) == pre.gen_args(None, 0.0, None, "ddim", 5, 0)
+    assert gen_args(None, 3.0, INTERVAL, "ddim", 5, 0) == gen_args(None, 0.0, None, "ddim", 5, 0)
 
 
 def test_the_first_n_samples_of_a_stored_row_are_the_samples_of_a_smaller_grid():
     """The pages show the first n of the stored samples: that is exact because column j starts from the same
     noise whatever the number of columns."""
     fake, sch = Fake(), make_schedule("cosine")
-    big = dg.generate(fake, sch, [4], 8, 1.0, "dpmpp_2m", 4, 0)
-    small = dg.generate(fake, sch, [4], 3, 1.0, "dpmpp_2m", 4, 0)
+    big = digits.generate(fake, sch, [4], 8, 1.0, "dpmpp_2m", 4, 0)
+    small = digits.generate(fake, sch, [4], 3, 1.0, "dpmpp_2m", 4, 0)
     np.testing.assert_allclose(big[:, :3], small, atol=1e-6)
 
 
@@ -87,13 +86,13 @@ def _npz(**arrays) -> bytes:
 
 
 def test_damaged_files_are_reported_never_raised_or_unpickled(tmp_path):
-    assert pre.load(tmp_path / "missing.npz") == (None, None)
+    assert digit_presets.load(tmp_path / "missing.npz") == (None, None)
     entry = {"id": 0, "seconds": 1.0, "fields": {"images": ["image", [2, 28, 28]]}}
-    meta = {"format": pre.FORMAT, "fingerprint": "x", "spec": "cosine", "entries": {"gen:{}": entry}}
+    meta = {"format": digit_presets.FORMAT, "fingerprint": "x", "spec": "cosine", "entries": {"gen:{}": entry}}
     good = dict(meta=np.array(json.dumps(meta)), **{"0.images": np.zeros((2, 28, 28), np.uint8)})
     path = tmp_path / "good.npz"
     path.write_bytes(_npz(**good))
-    assert pre.load(path)[1] is None  # each case below differs from this file in one thing
+    assert digit_presets.load(path)[1] is None  # each case below differs from this file in one thing
 
     def with_meta(**change):
         return _npz(**{**good, "meta": np.array(json.dumps({**meta, **change}))})
@@ -120,39 +119,39 @@ def test_damaged_files_are_reported_never_raised_or_unpickled(tmp_path):
     for name, data in cases.items():
         path = tmp_path / f"{name}.npz"
         path.write_bytes(data)
-        store, problem = pre.load(path)
+        store, problem = digit_presets.load(path)
         assert store is None and problem and path.name in problem, (name, problem)
 
 
 def test_the_shipped_file_matches_the_shipped_model(shipped):
     """Fails when the checkpoint (or a sampler the entries used) changed without
     `python -m checkpoints.build digit-presets`."""
-    store, problem = pre.load()
+    store, problem = digit_presets.load()
     assert problem is None and store is not None
     assert store.matches(weights_fingerprint(shipped), shipped.schedule.spec()), (
         "rerun python -m checkpoints.build digit-presets")
     sched = shipped.schedule
-    for w, interval in pre.GEN_SETTINGS:
+    for w, interval in digit_presets.GEN_SETTINGS:
         for label in range(10):
-            hit = store.get("gen", **pre.gen_args(label, w, interval, pre.SAMPLER, pre.STEPS, pre.SEED))
-            assert hit is not None and hit["images"].shape == (pre.GEN_N, 28, 28), (w, interval, label)
+            hit = store.get("gen", **gen_args(label, w, interval, SAMPLER, STEPS, SEED))
+            assert hit is not None and hit["images"].shape == (GEN_N, 28, 28), (w, interval, label)
     # the first view's row of 7s, sampled again here: the same digits
-    live = dg.generate(shipped, sched, [7], pre.GEN_N, 1.0, pre.SAMPLER, pre.STEPS, pre.SEED, "cpu", pre.INTERVAL)[0]
-    hit = store.get("gen", **pre.gen_args(7, 1.0, pre.INTERVAL, pre.SAMPLER, pre.STEPS, pre.SEED))
+    live = digits.generate(shipped, sched, [7], GEN_N, 1.0, SAMPLER, STEPS, SEED, "cpu", INTERVAL)[0]
+    hit = store.get("gen", **gen_args(7, 1.0, INTERVAL, SAMPLER, STEPS, SEED))
     # float round-off between machines is far below a uint8 step, but 20 ODE steps may amplify it on a few pixels
     assert np.mean(np.abs(hit["images"] - np.clip(live, -1, 1)) <= Q) > 0.999
-    for prompts in pre.COMPOSE_PRESETS.values():
-        for row in pre.compose_rows(prompts):
-            assert store.get("compose", prompts=row, sampler=pre.SAMPLER, steps=pre.STEPS, seed=pre.SEED) is not None
-    film = store.get("film", digit=3, w=0.0, sampler=pre.JOURNEY_SAMPLER, steps=pre.JOURNEY_STEPS, seed=pre.SEED)
-    traj = digit_runs.film_trajectory(shipped, sched, pre.JOURNEY_SAMPLER, pre.JOURNEY_STEPS, 3, 0.0, pre.SEED)
+    for prompts in digit_presets.COMPOSE_PRESETS.values():
+        for row in digit_presets.compose_rows(prompts):
+            assert store.get("compose", prompts=row, sampler=SAMPLER, steps=STEPS, seed=SEED) is not None
+    film = store.get("film", digit=3, w=0.0, sampler=JOURNEY_SAMPLER, steps=JOURNEY_STEPS, seed=SEED)
+    traj = digit_runs.film_trajectory(shipped, sched, JOURNEY_SAMPLER, JOURNEY_STEPS, 3, 0.0, SEED)
     np.testing.assert_allclose(film["xs"][-1], traj.xs[-1].numpy(), atol=2e-2)  # float16: 3 decimal digits
 
 
 def test_a_damaged_file_gives_a_warning_and_live_digits(tmp_path, monkeypatch):
     bad = tmp_path / "digit_presets.npz"
     bad.write_bytes(b"\x00" * 100)
-    monkeypatch.setattr(pre, "PATH", str(bad))
+    monkeypatch.setattr(digit_presets, "PATH", str(bad))
     at = open_page("pages/digits_generate.py", sampler="ddim", steps="3", **{"digits.sidebar": "true",
                                                                               "digits.sweep.on": "false"})
     assert any("computed ahead of time cannot be used" in w.value and "digit_presets.npz" in w.value

@@ -9,8 +9,7 @@ import pytest
 
 from diffusion.checkpoints import load_checkpoint
 from toy_data import DATASETS
-from ui import energy as en
-from ui import energy_maps
+from ui import energy, energy_maps
 from ui.figures import view_half_width
 
 from apptest import open_page
@@ -37,7 +36,7 @@ def test_a_built_file_gives_back_the_live_maps_and_only_when_everything_matches(
     for label in (None, 0, 1):
         for t in (0.0, 0.5, 1.0):
             xs, e, secs = store.lookup("moons", fp, spec, label, t, 6, 2, _half(moons, t))
-            xs_live, e_live, _ = en.learned_energy(moons, t, label, 6, _half(moons, t), 2)
+            xs_live, e_live, _ = energy.learned_energy(moons, t, label, 6, _half(moons, t), 2)
             np.testing.assert_allclose(xs, xs_live)
             np.testing.assert_allclose(e, e_live, **F16)
             assert secs > 0
@@ -111,7 +110,7 @@ def test_the_shipped_file_matches_the_shipped_models():
     model, _ = load_checkpoint(f"{energy_maps.ROOT}/checkpoints/moons.safetensors")
     hit = store.lookup("moons", energy_maps.weights_fingerprint(model), model.schedule.spec(), 1, 0.3,
                        energy_maps.GRID, energy_maps.STEPS, _half(model, 0.3))
-    live = en.learned_energy(model, 0.3, 1, energy_maps.GRID, _half(model, 0.3), energy_maps.STEPS)[1]
+    live = energy.learned_energy(model, 0.3, 1, energy_maps.GRID, _half(model, 0.3), energy_maps.STEPS)[1]
     np.testing.assert_allclose(hit[1], live, **F16)
 
 

@@ -17,8 +17,7 @@ from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from toy_data.mixture import GaussianMixture
 from toy_data.tilted import TiltedMixture
-from ui import guidance as gd
-from ui import reverse as rv
+from ui import guidance, reverse
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,8 +87,8 @@ def guided_8gaussians():
     model = oracle_model(dist, sched)
     with torch.no_grad():
         torch.set_num_threads(1)
-        ode = rv.run(model, sched, "heun", 50, N, 1, 0, 3.0).xs[-1].double()
-        sde = rv.run(model, sched, "sde", 200, N, 1, 0, 3.0).xs[-1].double()
+        ode = reverse.run(model, sched, "heun", 50, N, 1, 0, 3.0).xs[-1].double()
+        sde = reverse.run(model, sched, "sde", 200, N, 1, 0, 3.0).xs[-1].double()
     return dist, ode, sde
 
 
@@ -128,7 +127,7 @@ def test_guided_samples_are_farther_from_the_tilted_density_than_sampling_noise(
 
 def test_guidance_report_rows_measure_the_clouds():
     dist, sched = get_dataset("8gaussians"), make_schedule("cosine")
-    rep = gd.guidance_report(dist, sched, {"Exact": oracle_model(dist, sched)}, 0, 3.0, n=600, seed=1, grid_n=40)
+    rep = guidance.guidance_report(dist, sched, {"Exact": oracle_model(dist, sched)}, 0, 3.0, n=600, seed=1, grid_n=40)
     assert [r["cloud"] for r in rep.rows] == ["exact sample of p(x | c)", "exact sample of the tilted density",
                                                "Exact, guided ODE", "Exact, guided SDE"]
     ode = rep.samples["Exact"]["ODE"].double()
@@ -137,7 +136,7 @@ def test_guidance_report_rows_measure_the_clouds():
     assert 0.99 < rep.kept <= 1.0  # 8gaussians' labels barely overlap: the tilt keeps nearly all of p(x|c)
     assert rep.rows[0]["outside"] < 0.03 and rep.rows[2]["outside"] > 0.04  # the ODE leaves p(x|c)'s 99% region
     assert rep.rows[2]["ed_tilted"] > 20 and rep.rows[1]["ed_tilted"] < 5
-    fig = gd.guidance_figure(rep)
+    fig = guidance.guidance_figure(rep)
     names = [tr.name for tr in fig.data]
     assert "guided ODE samples" in names and "guided SDE samples" in names and any("tilted" in (n or "") for n in names)
     xs, ys, p_c, p_w, levels = rep.grid  # a close-up of the one mode, its 50/90/99% lines nested
@@ -145,7 +144,7 @@ def test_guidance_report_rows_measure_the_clouds():
     assert levels[0] > levels[1] > levels[2] > 0
     inside = (p_w >= levels[1]).sum() * (xs[1] - xs[0]) * (ys[1] - ys[0])  # the 90% region of N(mu, 0.14^2 I)
     assert inside == pytest.approx(math.pi * 0.14**2 * 2 * math.log(10), rel=0.15)
-    table = gd.summary_rows(rep)
+    table = guidance.summary_rows(rep)
     assert table[2]["mean (x₁, x₂)"] == f"({ode.mean(0)[0]:.2f}, {ode.mean(0)[1]:.2f})"
 
 
@@ -163,7 +162,7 @@ def test_ed_floor_is_the_expected_distance_of_two_exact_samples():
 
 def test_controls_show_the_spread_of_a_perfect_sampler():
     dist = get_dataset("moons")
-    ref, controls = rv.reference_with_controls(dist, 500, None, k=12)
+    ref, controls = reverse.reference_with_controls(dist, 500, None, k=12)
     assert len(controls) == 12 and controls[0] == pytest.approx(ref.control())
     assert 0.2 < min(controls) < 1 < max(controls) < 5  # scattered around 1
     # Far from the truth the ratio grows in proportion to n: for a shifted copy of the data (E|X-X'| = E|Y-Y'|)

@@ -10,43 +10,42 @@ import pytest
 
 from diffusion.checkpoints import load_checkpoint
 from toy_data import get_dataset
-from ui import memorisation_figures
-from ui import memorisation as memo
+from ui import memorisation, memorisation_figures
 from ui.energy_maps import weights_fingerprint
 
-SMALL, LARGE = memo.NS[0], memo.NS[-1]
+SMALL, LARGE = memorisation.NS[0], memorisation.NS[-1]
 
 
 @pytest.fixture(scope="module")
 def moons_nets():
-    nets, problem = memo.load_nets("moons")
-    assert problem is None and set(nets) == set(memo.NS), "run python -m checkpoints.build memorisation-nets"
+    nets, problem = memorisation.load_nets("moons")
+    assert problem is None and set(nets) == set(memorisation.NS), "run python -m checkpoints.build memorisation-nets"
     return nets
 
 
 @pytest.fixture(scope="module")
 def moons_live(moons_nets):
     """The smallest and largest N sampled here, from the shipped networks (not from the samples file)."""
-    return memo.compute(get_dataset("moons"), moons_nets, (SMALL, LARGE))
+    return memorisation.compute(get_dataset("moons"), moons_nets, (SMALL, LARGE))
 
 
 def test_the_shipped_networks_are_safetensors_trained_on_the_page_training_sets():
-    for name in memo.DATASETS:
+    for name in memorisation.DATASETS:
         dist = get_dataset(name)
-        for n in memo.NS:
-            path = memo.net_path(name, n)
+        for n in memorisation.NS:
+            path = memorisation.net_path(name, n)
             with open(path, "rb") as f:
                 assert not f.read(2).startswith(b"\x80")  # not a pickle: a safetensors header length
             model, config = load_checkpoint(path, expect={"net.arch": "mlp2d", "dataset": name})
-            assert config["memorisation"] == {"n": n, "seed": memo.SEED,
-                                              "points_sha": memo.points_hash(memorisation_figures.training_set(dist, n, memo.SEED)[0])}
-            assert {k: config["train"][k] for k in memo.RECIPE} == memo.RECIPE, f"{name} N={n}: retrain"
-            assert config["train"]["steps_done"] == memo.RECIPE["steps"]
-            assert model.num_classes == 0 and config["net"]["width"] == memo.RECIPE["width"]
+            assert config["memorisation"] == {"n": n, "seed": memorisation.SEED,
+                                              "points_sha": memorisation.points_hash(memorisation_figures.training_set(dist, n, memorisation.SEED)[0])}
+            assert {k: config["train"][k] for k in memorisation.RECIPE} == memorisation.RECIPE, f"{name} N={n}: retrain"
+            assert config["train"]["steps_done"] == memorisation.RECIPE["steps"]
+            assert model.num_classes == 0 and config["net"]["width"] == memorisation.RECIPE["width"]
 
 
 def test_the_smallest_n_network_memorises(moons_live):
-    d = memo.distances(moons_live, (SMALL,))[SMALL]
+    d = memorisation.distances(moons_live, (SMALL,))[SMALL]
     # Sampling ends at lambda = 10 with noise of std 0.0067 per coordinate, so a sample that copies a training
     # point lies a Rayleigh(0.0067) distance from it: median 0.008, 99.9% below 0.025. The ideal denoiser does.
     assert np.median(d["ideal"]) < 0.012 and (d["ideal"] < 0.025).mean() > 0.95
@@ -57,9 +56,9 @@ def test_the_smallest_n_network_memorises(moons_live):
 
 
 def test_the_largest_n_network_generalises(moons_live):
-    d = memo.distances(moons_live, (LARGE,))[LARGE]
+    d = memorisation.distances(moons_live, (LARGE,))[LARGE]
     gap = abs(np.median(d["net"]) - np.median(d["true"]))
-    se = np.hypot(memo.median_se(d["net"]), memo.median_se(d["true"]))
+    se = np.hypot(memorisation.median_se(d["net"]), memorisation.median_se(d["true"]))
     # Its samples are as far from the 2,000 points as fresh data are: the medians agree within 4 standard
     # errors of two independent 1,000-sample medians (a 1-in-15,000 miss if they were equal in law), ...
     assert gap < 4 * se, (np.median(d["net"]), np.median(d["true"]), se)
@@ -71,29 +70,29 @@ def test_switch_reads_where_the_network_stops_copying_and_starts_generalising():
     ns = [4, 16, 256, 2000]
     curves = {"ideal": [0.008, 0.008, 0.009, 0.009], "net": [0.008, 0.011, 0.03, 0.023],
               "true": [0.8, 0.3, 0.066, 0.024]}
-    assert memo.switch(ns, curves) == (16, 2000)  # 0.011 < 1.5 x 0.008; 0.023 >= 0.8 x 0.024
-    assert memo.switch(ns, {**curves, "net": curves["true"]}) == (None, 4)
-    assert memo.switch(ns, {**curves, "net": curves["ideal"]}) == (2000, None)
+    assert memorisation.switch(ns, curves) == (16, 2000)  # 0.011 < 1.5 x 0.008; 0.023 >= 0.8 x 0.024
+    assert memorisation.switch(ns, {**curves, "net": curves["true"]}) == (None, 4)
+    assert memorisation.switch(ns, {**curves, "net": curves["ideal"]}) == (2000, None)
 
 
 def test_median_standard_error_matches_repeated_draws():
     rng = np.random.default_rng(0)
     draws = [rng.exponential(size=1000) for _ in range(400)]
     spread = np.std([np.median(x) for x in draws])  # the true standard error, 0.0316 asymptotically
-    estimates = [memo.median_se(x) for x in draws[:20]]
+    estimates = [memorisation.median_se(x) for x in draws[:20]]
     # One estimate scatters by ~13% (it reads the density from ~60 order statistics); the mean of 20 by ~3%,
     # and the spread of 400 medians is itself known to ~4%: 15% is three of their combined deviations.
     assert np.mean(estimates) == pytest.approx(spread, rel=0.15)
 
 
 def test_the_shipped_samples_are_those_of_the_shipped_networks(moons_nets, moons_live):
-    store, problem = memo.load()
+    store, problem = memorisation.load()
     assert problem is None and store is not None
-    for name in memo.DATASETS:
-        nets, _ = memo.load_nets(name)
-        assert memo.stored(store, name, nets) is not None, (
+    for name in memorisation.DATASETS:
+        nets, _ = memorisation.load_nets(name)
+        assert memorisation.stored(store, name, nets) is not None, (
             f"{name}: rerun python -m checkpoints.build memorisation-samples")
-    arrays = memo.stored(store, "moons", moons_nets)
+    arrays = memorisation.stored(store, "moons", moons_nets)
     for key in (f"train_{SMALL}", f"ideal_{SMALL}", f"net_{SMALL}", f"net_{LARGE}", "true"):
         # float32 in the file, and another CPU's kernels round differently; a stale file (another network, other
         # training points or noise) moves samples by the size of the data's features, 0.1 and more
@@ -101,28 +100,28 @@ def test_the_shipped_samples_are_those_of_the_shipped_networks(moons_nets, moons
 
 
 def test_stored_samples_are_used_only_for_the_same_networks_and_training_sets(moons_nets, monkeypatch):
-    store, _ = memo.load()
-    assert memo.stored(store, "moons", moons_nets) is not None
+    store, _ = memorisation.load()
+    assert memorisation.stored(store, "moons", moons_nets) is not None
     changed = dict(moons_nets)
     changed[SMALL] = copy.deepcopy(moons_nets[SMALL])
     next(changed[SMALL].net.parameters()).data[0] += 1e-6
     assert weights_fingerprint(changed[SMALL]) != weights_fingerprint(moons_nets[SMALL])
-    assert memo.stored(store, "moons", changed) is None
-    assert memo.stored(store, "moons", {n: m for n, m in moons_nets.items() if n != LARGE}) is None
-    assert memo.stored(store, "spiral", moons_nets) is None
-    monkeypatch.setattr(memo, "SEED", memo.SEED + 1)  # other training points than the networks saw
-    assert memo.stored(store, "moons", moons_nets) is None
+    assert memorisation.stored(store, "moons", changed) is None
+    assert memorisation.stored(store, "moons", {n: m for n, m in moons_nets.items() if n != LARGE}) is None
+    assert memorisation.stored(store, "spiral", moons_nets) is None
+    monkeypatch.setattr(memorisation, "SEED", memorisation.SEED + 1)  # other training points than the networks saw
+    assert memorisation.stored(store, "moons", moons_nets) is None
 
 
 def test_a_built_file_round_trips(tmp_path):
-    arrays = memo.build_file(("moons",), (SMALL,), memo.FOLDER)
+    arrays = memorisation.build_file(("moons",), (SMALL,), memorisation.FOLDER)
     path = tmp_path / "samples.npz"
-    memo.save(path, arrays)
-    store, problem = memo.load(path)
+    memorisation.save(path, arrays)
+    store, problem = memorisation.load(path)
     assert problem is None
-    nets, _ = memo.load_nets("moons", (SMALL,))
-    got = memo.stored(store, "moons", nets, ns=(SMALL,))
-    assert got is not None and got[f"net_{SMALL}"].shape == (memo.N_GEN, 2)
+    nets, _ = memorisation.load_nets("moons", (SMALL,))
+    got = memorisation.stored(store, "moons", nets, ns=(SMALL,))
+    assert got is not None and got[f"net_{SMALL}"].shape == (memorisation.N_GEN, 2)
 
 
 def _npz(**arrays) -> bytes:
@@ -132,15 +131,15 @@ def _npz(**arrays) -> bytes:
 
 
 def test_damaged_files_are_reported_never_raised_or_unpickled(tmp_path):
-    assert memo.load(tmp_path / "missing.npz") == (None, None)
-    meta = {"format": memo.FORMAT, "sampler": "ddim", "steps": 50, "n_gen": 3, "noise_seed": 0, "seed": 0,
+    assert memorisation.load(tmp_path / "missing.npz") == (None, None)
+    meta = {"format": memorisation.FORMAT, "sampler": "ddim", "steps": 50, "n_gen": 3, "noise_seed": 0, "seed": 0,
             "datasets": {"moons": {"ns": [2], "spec": "cosine", "fingerprints": {"2": "x"}, "points_sha": {"2": "y"}}}}
     good = {"moons/true": np.zeros((3, 2)), "moons/train_2": np.zeros((2, 2)), "moons/ideal_2": np.zeros((3, 2)),
             "moons/net_2": np.zeros((3, 2))}
     m = lambda d, dtype=None: np.array(json.dumps(d), dtype=dtype)  # noqa: E731
     path = tmp_path / "good.npz"
     path.write_bytes(_npz(meta=m(meta), **good))
-    assert memo.load(path)[1] is None  # each case below differs from this one in one thing
+    assert memorisation.load(path)[1] is None  # each case below differs from this one in one thing
     no_fp = copy.deepcopy(meta)
     del no_fp["datasets"]["moons"]["fingerprints"]
     cases = {
@@ -157,7 +156,7 @@ def test_damaged_files_are_reported_never_raised_or_unpickled(tmp_path):
     for name, data in cases.items():
         path = tmp_path / f"{name}.npz"
         path.write_bytes(data)
-        store, problem = memo.load(path)
+        store, problem = memorisation.load(path)
         assert store is None and problem and path.name in problem, (name, problem)
 
 
@@ -166,7 +165,7 @@ def test_the_page_samples_live_when_the_file_is_damaged(tmp_path, monkeypatch):
 
     bad = tmp_path / "samples.npz"
     bad.write_bytes(b"\x00" * 100)
-    monkeypatch.setattr(memo, "PATH", str(bad))
+    monkeypatch.setattr(memorisation, "PATH", str(bad))
     at = open_page("pages/denoise.py", dataset="moons")
     assert any("cannot be used" in w.value and "samples.npz" in w.value for w in at.warning)
     assert len(at.get("plotly_chart")) == 5

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from toy_data import get_dataset
-from ui import data as build
+from ui import data
 from apptest import open_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +71,7 @@ def test_page_widgets_change_what_is_shown(page):
 def test_class_prior_is_the_label_weights():
     for name in ("moons", "pinwheel", "8gaussians"):
         dist = get_dataset(name)
-        prior = build.class_prior(dist)
+        prior = data.class_prior(dist)
         assert prior.shape == (dist.num_classes,)
         assert prior.sum() == pytest.approx(1.0)
         for c in range(dist.num_classes):
@@ -80,32 +80,32 @@ def test_class_prior_is_the_label_weights():
 
 def test_exact_samples_are_seeded_and_conditional():
     dist = get_dataset("circles")
-    x, y = build.exact_samples(dist, 300, 2, seed=3)
+    x, y = data.exact_samples(dist, 300, 2, seed=3)
     assert x.shape == (300, 2) and (y == 2).all()
-    assert np.array_equal(x, build.exact_samples(dist, 300, 2, seed=3)[0])
-    assert not np.array_equal(x, build.exact_samples(dist, 300, 2, seed=4)[0])
+    assert np.array_equal(x, data.exact_samples(dist, 300, 2, seed=3)[0])
+    assert not np.array_equal(x, data.exact_samples(dist, 300, 2, seed=4)[0])
     # exact samples of a class lie in that class's region
-    assert build.prompt_hit_rate(dist, x, 2) > 0.99
+    assert data.prompt_hit_rate(dist, x, 2) > 0.99
 
 
 def test_prompt_figure_patch_matches_the_full_figure():
     dist = get_dataset("pinwheel")
-    xs, p, pc = build.density_grids(dist, label=3, n=21)
-    (ax, ay), (cx, cy) = build.exact_samples(dist, 50, None, 0), build.exact_samples(dist, 50, 3, 1)
-    full = build.prompt_figure(dist, xs, p, pc, 3, ax, ay, cx, cy, cx, cy).to_dict()
-    base = build.prompt_figure(dist, xs, p, pc, 3, None, None, None, None, learned_panel=True).to_dict()
+    xs, p, pc = data.density_grids(dist, label=3, n=21)
+    (ax, ay), (cx, cy) = data.exact_samples(dist, 50, None, 0), data.exact_samples(dist, 50, 3, 1)
+    full = data.prompt_figure(dist, xs, p, pc, 3, ax, ay, cx, cy, cx, cy).to_dict()
+    base = data.prompt_figure(dist, xs, p, pc, 3, None, None, None, None, learned_panel=True).to_dict()
     from ui.figures import patch
 
-    patched = patch(base, build.prompt_values(dist, ax, ay, cx, cy, cx, cy))
+    patched = patch(base, data.prompt_values(dist, ax, ay, cx, cy, cx, cy))
     assert len(full["data"]) == len(patched["data"]) == 3 + 3 * dist.num_classes
     for a, b in zip(full["data"], patched["data"]):
         assert a["name"] == b["name"] if "name" in a else True
         for key in ("x", "y"):
             np.testing.assert_allclose(_array(a[key]), _array(b[key]))
     # no prompt: two panels (p(x), learned), patched the same way
-    full = build.prompt_figure(dist, xs, p, None, None, ax, ay, ax, ay, cx, cy).to_dict()
-    base = build.prompt_figure(dist, xs, p, None, None, None, None, None, None, learned_panel=True).to_dict()
-    patched = patch(base, build.prompt_values(dist, ax, ay, None, None, cx, cy))
+    full = data.prompt_figure(dist, xs, p, None, None, ax, ay, ax, ay, cx, cy).to_dict()
+    base = data.prompt_figure(dist, xs, p, None, None, None, None, None, None, learned_panel=True).to_dict()
+    patched = patch(base, data.prompt_values(dist, ax, ay, None, None, cx, cy))
     assert len(full["data"]) == len(patched["data"]) == 2 + 2 * dist.num_classes
     for a, b in zip(full["data"], patched["data"]):
         for key in ("x", "y"):
@@ -114,7 +114,7 @@ def test_prompt_figure_patch_matches_the_full_figure():
 
 def test_density_grids_match_log_prob():
     dist = get_dataset("moons")
-    xs, p, pc = build.density_grids(dist, label=0, n=31)
+    xs, p, pc = data.density_grids(dist, label=0, n=31)
     i, j = 12, 20
     pt = torch.tensor([[xs[j], xs[i]]], dtype=torch.float64)
     assert p[i, j] == pytest.approx(dist.log_prob(pt).exp().item(), rel=1e-6)
@@ -130,7 +130,7 @@ def test_learned_samples_answer_the_prompt():
 
     model, _ = _shipped("moons")
     schedule = make_schedule("cosine")
-    x = build.learned_samples(reschedule(model, schedule), schedule, 200, label=1, seed=0)
+    x = data.learned_samples(reschedule(model, schedule), schedule, 200, label=1, seed=0)
     assert x.shape == (200, 2) and np.isfinite(x).all()
-    assert build.prompt_hit_rate(get_dataset("moons"), x, 1) > 0.9
-    assert np.array_equal(x, build.learned_samples(reschedule(model, schedule), schedule, 200, label=1, seed=0))
+    assert data.prompt_hit_rate(get_dataset("moons"), x, 1) > 0.9
+    assert np.array_equal(x, data.learned_samples(reschedule(model, schedule), schedule, 200, label=1, seed=0))

@@ -14,10 +14,7 @@ import torch
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
-from ui import denoiser_field
-from ui import memorisation_figures
-from ui import posterior
-from ui import memorisation as memo
+from ui import denoiser_field, memorisation, memorisation_figures, posterior
 from ui.figures import SpecFigure, at_frame, patch
 from ui.threads import one_thread
 from apptest import open_page
@@ -76,15 +73,15 @@ def test_page_widgets_change_what_is_shown(page):
         return at.table[0].value.set_index("sampler")["median distance to nearest"].astype(float)
 
     net, fresh = memorisation_figures.MEMO_NAMES["net"], memorisation_figures.MEMO_NAMES["true"]
-    assert at.select_slider(key="denoise.n").value == memo.NS[0]
+    assert at.select_slider(key="denoise.n").value == memorisation.NS[0]
     row = memo_row()
     assert row[net] < 0.1 * row[fresh] and row[memorisation_figures.MEMO_NAMES["ideal"]] < 0.1 * row[fresh]
     before = _charts(at)[3]
     curve = json.loads(_charts(at)[4])
     assert [d["name"] for d in curve["data"][:3]] == list(memorisation_figures.MEMO_NAMES.values())
-    assert [d["x"] for d in curve["data"][:3]] == [list(memo.NS)] * 3
-    at.select_slider(key="denoise.n").set_value(memo.NS[-1]).run()
-    assert _charts(at)[3] != before and json.loads(_charts(at)[4])["data"][3]["x"] == [memo.NS[-1]] * 2
+    assert [d["x"] for d in curve["data"][:3]] == [list(memorisation.NS)] * 3
+    at.select_slider(key="denoise.n").set_value(memorisation.NS[-1]).run()
+    assert _charts(at)[3] != before and json.loads(_charts(at)[4])["data"][3]["x"] == [memorisation.NS[-1]] * 2
     row = memo_row()
     assert row[net] > 0.5 * row[fresh]
 

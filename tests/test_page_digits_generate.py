@@ -8,7 +8,7 @@ import torch
 
 from diffusion.samplers import guided, sample
 from diffusion.schedules import make_schedule
-from ui import digits as dg
+from ui import digits
 
 from apptest import decode, open_page
 
@@ -47,16 +47,16 @@ def fake():
 # --- builders -----------------------------------------------------------------------------------------
 
 def test_labels_are_validated_with_a_clear_message(fake):
-    assert dg.check_labels([0, 9, None]) == [0, 9, None]
+    assert digits.check_labels([0, 9, None]) == [0, 9, None]
     for bad in ([10], [-1], [3, 12], [2.5], ["3"], [True]):
         with pytest.raises(ValueError, match="from 0 to 9"):
-            dg.check_labels(bad)
+            digits.check_labels(bad)
     with pytest.raises(ValueError, match="at least one digit"):
-        dg.check_labels([])
+        digits.check_labels([])
     with pytest.raises(ValueError, match="digit must be an integer from 0 to 9"):
-        dg.generate(fake, fake.schedule, [3, 11], 2, steps=2)
+        digits.generate(fake, fake.schedule, [3, 11], 2, steps=2)
     with pytest.raises(ValueError, match="samples per digit must be an integer from 1 to 16"):
-        dg.generate(fake, fake.schedule, [3], 0, steps=2)
+        digits.generate(fake, fake.schedule, [3], 0, steps=2)
 
 
 def test_a_2d_model_is_refused_on_the_digit_pages():
@@ -64,84 +64,84 @@ def test_a_2d_model_is_refused_on_the_digit_pages():
 
     model, _ = _shipped("moons")
     with pytest.raises(ValueError, match="2-D points"):
-        dg.check_model(model)
+        digits.check_model(model)
     with pytest.raises(ValueError, match="10 digits"):
-        dg.check_model(type("M", (), {"num_classes": 3})())
+        digits.check_model(type("M", (), {"num_classes": 3})())
 
 
 def test_generate_is_guided_sampling_with_shared_noise_per_column(fake):
     sch = fake.schedule
-    out = dg.generate(fake, sch, [3, None, 8], per_digit=2, guidance=1.5, sampler="ddim", steps=4, seed=7)
+    out = digits.generate(fake, sch, [3, None, 8], per_digit=2, guidance=1.5, sampler="ddim", steps=4, seed=7)
     assert out.shape == (3, 2, 28, 28)
-    x = dg.start_noise(sch, 2, 7)
+    x = digits.start_noise(sch, 2, 7)
     for r, lab in enumerate([3, None, 8]):
         ref = sample(guided(fake, lab, 1.5), x.clone(), sch, "ddim", 4)
         np.testing.assert_allclose(out[r], ref[:, 0].numpy(), atol=1e-5)
     # the same seed gives the same grid, another seed another one
-    np.testing.assert_array_equal(out, dg.generate(fake, sch, [3, None, 8], 2, 1.5, "ddim", 4, 7))
-    assert not np.allclose(out, dg.generate(fake, sch, [3, None, 8], 2, 1.5, "ddim", 4, 8))
+    np.testing.assert_array_equal(out, digits.generate(fake, sch, [3, None, 8], 2, 1.5, "ddim", 4, 7))
+    assert not np.allclose(out, digits.generate(fake, sch, [3, None, 8], 2, 1.5, "ddim", 4, 8))
 
 
 def test_one_prompt_of_weight_w_is_guidance_with_weight_w_minus_1(fake):
     x = torch.randn(5, 1, 28, 28)
     for w in (0.0, 1.0, 2.5, 4.0):
-        composed = dg.compose(fake, [(4, w)])(x, torch.tensor(0.4))
+        composed = digits.compose(fake, [(4, w)])(x, torch.tensor(0.4))
         np.testing.assert_allclose(composed, guided(fake, 4, w - 1)(x, torch.tensor(0.4)), atol=1e-6)
     # and with two prompts: the unconditional guess plus both weighted directions, in one batched network call
     fake.calls = 0
-    two = dg.compose(fake, [(3, 2.0), (1, -1.5)])(x, 0.4)
+    two = digits.compose(fake, [(3, 2.0), (1, -1.5)])(x, 0.4)
     assert fake.calls == 1
     u, c3, c1 = fake(x, 0.4, None), fake(x, 0.4, 3), fake(x, 0.4, 1)
     np.testing.assert_allclose(two, u + 2.0 * (c3 - u) - 1.5 * (c1 - u), atol=1e-6)
     with pytest.raises(ValueError, match="from 0 to 9"):
-        dg.compose(fake, [(3, 1.0), (10, 1.0)])
+        digits.compose(fake, [(3, 1.0), (10, 1.0)])
 
 
 def test_guidance_sweep_rows_equal_generate_at_each_weight(fake):
-    sweep = dg.guidance_sweep(fake, fake.schedule, 2, (0.0, 2.0, 5.0), n=3, sampler="heun", steps=3, seed=4)
+    sweep = digits.guidance_sweep(fake, fake.schedule, 2, (0.0, 2.0, 5.0), n=3, sampler="heun", steps=3, seed=4)
     assert sweep.shape == (3, 3, 28, 28)
     for r, w in enumerate((0.0, 2.0, 5.0)):
-        np.testing.assert_allclose(sweep[r], dg.generate(fake, fake.schedule, [2], 3, w, "heun", 3, 4)[0],
+        np.testing.assert_allclose(sweep[r], digits.generate(fake, fake.schedule, [2], 3, w, "heun", 3, 4)[0],
                                    rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="needs a digit"):
-        dg.guidance_sweep(fake, fake.schedule, None)
+        digits.guidance_sweep(fake, fake.schedule, None)
     with pytest.raises(ValueError, match="guidance weight must be in"):
-        dg.guidance_sweep(fake, fake.schedule, 2, (0.0, 30.0))
+        digits.guidance_sweep(fake, fake.schedule, 2, (0.0, 30.0))
 
 
 def test_compose_grid_rows_and_names(fake):
-    images, names = dg.compose_grid(fake, fake.schedule, [(3, 2.0), (8, 2.0), (5, 0.0)], n=3, sampler="euler",
+    images, names = digits.compose_grid(fake, fake.schedule, [(3, 2.0), (8, 2.0), (5, 0.0)], n=3, sampler="euler",
                                     steps=3, seed=1, alone=True)
     assert images.shape == (3, 3, 28, 28)
     assert names == ["a 3 (w = 2)", "an 8 (w = 2)", "all together"]
     # each row equals its own composed denoiser from the same starting noise
-    x = dg.start_noise(fake.schedule, 3, 1)
+    x = digits.start_noise(fake.schedule, 3, 1)
     for r, prompts in enumerate([[(3, 2.0)], [(8, 2.0)], [(3, 2.0), (8, 2.0)]]):
-        ref = sample(dg.compose(fake, prompts), x.clone(), fake.schedule, "euler", 3)
+        ref = sample(digits.compose(fake, prompts), x.clone(), fake.schedule, "euler", 3)
         np.testing.assert_allclose(images[r], ref[:, 0].numpy(), atol=1e-5)
-    assert dg.prompt_text([(7, 3.0), (1, -2.0)]) == "a 7 (w = 3) but not a 1 (w = -2)"
+    assert digits.prompt_text([(7, 3.0), (1, -2.0)]) == "a 7 (w = 3) but not a 1 (w = -2)"
     with pytest.raises(ValueError, match="other than 0"):
-        dg.compose_grid(fake, fake.schedule, [(3, 0.0)], n=2, steps=2)
+        digits.compose_grid(fake, fake.schedule, [(3, 0.0)], n=2, steps=2)
 
 
 def test_nfe_is_counted_from_the_sampler():
     sch = make_schedule("cosine")
     for sampler in ("ddpm", "ddim", "euler", "dpmpp_2m", "sde"):
-        assert dg.count_nfe(sch, sampler, 7) == 7
-    assert dg.count_nfe(sch, "heun", 10) == 19  # Karras' Heun: the last step is a single Euler step
-    inside = dg.count_nfe(sch, "euler", 20, (-2.0, 4.0))  # uniform t: the steps whose log-SNR is in [-2, 4]
+        assert digits.count_nfe(sch, sampler, 7) == 7
+    assert digits.count_nfe(sch, "heun", 10) == 19  # Karras' Heun: the last step is a single Euler step
+    inside = digits.count_nfe(sch, "euler", 20, (-2.0, 4.0))  # uniform t: the steps whose log-SNR is in [-2, 4]
     lams = sch.logsnr(torch.linspace(*sch.t_range, 21, dtype=torch.float64)[1:].flip(0))
     assert inside == int(((lams >= -2) & (lams < 4)).sum()) and 0 < inside < 20
 
 
 def test_tile_layout_and_grid_figure():
     imgs = np.arange(2 * 3 * 4 * 5, dtype=float).reshape(2, 3, 4, 5)
-    z = dg.tile(imgs, pad=1)
+    z = digits.tile(imgs, pad=1)
     assert z.shape == (2 * 4 + 1, 3 * 5 + 2)
     np.testing.assert_array_equal(z[5:9, 12:17], imgs[1, 2])  # image (1, 2) at rows 5..8, columns 12..16
     np.testing.assert_array_equal(z[0:4, 6:11], imgs[0, 1])
     assert np.isnan(z[4]).all() and np.isnan(z[:, 5]).all()  # the gaps
-    fig = dg.grid_figure(np.zeros((2, 3, 28, 28)), ["digit 3", "no label"], "t")
+    fig = digits.grid_figure(np.zeros((2, 3, 28, 28)), ["digit 3", "no label"], "t")
     assert fig.data[0].type == "heatmap" and fig.layout.yaxis.scaleanchor == "x"
     assert list(fig.layout.yaxis.ticktext) == ["digit 3", "no label"]
     assert fig.layout.yaxis.range[0] > fig.layout.yaxis.range[1]  # image rows top to bottom
@@ -150,12 +150,13 @@ def test_tile_layout_and_grid_figure():
 def test_the_true_label_wins_on_a_template_oracle(fake):
     """A model whose conditional guess is the class template: the image that is template 6 is explained best by 6."""
     x0 = fake.templates[6, 0]
-    s = dg.label_scores(fake, fake.schedule, x0, n_draws=12)
+    s = digits.label_scores(fake, fake.schedule, x0, n_draws=12)
     assert s["x0"].shape == (10, 12) and np.isfinite(s["x0"]).all() and np.isfinite(s["eps"]).all()
     assert s["guess_x0"] == 6 and s["guess_eps"] == 6
     assert s["x0_err"][6] < np.delete(s["x0_err"], 6).min()
     assert s["mid"].shape == (10, 28, 28)
-    t_all, eps = dg.shared_draws(fake.schedule, 12)  # the shown guesses: the fake's x0_hat at the draw near log-SNR -2
+    # the shown guesses: the fake's x0_hat at the draw near log-SNR -2
+    t_all, eps = digits.shared_draws(fake.schedule, 12)
     k = int(np.argmin(np.abs(t_all.numpy() - s["mid_t"])))
     alpha, sigma = (float(a) for a in fake.schedule.alpha_sigma(t_all[k]))
     assert abs(float(fake.schedule.logsnr(t_all[k])) + 2) < 1.5
@@ -163,15 +164,15 @@ def test_the_true_label_wins_on_a_template_oracle(fake):
     np.testing.assert_allclose(s["mid"], (0.3 * (1 - s["mid_t"]) * x_t + fake.templates[:10, 0]).numpy(), atol=1e-5)
     t = s["t"]
     assert (np.diff(t) > 0).all() and fake.schedule.t_range[0] <= t[0] and t[-1] <= fake.schedule.t_range[1]
-    fig = dg.scores_figure(s["x0_err"], 6, "x₀")
+    fig = digits.scores_figure(s["x0_err"], 6, "x₀")
     extra = s["x0_err"] - s["x0_err"].min()
     assert fig.data[0].customdata[6, 1] == 0 and "label 6" in fig.layout.title.text
     assert fig.data[0].text[6].startswith("true, best")
     # the best label's bar is 0 above itself, yet drawn as a visible stub; the others at their height
-    assert fig.data[0].y[6] == pytest.approx(dg.STUB * extra.max()) and fig.data[0].y[6] > 0
-    np.testing.assert_allclose(np.delete(fig.data[0].y, 6), np.delete(np.maximum(extra, dg.STUB * extra.max()), 6))
+    assert fig.data[0].y[6] == pytest.approx(digits.STUB * extra.max()) and fig.data[0].y[6] > 0
+    np.testing.assert_allclose(np.delete(fig.data[0].y, 6), np.delete(np.maximum(extra, digits.STUB * extra.max()), 6))
     assert fig.layout.yaxis.range[1] > extra.max()  # room for the labels above the tallest bar
-    fig = dg.scores_figure(s["x0_err"], 2, "x₀")  # told the wrong truth: both are marked
+    fig = digits.scores_figure(s["x0_err"], 2, "x₀")  # told the wrong truth: both are marked
     assert fig.data[0].text[2].startswith("true<br>") and fig.data[0].text[6].startswith("best<br>")
     assert fig.data[0].text[0].startswith("+") and "(true label: 2)" in fig.layout.title.text
     assert fig.data[0].marker.line.width[2] > 0 and fig.data[0].marker.line.width[6] == 0

@@ -92,7 +92,7 @@ def test_shipped_model_classifies_when_trained():
     from diffusion.models import reschedule
     from diffusion.schedules import make_schedule
     from toy_data.mnist import load_mnist
-    from ui import digits as dg
+    from ui import digits
 
     model, config = mnist.__wrapped__() if hasattr(mnist, "__wrapped__") else mnist()
     assert model is not None, config
@@ -102,7 +102,7 @@ def test_shipped_model_classifies_when_trained():
     m = reschedule(model, make_schedule("cosine"))
     right = 0
     for i in idx:
-        s = dg.label_scores(m, m.schedule, images[i, 0], n_draws=16)
+        s = digits.label_scores(m, m.schedule, images[i, 0], n_draws=16)
         assert s["x0"].shape == (10, 16) and np.isfinite(s["x0"]).all()
         right += s["guess_x0"] == int(labels[i])
     if trained:

@@ -12,7 +12,9 @@ import torch
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
-from ui import energy as en
+from ui.energy import (constant_figure, convergence_figure, cost_figure, cost_in_d, cost_story, energy_heatmaps,
+                       energy_surfaces, exact_energy, exact_z_convergence, finite_difference_score, grid_log_z,
+                       grid_score, learned_energy, partition_function, points_needed, raw_energy, z_convergence)
 from ui.figures import view_half_width
 from apptest import open_page
 
@@ -32,7 +34,7 @@ def _energy(dist, alpha, sigma, label=None):
 def test_z_of_a_normalised_energy_is_one(name, t, label):
     dist, sched = get_dataset(name), make_schedule("cosine")
     alpha, sigma = (float(a) for a in sched.alpha_sigma(t))
-    z = en.partition_function(_energy(dist, alpha, sigma, label), 300, 6.0)
+    z = partition_function(_energy(dist, alpha, sigma, label), 300, 6.0)
     assert z["Z"] == pytest.approx(1.0, abs=2e-3)
     assert z["evaluations"] == 300 * 300
 
@@ -41,13 +43,13 @@ def test_adding_c_scales_z_by_exp_minus_c_and_keeps_the_score():
     dist = get_dataset("8gaussians")
     alpha, sigma = 0.9, 0.4
     energy = _energy(dist, alpha, sigma)
-    z0 = en.partition_function(energy, 120, 5.0)
+    z0 = partition_function(energy, 120, 5.0)
     for c in (-20.0, 3.0, 700.0):  # 700: Z itself underflows to ~e^-700, log Z must not
-        zc = en.partition_function(energy, 120, 5.0, c)
+        zc = partition_function(energy, 120, 5.0, c)
         assert zc["log_Z"] == pytest.approx(z0["log_Z"] - c, abs=1e-9)
     x = np.array([[0.3, -0.7], [1.5, 1.1], [-2.0, 0.1]])
-    s0 = en.finite_difference_score(lambda p: energy(p).numpy(), x)
-    sc = en.finite_difference_score(lambda p: energy(p).numpy() + 5.0, x)
+    s0 = finite_difference_score(lambda p: energy(p).numpy(), x)
+    sc = finite_difference_score(lambda p: energy(p).numpy() + 5.0, x)
     np.testing.assert_allclose(sc, s0, atol=1e-8)
     exact = dist.score(torch.from_numpy(x), alpha, sigma).numpy()
     np.testing.assert_allclose(s0, exact, rtol=1e-5, atol=1e-6)
@@ -55,16 +57,16 @@ def test_adding_c_scales_z_by_exp_minus_c_and_keeps_the_score():
 
 def test_log_z_of_a_drawn_grid():
     dist = get_dataset("8gaussians")
-    xs, E = en.exact_energy(dist, 0.8, 0.6, None, n=161, half=6.0)
-    assert en.grid_log_z(E, xs) == pytest.approx(0.0, abs=1e-3)
-    assert en.grid_log_z(E, xs, c=2.5) == pytest.approx(-2.5, abs=1e-3)
+    xs, E = exact_energy(dist, 0.8, 0.6, None, n=161, half=6.0)
+    assert grid_log_z(E, xs) == pytest.approx(0.0, abs=1e-3)
+    assert grid_log_z(E, xs, c=2.5) == pytest.approx(-2.5, abs=1e-3)
 
 
 def test_grid_score_of_the_exact_energy_is_the_exact_score():
     dist = get_dataset("8gaussians")
     alpha, sigma = 0.8, 0.6
-    xs, E = en.exact_energy(dist, alpha, sigma, None, n=201, half=4.0)
-    u, w = en.grid_score(E, xs)
+    xs, E = exact_energy(dist, alpha, sigma, None, n=201, half=4.0)
+    u, w = grid_score(E, xs)
     gx, gy = np.meshgrid(xs, xs)
     exact = dist.score(torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1)), alpha, sigma).numpy()
     inner = (slice(1, -1), slice(1, -1))
@@ -76,41 +78,41 @@ def test_ode_energy_of_the_exact_denoiser_matches_log_prob():
     dist, sched = get_dataset("8gaussians"), make_schedule("cosine")
     t = 0.5
     alpha, sigma = (float(a) for a in sched.alpha_sigma(t))
-    xs, E, secs = en.learned_energy(oracle_model(dist, sched), t, None, n=5, half=2.0, steps=16)
-    _, exact = en.exact_energy(dist, alpha, sigma, None, n=5, half=2.0)
+    xs, E, secs = learned_energy(oracle_model(dist, sched), t, None, n=5, half=2.0, steps=16)
+    _, exact = exact_energy(dist, alpha, sigma, None, n=5, half=2.0)
     assert secs > 0
     np.testing.assert_allclose(E, exact, atol=0.05)
 
 
 def test_cost_story_is_computed_not_hard_coded():
-    story = en.cost_story(10, 784)
+    story = cost_story(10, 784)
     assert story["log10_evaluations"] == pytest.approx(784.0)
     assert story["log10_years"] == pytest.approx(784 - 9 - math.log10(365.25 * 86400))
     assert story["beats_atoms"]
     assert story["max_dim_in_a_day"] == 13  # 10^13 <= 8.64e13 evaluations < 10^14
-    assert en.cost_story(2, 100)["beats_atoms"] is False  # 2^100 ~ 1e30
-    np.testing.assert_allclose(en.cost_in_d(100, [1, 2, 784]), [2, 4, 1568])
+    assert cost_story(2, 100)["beats_atoms"] is False  # 2^100 ~ 1e30
+    np.testing.assert_allclose(cost_in_d(100, [1, 2, 784]), [2, 4, 1568])
     conv = {4: math.log(0.9), 8: math.log(0.995), 16: 0.0}
-    assert en.points_needed(conv) == 8
+    assert points_needed(conv) == 8
 
 
 def test_figures_put_exact_beside_learned():
     dist = get_dataset("moons")
-    xs, E = en.exact_energy(dist, 1.0, 0.3, None, n=30)
-    fig = en.energy_heatmaps(xs, E, xs, E + 0.1)
+    xs, E = exact_energy(dist, 1.0, 0.3, None, n=30)
+    fig = energy_heatmaps(xs, E, xs, E + 0.1)
     assert [a.text for a in fig.layout.annotations] == ["Exact", "Learned"]
-    assert en.energy_surfaces(xs, E, xs, E).data[1].type == "surface"
-    fig_c = en.constant_figure(xs, E, 2.0)
+    assert energy_surfaces(xs, E, xs, E).data[1].type == "surface"
+    fig_c = constant_figure(xs, E, 2.0)
     # the arrows of E and of E + c are the same line segments
     for axis in ("x", "y"):
         a, b = (np.array(fig_c.data[i][axis], dtype=float) for i in (1, 3))  # None (pen up) becomes NaN
         np.testing.assert_allclose(a, b, atol=1e-12)
     assert np.allclose(np.asarray(fig_c.data[2].z) - np.asarray(fig_c.data[0].z), 2.0)
-    conv = en.z_convergence(_energy(dist, 1.0, 0.3), 3.0, ns=(4, 8, 16))
-    full = en.exact_z_convergence(dist, 1.0, 0.3, None, 3.0)  # what the page hands to the worker
+    conv = z_convergence(_energy(dist, 1.0, 0.3), 3.0, ns=(4, 8, 16))
+    full = exact_z_convergence(dist, 1.0, 0.3, None, 3.0)  # what the page hands to the worker
     assert all(full[n] == pytest.approx(conv[n], abs=1e-12) for n in conv)
-    assert len(en.convergence_figure(conv).data[0].x) == 2
-    cost = en.cost_figure(10)
+    assert len(convergence_figure(conv).data[0].x) == 2
+    cost = cost_figure(10)
     assert cost.data[0].y[-1] == pytest.approx(784.0) and list(cost.data[3].x) == [2, 784]
 
 
@@ -184,7 +186,7 @@ def test_an_energy_head_shows_its_raw_energy_and_its_z():
     assert "predicts" not in text.split("not an energy")[0][-200:] and "outputs an energy" in text
     log_z = float(_metric(at, "log Z_θ at this t"))
     half = view_half_width(*(float(a) for a in make_schedule("cosine").alpha_sigma(0.5)))
-    xs, E_raw, log_z_direct = en.raw_energy(model, 0.5, None, 40, half)
+    xs, E_raw, log_z_direct = raw_energy(model, 0.5, None, 40, half)
     assert log_z == pytest.approx(log_z_direct, abs=0.005)
     assert float(_metric(at, "Lowest raw E_θ")) == pytest.approx(E_raw.min(), abs=0.005)
     assert any("Raw E_θ" in c.proto.spec for c in at.get("plotly_chart"))

@@ -10,7 +10,7 @@ import torch
 
 from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import get_dataset
-from ui import forward as fw
+from ui import forward
 from ui.figures import at_frame, figure_dict
 from apptest import charts, decode, open_page, plain
 
@@ -25,8 +25,8 @@ def page():
 def test_page_shows_the_movie_at_the_sidebar_t_and_follows_the_sidebar(page):
     at = page
     movie, curves = charts(at)[:2]
-    assert len(movie["frames"]) == len(fw.FRAME_TS) == 31
-    assert movie["layout"]["sliders"][0]["active"] == fw.nearest_frame(fw.FRAME_TS, 0.4) == 12
+    assert len(movie["frames"]) == len(forward.FRAME_TS) == 31
+    assert movie["layout"]["sliders"][0]["active"] == forward.nearest_frame(forward.FRAME_TS, 0.4) == 12
     assert "t = 0.40" in movie["layout"]["title"]["text"]
     metrics = {m.label: m.value for m in at.get("metric")}
     a, s = make_schedule("cosine").alpha_sigma(0.4)
@@ -69,8 +69,8 @@ def test_other_schedules_have_page_sliders_and_bad_values_warn(page):
 def test_frames_hold_x_t_equal_alpha_x0_plus_sigma_eps():
     dist, sched = get_dataset("circles"), make_schedule("sigmoid")
     ts = np.array([0.0, 0.3, 0.7, 1.0])
-    fig = fw.forward_animation(dist, sched, ts, n_points=40, n_tracked=3, seed=5, grid_n=12)
-    x0, y, eps = fw.forward_points(dist, 40, 5)
+    fig = forward.forward_animation(dist, sched, ts, n_points=40, n_tracked=3, seed=5, grid_n=12)
+    x0, y, eps = forward.forward_points(dist, 40, 5)
     k_pts = 2 + dist.num_classes
     for k, t in enumerate(ts):
         a, s = sched.alpha_sigma(float(t))
@@ -80,15 +80,15 @@ def test_frames_hold_x_t_equal_alpha_x0_plus_sigma_eps():
         assert np.allclose(frame.data[k_pts].y, want[:, 1], atol=1e-3)
         path_x = np.asarray(frame.data[k_pts - 1].x, dtype=float)
         assert np.isnan(path_x).sum() == 3 and (~np.isnan(path_x)).sum() == 3 * (k + 1)  # paths so far
-        xs, _, p = fw.density_grid(dist, a, s, n=12, extent=fw.view_half_width(float(a), float(s)))
+        xs, _, p = forward.density_grid(dist, a, s, n=12, extent=forward.view_half_width(float(a), float(s)))
         assert np.allclose(frame.data[0].z, p, rtol=1e-3, atol=1e-3 * p.max())
 
 
 def test_opening_at_a_frame_equals_building_at_that_frame():
     dist, sched = get_dataset("moons"), make_schedule("cosine")
     ts = np.array([0.0, 0.5, 1.0])
-    base = fw.forward_animation(dist, sched, ts, n_points=30, grid_n=10)
-    at2 = fw.forward_animation(dist, sched, ts, n_points=30, grid_n=10, active=2)
+    base = forward.forward_animation(dist, sched, ts, n_points=30, grid_n=10)
+    at2 = forward.forward_animation(dist, sched, ts, n_points=30, grid_n=10, active=2)
     # what the page draws: the cached plain dict opened at a frame by a shallow copy
     d = figure_dict(base)
     assert plain(json.loads(pio.to_json(at_frame(d, 2), validate=False))) == plain(json.loads(pio.to_json(at2)))
@@ -96,9 +96,9 @@ def test_opening_at_a_frame_equals_building_at_that_frame():
 
 
 def test_curves_equal_the_schedules():
-    schedules, notes = fw.schedules_from_params({n: fw.default_params(n) for n in SCHEDULES})
+    schedules, notes = forward.schedules_from_params({n: forward.default_params(n) for n in SCHEDULES})
     assert not notes
-    fig = fw.schedule_curves(schedules, "cosine", 0.25)
+    fig = forward.schedule_curves(schedules, "cosine", 0.25)
     ts = torch.linspace(0, 1, 201, dtype=torch.float64)
     lines = {(tr.legendgroup, tr.xaxis): tr for tr in fig.data if tr.mode == "lines"}
     dots = {(tr.legendgroup, tr.xaxis): tr for tr in fig.data if tr.mode == "markers"}
@@ -112,7 +112,7 @@ def test_curves_equal_the_schedules():
 
 
 def test_rejected_parameters_fall_back_with_the_parameter_named():
-    schedules, notes = fw.schedules_from_params({"sigmoid": {"start": 2.0, "end": 1.0, "tau": 1.0}, "flow": {}})
+    schedules, notes = forward.schedules_from_params({"sigmoid": {"start": 2.0, "end": 1.0, "tau": 1.0}, "flow": {}})
     assert schedules["sigmoid"] == make_schedule("sigmoid") and len(notes) == 1 and "end" in notes[0]
 
 
@@ -124,7 +124,7 @@ def test_digit_view_shows_one_digit_per_schedule_and_logsnr_and_follows_its_widg
     assert any(h.value == "The same on digits" for h in at.header)
     digits = charts(at)[2]
     heat = [tr for tr in digits["data"] if tr["type"] == "heatmap"]
-    assert len(heat) == len(SCHEDULES) * len(fw.FORWARD_LAMBDAS) == 42
+    assert len(heat) == len(SCHEDULES) * len(forward.FORWARD_LAMBDAS) == 42
     rows = [digits["layout"][f"yaxis{1 + 7 * r if r else ''}"]["title"]["text"] for r in range(6)]
     assert rows == ["DDPM linear β", "Cosine (sidebar)", "Sigmoid", "EDM / Karras", "Variance exploding",
                     "Rectified flow"]
@@ -146,14 +146,14 @@ def test_digit_view_shows_one_digit_per_schedule_and_logsnr_and_follows_its_widg
 def test_digit_grid_depends_on_logsnr_only():
     x0 = torch.linspace(-1, 1, 784).reshape(1, 28, 28)
     schedules = {n: make_schedule(n) for n in SCHEDULES}
-    images, ts, lams = fw.logsnr_digit_grid(x0, schedules, (6.0, 0.0, -3.0), seed=3)
+    images, ts, lams = forward.logsnr_digit_grid(x0, schedules, (6.0, 0.0, -3.0), seed=3)
     eps = torch.randn((28, 28), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     for j, lam in enumerate((6.0, 0.0, -3.0)):
         want = ((x0[0].double() + np.exp(-lam / 2) * eps) / np.sqrt(1 + np.exp(-lam))).numpy()
         for i, (name, sched) in enumerate(schedules.items()):
             assert abs(float(sched.logsnr(ts[i, j])) - lam) < 1e-6, name
             assert np.allclose(images[i, j], want, atol=1e-9), name
-    fig = fw.logsnr_grid_figure(images, ts, lams, (6.0, 0.0, -3.0), list(schedules))
+    fig = forward.logsnr_grid_figure(images, ts, lams, (6.0, 0.0, -3.0), list(schedules))
     assert fig.layout.annotations[0].text == f"λ = 6<br>t = {ts[0, 0]:.3f}"
 
 
@@ -164,6 +164,6 @@ def test_the_snr_text_states_the_power_of_this_data_and_of_mnist():
     at = open_page("pages/forward.py", dataset="pinwheel")
     text = " ".join(m.value for m in at.markdown)
     assert f"= {get_dataset('pinwheel').power():.2f} per coordinate" in text
-    power, var = fw.pixel_power(load_mnist("test")[0])
+    power, var = forward.pixel_power(load_mnist("test")[0])
     assert 0.5 < power < 1.0 and 0.2 < var < 0.5  # mostly the -1 background; the varying part is far smaller
     assert f"= {power:.2f}" in text and f"variance only {var:.2f}" in text

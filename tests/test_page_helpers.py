@@ -4,8 +4,7 @@ import inspect
 import threading
 
 from diffusion.metrics import EnergyReference
-from ui import page
-from ui import reverse as rv
+from ui import page, reverse
 
 
 def test_sources_are_read_once_and_shared_by_threads(monkeypatch):
@@ -22,7 +21,7 @@ def test_sources_are_read_once_and_shared_by_threads(monkeypatch):
 
     def read():
         try:
-            results.append((page.source_of(EnergyReference), page.source_of(rv.run)))
+            results.append((page.source_of(EnergyReference), page.source_of(reverse.run)))
         except Exception as e:  # noqa: BLE001 -- a SystemError from concurrent ast parsing would land here
             errors.append(e)
 
@@ -32,6 +31,6 @@ def test_sources_are_read_once_and_shared_by_threads(monkeypatch):
     for t in threads:
         t.join()
     assert not errors and len(results) == 8
-    assert calls == [EnergyReference, rv.run]  # a class's source parses its whole module: once only
+    assert calls == [EnergyReference, reverse.run]  # a class's source parses its whole module: once only
     assert results[0][0] == real(EnergyReference) and "class EnergyReference" in results[0][0]
     assert all(r == results[0] for r in results)

@@ -11,7 +11,7 @@ from diffusion.metrics import EnergyReference
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
-from ui import reverse as rv
+from ui import reverse
 from apptest import open_page
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -71,32 +71,33 @@ def test_exact_beside_learned_then_the_controls_change_what_is_shown(page):
 
 def test_run_and_frames_are_the_trajectory():
     dist, sched = get_dataset("moons"), make_schedule("cosine")
-    traj = rv.run(oracle_model(dist, sched), sched, "euler", 6, n=50, seed=3)
-    assert torch.equal(traj.xs[0], rv.start_noise(sched, 50, 3))
-    fig = rv.sampling_animation(dist, sched, {"Exact": traj}, tracked=(0, 1), grid_n=10)
+    traj = reverse.run(oracle_model(dist, sched), sched, "euler", 6, n=50, seed=3)
+    assert torch.equal(traj.xs[0], reverse.start_noise(sched, 50, 3))
+    fig = reverse.sampling_animation(dist, sched, {"Exact": traj}, tracked=(0, 1), grid_n=10)
     assert len(fig.frames) == 7
     finals = dist.nearest_label(traj.xs[-1]).numpy()
     for k, frame in enumerate(fig.frames):
         pts = np.concatenate([np.stack([frame.data[1 + c].x, frame.data[1 + c].y], 1) for c in range(2)])
         want = np.concatenate([traj.xs[k].numpy()[finals == c] for c in range(2)])
         assert np.allclose(pts, want, atol=1e-3)
-        assert np.allclose(frame.data[5].x, rv.x0_hat_at(traj, k)[:2, 0].numpy(), atol=1e-3)  # the x0_hat crosses
-    assert rv.frame_indices(201) == sorted(set(rv.frame_indices(201))) and len(rv.frame_indices(201)) == 61
-    assert rv.frame_indices(201)[0] == 0 and rv.frame_indices(201)[-1] == 200
-    assert rv.frame_indices(10) == list(range(10))
+        assert np.allclose(frame.data[5].x, reverse.x0_hat_at(traj, k)[:2, 0].numpy(), atol=1e-3)  # the x0_hat crosses
+    idx = reverse.frame_indices(201)
+    assert idx == sorted(set(idx)) and len(idx) == 61
+    assert reverse.frame_indices(201)[0] == 0 and reverse.frame_indices(201)[-1] == 200
+    assert reverse.frame_indices(10) == list(range(10))
 
 
 def test_ode_is_deterministic_and_sde_is_not_from_the_same_start():
     dist, sched = get_dataset("circles"), make_schedule("cosine")
     model = oracle_model(dist, sched)
-    x = rv.start_noise(sched, 40, 7)
-    a = rv.run(model, sched, "heun", 10, seed=1, x_start=x)
-    b = rv.run(model, sched, "heun", 10, seed=2, x_start=x)
-    c = rv.run(model, sched, "sde", 10, seed=1, x_start=x)
-    d = rv.run(model, sched, "sde", 10, seed=2, x_start=x)
+    x = reverse.start_noise(sched, 40, 7)
+    a = reverse.run(model, sched, "heun", 10, seed=1, x_start=x)
+    b = reverse.run(model, sched, "heun", 10, seed=2, x_start=x)
+    c = reverse.run(model, sched, "sde", 10, seed=1, x_start=x)
+    d = reverse.run(model, sched, "sde", 10, seed=2, x_start=x)
     assert torch.equal(a.xs[-1], b.xs[-1]) and not torch.equal(c.xs[-1], d.xs[-1])
     assert torch.equal(c.xs[0], a.xs[0])
-    fig = rv.ode_sde_figure(dist, a, c, n_paths=3, grid_n=10)
+    fig = reverse.ode_sde_figure(dist, a, c, n_paths=3, grid_n=10)
     paths = [tr for tr in fig.data if getattr(tr, "mode", None) == "lines"]
     assert len(paths) == 6 and np.allclose(paths[0].x, a.xs[:, 0, 0].numpy(), atol=1e-3)
     assert np.allclose(paths[3].x, c.xs[:, 0, 0].numpy(), atol=1e-3)
@@ -105,9 +106,9 @@ def test_ode_is_deterministic_and_sde_is_not_from_the_same_start():
 def test_exact_oracle_with_heun_50_steps_reads_as_the_truth():
     dist, sched = get_dataset("moons"), make_schedule("cosine")
     ref = EnergyReference(dist, 2000)
-    traj = rv.run(oracle_model(dist, sched), sched, "heun", 50, n=2000, seed=1)
+    traj = reverse.run(oracle_model(dist, sched), sched, "heun", 50, n=2000, seed=1)
     assert ref.ratio(traj.xs[-1]) < 2
-    bad = rv.run(oracle_model(dist, sched), sched, "euler", 2, n=2000, seed=1)  # two Euler steps: visibly off
+    bad = reverse.run(oracle_model(dist, sched), sched, "euler", 2, n=2000, seed=1)  # two Euler steps: visibly off
     assert ref.ratio(bad.xs[-1]) > 3
     from diffusion.metrics import energy_distance
     x = traj.xs[-1]
@@ -116,8 +117,8 @@ def test_exact_oracle_with_heun_50_steps_reads_as_the_truth():
 
 def test_x0_hat_figure_follows_the_predictions():
     dist, sched = get_dataset("moons"), make_schedule("cosine")
-    traj = rv.run(oracle_model(dist, sched), sched, "heun", 5, n=10, seed=0)
-    fig = rv.x0_hat_figure(dist, sched, traj, tracked=(0,), grid_n=10)
+    traj = reverse.run(oracle_model(dist, sched), sched, "heun", 5, n=10, seed=0)
+    fig = reverse.x0_hat_figure(dist, sched, traj, tracked=(0,), grid_n=10)
     assert np.allclose(fig.data[2].x, traj.x0_hats[:, 0, 0].numpy(), atol=1e-3)
     dist_to_final = np.linalg.norm(traj.x0_hats[:, 0].numpy() - traj.xs[-1, 0].numpy(), axis=1)
     assert np.allclose(fig.data[3].y, dist_to_final)

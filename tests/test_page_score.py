@@ -14,7 +14,7 @@ from diffusion.models import oracle_model
 from diffusion.samplers import guided
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
-from ui import score as sc
+from ui import score
 from ui.figures import at_frame, figure_dict
 from apptest import open_page, plain
 
@@ -39,7 +39,7 @@ class ExactScore:
 
 def test_frames_hold_sigma_times_the_exact_score():
     dist, sched = get_dataset("8gaussians"), make_schedule("cosine")
-    frames = sc.field_frames(dist, sched, None, 3, ts=(0.1, 0.6), n_arrows=7, n_density=12)
+    frames = score.field_frames(dist, sched, None, 3, ts=(0.1, 0.6), n_arrows=7, n_density=12)
     for f in frames:
         alpha, sigma = (float(a) for a in sched.alpha_sigma(f["t"]))
         want = sigma * dist.score(torch.from_numpy(f["points"]), alpha, sigma, 3).numpy()
@@ -50,19 +50,19 @@ def test_frames_hold_sigma_times_the_exact_score():
 
 def test_learned_equal_to_exact_gives_zero_difference_and_error():
     dist, sched = get_dataset("8gaussians"), make_schedule("cosine")
-    frames = sc.field_frames(dist, sched, ExactScore(dist, sched), None, ts=(0.3,), n_arrows=5, n_density=10)
+    frames = score.field_frames(dist, sched, ExactScore(dist, sched), None, ts=(0.3,), n_arrows=5, n_density=10)
     assert frames[0]["diff"].max() < 1e-5 and frames[0]["rel_error"] < 1e-6
-    assert sc.relative_error(ExactScore(dist, sched, 2.0), dist, sched, 0.3, n=500) == pytest.approx(1.0, rel=1e-5)
+    assert score.relative_error(ExactScore(dist, sched, 2.0), dist, sched, 0.3, n=500) == pytest.approx(1.0, rel=1e-5)
 
 
 def test_quiver_arrows_point_along_the_score():
     pts = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, -1.0]])
     vec = np.array([[0.5, 0.0], [0.0, -10.0], [1.0, 1.0]])
-    tr = sc.arrows(pts, vec, spacing=1.0, color="#000000", name="s")
+    tr = score.arrows(pts, vec, spacing=1.0, color="#000000", name="s")
     xs, ys = np.asarray(tr.x, float).reshape(3, 7), np.asarray(tr.y, float).reshape(3, 7)
     tip = np.stack([xs[:, 1], ys[:, 1]], 1) - pts
-    np.testing.assert_allclose(tip, 0.9 * vec * np.minimum(np.hypot(*vec.T), sc.ARROW_CAP)[:, None]
-                               / sc.ARROW_CAP / np.hypot(*vec.T)[:, None], atol=1e-6)
+    np.testing.assert_allclose(tip, 0.9 * vec * np.minimum(np.hypot(*vec.T), score.ARROW_CAP)[:, None]
+                               / score.ARROW_CAP / np.hypot(*vec.T)[:, None], atol=1e-6)
     np.testing.assert_allclose(np.hypot(*tip.T)[1], 0.9, atol=1e-6)  # capped at one cell (x 0.9)
 
 
@@ -71,12 +71,12 @@ def test_guided_score_matches_guided_denoiser():
     dist, sched = get_dataset("8gaussians"), make_schedule("cosine")
     t, w, label = 0.4, 2.5, 1
     alpha, sigma = (float(a) for a in sched.alpha_sigma(t))
-    g = sc.guidance_fields(dist, sched, t, label, w, None, n_arrows=6, n_density=10)
+    g = score.guidance_fields(dist, sched, t, label, w, None, n_arrows=6, n_density=10)
     x = torch.from_numpy(g["points"])
     x0 = guided(oracle_model(dist, sched), label, w)(x, torch.tensor(t, dtype=torch.float64))
     want = sigma * (alpha * x0 - x) / sigma**2
     np.testing.assert_allclose(g["exact"]["guided"], want.numpy(), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(sc.guided_scaled_score(g["exact"]["conditional"], g["exact"]["unconditional"], 0.0),
+    np.testing.assert_allclose(score.guided_scaled_score(g["exact"]["conditional"], g["exact"]["unconditional"], 0.0),
                                g["exact"]["conditional"])
     assert guided(oracle_model(dist, sched), label, 0.0)  # w = 0 is allowed
 
@@ -84,21 +84,21 @@ def test_guided_score_matches_guided_denoiser():
 def test_animation_opens_at_the_chosen_frame():
     dist, sched = get_dataset("8gaussians"), make_schedule("cosine")
     model = ExactScore(dist, sched, 1.1)
-    frames = sc.field_frames(dist, sched, model, None, ts=(0.1, 0.5, 0.9), n_arrows=5, n_density=10)
-    fig = sc.score_animation(frames, 0)
+    frames = score.field_frames(dist, sched, model, None, ts=(0.1, 0.5, 0.9), n_arrows=5, n_density=10)
+    fig = score.score_animation(frames, 0)
     assert len(fig.frames) == 3 and [a.text.split(":")[0] for a in fig.layout.annotations][:2] == ["Exact", "Learned"]
     opened = at_frame(figure_dict(fig), 2)  # what the page draws: the cached dict opened at frame 2
     assert opened["layout"]["sliders"][0]["active"] == 2
     np.testing.assert_array_equal(opened["data"][1]["x"], fig.frames[2].data[1].x)
     assert [tr["xaxis"] for tr in opened["data"]] == ["x", "x", "x2", "x2", "x3"]
-    assert sc.nearest_frame(sc.FRAME_TS, 0.33) == 7  # 0.35
-    exact_only = sc.field_frames(dist, sched, None, None, ts=(0.2, 0.8), n_arrows=5, n_density=10)
-    opened = at_frame(figure_dict(sc.score_animation(exact_only, 0)), 1)
+    assert score.nearest_frame(score.FRAME_TS, 0.33) == 7  # 0.35
+    exact_only = score.field_frames(dist, sched, None, None, ts=(0.2, 0.8), n_arrows=5, n_density=10)
+    opened = at_frame(figure_dict(score.score_animation(exact_only, 0)), 1)
     assert len(opened["data"]) == 2 and opened["layout"]["sliders"][0]["active"] == 1
     # the shallow copy draws the same figure as building the animation at that frame
     for frames_k, k in ((frames, 2), (exact_only, 1)):
-        got = json.loads(pio.to_json(at_frame(figure_dict(sc.score_animation(frames_k, 0)), k), validate=False))
-        assert plain(got) == plain(json.loads(sc.score_animation(frames_k, k).to_json()))
+        got = json.loads(pio.to_json(at_frame(figure_dict(score.score_animation(frames_k, 0)), k), validate=False))
+        assert plain(got) == plain(json.loads(score.score_animation(frames_k, k).to_json()))
 
 # A rerun on the same animation frame, timed around the whole AppTest run (app.py's sidebar and navigation, the
 # page, AppTest reading the result), must take under 2 s: with 20 sessions on two cores a control change's p95 is
@@ -116,7 +116,7 @@ def test_page_runs_and_its_widgets_change_what_is_shown():
     at = open_page("pages/score.py", dataset="8gaussians", t="0.3")
     specs = _specs(at)
     anim = specs[0]
-    assert len(anim["frames"]) == len(sc.FRAME_TS) == 21
+    assert len(anim["frames"]) == len(score.FRAME_TS) == 21
     assert anim["layout"]["sliders"][0]["active"] == 6  # t = 0.30
     err = next(m for m in at.metric if m.label.startswith("Relative score error"))
     assert 0 < float(err.value) < 1

@@ -8,8 +8,7 @@ import torch
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
-from ui import reverse as rv
-from ui import workers
+from ui import reverse, workers
 
 
 @pytest.fixture
@@ -31,8 +30,8 @@ def test_a_sampling_run_in_a_worker_equals_the_same_run_in_process(fresh):
     dist, sched = get_dataset("moons"), make_schedule("cosine")
     oracle = oracle_model(dist, sched)
     assert workers.offload(os.getpid) != os.getpid()  # it really ran elsewhere
-    there = workers.offload(rv.run, oracle, sched, "heun", 6, 200, 3, 1, 0.0)
-    here = rv.run(oracle, sched, "heun", 6, 200, 3, 1, 0.0)
+    there = workers.offload(reverse.run, oracle, sched, "heun", 6, 200, 3, 1, 0.0)
+    here = reverse.run(oracle, sched, "heun", 6, 200, 3, 1, 0.0)
     assert torch.equal(there.xs, here.xs) and torch.equal(there.x0_hats, here.x0_hats)
     assert len(workers.worker_pids()) == 1
 
@@ -40,7 +39,7 @@ def test_a_sampling_run_in_a_worker_equals_the_same_run_in_process(fresh):
 def test_errors_raised_in_a_worker_reach_the_caller(fresh):
     dist, sched = get_dataset("moons"), make_schedule("cosine")
     with pytest.raises(ValueError, match="sampler"):
-        workers.offload(rv.run, oracle_model(dist, sched), sched, "no-such-sampler", 6, 10)
+        workers.offload(reverse.run, oracle_model(dist, sched), sched, "no-such-sampler", 6, 10)
     assert workers.pool_usable()  # an error of the computation is not a broken pool
 
 

@@ -174,8 +174,7 @@ def _timed(fn, *args, **kwargs):
 def build(model, test_x, test_y, progress=None, pages=("generate", "prompts", "journey")) -> dict:
     """Every entry for `model` (the shipped MNIST model, under its own schedule): {key: (fields, seconds)}.
     `progress(text)` is called after each entry."""
-    from . import digits as dg
-    from . import digit_runs
+    from . import digit_runs, digits
     from .pca import fit_pca, project, project_trajectory
 
     sched = model.schedule
@@ -192,7 +191,7 @@ def build(model, test_x, test_y, progress=None, pages=("generate", "prompts", "j
             labels += list(range(10))
             for label in labels:
                 args = gen_args(label, w, interval, SAMPLER, STEPS, SEED)
-                rows, secs = _timed(dg.generate, model, sched, [label], GEN_N, w, SAMPLER, STEPS, SEED, "cpu",
+                rows, secs = _timed(digits.generate, model, sched, [label], GEN_N, w, SAMPLER, STEPS, SEED, "cpu",
                                     interval)
                 keep(key("gen", **args), {"images": ("image", rows[0])}, secs)
     if "prompts" in pages:
@@ -203,12 +202,12 @@ def build(model, test_x, test_y, progress=None, pages=("generate", "prompts", "j
                 if k in done:
                     continue
                 done.add(k)
-                (images, _), secs = _timed(dg.compose_grid, model, sched, [tuple(p) for p in row], COMPOSE_N,
+                (images, _), secs = _timed(digits.compose_grid, model, sched, [tuple(p) for p in row], COMPOSE_N,
                                            SAMPLER, STEPS, SEED, False, "cpu")
                 keep(k, {"images": ("image", images[0])}, secs)
         for index in SCORE_INDEXES:
             for draws in SCORE_DRAWS:
-                s, secs = _timed(dg.label_scores, model, sched, test_x[index, 0], draws, 0, "cpu")
+                s, secs = _timed(digits.label_scores, model, sched, test_x[index, 0], draws, 0, "cpu")
                 keep(key("scores", index=index, draws=draws),
                      {"t": ("f32", s["t"]), "x0": ("f32", s["x0"]), "eps": ("f32", s["eps"]),
                       "mid": ("image", s["mid"]), "mid_t": ("f32", np.array([s["mid_t"]]))}, secs)

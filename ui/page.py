@@ -72,7 +72,7 @@ def digit_model():
     import hashlib
     import json
 
-    from ui import digits as dg
+    from ui import digits
     from ui.models import mnist
 
     model, config = mnist()
@@ -80,7 +80,7 @@ def digit_model():
         st.error(f"The MNIST model could not be loaded: {config.get('error', 'unknown error')}")
         st.stop()
     try:
-        dg.check_model(model)
+        digits.check_model(model)
     except ValueError as e:  # a checkpoint of the wrong kind saved as mnist.safetensors
         st.error(f"The MNIST checkpoint is of the wrong kind: {e}")
         st.stop()
