@@ -35,29 +35,27 @@ def append_dims(v: Tensor, ndim: int) -> Tensor:
 
 @dataclass(frozen=True)
 class NoiseLevel:
-    """alpha, sigma and their time derivatives at some t; scalars or [B] tensors."""
+    """alpha, sigma, their time derivatives and the log-SNR lambda = log(alpha^2 / sigma^2) at some t;
+    scalars or [B] tensors. `noise_level` fills lambda from the schedule's own `logsnr`."""
 
     alpha: Tensor
     sigma: Tensor
     d_alpha: Tensor
     d_sigma: Tensor
-
-    @property
-    def logsnr(self) -> Tensor:
-        return 2 * (torch.log(self.alpha) - torch.log(self.sigma))
+    logsnr: Tensor
 
     def to(self, x: Tensor) -> "NoiseLevel":
         """The same level cast to x's dtype/device and shaped to broadcast against x."""
         def f(v):
             return append_dims(torch.as_tensor(v).to(device=x.device, dtype=x.dtype), x.ndim)
-        return NoiseLevel(f(self.alpha), f(self.sigma), f(self.d_alpha), f(self.d_sigma))
+        return NoiseLevel(f(self.alpha), f(self.sigma), f(self.d_alpha), f(self.d_sigma), f(self.logsnr))
 
 
 def noise_level(schedule, t) -> NoiseLevel:
     """The schedule's NoiseLevel at t (t in [0, 1], clamped to the schedule's t_range)."""
     alpha, sigma = schedule.alpha_sigma(t)
     d_alpha, d_sigma = schedule.derivatives(t)
-    return NoiseLevel(alpha, sigma, d_alpha, d_sigma)
+    return NoiseLevel(alpha, sigma, d_alpha, d_sigma, schedule.logsnr(t))
 
 
 def check_parameterization(kind: str) -> str:

@@ -58,8 +58,9 @@ class Schedule:
         raise NotImplementedError
 
     def _logsnr(self, t: Tensor) -> Tensor:
-        alpha, sigma = self._alpha_sigma(t)
-        return 2 * (torch.log(alpha) - torch.log(sigma))
+        """lambda(t) in the schedule's own closed form, accurate where alpha or sigma is tiny: the one log-SNR
+        that all other code uses (through `logsnr`, and `diffusion.parameterizations.noise_level`)."""
+        raise NotImplementedError
 
     def __post_init__(self):
         """Every schedule must run from data to noise: lambda(0) >= REACH and lambda(1) <= -REACH."""
@@ -272,6 +273,9 @@ class KarrasSchedule(Schedule):
         lo, hi = self._ends()
         return torch.zeros_like(t), self.rho * (lo + t * (hi - lo)) ** (self.rho - 1) * (hi - lo)
 
+    def _logsnr(self, t):  # alpha = 1
+        return -2 * torch.log(self._alpha_sigma(t)[1])
+
     def _t_of_logsnr(self, lam):
         lo, hi = self._ends()
         return (torch.exp(-lam / (2 * self.rho)) - lo) / (hi - lo)
@@ -297,6 +301,9 @@ class VESchedule(Schedule):
     def _derivatives(self, t):
         _, sigma = self._alpha_sigma(t)
         return torch.zeros_like(t), sigma * math.log(self.sigma_max / self.sigma_min)
+
+    def _logsnr(self, t):  # alpha = 1
+        return -2 * torch.log(self._alpha_sigma(t)[1])
 
     def _t_of_logsnr(self, lam):
         return (-lam / 2 - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)

@@ -246,8 +246,8 @@ def test_noise_level_and_to():
     da, ds = sched.derivatives(t)
     for u, w in zip((lvl.alpha, lvl.sigma, lvl.d_alpha, lvl.d_sigma), (a, s, da, ds)):
         assert torch.equal(u, w)
-    close(lvl.logsnr, sched.logsnr(t))
+    assert torch.equal(lvl.logsnr, sched.logsnr(t))  # the schedule's own log-SNR, not one from alpha and sigma
     lv = lvl.to(torch.zeros(2, 1, 28, 28))
-    for u in (lv.alpha, lv.sigma, lv.d_alpha, lv.d_sigma):
+    for u in (lv.alpha, lv.sigma, lv.d_alpha, lv.d_sigma, lv.logsnr):
         assert u.shape == (2, 1, 1, 1) and u.dtype == torch.float32
     assert isinstance(lv, NoiseLevel)
