@@ -326,6 +326,27 @@ def nfe_of(sampler: str, steps: int) -> int:
     return per * steps - (per - 1)  # Heun's last step (either kind) is a single Euler evaluation
 
 
+def evaluation_times(schedule: Schedule, sampler: str, steps: int, grid: str = "uniform_t") -> Tensor:
+    """The times at which `sampler` calls the denoiser in a `steps`-step run on `grid`, in call order: the
+    start of every step and, for Heun (either kind), the end of every step but the last; nfe_of(sampler,
+    steps) of them."""
+    ts = time_grid(schedule, steps, grid)
+    if NFE_PER_STEP[check_sampler(sampler)] == 1:
+        return ts[:-1]
+    return torch.stack([ts[:-1], torch.cat([ts[1:-1], ts[-1:]])], 1).flatten()[:-1]
+
+
+def unconditional_nfe(schedule: Schedule, sampler: str, steps: int, grid: str = "uniform_t", interval=None) -> int:
+    """The unconditional model calls that classifier-free guidance (`guided`) adds to a run: one at every
+    evaluation time, or with `interval` only at those whose log-SNR is in it (`in_interval`). A guided run
+    spends nfe_of(sampler, steps) conditional calls plus these."""
+    times = evaluation_times(schedule, sampler, steps, grid)
+    if interval is None:
+        return len(times)
+    lo, hi = (float(v) for v in interval)
+    return sum(in_interval(float(schedule.logsnr(t)), (lo, hi)) for t in times)
+
+
 def steps_for_nfe(sampler: str, nfe: int) -> int:
     """The number of steps that spends at most `nfe` model evaluations (at least one step)."""
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:

@@ -11,8 +11,9 @@ import torch
 from conftest import LABEL_PURITY, calibrated_reference, energy_reference, gen, record_ratio
 from diffusion.metrics import EnergyReference, energy_distance, mean_distance
 from diffusion.models import oracle_model
-from diffusion.samplers import (GRIDS, NFE_PER_STEP, SAMPLERS, Trajectory, guided, nfe_of, prior_sample,
-                                sample, steps_for_nfe, time_grid)
+from diffusion.samplers import (GRIDS, GUIDANCE_INTERVAL, NFE_PER_STEP, SAMPLERS, Trajectory, evaluation_times,
+                                guided, nfe_of, prior_sample, sample, steps_for_nfe, time_grid,
+                                unconditional_nfe)
 from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import DATASETS, finite_set, get_dataset
 
@@ -611,6 +612,34 @@ def test_steps_for_nfe(sampler):
     assert 41 - per < len(calls) <= 41
     with pytest.raises(ValueError, match="unknown sampler"):
         steps_for_nfe("rk4", 10)
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_evaluation_times_and_unconditional_nfe_are_what_a_guided_run_spends(sampler, grid):
+    """evaluation_times are the times of a run's denoiser calls, nfe_of of them; unconditional_nfe counts the
+    unconditional calls of a guided run, everywhere or only inside a guidance interval."""
+    sched = make_schedule("cosine")
+    cond, uncond = [], []
+
+    class Counted:
+        schedule = sched
+
+        def __call__(self, x, t, label=None):
+            (uncond if label is None else cond).append(float(t))
+            return torch.zeros_like(x)
+
+    for steps in (1, 7, 20):
+        times = evaluation_times(sched, sampler, steps, grid)
+        assert len(times) == nfe_of(sampler, steps)
+        for interval in (None, (-2.0, 4.0), GUIDANCE_INTERVAL):
+            cond.clear(), uncond.clear()
+            sample(guided(Counted(), 1, 1.0, interval), torch.zeros(2, 2), sched, sampler, steps, grid,
+                   generator=gen("nfe"))
+            assert cond == times.tolist()
+            assert len(uncond) == unconditional_nfe(sched, sampler, steps, grid, interval)
+        assert unconditional_nfe(sched, sampler, steps, grid) == nfe_of(sampler, steps)
+    assert 0 < unconditional_nfe(sched, sampler, 20, grid, (-2.0, 4.0)) < nfe_of(sampler, 20)
 
 
 # --- bad input -----------------------------------------------------------------------------------------

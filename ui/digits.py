@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from diffusion.parameterizations import append_dims, noise_level
-from diffusion.samplers import guided, in_interval, prior_sample, sample
+from diffusion.samplers import guided, prior_sample, sample, unconditional_nfe
 
 from .figures import FONT, PALETTE
 from .threads import all_cores, one_thread
@@ -78,18 +78,11 @@ def label_name(label) -> str:
 # --- generation ---------------------------------------------------------------------------------
 
 def count_nfe(schedule, sampler: str, steps: int, interval=None) -> int:
-    """How many times `sampler` calls the denoiser in `steps` steps, counted on a dummy run (Heun, for one,
-    ends with a single Euler step, so it spends 2 steps - 1). With `interval` (lam_lo, lam_hi): only the
-    calls whose log-SNR lies in it (`in_interval`), where limited guidance also asks the unconditional model."""
-    calls = []
-
-    def denoise(x, t):
-        lam = float(schedule.logsnr(torch.as_tensor(t, dtype=torch.float64)))
-        calls.append(interval is None or in_interval(lam, interval))
-        return torch.zeros_like(x)
-
-    sample(denoise, torch.zeros(1, 1), schedule, sampler, int(steps), generator=torch.Generator().manual_seed(0))
-    return sum(calls)
+    """How many times `sampler` calls the denoiser in `steps` steps on the uniform-t grid that `generate` uses
+    (diffusion.samplers.nfe_of; Heun ends with a single Euler step, so it spends 2 steps - 1). With
+    `interval` (lam_lo, lam_hi): only the calls whose log-SNR lies in it, where limited guidance also asks
+    the unconditional model (diffusion.samplers.unconditional_nfe)."""
+    return unconditional_nfe(schedule, sampler, int(steps), interval=interval)
 
 
 def start_noise(schedule, n: int, seed: int) -> torch.Tensor:
