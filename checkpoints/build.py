@@ -78,8 +78,7 @@ def models_2d(argv) -> int:
 
     from diffusion.checkpoints import load_checkpoint, rewrite_metrics, save_checkpoint
     from diffusion.evaluate import evaluate_2d
-    from diffusion.models import DiffusionModel
-    from diffusion.nets import MLP2D, MLPConfig
+    from diffusion.models import build_model
     from diffusion.schedules import make_schedule
     from diffusion.train import DEFAULTS_2D
     from diffusion.training import TrainConfig, pick_device, train
@@ -114,10 +113,8 @@ def models_2d(argv) -> int:
     rows = []
     for name in args.datasets:
         dist = get_dataset(name)
-        torch.manual_seed(0)
-        net = MLP2D(MLPConfig(num_classes=dist.num_classes))
-        model = DiffusionModel(net, DEFAULTS_2D["parameterization"], make_schedule(DEFAULTS_2D["schedule"]),
-                               dist.num_classes)
+        model = build_model("points", DEFAULTS_2D["parameterization"], make_schedule(DEFAULTS_2D["schedule"]),
+                            dist.num_classes, seed=0)
         steps = args.steps or STEPS_2D.get(name, STEPS_2D_OTHERS)
         config = TrainConfig(steps=steps, batch_size=args.batch, lr=DEFAULTS_2D["lr"],
                              weighting=DEFAULTS_2D["weighting"], device="cpu")

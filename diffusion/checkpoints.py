@@ -32,8 +32,8 @@ class CheckpointError(ValueError):
         self.path, self.problem = os.fspath(path), problem
 
 
-def build_model(config: dict) -> DiffusionModel:
-    """An untrained DiffusionModel from a checkpoint config."""
+def model_from_config(config: dict) -> DiffusionModel:
+    """An untrained DiffusionModel from a checkpoint config (the network's own config, as `model_config` writes it)."""
     net_cfg = dict(config["net"])
     arch = net_cfg.pop("arch")
     if arch == "mlp2d":
@@ -49,7 +49,7 @@ def build_model(config: dict) -> DiffusionModel:
 
 
 def model_config(model: DiffusionModel, **extra) -> dict:
-    """The config that `build_model` needs, plus anything extra (dataset, training settings, metrics)."""
+    """The config that `model_from_config` needs, plus anything extra (dataset, training settings, metrics)."""
     return {"format": FORMAT, "net": model.net.config(), "parameterization": model.parameterization,
             "schedule": model.schedule.spec(), **extra}
 
@@ -186,7 +186,7 @@ def load_checkpoint(path, expect: dict | None = None) -> tuple[DiffusionModel, d
             raise CheckpointError(path, f"is a checkpoint with {key}={have!r}, but {want!r} is needed here")
     _check_net(path, config.get("net"))
     try:
-        model = build_model(config)
+        model = model_from_config(config)
     except Exception as e:  # a config this code cannot build (unknown schedule, missing module, ...)
         raise CheckpointError(path, f"its config does not describe a model this code can build "
                                     f"({type(e).__name__}: {e})") from None

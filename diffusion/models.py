@@ -109,6 +109,37 @@ class DiffusionModel(nn.Module):
         return (-eps / lvl.sigma).detach()
 
 
+MODEL_KINDS = ("points", "images")
+
+
+def build_model(kind: str, parameterization: str, schedule: Schedule, num_classes: int = 0, *, width: int = 128,
+                depth: int = 4, dim: int = 2, base: int | None = None, seed: int | None = None) -> DiffusionModel:
+    """An untrained DiffusionModel.
+
+    kind "points": the residual MLP (diffusion.nets.MLP2D, `width` x `depth`) on [B, dim] points; kind
+    "images": the UNet (diffusion.unet.UNet, `base` channels at full resolution, its own default when None)
+    on [B, 1, 28, 28] digits. An energy parameterization gets a scalar output. `num_classes` > 0 makes it
+    class-conditional (plus the "no label" row guidance uses). With `seed`, torch's global generator is
+    seeded with it first, so the initial weights follow the seed.
+    """
+    check_parameterization(parameterization)
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; allowed: {', '.join(MODEL_KINDS)}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    energy = parameterization == "energy"
+    if kind == "images":
+        from .unet import UNet, UNetConfig
+
+        net = UNet(UNetConfig(num_classes=num_classes, scalar_out=energy,
+                              **({} if base is None else {"base": base})))
+    else:
+        from .nets import MLP2D, MLPConfig
+
+        net = MLP2D(MLPConfig(dim=dim, width=width, depth=depth, num_classes=num_classes, scalar_out=energy))
+    return DiffusionModel(net, parameterization, schedule, num_classes)
+
+
 class Rescheduled:
     """A model trained under one schedule, used under another: matched through the log-SNR lambda.
 

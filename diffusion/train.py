@@ -27,8 +27,7 @@ from toy_data.mnist import mnist_sampler
 
 from . import cli, distributed
 from .checkpoints import load_checkpoint, save_checkpoint
-from .models import DiffusionModel
-from .nets import MLP2D, MLPConfig
+from .models import build_model
 from .parameterizations import PARAMETERIZATIONS, WEIGHTINGS
 from .schedules import SCHEDULES, make_schedule
 from .training import TrainConfig, pick_device, train
@@ -80,20 +79,6 @@ def build_parser():
     return p
 
 
-def build_model(dataset: str, parameterization: str, schedule, num_classes: int, width: int = 128, depth: int = 4,
-                base: int | None = None, dim: int = 2) -> DiffusionModel:
-    """An untrained model for `dataset`: a residual MLP for 2-D points, a UNet for MNIST digits."""
-    if dataset in IMAGE_SETS:
-        from .unet import UNet, UNetConfig
-
-        net = UNet(UNetConfig(num_classes=num_classes, base=base or DEFAULTS_MNIST["base"],
-                              scalar_out=parameterization == "energy"))
-    else:
-        net = MLP2D(MLPConfig(dim=dim, width=width, depth=depth, num_classes=num_classes,
-                              scalar_out=parameterization == "energy"))
-    return DiffusionModel(net, parameterization, schedule, num_classes)
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -123,9 +108,9 @@ def main(argv=None) -> int:
     if args.resume:
         model, old = load_checkpoint(args.resume, expect={"dataset": args.dataset})
     else:
-        model = build_model(args.dataset, args.parameterization, make_schedule(args.schedule), num_classes,
-                            width=args.width, depth=args.depth, base=args.base,
-                            dim=2 if args.dataset in IMAGE_SETS else dist.dim)
+        model = build_model("images" if args.dataset in IMAGE_SETS else "points", args.parameterization,
+                            make_schedule(args.schedule), num_classes, width=args.width, depth=args.depth,
+                            base=args.base, dim=2 if args.dataset in IMAGE_SETS else dist.dim)
     bar = cli.ProgressBar(args.steps, f"training {args.dataset}",
                           enabled=False if args.quiet or not main_process else None)
 

@@ -2,13 +2,14 @@
 
 import streamlit as st
 
+from diffusion.models import build_model
 from diffusion.training import diffusion_loss, train
 from ui import models as model_store
 from ui.figures import density_grid
 from ui.page import downloads, show_source
 from ui.state import DATASET_NAMES, SCHEDULE_NAMES, request, view
 from ui.training import (BATCH_CHOICES, DEFAULTS, LR_CHOICES, MAX_CONCURRENT, PARAM_NAMES, STEPS_RANGE,
-                         WEIGHTING_NAMES, TrainingJob, build_model, eta_text, exact_points, loss_figure,
+                         WEIGHTING_NAMES, TrainingJob, eta_text, exact_points, loss_figure,
                          make_config, samples_figure, snapshot_samples)
 from diffusion.parameterizations import PARAMETERIZATIONS, WEIGHTINGS
 

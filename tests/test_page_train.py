@@ -14,8 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
-from ui.training import (DEFAULTS, TrainingJob, build_model, eta_text, loss_figure, make_config, samples_figure,
-                         smooth)
+from ui.training import DEFAULTS, TrainingJob, eta_text, loss_figure, make_config, samples_figure, smooth
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "_train_job"
@@ -126,15 +125,6 @@ def test_nan_stop_and_thread_errors_are_kept_on_the_job():
     broken.dist = None  # sampling fails inside the thread: reported, not a dead page
     broken.start().join(60)
     assert broken.state == "failed" and "AttributeError" in broken.error
-
-
-def test_build_model_matches_the_cli():
-    dist = get_dataset("spiral")
-    m = build_model(dist, "energy", make_schedule("cosine"))
-    assert m.num_classes == dist.num_classes and m.net.cfg.scalar_out
-    x = torch.randn(5, 2)
-    assert m.energy(x, torch.full((5,), 0.5)).shape == (5,)
-    assert not build_model(dist, "v", make_schedule("cosine")).net.cfg.scalar_out
 
 
 def test_pure_builders():

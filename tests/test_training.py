@@ -7,7 +7,8 @@ import torch
 
 from diffusion.likelihood import energy_via_ode, nll, ode_log_likelihood
 from diffusion.metrics import energy_distance, energy_distance_floor
-from diffusion.models import DiffusionModel, oracle_model
+from diffusion.checkpoints import model_config, model_from_config
+from diffusion.models import DiffusionModel, build_model, oracle_model
 from diffusion.nets import MLP2D, MLPConfig
 from diffusion.parameterizations import PARAMETERIZATIONS
 from diffusion.samplers import guided, prior_sample, sample
@@ -161,6 +162,25 @@ def test_energy_via_ode_at_t_matches_exact_noisy_density():
     alpha, sigma = schedule.alpha_sigma(0.4)
     e = energy_via_ode(model, x, 0.4, steps=48)
     torch.testing.assert_close(e, -d.log_prob(x, alpha, sigma), atol=0.02, rtol=0)
+
+
+def test_build_model_points_and_images():
+    dist = get_dataset("spiral")
+    m = build_model("points", "energy", make_schedule("cosine"), dist.num_classes, seed=3)
+    assert isinstance(m.net, MLP2D) and m.num_classes == dist.num_classes and m.net.cfg.scalar_out
+    assert m.energy(torch.randn(5, 2), torch.full((5,), 0.5)).shape == (5,)
+    again = build_model("points", "energy", make_schedule("cosine"), dist.num_classes, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), again.state_dict().values()))
+    v = build_model("points", "v", make_schedule("cosine"), width=16, depth=1, dim=3)
+    assert not v.net.cfg.scalar_out and v.num_classes == 0 and v(torch.randn(4, 3), 0.5).shape == (4, 3)
+    assert model_from_config(model_config(v)).net.config() == v.net.config()
+    img = build_model("images", "eps", make_schedule("cosine"), 10, base=8)
+    assert img.net.config()["arch"] == "unet" and img.net.config()["base"] == 8
+    assert img(torch.randn(2, 1, 28, 28), 0.5, torch.tensor([3, 4])).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="model kind"):
+        build_model("mnist", "v", make_schedule("cosine"))
+    with pytest.raises(ValueError, match="parameterization"):
+        build_model("points", "noise", make_schedule("cosine"))
 
 
 def test_device_choice():

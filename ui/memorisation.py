@@ -63,7 +63,7 @@ def train_net(dist, n: int, recipe: dict = RECIPE, callback=None):
 
     Every batch draws its rows from the N points with replacement (batch 1024 at N = 4: each point ~256 times)."""
     from diffusion.schedules import make_schedule
-    from diffusion.train import build_model
+    from diffusion.models import build_model
     from diffusion.training import TrainConfig, train
 
     points = training_set(dist, n, SEED)[0].float()  # [N, 2]
@@ -73,9 +73,8 @@ def train_net(dist, n: int, recipe: dict = RECIPE, callback=None):
 
     config = TrainConfig(steps=recipe["steps"], batch_size=recipe["batch"], lr=recipe["lr"],
                          weighting=recipe["weighting"], ema_decay=recipe["ema"], seed=recipe["seed"], device="cpu")
-    torch.manual_seed(recipe["seed"])  # the initial weights
-    model = build_model("memorisation", recipe["parameterization"], make_schedule(recipe["schedule"]), 0,
-                        width=recipe["width"], depth=recipe["depth"], dim=dist.dim)
+    model = build_model("points", recipe["parameterization"], make_schedule(recipe["schedule"]), 0,
+                        width=recipe["width"], depth=recipe["depth"], dim=dist.dim, seed=recipe["seed"])
     result = train(model, data, config, callback=callback)
     return result.model.requires_grad_(False), result
 

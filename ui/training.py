@@ -28,11 +28,10 @@ import torch
 from plotly.subplots import make_subplots
 
 from diffusion.metrics import EnergyReference
-from diffusion.models import DiffusionModel
+from diffusion.models import build_model
 from diffusion.parameterizations import PARAMETERIZATIONS, WEIGHTINGS, check_parameterization
 from diffusion.samplers import guided, prior_sample, sample
 from diffusion.train import DEFAULTS_2D
-from diffusion.train import build_model as cli_build_model
 from diffusion.training import TrainConfig, pick_device, train
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
@@ -58,16 +57,6 @@ WEIGHTING_NAMES = {"eps": "ε-MSE (w = 1)", "x0": "x₀-MSE (w = 1/SNR)", "v": "
                    "flow": "flow-matching (w = (1 + 1/√SNR)²)", "min_snr": "min-SNR-5 (w = min(1, 5/SNR))",
                    "sigmoid": "sigmoid (w = sigmoid(−λ))"}
 assert set(PARAM_NAMES) == set(PARAMETERIZATIONS) and set(WEIGHTING_NAMES) == set(WEIGHTINGS)
-
-
-def build_model(dist, parameterization: str, schedule, width: int = 128, depth: int = 4,
-                seed: int = 0) -> DiffusionModel:
-    """A fresh network as `python -m diffusion.train` builds it (its build_model), class-conditional on
-    the data's labels; the initial weights follow the seed, as in the CLI."""
-    check_parameterization(parameterization)
-    torch.manual_seed(seed)
-    return cli_build_model("points", parameterization, schedule, dist.num_classes, width=width,
-                           depth=depth, dim=dist.dim)
 
 
 def make_config(steps: int, batch_size: int, lr: float, weighting: str, device: str, seed: int = 0) -> TrainConfig:
@@ -198,7 +187,8 @@ class TrainingJob:
         try:
             with self._lock:
                 self._state, self._started = "running", time.perf_counter()
-            model = build_model(self.dist, self.parameterization, self.schedule, seed=self.config.seed)
+            model = build_model("points", self.parameterization, self.schedule, self.dist.num_classes,
+                                dim=self.dist.dim, seed=self.config.seed)
             result = train(model, lambda n, g: self.dist.sample(n, generator=g), self.config,
                            callback=self._callback, should_stop=self._stop.is_set)
             with self._lock:
