@@ -48,7 +48,7 @@ m = load_checkpoint("checkpoints/mnist.safetensors")[0].to("cuda")
 lab = torch.arange(16, device="cuda") % 10
 for i in range(4):
     torch.cuda.synchronize(); t0 = time.perf_counter()
-    x = prior_sample(m.schedule, (16, 1, 28, 28), generator=torch.Generator().manual_seed(i)).to("cuda")
+    x = prior_sample(m.schedule, (16, 1, 28, 28), seed=i).to("cuda")
     y = sample(guided(m, lab, 1.0), x, m.schedule, "dpmpp_2m", 20, "uniform_logsnr")
     torch.cuda.synchronize(); print(f"run {i}: {time.perf_counter() - t0:.3f} s", flush=True)
 PY

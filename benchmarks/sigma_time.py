@@ -33,7 +33,7 @@ def distances(dataset: str, schedule: str, grid: str, n: int, seed: int = 0) -> 
     """{sampler: [mean distance at each of STEPS]}, and under "limits" the distance between the two limits."""
     sched = make_schedule(schedule)
     den = guided(oracle_model(get_dataset(dataset), sched), None)
-    x = prior_sample(sched, (n, 2), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x = prior_sample(sched, (n, 2), dtype=torch.float64, seed=seed)
     in_t = sample(den, x, sched, "heun", REFERENCE_STEPS, grid)
     t_min = torch.tensor(sched.t_range[0], dtype=torch.float64)
     in_sigma = den(sched.alpha_sigma(t_min)[0] * in_t, t_min)

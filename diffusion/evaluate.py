@@ -200,7 +200,7 @@ def evaluate_mnist(model, classifier, n: int = 500, samplers=("dpmpp_2m",), nfes
     ref = reference or mnist_reference(classifier, n, seed)
     per = n // 10
     labels = torch.arange(10).repeat_interleave(per)
-    x_start = prior_sample(model.schedule, (n, 1, 28, 28), generator=torch.Generator().manual_seed(seed))
+    x_start = prior_sample(model.schedule, (n, 1, 28, 28), seed=seed)
     model = model.to(device)
     rows = []
     for sampler in samplers:

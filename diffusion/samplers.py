@@ -439,9 +439,14 @@ def sample(denoise: Denoiser, x: Tensor, schedule: Schedule, sampler: str = "heu
     return Trajectory(ts, torch.stack(xs + [x]), torch.stack(x0s))
 
 
-def prior_sample(schedule: Schedule, shape, generator=None, dtype=torch.float32, device="cpu") -> Tensor:
+def prior_sample(schedule: Schedule, shape, generator=None, dtype=torch.float32, device="cpu", seed=None) -> Tensor:
     """x at t_max, drawn from N(0, (alpha^2 + sigma^2) I): right in scale for data of zero mean and unit
-    variance (the toy sets have that on average over their coordinates), and ~ sigma eps wherever alpha is small."""
+    variance (the toy sets have that on average over their coordinates), and ~ sigma eps wherever alpha is small.
+    The draw comes from `generator`, or from a fresh CPU generator seeded with `seed` (same seed, same noise)."""
+    if seed is not None:
+        if generator is not None:
+            raise ValueError("give prior_sample a generator or a seed, not both")
+        generator = torch.Generator().manual_seed(int(seed))
     alpha, sigma = schedule.alpha_sigma(schedule.t_range[1])
     std = torch.sqrt(alpha**2 + sigma**2).item()
     g_device = generator.device if generator is not None else device

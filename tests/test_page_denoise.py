@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from diffusion.models import oracle_model
+from diffusion.samplers import prior_sample
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import denoiser_field, memorisation, memorisation_figures, posterior
@@ -124,7 +125,7 @@ def test_finite_set_sampler_memorises():
     # its ideal denoiser at low noise returns the nearest training point
     x = points[:2].float() + 0.01
     np.testing.assert_allclose(fs.denoise(x, 1.0, 0.01).numpy(), points[:2].numpy(), atol=1e-4)
-    noise = memorisation_figures.shared_noise(schedule, 200, seed=1)
+    noise = prior_sample(schedule, (200, 2), seed=1)
     with one_thread():
         out = memorisation_figures.sample_from(oracle_model(fs, schedule), schedule, noise)
         true = dist.sample(200, generator=torch.Generator().manual_seed(2))[0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion.samplers import guided, sample
+from diffusion.samplers import guided, prior_sample, sample
 from diffusion.schedules import make_schedule
 from ui import digits
 
@@ -73,7 +73,7 @@ def test_generate_is_guided_sampling_with_shared_noise_per_column(fake):
     sch = fake.schedule
     out = digits.generate(fake, sch, [3, None, 8], per_digit=2, guidance=1.5, sampler="ddim", steps=4, seed=7)
     assert out.shape == (3, 2, 28, 28)
-    x = digits.start_noise(sch, 2, 7)
+    x = prior_sample(sch, (2, 1, 28, 28), seed=7)
     for r, lab in enumerate([3, None, 8]):
         ref = sample(guided(fake, lab, 1.5), x.clone(), sch, "ddim", 4)
         np.testing.assert_allclose(out[r], ref[:, 0].numpy(), atol=1e-5)
@@ -115,7 +115,7 @@ def test_compose_grid_rows_and_names(fake):
     assert images.shape == (3, 3, 28, 28)
     assert names == ["a 3 (w = 2)", "an 8 (w = 2)", "all together"]
     # each row equals its own composed denoiser from the same starting noise
-    x = digits.start_noise(fake.schedule, 3, 1)
+    x = prior_sample(fake.schedule, (3, 1, 28, 28), seed=1)
     for r, prompts in enumerate([[(3, 2.0)], [(8, 2.0)], [(3, 2.0), (8, 2.0)]]):
         ref = sample(digits.compose(fake, prompts), x.clone(), fake.schedule, "euler", 3)
         np.testing.assert_allclose(images[r], ref[:, 0].numpy(), atol=1e-5)

@@ -9,6 +9,7 @@ import torch
 
 from diffusion.metrics import EnergyReference
 from diffusion.models import oracle_model
+from diffusion.samplers import prior_sample
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import reverse
@@ -72,7 +73,7 @@ def test_exact_beside_learned_then_the_controls_change_what_is_shown(page):
 def test_run_and_frames_are_the_trajectory():
     dist, sched = get_dataset("moons"), make_schedule("cosine")
     traj = reverse.run(oracle_model(dist, sched), sched, "euler", 6, n=50, seed=3)
-    assert torch.equal(traj.xs[0], reverse.start_noise(sched, 50, 3))
+    assert torch.equal(traj.xs[0], prior_sample(sched, (50, 2), seed=3))
     fig = reverse.sampling_animation(dist, sched, {"Exact": traj}, tracked=(0, 1), grid_n=10)
     assert len(fig.frames) == 7
     finals = dist.nearest_label(traj.xs[-1]).numpy()
@@ -90,7 +91,7 @@ def test_run_and_frames_are_the_trajectory():
 def test_ode_is_deterministic_and_sde_is_not_from_the_same_start():
     dist, sched = get_dataset("circles"), make_schedule("cosine")
     model = oracle_model(dist, sched)
-    x = reverse.start_noise(sched, 40, 7)
+    x = prior_sample(sched, (40, 2), seed=7)
     a = reverse.run(model, sched, "heun", 10, seed=1, x_start=x)
     b = reverse.run(model, sched, "heun", 10, seed=2, x_start=x)
     c = reverse.run(model, sched, "sde", 10, seed=1, x_start=x)

@@ -591,6 +591,11 @@ def test_prior_sample(schedule):
     assert abs(x.double().mean().item()) < 0.01 * math.sqrt(alpha**2 + sigma**2)
     assert prior_sample(sched, (3, 2), dtype=F64).dtype == F64
     assert torch.equal(prior_sample(sched, (5, 2), generator=gen("p")), prior_sample(sched, (5, 2), generator=gen("p")))
+    # a seed is a fresh CPU generator seeded with it; both at once are refused
+    fresh = torch.Generator().manual_seed(3)
+    assert torch.equal(prior_sample(sched, (5, 2), seed=3), prior_sample(sched, (5, 2), generator=fresh))
+    with pytest.raises(ValueError, match="not both"):
+        prior_sample(sched, (5, 2), generator=gen("p"), seed=3)
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))

@@ -85,11 +85,6 @@ def count_nfe(schedule, sampler: str, steps: int, interval=None) -> int:
     return unconditional_nfe(schedule, sampler, int(steps), interval=interval)
 
 
-def start_noise(schedule, n: int, seed: int) -> torch.Tensor:
-    """n starting images x_T [n, 1, 28, 28], fixed by `seed`."""
-    return prior_sample(schedule, (n, 1, SIDE, SIDE), generator=torch.Generator().manual_seed(int(seed)))
-
-
 def _run(denoise, x, schedule, sampler, steps, seed, device):
     g = torch.Generator().manual_seed(int(seed) + 1)  # the sampler's own noise (DDPM, SDE)
     with all_cores(), torch.no_grad():
@@ -108,7 +103,7 @@ def generate(model, schedule, digits, per_digit: int = 4, guidance: float = 0.0,
     digits = check_labels(digits)
     check_model(model)
     n = check_count(per_digit)
-    x = start_noise(schedule, n, seed).repeat(len(digits), 1, 1, 1)
+    x = prior_sample(schedule, (n, 1, SIDE, SIDE), seed=seed).repeat(len(digits), 1, 1, 1)
     labels = _label_tensor(digits).repeat_interleave(n)
     out = _run(guided(model, labels, guidance, interval), x, schedule, sampler, steps, seed, device)
     return out.reshape(len(digits), n, SIDE, SIDE).numpy()
@@ -168,7 +163,7 @@ def guidance_sweep(model, schedule, digit: int, weights=(0.0, 1.0, 3.0, 6.0), n:
     for w in weights:
         guided(model, digit, w)  # the core's own range check on each weight
     per = torch.tensor([1.0 + float(w) for w in weights]).repeat_interleave(n)  # guidance w = composition 1 + w
-    x = start_noise(schedule, n, seed).repeat(len(weights), 1, 1, 1)
+    x = prior_sample(schedule, (n, 1, SIDE, SIDE), seed=seed).repeat(len(weights), 1, 1, 1)
     out = _run(compose(model, [(digit, per)]), x, schedule, sampler, steps, seed, device)
     return out.reshape(len(weights), n, SIDE, SIDE).numpy()
 
@@ -202,7 +197,7 @@ def compose_grid(model, schedule, prompts, n: int = 8, sampler: str = "heun", st
     per = torch.tensor([[prompts[i][1] if i in r else 0.0 for i in range(len(prompts))] for r in rows])  # [R, K]
     weights = per.repeat_interleave(n, 0)  # [R n, K]
     denoise = compose(model, [(c, weights[:, i]) for i, (c, _) in enumerate(prompts)])
-    x = start_noise(schedule, n, seed).repeat(len(rows), 1, 1, 1)
+    x = prior_sample(schedule, (n, 1, SIDE, SIDE), seed=seed).repeat(len(rows), 1, 1, 1)
     out = _run(denoise, x, schedule, sampler, steps, seed, device)
     return out.reshape(len(rows), n, SIDE, SIDE).numpy(), names
 

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 
 from diffusion.nets import MLPConfig
+from diffusion.samplers import prior_sample
 from diffusion.train import DEFAULTS_2D
 
 from . import npz_files
 from .energy_maps import weights_fingerprint
 from .memorisation_figures import (MEMO_GRID, MEMO_SAMPLER, MEMO_STEPS, memoriser, nearest_distance, sample_from,
-                                   shared_noise, training_set)
+                                   training_set)
 from .threads import one_thread
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,7 +124,7 @@ def compute(dist, nets: dict, ns=NS, n_gen: int = N_GEN, seed: int = NOISE_SEED,
     schedule = make_schedule(schedule_spec)
     out = {}
     with one_thread():
-        noise = shared_noise(schedule, n_gen, seed)
+        noise = prior_sample(schedule, (n_gen, 2), seed=seed)
         out["true"] = dist.sample(n_gen, generator=torch.Generator().manual_seed(seed + 1))[0].double().numpy()
         for n in ns:
             points, labels = training_set(dist, n, SEED)

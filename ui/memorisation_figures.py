@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from diffusion.samplers import guided, prior_sample, sample
+from diffusion.samplers import guided, sample
 from toy_data import finite_set
 
 from .figures import EXTENT, FONT, PALETTE, square_axes
@@ -53,10 +53,6 @@ def sample_from(model, schedule, noise, label=None, sampler: str = MEMO_SAMPLER,
                 grid: str = MEMO_GRID):
     """Samples of `model` (model(x, t, label) -> x0_hat) from the given noise at t_max: [B, 2] numpy."""
     return sample(guided(model, label, 0.0), noise.clone(), schedule, sampler, steps, grid).double().numpy()
-
-
-def shared_noise(schedule, n: int, seed: int = 0):
-    return prior_sample(schedule, (n, 2), generator=torch.Generator().manual_seed(seed))
 
 
 MEMO_NAMES = {"ideal": "Ideal denoiser of the N points", "net": "Network trained on the N points",

@@ -26,16 +26,11 @@ TRACKED = (0, 1, 2)  # the particles whose predicted x0 is followed
 MAX_FRAMES = 61
 
 
-def start_noise(schedule, n: int, seed: int, dim: int = 2) -> torch.Tensor:
-    """The starting particles x_T ~ N(0, (alpha^2 + sigma^2) I) at t_max, fixed by `seed`."""
-    return prior_sample(schedule, (n, dim), generator=torch.Generator().manual_seed(seed))
-
-
 def run(model, schedule, sampler: str, steps: int, n: int = 2000, seed: int = 0, label=None, guidance: float = 0.0,
         eta: float = 0.0, device: str = "cpu", x_start=None) -> Trajectory:
     """A whole sampling run (on the CPU tensors it returns): noise from `seed` (or `x_start`), sampler noise from
     seed + 1. `model(x, t, label)` returns x0_hat; label and guidance go through classifier-free guidance."""
-    x = start_noise(schedule, n, seed) if x_start is None else x_start
+    x = prior_sample(schedule, (n, 2), seed=seed) if x_start is None else x_start
     g = torch.Generator().manual_seed(seed + 1)
     with one_thread(), torch.no_grad():
         traj = sample(guided(model, label, guidance), x.to(device), schedule, sampler, steps, eta=eta, generator=g,

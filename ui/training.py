@@ -70,11 +70,6 @@ def make_config(steps: int, batch_size: int, lr: float, weighting: str, device: 
     return config
 
 
-def fixed_noise(schedule, n: int = SNAPSHOT_POINTS, seed: int = 1):
-    """The same starting noise for every live sample, so what changes between pictures is the model."""
-    return prior_sample(schedule, (n, 2), generator=torch.Generator().manual_seed(seed))
-
-
 def exact_points(dist, n: int = SNAPSHOT_POINTS, seed: int = 2):
     """(x0 [n, 2] numpy, labels [n] numpy): true samples to draw beside the learned ones."""
     x, y = dist.sample(n, generator=torch.Generator().manual_seed(seed))
@@ -110,7 +105,8 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.x_T = fixed_noise(schedule)
+        # every live sample starts from this noise, so what changes between pictures is the model
+        self.x_T = prior_sample(schedule, (SNAPSHOT_POINTS, 2), seed=1)
         self.exact_x, self.exact_y = exact_points(dist)
         # written by the thread, read under the lock
         self._state = "new"  # new, queued, running, evaluating, done, failed
