@@ -50,13 +50,60 @@ def label_index(label, batch: int, num_classes: int, device) -> Tensor | None:
     return torch.where(lab < 0, num_classes, lab)
 
 
+# --- preconditioning (Karras et al. 2022, Sec. 5 and Table 1) -------------------------------------------------
+# The net F of a DiffusionModel sees c_in x and c_noise; its raw output r = F(c_in x; c_noise) is scaled into the
+# model's parameterization (`output_scale`), whose conversion to x0 (parameterizations.to_x0_eps) supplies the
+# skip, so that x0_hat = c_skip x + c_out r for every parameterization but the energy.
+
+def c_in(lvl: NoiseLevel) -> Tensor:
+    """Input scaling: the net sees c_in x = x / sqrt(alpha^2 + sigma^2), of unit variance for unit-variance data."""
+    return 1 / torch.sqrt(lvl.alpha**2 + lvl.sigma**2)
+
+
+def c_noise(lvl: NoiseLevel) -> Tensor:
+    """Noise conditioning: the log-SNR lambda (diffusion.nets.FourierEmbedding scales it by 1 / LOGSNR_MAX)."""
+    return lvl.logsnr
+
+
+def output_scale(kind: str, lvl: NoiseLevel) -> Tensor:
+    """Raw output r -> prediction of `kind`, keeping r of order one: 1 (eps, x0, v), 1 / sigma (score),
+    sqrt(alpha'^2 + sigma'^2) (flow), sqrt(alpha^2 + sigma^2) / sigma (the energy E, with score = -grad_x E)."""
+    if check_parameterization(kind) == "score":
+        return 1 / lvl.sigma
+    if kind == "flow":
+        return torch.sqrt(lvl.d_alpha**2 + lvl.d_sigma**2)
+    if kind == "energy":
+        return torch.sqrt(lvl.alpha**2 + lvl.sigma**2) / lvl.sigma
+    return torch.ones_like(torch.as_tensor(lvl.alpha))
+
+
+def _affine_in_r(kind: str) -> None:
+    if check_parameterization(kind) == "energy":
+        raise ValueError("an energy head's x0_hat comes from -grad_x E, not from c_skip x + c_out r")
+
+
+def c_out(kind: str, lvl: NoiseLevel) -> Tensor:
+    """Output scaling: the weight of the net's raw output r in x0_hat = c_skip x + c_out r (not for an energy head)."""
+    _affine_in_r(kind)
+    zero, one = torch.zeros_like(torch.as_tensor(lvl.alpha)), torch.ones_like(torch.as_tensor(lvl.alpha))
+    return output_scale(kind, lvl) * to_x0_eps(kind, one, zero, lvl)[0]
+
+
+def c_skip(kind: str, lvl: NoiseLevel) -> Tensor:
+    """Skip scaling: the weight of the input x in x0_hat = c_skip x + c_out r (not for an energy head)."""
+    _affine_in_r(kind)
+    zero, one = torch.zeros_like(torch.as_tensor(lvl.alpha)), torch.ones_like(torch.as_tensor(lvl.alpha))
+    return to_x0_eps(kind, zero, one, lvl)[0]
+
+
 class DiffusionModel(nn.Module):
     """A net + its parameterization + its schedule: the one object the samplers, losses and pages use.
 
-    The net sees x / sqrt(alpha^2 + sigma^2) and lambda; its raw output r becomes the prediction
+    The net F is preconditioned as in Karras et al. 2022 (`c_in`, `c_noise`, `output_scale`): it sees
+    x / sqrt(alpha^2 + sigma^2) and lambda; its raw output r becomes the prediction
         eps, x0, v: r        score: r / sigma        flow: r sqrt(alpha'^2 + sigma'^2)
         energy: E = r sqrt(alpha^2 + sigma^2) / sigma, a scalar, with score = -grad_x E
-    so that r is of order one for every kind and every schedule.
+    so that r is of order one for every kind and every schedule; x0_hat = c_skip x + c_out r (`c_skip`, `c_out`).
     """
 
     def __init__(self, net: nn.Module, parameterization: str, schedule: Schedule, num_classes: int = 0):
@@ -69,33 +116,27 @@ class DiffusionModel(nn.Module):
     def _inputs(self, x: Tensor, t, label):
         t = torch.as_tensor(t).detach().to("cpu", torch.float64)  # schedules run in float64 on the CPU
         lvl = noise_level(self.schedule, t.expand(x.shape[0]) if t.ndim == 0 else t).to(x)
-        lam = lvl.logsnr.reshape(x.shape[0])
-        scale = torch.sqrt(lvl.alpha**2 + lvl.sigma**2)
-        return lvl, scale, lam, label_index(label, x.shape[0], self.num_classes, x.device)
+        return lvl, c_in(lvl), c_noise(lvl).reshape(x.shape[0]), label_index(label, x.shape[0], self.num_classes,
+                                                                             x.device)
 
     def energy(self, x: Tensor, t, label=None) -> Tensor:
         """E(x, t) [B] of an energy head (defined up to a constant in x for each t)."""
         if self.parameterization != "energy":
             raise ValueError("only an energy head has a direct energy; use likelihood.energy_via_ode")
-        lvl, scale, lam, lab = self._inputs(x, t, label)
-        return self.net(x / scale, lam, lab) * (scale / lvl.sigma).reshape(x.shape[0])
+        lvl, cin, cnoise, lab = self._inputs(x, t, label)
+        return self.net(cin * x, cnoise, lab) * output_scale("energy", lvl).reshape(x.shape[0])
 
     def predict(self, x: Tensor, t, label=None, create_graph: bool = False) -> tuple[Tensor, NoiseLevel]:
         """The prediction in this model's parameterization (the score for an energy head), and the level."""
-        lvl, scale, lam, lab = self._inputs(x, t, label)
+        lvl, cin, cnoise, lab = self._inputs(x, t, label)
         kind = self.parameterization
         if kind == "energy":
             with torch.enable_grad():
                 xg = x if x.requires_grad else x.detach().requires_grad_(True)
-                e = self.net(xg / scale, lam, lab) * (scale / lvl.sigma).reshape(x.shape[0])
+                e = self.net(cin * xg, cnoise, lab) * output_scale(kind, lvl).reshape(x.shape[0])
                 (grad,) = torch.autograd.grad(e.sum(), xg, create_graph=create_graph)
             return -grad, lvl
-        r = self.net(x / scale, lam, lab)
-        if kind == "score":
-            return r / lvl.sigma, lvl
-        if kind == "flow":
-            return r * torch.sqrt(lvl.d_alpha**2 + lvl.d_sigma**2), lvl
-        return r, lvl
+        return self.net(cin * x, cnoise, lab) * output_scale(kind, lvl), lvl
 
     def forward(self, x: Tensor, t, label=None) -> Tensor:
         """x0_hat: the contract the samplers use."""

@@ -8,9 +8,10 @@ import torch
 from diffusion.likelihood import energy_via_ode, nll, ode_log_likelihood
 from diffusion.metrics import energy_distance, energy_distance_floor
 from diffusion.checkpoints import model_config, model_from_config
-from diffusion.models import DiffusionModel, build_model, oracle_model
+from diffusion.models import (DiffusionModel, build_model, c_in, c_noise, c_out, c_skip, oracle_model,
+                              output_scale)
 from diffusion.nets import MLP2D, MLPConfig
-from diffusion.parameterizations import PARAMETERIZATIONS
+from diffusion.parameterizations import PARAMETERIZATIONS, noise_level
 from diffusion.samplers import guided, prior_sample, sample
 from diffusion.schedules import make_schedule
 from diffusion.training import TrainConfig, pick_device, train
@@ -181,6 +182,38 @@ def test_build_model_points_and_images():
         build_model("mnist", "v", make_schedule("cosine"))
     with pytest.raises(ValueError, match="parameterization"):
         build_model("points", "noise", make_schedule("cosine"))
+
+
+@pytest.mark.parametrize("kind", [k for k in PARAMETERIZATIONS if k != "energy"])
+@pytest.mark.parametrize("schedule", ["cosine", "ve", "flow"])
+def test_x0_hat_is_c_skip_x_plus_c_out_times_the_preconditioned_net(kind, schedule):
+    """Karras et al. 2022's form: x0_hat = c_skip x + c_out F(c_in x; c_noise), F the raw network."""
+    torch.manual_seed(0)
+    net = MLP2D(MLPConfig(width=16, depth=1)).double()
+    model = DiffusionModel(net, kind, make_schedule(schedule))
+    x = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    t = torch.linspace(0.1, 0.9, 6, dtype=torch.float64)
+    lvl = noise_level(model.schedule, t).to(x)
+    r = net(c_in(lvl) * x, c_noise(lvl).reshape(6), None)
+    torch.testing.assert_close(model(x, t), c_skip(kind, lvl) * x + c_out(kind, lvl) * r)
+
+
+def test_preconditioning_values():
+    lvl = noise_level(make_schedule("ve"), torch.tensor([0.3, 0.7], dtype=torch.float64))
+    a, s = lvl.alpha, lvl.sigma  # alpha = 1
+    torch.testing.assert_close(c_in(lvl), 1 / torch.sqrt(1 + s**2))
+    assert torch.equal(c_noise(lvl), lvl.logsnr)
+    torch.testing.assert_close(c_skip("eps", lvl), torch.ones_like(s))  # Karras et al. Table 1, eps-prediction
+    torch.testing.assert_close(c_out("eps", lvl), -s)
+    assert torch.equal(c_skip("x0", lvl), torch.zeros_like(s)) and torch.equal(c_out("x0", lvl), torch.ones_like(s))
+    vp = noise_level(make_schedule("cosine"), torch.tensor([0.3, 0.7], dtype=torch.float64))
+    torch.testing.assert_close(c_skip("v", vp), vp.alpha)  # alpha^2 + sigma^2 = 1
+    torch.testing.assert_close(c_out("v", vp), -vp.sigma)
+    torch.testing.assert_close(output_scale("energy", vp), 1 / vp.sigma)
+    with pytest.raises(ValueError, match="energy"):
+        c_out("energy", vp)
+    with pytest.raises(ValueError, match="energy"):
+        c_skip("energy", vp)
 
 
 def test_device_choice():
