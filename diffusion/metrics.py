@@ -41,6 +41,12 @@ def mean_distance(x: Tensor, y: Tensor | None = None, chunk: int = 2048) -> floa
     return total / pairs
 
 
+def floor_of(mean_yy: float, n: int) -> float:
+    """The expected energy distance of two independent true samples of size n, 2 E|Y - Y'| / n (the V-statistic's
+    E[ED] = 2 E|X-Y| - (1 - 1/n)(E|X-X'| + E|Y-Y'|) with X ~ Y), from the mean distance E|Y - Y'|."""
+    return 2 * mean_yy / n
+
+
 def energy_distance_ratio(x: Tensor, y: Tensor, n: int) -> float:
     """E[ED(n model points, n true points)] / E[ED(n true points, n true points)], estimated from all of x and y.
 
@@ -55,7 +61,7 @@ def energy_distance_ratio(x: Tensor, y: Tensor, n: int) -> float:
         raise ValueError(f"n must be an integer >= 2; got {n!r}")
     d_xy, d_xx, d_yy = mean_distance(x, y), mean_distance(x), mean_distance(y)
     expected = 2 * d_xy - (1 - 1 / n) * (d_xx + d_yy)
-    return expected / (2 * d_yy / n)
+    return expected / floor_of(d_yy, n)
 
 
 def _mean_dist(x: Tensor, y: Tensor) -> float:
@@ -90,7 +96,7 @@ class EnergyReference:
     def __init__(self, dist, n: int, label=None, seed: int = 12345, refs: int = 4, pairs: int = 4):
         g = torch.Generator().manual_seed(seed)
         pool = dist.sample(pairs * n, label=label, generator=g)[0]
-        floor = 2 * mean_distance(pool) / n
+        floor = floor_of(mean_distance(pool), n)
         self._hold([dist.sample(n, label=label, generator=g)[0] for _ in range(refs)], floor)
         self.dist, self.label, self.n, self.seed = dist, label, n, seed
 
