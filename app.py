@@ -25,7 +25,7 @@ def main() -> None:
     st.set_page_config(page_title="Diffusion lab", page_icon=":material/blur_on:", layout="wide")
 
     PAGES = {
-        "The story on 2-D data": [  # in the order of the seed post: data, energy, score, noise, learning, sampling
+        "The story on 2-D data": [  # the story's order: data, energy, score, noise, learning, sampling
             st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
             st.Page("pages/data.py", title="1 · Data and prompts", icon=":material/scatter_plot:", url_path="data"),
             st.Page("pages/energy.py", title="2 · Energy and the normaliser", icon=":material/landscape:", url_path="energy"),

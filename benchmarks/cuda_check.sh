@@ -9,7 +9,7 @@
 # sample (about 5 minutes): 16 digits at 20 NFE; benchmarks/samplers_mnist.py at n = 2000 with guidance
 # in the default interval and over the whole journey; where the interval should start.
 # Each stage has its own time limit, so one failure costs only its stage. JSON and a trained checkpoint
-# land in OUTDIR; tee the output to keep the log. The README's "Training on a GPU" figures come from here.
+# land in OUTDIR; tee the output to keep the log. docs/measurements.md's "Training on a GPU" figures come from here.
 set -u
 out=${1:-artifacts/cuda}
 what=${2:-all}

@@ -118,7 +118,7 @@ def evaluate_2d(model, dist, n: int = 5000, sampler: str = "heun", steps: int = 
     return out
 
 
-MNIST_SAMPLERS = ("heun", "dpmpp_2m", "ddim", "euler")  # the deterministic samplers compared in the README
+MNIST_SAMPLERS = ("heun", "dpmpp_2m", "ddim", "euler")  # the deterministic samplers compared in docs/measurements.md
 MNIST_NFES = (10, 20, 50)
 MNIST_GUIDANCES = (0.0, 1.0, 3.0, 5.0)
 GRID = {"dpmpp_2m": "uniform_logsnr"}  # each sampler on the grid it is meant for; the rest uniform in t
@@ -275,9 +275,9 @@ def build_parser():
                      help="also score the exact model the same way (ed_ratio_exact, kl_gap_exact)")
     mn = p.add_argument_group("MNIST models")
     mn.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=None,
-                    help=f"default dpmpp_2m; the README table uses {' '.join(MNIST_SAMPLERS)}")
+                    help=f"default dpmpp_2m; docs/measurements.md's table uses {' '.join(MNIST_SAMPLERS)}")
     mn.add_argument("--nfe", nargs="+", type=cli.positive_int("--nfe", 1, 1000), default=None,
-                    help="function evaluations per sample, default 20; the README table uses 10 20 50")
+                    help="function evaluations per sample, default 20; docs/measurements.md's table uses 10 20 50")
     mn.add_argument("--guidance", nargs="+", type=cli.bounded_float("--guidance", 0, 20), default=None,
                     help="classifier-free guidance weights, default 0 1 3 5")
     cli.add_interval(mn)

@@ -24,7 +24,7 @@ Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x [B, ...], t scalar) -> x0_ha
 
 # Guidance limited to this log-SNR range keeps most of its effect on the prompt and most of the variety: on
 # the shipped MNIST model, DPM-Solver++ at 20 NFE and w = 1 guided for -1.5 <= lambda < 4 read 99.15% of
-# 2,000 digits as the prompt at 1.80x the Frechet floor (unguided: 96.8%, 1.63x; README, "The MNIST model").
+# 2,000 digits as the prompt at 1.80x the Frechet floor (unguided: 96.8%, 1.63x; docs/measurements.md, "The MNIST model").
 GUIDANCE_INTERVAL = (-1.5, 4.0)
 INTERVAL_TOL = 1e-6
 
@@ -62,7 +62,7 @@ def grid_visible_logsnr(schedule: Schedule, steps: int, visible: float = -4.0) -
     the ideal denoiser barely moves from the data mean, so a first-order step crosses that stretch
     almost exactly; uniform_logsnr spends 30% of its steps there. DPM-Solver++ at 10 evaluations on the
     shipped moons model: energy-distance ratio 1.20 on this grid, 2.08 on uniform_logsnr, 0.86-0.88 for
-    the 200-evaluation ODE (README, benchmarks/samplers_2d.py).
+    the 200-evaluation ODE (docs/measurements.md, benchmarks/samplers_2d.py).
     """
     t_lo, t_hi = schedule.t_range
     lam_lo, lam_hi = schedule.logsnr(t_hi).item(), schedule.logsnr(t_lo).item()
@@ -370,7 +370,7 @@ def guided(model, label, guidance: float = 0.0, interval=None) -> Denoiser:
     guides only where the log-SNR lambda(t) of `model.schedule` lies in [lam_lo, lam_hi) (`in_interval`;
     t is the samplers' scalar time) and is plain conditional elsewhere
     (Kynkaanniemi et al. 2024): at high noise guidance mostly herds every sample towards the same few
-    modes (the lost variety), at low noise the label no longer changes anything, so only the middle
+    modes (the lost variety), at low noise the label barely changes anything, so only the middle
     of the journey needs it. Outside the interval the unconditional call is skipped.
     """
     guidance = float(guidance)

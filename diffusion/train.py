@@ -35,7 +35,7 @@ from .training import TrainConfig, pick_device, train
 DEFAULTS_2D = dict(schedule="cosine", parameterization="v", weighting="v", steps=4000, batch=1024, lr=3e-3,
                    ema=0.995)  # the shipped 2-D recipe
 DEFAULTS_MNIST = dict(schedule="cosine", parameterization="v", weighting="v", steps=9000, batch=64, lr=2e-3,
-                      ema=0.999, base=24)  # the shipped MNIST recipe (README: how long it took)
+                      ema=0.999, base=24)  # the shipped MNIST recipe (docs/training.md; its time in docs/measurements.md)
 IMAGE_SETS = ("mnist",)
 ALL_SETS = (*DATASETS, *IMAGE_SETS)
 
@@ -69,7 +69,7 @@ def build_parser():
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     p.add_argument("--amp", action="store_true",
                    help="CUDA only: run the network under bfloat16 autocast (off by default: slower for these "
-                        "small networks on an H100, see the README)")
+                        "small networks on an H100, see docs/measurements.md)")
     p.add_argument("--seed", type=cli.positive_int("--seed", 0, 2**31 - 1), default=0)
     p.add_argument("--resume", default=None,
                    help="continue from this checkpoint: its network, parameterization and schedule are kept "

@@ -90,7 +90,7 @@ class TrainConfig:
     device: str = "auto"
     # bf16 autocast of the network on CUDA when supported; ignored on CPU/MPS and energy heads. Off by default:
     # on an H100 the small MNIST UNet did not get faster with it (1,000 steps at batch 64 were killed at 45 s
-    # wall clock under autocast, against 32.8 s of training in float32; README, "Training on a GPU").
+    # wall clock under autocast, against 32.8 s of training in float32; docs/measurements.md, "Training on a GPU").
     amp: bool = False
 
     def validate(self) -> "TrainConfig":

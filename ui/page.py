@@ -14,9 +14,9 @@ _SOURCES_LOCK = threading.Lock()
 
 def source_of(obj) -> str:
     """inspect.getsource(obj), read once per object and server. For a class, getsource parses the whole
-    module with `ast`, which is slow on every rerun, and in CPython 3.11 not safe in two threads at once:
-    under 30 sessions one Reverse-page run failed with "SystemError: AST constructor recursion depth
-    mismatch". The lock lets one thread at a time read a source."""
+    module with `ast`, which is slow on every rerun, and in CPython 3.11 not safe in two threads at once
+    (two parses at the same time can raise "SystemError: AST constructor recursion depth mismatch"). The
+    lock lets one thread at a time read a source."""
     with _SOURCES_LOCK:
         if obj not in _SOURCES:
             _SOURCES[obj] = inspect.getsource(obj)
