@@ -149,3 +149,32 @@ def energy_reference(name: str):
     if name not in _REFERENCES:
         _REFERENCES[name] = calibrated_reference(get_dataset(name))
     return _REFERENCES[name]
+
+
+# --- the command lines, run in this process ----------------------------------------------------------
+
+@pytest.fixture
+def run_cli(capsys):
+    """run_cli("diffusion.sample", *args): `python -m diffusion.sample ARGS` run in this process, through the
+    module's main(argv) and diffusion.cli.run as its entry point calls them (a ValueError or OSError is one
+    line on stderr and exit code 2; argparse exits through SystemExit). Returns a subprocess.CompletedProcess
+    with the exit code, stdout and stderr. A fresh Python spends seconds importing torch; this spends
+    milliseconds. torch's global random state is restored afterwards (diffusion.train seeds it)."""
+    import importlib
+    import subprocess
+
+    from diffusion import cli
+
+    def call(module: str, *args) -> subprocess.CompletedProcess:
+        argv = [str(a) for a in args]
+        main = importlib.import_module(module).main
+        capsys.readouterr()  # drop what the test printed before
+        with torch.random.fork_rng(devices=[]):
+            try:
+                code = cli.run(main, f"python -m {module}", argv)
+            except SystemExit as e:  # argparse: a bad option (2) or --help (0)
+                code = 0 if e.code is None else e.code
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["python", "-m", module, *argv], code, captured.out, captured.err)
+
+    return call

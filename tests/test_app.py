@@ -122,12 +122,14 @@ def test_schedule_sliders_show_as_many_decimals_as_their_step():
 
 @pytest.mark.parametrize("page, query, widget, expected", [
     ("pages/data.py", {"data.n": "100"}, ("select_slider", "data.n"), 100),
-    ("pages/energy.py", {"energy.n": "20", "energy.c": "2.5"}, ("slider", "energy.n"), 20),
-    ("pages/energy.py", {"energy.c": "2.5"}, ("number_input", "energy.c"), 2.5),
-    ("pages/score.py", {"score.arrows": "9"}, ("select_slider", "score.arrows"), 9),
-    ("pages/forward.py", {"forward.digit": "12"}, ("number_input", "forward.digit"), 12),
-    ("pages/denoise.py", {"denoise.n": "256"}, ("select_slider", "denoise.n"), 256),
-    ("pages/reverse.py", {"reverse.seed": "5"}, ("number_input", "reverse.seed"), 5),
+    *[pytest.param(*case, marks=pytest.mark.slow) for case in [  # one case in the fast loop, the rest slow
+        ("pages/energy.py", {"energy.n": "20", "energy.c": "2.5"}, ("slider", "energy.n"), 20),
+        ("pages/energy.py", {"energy.c": "2.5"}, ("number_input", "energy.c"), 2.5),
+        ("pages/score.py", {"score.arrows": "9"}, ("select_slider", "score.arrows"), 9),
+        ("pages/forward.py", {"forward.digit": "12"}, ("number_input", "forward.digit"), 12),
+        ("pages/denoise.py", {"denoise.n": "256"}, ("select_slider", "denoise.n"), 256),
+        ("pages/reverse.py", {"reverse.seed": "5"}, ("number_input", "reverse.seed"), 5),
+    ]],
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_a_shared_link_reopens_the_pages_own_controls(page, query, widget, expected):
     """Page-level controls live in the URL as well as the sidebar's, so a shared link reopens the whole view."""

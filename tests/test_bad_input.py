@@ -25,6 +25,7 @@ GARBAGE = st.one_of(
 )
 
 
+@pytest.mark.slow  # hypothesis through AppTest: 120 runs of the home page
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(SIDEBAR_KEYS), GARBAGE, min_size=1, max_size=6))
 def test_garbage_query_parameters_never_break_the_app(query):

@@ -26,7 +26,7 @@ PAGES = ["", "data", "energy", "score", "forward", "train", "denoise", "reverse"
 
 NO_BROWSER = ("the browser tests need Debian's Chromium, which is not installed: apt-get install chromium "
               "(.ci/run installs it; Playwright's own browser download does not work offline)")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_BROWSER)
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason=NO_BROWSER)]
 
 
 def _free_port() -> int:

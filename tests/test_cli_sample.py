@@ -1,8 +1,7 @@
-"""python -m diffusion.sample: writes the oracle's samples; rejects bad arguments with exit code 2."""
+"""python -m diffusion.sample: writes the oracle's samples; rejects bad arguments with exit code 2.
 
-import pathlib
-import subprocess
-import sys
+The command runs in this process, through main(argv) as its entry point calls it (conftest's run_cli);
+test_cli_train_evaluate.py starts the real `python -m diffusion.sample` once."""
 
 import numpy as np
 import pytest
@@ -11,16 +10,16 @@ import torch
 from diffusion.metrics import energy_distance
 from toy_data import get_dataset
 
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "diffusion.sample", *args], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_oracle_samples_look_like_the_data(tmp_path):
+@pytest.fixture
+def run(run_cli):
+    """run(*args): `python -m diffusion.sample ARGS` in this process; .returncode, .stdout, .stderr."""
+    return lambda *args: run_cli("diffusion.sample", *args)
+
+
+def test_oracle_samples_look_like_the_data(run, tmp_path):
     out = tmp_path / "moons.npy"
     r = run("--oracle", "--dataset", "moons", "--sampler", "dpmpp_2m", "--steps", "30", "--grid",
             "uniform_logsnr", "--n", "2000", "--seed", "3", "--quiet", "--out", str(out))
@@ -36,7 +35,7 @@ def test_oracle_samples_look_like_the_data(tmp_path):
     assert energy_distance(get_dataset("grid").sample(2000, generator=g)[0], true_a) > 20 * floor
 
 
-def test_trajectory_and_label(tmp_path):
+def test_trajectory_and_label(run, tmp_path):
     out = tmp_path / "g.npy"
     r = run("--oracle", "--dataset", "8gaussians", "--label", "2", "--guidance", "1", "--steps", "10",
             "--n", "300", "--trajectory", "--quiet", "--out", str(out))
@@ -67,7 +66,7 @@ def test_trajectory_and_label(tmp_path):
     (["--label", "1", "--guidance", "1", "--interval", "-40", "4"], "--interval must be a number in [-30, 30]"),
     (["--label", "1", "--guidance", "1", "--interval", "1"], "argument --interval: expected 2 arguments"),
 ])
-def test_bad_arguments_exit_2_with_one_line(tmp_path, args, needle):
+def test_bad_arguments_exit_2_with_one_line(run, tmp_path, args, needle):
     r = run("--oracle", "--quiet", "--out", str(tmp_path / "x.npy"), *args)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
@@ -75,7 +74,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, args, needle):
     assert "Traceback" not in r.stderr
 
 
-def test_missing_model_is_explained(tmp_path):
+def test_missing_model_is_explained(run, tmp_path):
     r = run("--out", str(tmp_path / "x.npy"))
     assert r.returncode == 2 and "--checkpoint" in r.stderr
 
@@ -88,13 +87,13 @@ def test_missing_model_is_explained(tmp_path):
     (["--label", "1", "--interval", "-1.5", "4", "--out", "x.npy"], "--interval limits guidance"),
     (["--schedule", "ve:sigma_max=1", "--out", "x.npy"], "does not run from data to noise"),
 ])
-def test_output_and_combination_errors(tmp_path, args, needle):
+def test_output_and_combination_errors(run, tmp_path, args, needle):
     args = [str(tmp_path / a) if a in ("x.npy", "x.txt") else a for a in args]
     r = run("--oracle", "--quiet", *args)
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-def test_guidance_interval_changes_the_samples_as_the_core_says(tmp_path):
+def test_guidance_interval_changes_the_samples_as_the_core_says(run, tmp_path):
     """--interval LO HI guides only where lambda is in [LO, HI): over the whole range it is whole-run
     guidance, over a range the schedule never reaches it is plain conditional sampling, and in between
     it is neither. Same seed and noise in every run, so the comparisons are exact."""

@@ -1,4 +1,8 @@
-"""python -m diffusion.train and diffusion.evaluate: real runs, and exit code 2 on bad arguments."""
+"""python -m diffusion.train and diffusion.evaluate: real runs, and exit code 2 on bad arguments.
+
+test_train_then_sample_then_evaluate starts each of the three commands as a real `python -m` process; the
+other tests run the commands in this process, through main(argv) as the entry points call it (conftest's
+run_cli), which checks the same exit codes and messages without a fresh Python per call."""
 
 import json
 import pathlib
@@ -11,6 +15,7 @@ from diffusion.checkpoints import load_checkpoint
 
 
 def run(module, *args, timeout=300):
+    """A real `python -m diffusion.MODULE ARGS` process."""
     return subprocess.run([sys.executable, "-m", f"diffusion.{module}", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=pathlib.Path(__file__).resolve().parents[1])
 
@@ -47,27 +52,27 @@ def test_train_then_sample_then_evaluate(tmp_path):
     ("evaluate", ["--n", "5"], "--n"),
     ("sample", ["--sampler", "x"], "--sampler"),
 ])
-def test_bad_arguments(tmp_path, module, args, needle):
+def test_bad_arguments(run_cli, tmp_path, module, args, needle):
     base = ["--out", str(tmp_path / "m.safetensors")] if module == "train" else []
     if module == "evaluate":
         base = ["--checkpoint", str(tmp_path / "missing.safetensors")]
     if module == "sample":
         base = ["--oracle", "--out", str(tmp_path / "x.npy")]
-    r = run(module, *base, *args)
+    r = run_cli(f"diffusion.{module}", *base, *args)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr
 
 
-def test_evaluate_missing_or_corrupt_checkpoint(tmp_path):
+def test_evaluate_missing_or_corrupt_checkpoint(run_cli, tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage!" * 10)
     for path in (bad, tmp_path / "missing.safetensors"):
-        r = run("evaluate", "--checkpoint", str(path))
+        r = run_cli("diffusion.evaluate", "--checkpoint", str(path))
         assert r.returncode == 2 and str(path) in r.stderr and "Traceback" not in r.stderr
 
 
-def test_help_works():
+def test_help_works(run_cli):
     for module in ("train", "sample", "evaluate"):
-        r = run(module, "--help")
+        r = run_cli(f"diffusion.{module}", "--help")
         assert r.returncode == 0 and "usage" in r.stdout

@@ -37,6 +37,7 @@ while True:
 """
 
 
+@pytest.mark.slow  # six real processes, each killed mid-save
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 def test_a_kill_during_saving_leaves_a_whole_checkpoint(tmp_path):
     path = tmp_path / "model.safetensors"

@@ -194,6 +194,7 @@ def torchrun(*args, nproc=WORLD):
                           text=True, timeout=180, cwd=ROOT, env=env)
 
 
+@pytest.mark.slow  # three real training processes; test_torchrun_with_a_batch_that_does_not_split starts torchrun once
 def test_torchrun_command_saves_the_one_process_checkpoint(tmp_path):
     """The user's command: the same `python -m diffusion.train` flags under torchrun, two CPU processes."""
     args = ["--dataset", "moons", "--steps", "30", "--batch", "64", "--width", "32", "--depth", "2", "--quiet"]

@@ -160,6 +160,7 @@ def test_damaged_files_are_reported_never_raised_or_unpickled(tmp_path):
         assert store is None and problem and path.name in problem, (name, problem)
 
 
+@pytest.mark.slow  # an AppTest of page 6 that draws every sampler's samples live (seconds)
 def test_the_page_samples_live_when_the_file_is_damaged(tmp_path, monkeypatch):
     from apptest import open_page
 
@@ -173,6 +174,7 @@ def test_the_page_samples_live_when_the_file_is_damaged(tmp_path, monkeypatch):
     assert row[memorisation_figures.MEMO_NAMES["net"]] < 0.1 * row[memorisation_figures.MEMO_NAMES["true"]]  # N = 4, sampled here
 
 
+@pytest.mark.slow  # another AppTest of page 6: spiral, whose samples are all drawn live (seconds)
 def test_a_dataset_without_networks_shows_the_ideal_denoiser_and_says_so():
     from apptest import open_page
 

@@ -135,6 +135,7 @@ def test_shipped_classifier_accuracy():
     assert config["test_accuracy"] >= 0.98
 
 
+@pytest.mark.slow  # a real `python -m diffusion.evaluate` (test_cli_train_evaluate.py starts one in the fast loop)
 def test_evaluate_cli_on_the_mnist_checkpoint():
     r = run_evaluate("--checkpoint", MNIST_CKPT, "--n", "20", "--samplers", "euler", "--nfe", "20",
                      "--guidance", "0", "1", "--quiet", "--device", "cpu")
@@ -202,6 +203,7 @@ def test_bad_arguments_exit_2_with_one_line(args, needle, capsys):
     assert len(lines) == 1 and needle in lines[0], err
 
 
+@pytest.mark.slow  # a real subprocess; test_bad_arguments_exit_2_with_one_line checks this message in-process
 def test_wrong_kind_from_the_command_line_has_no_traceback():
     r = run_evaluate("--checkpoint", DEFAULT_PATH, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -228,6 +230,7 @@ def test_stored_reference_is_used_only_for_the_same_test_set(tmp_path):
     assert floors["stale"] == pytest.approx(floors["true"], rel=1e-6)  # a different test set: recomputed
 
 
+@pytest.mark.slow  # a quality check of the shipped checkpoint (seconds of sampling)
 def test_shipped_model_is_read_as_the_requested_digit():
     """With guidance 3 at 20 NFE nearly every sample is the requested digit (the target is 99% over 1,000
     samples; this quick check uses 50 and a looser 94%). A placeholder checkpoint (fewer than 4,000

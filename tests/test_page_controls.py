@@ -140,6 +140,7 @@ def drive(page, moves):
         assert at.get("plotly_chart") or at.get("image") or at.get("info") or at.get("error"), label
 
 
+@pytest.mark.slow  # hypothesis through AppTest: every 2-D page, 25 examples each
 @pytest.mark.parametrize("page", PAGES_2D)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(moves=st.lists(MOVE, min_size=1, max_size=2))
@@ -147,6 +148,7 @@ def test_garbage_in_every_2d_page_control(page, moves):
     drive(page, moves)
 
 
+@pytest.mark.slow  # hypothesis through AppTest: every digit page, 12 examples each (minutes)
 @pytest.mark.parametrize("page", PAGES_DIGITS)
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(moves=st.lists(MOVE, min_size=1, max_size=2))
@@ -154,6 +156,7 @@ def test_garbage_in_every_digit_page_control(page, moves):
     drive(page, moves)
 
 
+@pytest.mark.slow  # checks the moves of the two slow tests above (5,000 hypothesis examples)
 def test_moves_reach_the_values_the_test_is_about():
     """The moves do produce NaN, out-of-range and in-range numbers (a test that cannot fail is no test)."""
 

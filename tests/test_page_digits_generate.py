@@ -195,6 +195,7 @@ def _metrics(at):
 FAST = {"sampler": "ddim", "steps": "3", "digits.sidebar": "true"}  # the sidebar's sampler: 3 DDIM steps, sampled live
 
 
+@pytest.mark.slow  # samples again after each of many control changes; the page's other AppTests stay fast
 def test_page_generates_and_follows_its_controls():
     at = open_page("pages/digits_generate.py", **FAST, **{"digits.sweep.on": "false"})
     at.multiselect(key="digits.pick").set_value([3, 8]).run()

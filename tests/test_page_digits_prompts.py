@@ -27,6 +27,7 @@ def page():
     return open_page("pages/digits_prompts.py", sampler="ddim", steps="3", **{"prompts.sidebar": "true"})
 
 
+@pytest.mark.slow  # samples again after each of many control changes; the page's other AppTests stay fast
 def test_composition_follows_digits_weights_and_presets(page):
     at = page
     at.slider(key="prompts.n").set_value(4).run()
@@ -87,6 +88,7 @@ def test_classifier_bars_follow_the_test_digit(page):
     assert not at.exception
 
 
+@pytest.mark.slow  # a quality check of the shipped checkpoint (seconds of scoring), no page code
 def test_shipped_model_classifies_when_trained():
     """Quality check of the shipped checkpoint, only once it is a trained model (else only shapes)."""
     from diffusion.models import reschedule
@@ -109,6 +111,7 @@ def test_shipped_model_classifies_when_trained():
         assert right >= 6
 
 
+@pytest.mark.slow  # two more AppTests of the page, one of them sampling live
 def test_the_first_view_is_computed_ahead_and_a_link_keeps_the_controls():
     at = open_page("pages/digits_prompts.py")
     assert not at.exception and not at.error and not at.warning

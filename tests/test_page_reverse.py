@@ -125,6 +125,7 @@ def test_x0_hat_figure_follows_the_predictions():
     assert np.allclose(fig.data[3].y, dist_to_final)
 
 
+@pytest.mark.slow  # a second AppTest of the page; test_exact_beside_learned_... opens it in the fast loop
 def test_guidance_section_shows_the_tilted_density_and_numbers_only_when_guiding():
     at = open_page("pages/reverse.py", dataset="8gaussians", steps="8", sampler="ddpm", label="E", w="3")
     assert any(h.value == "What guidance does" for h in at.header)

@@ -1,6 +1,8 @@
 """One network, any schedule: a model queried through `reschedule` matches the exact denoiser of the
 new schedule, because both are functions of the log-SNR alone."""
 
+import pathlib
+
 import pytest
 import torch
 
@@ -8,6 +10,8 @@ from diffusion.checkpoints import load_checkpoint
 from diffusion.models import oracle_model, reschedule
 from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import get_dataset
+
+MOONS = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "moons.safetensors"
 
 
 @pytest.mark.parametrize("name", [n for n in SCHEDULES if n != "cosine"])
@@ -29,7 +33,7 @@ def test_reschedule_is_the_identity_on_the_same_schedule():
 
 
 def test_a_shipped_model_keeps_its_quality_under_a_variance_exploding_schedule():
-    model, _ = load_checkpoint("checkpoints/moons.safetensors")
+    model, _ = load_checkpoint(MOONS)
     dist = get_dataset("moons")
     ve = make_schedule("ve")
     moved = reschedule(model, ve)

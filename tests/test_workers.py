@@ -49,6 +49,7 @@ def test_a_killed_worker_costs_one_call_in_process_then_a_fresh_pool(fresh):
     assert workers.pool_usable()
 
 
+@pytest.mark.slow  # starts and kills a worker process MAX_FAILURES times
 def test_workers_that_keep_dying_are_given_up(fresh):
     for _ in range(workers.MAX_FAILURES):
         assert workers.offload(_die_outside, os.getpid()) == "answered in the server"
