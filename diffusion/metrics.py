@@ -11,19 +11,8 @@ def energy_distance(x: Tensor, y: Tensor, max_points: int = 10_000) -> float:
 
     Inputs are flattened to [N, D]; at most `max_points` of each are used.
     """
-    x = x.reshape(x.shape[0], -1)[:max_points].double()
-    y = y.reshape(y.shape[0], -1)[:max_points].double()
-    return (2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean()).item()
-
-
-def energy_distance_floor(sample_fn, n: int, pairs: int = 5) -> float:
-    """The mean energy distance between `pairs` pairs of independent true samples of size n.
-
-    `sample_fn(n)` returns n true points. A model matching the truth scores about this much. One pair's
-    energy distance varies by 50-80% from draw to draw; `EnergyReference`'s floor, the exact expectation
-    2 E|Y - Y'| / n from pooled true points, is the steady estimate.
-    """
-    return sum(energy_distance(sample_fn(n), sample_fn(n)) for _ in range(pairs)) / pairs
+    x, y = _points(x, max_points), _points(y, max_points)
+    return 2 * _mean_dist(x, y) - _mean_dist(x, x) - _mean_dist(y, y)
 
 
 def mean_distance(x: Tensor, y: Tensor | None = None, chunk: int = 2048) -> float:
@@ -80,7 +69,7 @@ class EnergyReference:
     distance between two independent true samples of size n, so 1 means 'as close to the truth as a fresh
     true sample'. For the V-statistic that expectation is exactly 2 E|Y - Y'| / n, and E|Y - Y'| is the mean
     over all pairs of `pairs` x n pooled true points (`mean_distance`): far steadier than averaging the
-    energy distance of a few pairs of samples (`energy_distance_floor`; one pair's has a relative standard
+    energy distance of a few pairs of samples (one pair's has a relative standard
     deviation of 0.7-0.8 on moons and 8gaussians, so a mean of 8 pairs still moves by about 25%).
     Each reference's self-distance term is computed once (the same float64 cdist means, combined in the same
     order as `energy_distance`).

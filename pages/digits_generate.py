@@ -17,9 +17,9 @@ from diffusion.schedules import make_schedule  # noqa: E402
 from ui import digit_presets  # noqa: E402
 from ui.digits import (MAX_PER_DIGIT, SIDE, compose, count_nfe, generate, grid_figure, guidance_sweep,  # noqa: E402
                        label_name, tile)
-from ui.digit_rows import bound, run_jobs, stored, warn_if_unusable  # noqa: E402
+from ui.digit_rows import run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
-from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, request  # noqa: E402
+from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, bound, request  # noqa: E402
 from ui.workers import offload  # noqa: E402
 
 QUICK_NFE = 20  # with the sidebar's sampler: the steps that spend at most this many evaluations

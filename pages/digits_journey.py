@@ -18,14 +18,14 @@ from diffusion.samplers import Trajectory, guided, sample, time_grid  # noqa: E4
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digit_presets  # noqa: E402
-from ui.digit_rows import bound, run_jobs, stored, warn_if_unusable  # noqa: E402
+from ui.digit_rows import run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.digit_runs import digit_trajectories, film_trajectory, noise_and_back, survival_at  # noqa: E402
 from ui.films import film_strip, journey_animation  # noqa: E402
 from ui.forward import pixel_power  # noqa: E402
 from ui.images import fmt_lam, image_grid, normalised  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.pca import fit_pca, pca_journey, project, project_trajectory  # noqa: E402
-from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES  # noqa: E402
+from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, bound  # noqa: E402
 from ui.survival import (journey_from, mse, psnr, survival_figure, survival_from_rows, survival_sweep,  # noqa: E402
                          survival_ts)
 from ui.threads import one_thread  # noqa: E402

@@ -17,9 +17,9 @@ from diffusion.samplers import sample  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digit_presets, digits  # noqa: E402
-from ui.digit_rows import bound, run_jobs, stored, warn_if_unusable  # noqa: E402
+from ui.digit_rows import run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
-from ui.state import SAMPLER_NAMES  # noqa: E402
+from ui.state import SAMPLER_NAMES, bound  # noqa: E402
 from ui.workers import offload  # noqa: E402
 
 PRESETS = digit_presets.COMPOSE_PRESETS

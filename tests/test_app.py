@@ -99,7 +99,7 @@ def test_a_corrupt_shipped_checkpoint_is_named_and_the_pages_keep_working(tmp_pa
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "spiral.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")  # corrupt header
     monkeypatch.setattr(ui.models, "CHECKPOINTS", str(tmp_path))
-    ui.models._shipped.clear()
+    ui.models.shipped.clear()
     try:
         at = _app(dataset="spiral").run()
         assert not at.exception
@@ -110,7 +110,7 @@ def test_a_corrupt_shipped_checkpoint_is_named_and_the_pages_keep_working(tmp_pa
         at.sidebar.selectbox(key="dataset").select("moons").run()  # other datasets keep their models
         assert not at.exception and not at.sidebar.warning
     finally:
-        ui.models._shipped.clear()
+        ui.models.shipped.clear()
 
 
 def test_schedule_sliders_show_as_many_decimals_as_their_step():

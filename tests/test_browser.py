@@ -7,7 +7,6 @@ screenshots/ (ignored by git). The tests skip, saying why, where no Chromium is 
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import shutil

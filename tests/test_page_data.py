@@ -126,9 +126,9 @@ def test_density_grids_match_log_prob():
 def test_learned_samples_answer_the_prompt():
     from diffusion.models import reschedule
     from diffusion.schedules import make_schedule
-    from ui.models import _shipped
+    from ui.models import shipped
 
-    model, _ = _shipped("moons")
+    model, _ = shipped("moons")
     schedule = make_schedule("cosine")
     x = data.learned_samples(reschedule(model, schedule), schedule, 200, label=1, seed=0)
     assert x.shape == (200, 2) and np.isfinite(x).all()

@@ -60,9 +60,9 @@ def test_labels_are_validated_with_a_clear_message(fake):
 
 
 def test_a_2d_model_is_refused_on_the_digit_pages():
-    from ui.models import _shipped
+    from ui.models import shipped
 
-    model, _ = _shipped("moons")
+    model, _ = shipped("moons")
     with pytest.raises(ValueError, match="2-D points"):
         digits.check_model(model)
     with pytest.raises(ValueError, match="10 digits"):
@@ -292,7 +292,7 @@ def test_a_shared_link_reopens_the_pages_own_controls():
 def test_a_wrong_or_missing_checkpoint_gives_a_clear_message(page, monkeypatch):
     import ui.models
 
-    moons, config = ui.models._shipped("moons")  # a 2-D model where the MNIST one should be
+    moons, config = ui.models.shipped("moons")  # a 2-D model where the MNIST one should be
     answers = [((moons, config), "wrong kind"), ((None, {"error": "mnist.safetensors is missing"}), "missing")]
     for answer, text in answers:
         monkeypatch.setattr(ui.models, "mnist", lambda answer=answer: answer)

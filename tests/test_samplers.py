@@ -60,8 +60,8 @@ def test_energy_distance_detects_a_shift():
 MATRIX = [("ddpm", 200, "uniform_t"), ("ddim", 200, "uniform_t"), ("euler", 200, "uniform_t"),
           ("heun", 50, "uniform_t"), ("euler_sigma", 200, "uniform_t"), ("heun_sigma", 50, "uniform_t"),
           ("dpmpp_2m", 20, "uniform_logsnr"), ("dpmpp_2m", 50, "uniform_logsnr"), ("sde", 200, "uniform_t")]
-# Where a setting above scored over 1.5 with these seeds, the brief's remedy (the other grid, or more
-# steps): (dataset, sampler, steps, grid) -> (steps, grid), with what it scored before.
+# Where a setting above scored over 1.5 with these seeds, the remedy is the other grid or more
+# steps: (dataset, sampler, steps, grid) -> (steps, grid), with what the setting above scores.
 MATRIX_OVERRIDES = {
     # Euler-Maruyama on uniform_t over-disperses on the narrowest sets (components 0.063/0.069 wide):
     # spiral 2.22 here, 0.86-1.46 with three other seeds vs 0.61-1.02 on uniform_logsnr; swiss_roll 1.78.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffusion.checkpoints import load_checkpoint
-from diffusion.metrics import energy_distance, energy_distance_floor
+from diffusion.metrics import EnergyReference
 from diffusion.samplers import guided, prior_sample, sample
 from toy_data import DATASETS, get_dataset
 
@@ -24,8 +24,9 @@ def test_shipped_model_loads_and_samples_the_data(name):
     n = 1500
     x = sample(guided(model, None), prior_sample(model.schedule, (n, 2), generator=g), model.schedule,
                "dpmpp_2m", 20, "uniform_logsnr")
-    floor = energy_distance_floor(lambda k: dist.sample(k, generator=g)[0], n, pairs=3)
-    assert energy_distance(x, dist.sample(n, generator=g)[0]) < 3.0 * floor
+    # an exact sample's ratio scatters around 0.7 with a sd of about 0.4 (EnergyReference.controls on these
+    # sets at n = 1500), so 3.0 is far outside what sampling noise gives a model that matches the data
+    assert EnergyReference(dist, n, refs=1).ratio(x) < 3.0
     # guidance toward a label puts nearly everything on that label
     xc = sample(guided(model, 0, 2.0), prior_sample(model.schedule, (300, 2), generator=g), model.schedule,
                 "dpmpp_2m", 20, "uniform_logsnr")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffusion.likelihood import energy_via_ode, nll, ode_log_likelihood
-from diffusion.metrics import energy_distance, energy_distance_floor
+from diffusion.metrics import EnergyReference
 from diffusion.checkpoints import model_config, model_from_config
 from diffusion.models import (DiffusionModel, build_model, c_in, c_noise, c_out, c_skip, oracle_model,
                               output_scale)
@@ -31,10 +31,8 @@ def moons_data(n, g):
 def ratio_of(model, n=2000, seed=0):
     d = get_dataset("moons")
     g = torch.Generator().manual_seed(seed)
-    floor = energy_distance_floor(lambda k: d.sample(k, generator=g)[0], n, pairs=3)
-    ref = d.sample(n, generator=g)[0]
     x = sample(guided(model, None), prior_sample(model.schedule, (n, 2), generator=g), model.schedule, "heun", 20)
-    return energy_distance(x, ref) / floor
+    return EnergyReference(d, n, seed=seed, refs=1).ratio(x)
 
 
 def test_short_training_lowers_loss_and_improves_samples():
@@ -200,7 +198,7 @@ def test_x0_hat_is_c_skip_x_plus_c_out_times_the_preconditioned_net(kind, schedu
 
 def test_preconditioning_values():
     lvl = noise_level(make_schedule("ve"), torch.tensor([0.3, 0.7], dtype=torch.float64))
-    a, s = lvl.alpha, lvl.sigma  # alpha = 1
+    s = lvl.sigma  # alpha = 1 on ve
     torch.testing.assert_close(c_in(lvl), 1 / torch.sqrt(1 + s**2))
     assert torch.equal(c_noise(lvl), lvl.logsnr)
     torch.testing.assert_close(c_skip("eps", lvl), torch.ones_like(s))  # Karras et al. Table 1, eps-prediction

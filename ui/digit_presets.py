@@ -28,12 +28,10 @@ import os
 import time
 
 import numpy as np
-import torch
 
 from diffusion.samplers import GUIDANCE_INTERVAL
 
 from . import npz_files
-from .energy_maps import weights_fingerprint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH = os.path.join(ROOT, "checkpoints", "digit_presets.npz")

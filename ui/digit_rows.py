@@ -19,7 +19,6 @@ import streamlit as st
 
 from . import digit_presets
 from .energy_maps import weights_fingerprint
-from .state import bound  # noqa: F401  (the pages import it from here with the rest)
 
 
 @st.cache_resource(show_spinner=False)

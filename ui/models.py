@@ -14,7 +14,7 @@ CHECKPOINTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 
 @st.cache_resource(show_spinner=False)
-def _shipped(dataset: str):
+def shipped(dataset: str):
     """(model, config) of checkpoints/<dataset>.safetensors, or (None, {'error': ...})."""
     path = os.path.join(CHECKPOINTS, f"{dataset}.safetensors")
     if not os.path.exists(path):
@@ -29,7 +29,7 @@ def _shipped(dataset: str):
 
 def problem(dataset: str) -> str | None:
     """What is wrong with checkpoints/<dataset>.safetensors (corrupt, truncated, wrong kind), or None."""
-    return _shipped(dataset)[1].get("error")
+    return shipped(dataset)[1].get("error")
 
 
 def has_session(dataset: str) -> bool:
@@ -46,13 +46,13 @@ def put_session(dataset: str, model, info: dict) -> None:
 def get(dataset: str, source: str = "shipped"):
     if source == "session" and has_session(dataset):
         return st.session_state["trained"][dataset][0]
-    return _shipped(dataset)[0]
+    return shipped(dataset)[0]
 
 
 def info(dataset: str, source: str = "shipped") -> dict | None:
     if source == "session" and has_session(dataset):
         return st.session_state["trained"][dataset][1]
-    model, config = _shipped(dataset)
+    model, config = shipped(dataset)
     return config if model is not None else None
 
 
