@@ -77,6 +77,15 @@ def _power(n: int) -> float:
     return pixel_power(_test_digits()[0][:n])[0]
 
 
+def _or_error(what: str, compute, *args):
+    """compute(*args), or None after an error message naming what failed (a ValueError from bad settings)."""
+    try:
+        return compute(*args)
+    except ValueError as e:
+        st.error(f"{what} failed: {e}")
+        return None
+
+
 def _stored(kind, **args):
     return stored(model, config_id, SPEC, kind, **args)
 
@@ -240,11 +249,7 @@ def _noise_section():
     w = v.guidance if use_label else 0.0
     t = float(v.schedule.clamp(v.t))
     t = round(t, 6)
-    try:
-        got = _journey(t, v.sampler, v.steps, index, label, w, st.container())
-    except ValueError as e:
-        st.error(f"Denoising failed: {e}")
-        return
+    got = _or_error("Denoising", _journey, t, v.sampler, v.steps, index, label, w, st.container())
     if got is None:
         return
     r, sweep = got
@@ -346,11 +351,7 @@ def _pca_movie(w, what, place):
 def _pca_section():
     what = bound(st.radio, "What each particle shows", ["x_t", "x0_hat"], horizontal=True, key="journey.pca_what",
                  captions=["the noisy image x_t / √(α² + σ²)", "the model's guess x̂₀"])
-    try:
-        got = _pca_movie(v.guidance, what, st.container())
-    except ValueError as e:
-        st.error(f"Sampling failed: {e}")
-        return
+    got = _or_error("Sampling", _pca_movie, v.guidance, what, st.container())
     if got is None:
         return
     fig, seconds = got

@@ -1,11 +1,15 @@
 """The README contract: its test command is what CI runs, it stays short and names every page, and the docs'
-links resolve; the core stays free of Streamlit."""
+links resolve; the layers (pages -> ui -> diffusion -> toy_data) import downwards only, without cycles, and the
+core stays free of Streamlit."""
 
+import ast
 import pathlib
 import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README_MAX_LINES = 150  # a newcomer reads it in two minutes; measurements and detail live in docs/
+LAYERS = ("pages", "ui", "diffusion", "toy_data")  # each may import only the layers after it
+MAX_LINES = 400  # a file in ui/ or pages/ that grows past this is doing more than one job
 
 
 def _readme_section(title: str) -> str:
@@ -85,3 +89,74 @@ def test_server_config_keeps_what_the_load_figures_rest_on():
     assert config["server"]["address"] == "127.0.0.1" and config["server"]["fileWatcherType"] == "none"
     assert config["runner"]["postScriptGC"] is False
     assert config["client"]["showSidebarNavigation"] is False  # app.py turns it on for the titled navigation
+
+
+def _project_imports():
+    """{module: [(imported module, names)]} for every module of the four layers (pages as 'pages.<name>')."""
+    found = {}
+    for layer in LAYERS:
+        for path in sorted((ROOT / layer).glob("*.py")):
+            module = f"{layer}.{path.stem}"
+            edges = []
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    edges += [(a.name, ()) for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:  # relative: from . import x / from .x import y, inside the module's package
+                        base = ".".join([layer] + ([base] if base else []))
+                    names = tuple(a.name for a in node.names)
+                    edges.append((base, names))
+                    if base in LAYERS:  # from ui import forward: the submodules themselves
+                        edges += [(f"{base}.{n}", ()) for n in names if (ROOT / base / f"{n}.py").exists()]
+            found[module] = [(m, names) for m, names in edges if m.split(".")[0] in LAYERS]
+    return found
+
+
+_CACHE = {}
+
+
+def _project_imports_cache():
+    if "imports" not in _CACHE:
+        _CACHE["imports"] = _project_imports()
+    return _CACHE["imports"]
+
+
+def test_layers_import_downwards_only():
+    for module, edges in _project_imports_cache().items():
+        rank = LAYERS.index(module.split(".")[0])
+        for target, _ in edges:
+            assert LAYERS.index(target.split(".")[0]) >= rank, f"{module} imports {target}, a layer above it"
+
+
+def test_no_import_cycles():
+    graph = {m: {t for t, _ in edges if t in _project_imports_cache() and t != m}
+             for m, edges in _project_imports_cache().items()}
+    state = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for t in graph[m]:
+            assert state.get(t) != "open", "import cycle: " + " -> ".join(path + [t])
+            if t not in state:
+                visit(t, path + [t])
+        state[m] = "done"
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+
+
+
+def test_no_private_name_is_imported_from_another_module():
+    for module, edges in _project_imports_cache().items():
+        for target, names in edges:
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            assert not private, f"{module} imports {private} from {target}"
+
+
+def test_ui_and_pages_files_stay_under_the_line_limit():
+    for layer in ("ui", "pages"):
+        for path in (ROOT / layer).glob("*.py"):
+            n = len(path.read_text().splitlines())
+            assert n <= MAX_LINES, f"{path.relative_to(ROOT)} has {n} lines (at most {MAX_LINES})"
