@@ -90,6 +90,7 @@ def test_an_invalid_schedule_combination_is_named_and_replaced_by_the_defaults()
     assert at.session_state["edm.sigma_max"] == PARAM_RANGES["sigma_max"][0]
 
 
+@pytest.mark.slow  # AppTests of every 2-D page on a damaged file (seconds)
 def test_a_corrupt_shipped_checkpoint_is_named_and_the_pages_keep_working(tmp_path, monkeypatch):
     import shutil
 

@@ -221,6 +221,7 @@ def test_torchrun_command_saves_the_one_process_checkpoint(tmp_path):
     assert (flat["two"] - flat["one"]).norm() <= 1e-3 * (flat["half"] - flat["one"]).norm()
 
 
+@pytest.mark.slow  # a real torchrun of two processes; the fast run checks DDP in the gloo test above
 def test_torchrun_with_a_batch_that_does_not_split(tmp_path):
     r = torchrun("--dataset", "moons", "--steps", "5", "--batch", "63", "--quiet",
                  "--out", str(tmp_path / "m.safetensors"))

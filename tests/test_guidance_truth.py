@@ -36,7 +36,9 @@ def _grid_moments(tilted, n=400, extent=7.0):
     return xs, p, da, mean, std
 
 
-@pytest.mark.parametrize("case", [("overlap", 0, 2.0), ("8gaussians", 0, 3.0), ("moons", 0, 4.0)])
+@pytest.mark.parametrize("case", [("overlap", 0, 2.0),  # the other two sets: seconds each, in the slow run
+                                  pytest.param(("8gaussians", 0, 3.0), marks=pytest.mark.slow),
+                                  pytest.param(("moons", 0, 4.0), marks=pytest.mark.slow)])
 def test_tilted_density_is_normalised_and_its_grid_matches_its_exact_samples(case):
     name, label, w = case
     dist = _overlapping() if name == "overlap" else get_dataset(name)
@@ -110,6 +112,7 @@ def test_exact_score_cfg_samples_are_not_the_tilted_density(guided_8gaussians):
     assert ode[:, 0].mean().item() - sde[:, 0].mean().item() > 10 * se_diff
 
 
+@pytest.mark.slow  # 16 exact tilted samples of 4,000 points and their energy distances (seconds)
 def test_guided_samples_are_farther_from_the_tilted_density_than_sampling_noise(guided_8gaussians):
     """Energy distance to an exact tilted sample, against the spread of that distance for exact tilted samples."""
     dist, ode, sde = guided_8gaussians
