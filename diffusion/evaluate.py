@@ -190,7 +190,7 @@ def evaluate_mnist(model, classifier, n: int = 500, samplers=("dpmpp_2m",), nfes
     `model` is a class-conditional MNIST DiffusionModel, `classifier` a diffusion.classifier.MnistClassifier.
     `progress(row)` is called after each setting with its result row. `reference` (from mnist_reference
     with the same n and seed) may be passed to reuse the real-data statistics. `interval` (lam_lo, lam_hi)
-    limits guidance to that log-SNR range (diffusion.samplers.guided).
+    limits guidance to the log-SNR range [lam_lo, lam_hi) (diffusion.samplers.guided).
     """
     from .classifier import frechet_from_stats, gaussian_stats
 

@@ -80,8 +80,8 @@ def label_name(label) -> str:
 def count_nfe(schedule, sampler: str, steps: int, interval=None) -> int:
     """How many times `sampler` calls the denoiser in `steps` steps on the uniform-t grid that `generate` uses
     (diffusion.samplers.nfe_of; Heun ends with a single Euler step, so it spends 2 steps - 1). With
-    `interval` (lam_lo, lam_hi): only the calls whose log-SNR lies in it, where limited guidance also asks
-    the unconditional model (diffusion.samplers.unconditional_nfe)."""
+    `interval` = (lam_lo, lam_hi): only the calls whose log-SNR lies in [lam_lo, lam_hi), where limited
+    guidance also asks the unconditional model (diffusion.samplers.unconditional_nfe)."""
     return unconditional_nfe(schedule, sampler, int(steps), interval=interval)
 
 
