@@ -441,7 +441,11 @@ def listing() -> str:
 
 def usage() -> str:
     return (f"usage: {PROG} [-h] [--list] {{{','.join(TARGETS)},all}} [target options]\n\n"
-            + __doc__.split(": ", 1)[1].capitalize().rstrip() + "\n")
+            + _first_upper(__doc__.split(": ", 1)[1].rstrip()) + "\n")
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def main(argv=None) -> int:

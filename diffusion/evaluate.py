@@ -122,7 +122,7 @@ MNIST_SAMPLERS = ("heun", "dpmpp_2m", "ddim", "euler")  # the deterministic samp
 MNIST_NFES = (10, 20, 50)
 MNIST_GUIDANCES = (0.0, 1.0, 3.0, 5.0)
 GRID = {"dpmpp_2m": "uniform_logsnr"}  # each sampler on the grid it is meant for; the rest uniform in t
-TARGET = {"nfe": 20, "guidance": (1.0, 3.0), "accuracy": 0.99, "fd_ratio": 2.0}  # the pass mark
+TARGET = {"nfe": 20, "guidance": (1.0, 3.0), "accuracy": 0.99, "fd_ratio": 2.0}  # the MNIST quality target
 
 
 def _real_subset(images, labels, per_digit: int, generator) -> torch.Tensor:

@@ -90,8 +90,9 @@ def time_grid(schedule: Schedule, steps: int, grid: str = "uniform_t", t_start: 
     With `t_start`, the grid runs from t_start (clamped to t_range) down to t_min and keeps the step size
     of the full `steps`-step run: ceil(steps x the fraction of the full range that [t_min, t_start]
     covers) steps, at least one; the fraction is measured in t for "uniform_t" and in log-SNR lambda for
-    the log-SNR grids, whose steps from t_start are then equal in lambda. A t_start at or below t_min gives
-    the single time [t_min] (nothing to do).
+    the log-SNR grids, whose steps from t_start are then equal in lambda (so "visible_logsnr" from t_start
+    is "uniform_logsnr" from t_start: its one long first step exists only from t_max). A t_start at or below
+    t_min gives the single time [t_min] (nothing to do).
     """
     check_steps(steps)
     if grid not in GRIDS:

@@ -12,10 +12,11 @@ from functools import partial  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffusion.models import reschedule  # noqa: E402
-from diffusion.samplers import guided, prior_sample, sample, steps_for_nfe  # noqa: E402
+from diffusion.samplers import (guided, nfe_of, prior_sample, sample, steps_for_nfe,  # noqa: E402
+                                unconditional_nfe)
 from diffusion.schedules import make_schedule  # noqa: E402
 from ui import digit_presets  # noqa: E402
-from ui.digits import (MAX_PER_DIGIT, SIDE, compose, count_nfe, generate, grid_figure, guidance_sweep,  # noqa: E402
+from ui.digits import (MAX_PER_DIGIT, SIDE, compose, generate, grid_figure, guidance_sweep,  # noqa: E402
                        label_name, tile)
 from ui.digit_rows import run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
@@ -62,8 +63,9 @@ def page_sampler() -> tuple[str, int]:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _nfe(spec, sampler, steps, interval=None):
-    return count_nfe(make_schedule(spec), sampler, steps, interval)
+def _guidance_nfe(spec, sampler, steps, interval):
+    """The unconditional calls guidance adds to a run of the uniform-t grid `generate` uses."""
+    return unconditional_nfe(make_schedule(spec), sampler, steps, interval=interval)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -134,9 +136,9 @@ def generate_section():  # not a fragment: its seed and sampler also drive the g
         st.info("Pick at least one digit (0-9) or 'no label' above.")
         return
     spec = v.schedule.spec()
-    nfe = _nfe(spec, sampler, steps)
+    nfe = nfe_of(sampler, steps)
     labelled = any(d is not None for d in digits)
-    calls = nfe + (_nfe(spec, sampler, steps, interval) if labelled and w else 0)
+    calls = nfe + (_guidance_nfe(spec, sampler, steps, interval) if labelled and w else 0)
     n_images = len(digits) * per_digit
     slot = st.container()
     try:
@@ -219,7 +221,7 @@ def sweep_section():
     digit = bound(c1.selectbox, "Digit", list(range(10)), index=3, key="digits.sweep.digit")
     n = bound(c2.slider, "Noises (columns)", 2, 8, 4, key="digits.sweep.n")
     sampler, steps = page_sampler()
-    nfe = _nfe(v.schedule.spec(), sampler, steps)
+    nfe = nfe_of(sampler, steps)
     if not on:
         st.caption(f"Switch on 'Run the sweep' to sample digit {digit} at w = "
                    f"{', '.join(f'{w:g}' for w in SWEEP_WS)} ({len(SWEEP_WS) * n} images, {nfe} evaluations).")

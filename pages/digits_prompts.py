@@ -13,7 +13,7 @@ from functools import partial  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffusion.models import reschedule  # noqa: E402
-from diffusion.samplers import sample  # noqa: E402
+from diffusion.samplers import nfe_of, sample  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digit_presets, digits  # noqa: E402
@@ -55,11 +55,6 @@ st.latex(r"\nabla_x \log \tilde p(x_t) = \nabla_x \log p(x_t) + \sum_i w_i\, \na
 st.caption("The second line holds at every noise level t; p̃ is defined by it at each t, not as one clean "
            "distribution that the walk samples. With one prompt of weight w this is classifier-free guidance with "
            "weight w − 1 (page 9): w = 1 is the plain conditional model. Weight 0 switches a prompt off.")
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _nfe(spec, sampler, steps):
-    return digits.count_nfe(make_schedule(spec), sampler, steps)
 
 
 def page_sampler() -> tuple[str, int]:
@@ -120,7 +115,7 @@ def compose_section():
     if not alone:
         rows = rows[-1:]
     names = [digits.prompt_text([tuple(p) for p in r]) for r in rows[:-1]] + ["composed" if len(rows) == 1 else "all together"]
-    nfe = _nfe(spec, sampler, steps)
+    nfe = nfe_of(sampler, steps)
     slot = st.container()
     images, jobs, seconds, ahead = {}, [], 0.0, 0
     for i, row in enumerate(rows):

@@ -182,5 +182,4 @@ else:
 
 show_source(forward.forward_animation, forward.forward_path, density_grid, forward.curve_lines, forward.mark_t,
             forward.curve_values,
-            type(v.schedule).logsnr if hasattr(type(v.schedule), "logsnr") else make_schedule,
-            type(v.schedule)._alpha_sigma, forward.logsnr_digit_grid)
+            type(v.schedule)._logsnr, type(v.schedule)._alpha_sigma, forward.logsnr_digit_grid)

@@ -152,12 +152,13 @@ def monitor():
             m1.metric("Training time", f"{r.seconds:.1f} s")
             m2.metric("Steps", f"{r.steps_done:,}")
             m3.metric("ED ratio", f"{job.ed_ratio:.2f}",
-                      help="Energy distance of 2,000 model samples to true samples, divided by that between two "
-                           "true samples: 1 means as close as a fresh true sample. It is a noisy yardstick: fresh "
-                           "exact samples scored the same way read from 0.4 to 3.3 (10 draws on each toy set), so "
-                           "values in that range cannot be told from exact. Far above it, it grows in proportion to "
-                           "the number of points: it says the samples are clearly elsewhere, not how far (look at "
-                           "the samples below; page 7, Reverse sampling, scores with a steadier yardstick).")
+                      help="Energy distance of 2,000 model samples to true samples, divided by what two "
+                           "independent true samples of that size score: 1 means as close as a fresh true sample. "
+                           "Even exact samples scatter: scored the same way they read from 0.3 to 1.6 (10 draws on "
+                           "each toy set), so values in that range cannot be told from exact. Far above it, it "
+                           "grows in proportion to the number of points: it says the samples are clearly "
+                           "elsewhere, not how far (look at the samples below; page 7, Reverse sampling, shows "
+                           "the scatter of exact samples beside its ratios).")
             m4.metric("Final loss", f"{sum(r.losses[-100:]) / len(r.losses[-100:]):.4f}",
                       help="mean over the last 100 steps")
     left, right = st.columns([2, 3])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion.samplers import guided, prior_sample, sample
+from diffusion.samplers import guided, nfe_of, prior_sample, sample, unconditional_nfe
 from diffusion.schedules import make_schedule
 from ui import digits
 
@@ -127,9 +127,9 @@ def test_compose_grid_rows_and_names(fake):
 def test_nfe_is_counted_from_the_sampler():
     sch = make_schedule("cosine")
     for sampler in ("ddpm", "ddim", "euler", "dpmpp_2m", "sde"):
-        assert digits.count_nfe(sch, sampler, 7) == 7
-    assert digits.count_nfe(sch, "heun", 10) == 19  # Karras' Heun: the last step is a single Euler step
-    inside = digits.count_nfe(sch, "euler", 20, (-2.0, 4.0))  # uniform t: the steps whose log-SNR is in [-2, 4]
+        assert nfe_of(sampler, 7) == unconditional_nfe(sch, sampler, 7) == 7
+    assert nfe_of("heun", 10) == unconditional_nfe(sch, "heun", 10) == 19  # Heun's last step is a single Euler step
+    inside = unconditional_nfe(sch, "euler", 20, interval=(-2.0, 4.0))  # log-SNR in [-2, 4)
     lams = sch.logsnr(torch.linspace(*sch.t_range, 21, dtype=torch.float64)[1:].flip(0))
     assert inside == int(((lams >= -2) & (lams < 4)).sum()) and 0 < inside < 20
 

@@ -1,9 +1,7 @@
-"""What the digit pages share: their controls bound to the URL, the shipped presets, and live work shown
-as it goes.
+"""What the digit pages share: the shipped presets, and live work shown as it goes (their controls are
+bound to the URL by ui.state.bound).
 
-* `bound(widget, label, ...)`: a page control whose value is also a URL query parameter (its key), so a
-  shared link reopens the same view.
-* `stored(kind, ...)`: an entry of checkpoints/digit_presets.npz (ui/digit_presets.py), only when it was
+* `stored(model, config_id, spec, kind, **args)`: an entry of checkpoints/digit_presets.npz (ui/digit_presets.py), only when it was
   made by the model the page uses, under the page's schedule.
 * `run_jobs(jobs, ...)`: computes the entries that were not stored one at a time, each in a worker process
   (`ui.workers.offload`, through the caller's cached function), with a progress bar, an estimate of the time

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from diffusion.parameterizations import append_dims, noise_level
-from diffusion.samplers import guided, prior_sample, sample, unconditional_nfe
+from diffusion.samplers import guided, prior_sample, sample
 
 from .figures import FONT, PALETTE
 from .threads import all_cores, one_thread
@@ -76,14 +76,6 @@ def label_name(label) -> str:
 
 
 # --- generation ---------------------------------------------------------------------------------
-
-def count_nfe(schedule, sampler: str, steps: int, interval=None) -> int:
-    """How many times `sampler` calls the denoiser in `steps` steps on the uniform-t grid that `generate` uses
-    (diffusion.samplers.nfe_of; Heun ends with a single Euler step, so it spends 2 steps - 1). With
-    `interval` = (lam_lo, lam_hi): only the calls whose log-SNR lies in [lam_lo, lam_hi), where limited
-    guidance also asks the unconditional model (diffusion.samplers.unconditional_nfe)."""
-    return unconditional_nfe(schedule, sampler, int(steps), interval=interval)
-
 
 def _run(denoise, x, schedule, sampler, steps, seed, device):
     g = torch.Generator().manual_seed(int(seed) + 1)  # the sampler's own noise (DDPM, SDE)

@@ -84,8 +84,8 @@ def density_grid(dist, alpha, sigma, n: int = 100, extent: float = EXTENT, label
 # --- figures as plain dicts: built once, patched or opened at a frame per rerun ------------------------------
 
 def plain_dict(fig: go.Figure) -> dict:
-    """fig's data and layout as dicts holding the arrays themselves (fig.to_dict() would base64-encode them,
-    which the browser reads but ui.export cannot)."""
+    """fig's data and layout as dicts holding the arrays themselves (fig.to_dict() encodes numpy arrays as
+    base64 typed arrays, which the browser reads and ui.export has to decode first)."""
     return {"data": [tr.to_plotly_json() for tr in fig.data], "layout": fig.layout.to_plotly_json()}
 
 
