@@ -16,8 +16,8 @@ from diffusion.samplers import (guided, nfe_of, prior_sample, sample, steps_for_
                                 unconditional_nfe)
 from diffusion.schedules import make_schedule  # noqa: E402
 from ui import digit_presets  # noqa: E402
-from ui.digits import (MAX_PER_DIGIT, SIDE, compose, generate, grid_figure, guidance_sweep,  # noqa: E402
-                       label_name, tile)
+from ui.digits import MAX_PER_DIGIT, SIDE, compose, generate, guidance_sweep, label_name  # noqa: E402
+from ui.images import grid_figure, tile  # noqa: E402
 from ui.digit_rows import run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, bound, request  # noqa: E402

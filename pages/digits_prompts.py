@@ -17,6 +17,7 @@ from diffusion.samplers import nfe_of, sample  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digit_presets, digits  # noqa: E402
+from ui.images import grid_figure, image_figure  # noqa: E402
 from ui.digit_rows import run_jobs, stored, warn_if_unusable  # noqa: E402
 from ui.page import digit_model, downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, bound  # noqa: E402
@@ -136,7 +137,7 @@ def compose_section():
             seconds += secs
     blank = np.full((n, digits.SIDE, digits.SIDE), np.nan)
     grid = np.stack([images.get(i, blank) for i in range(len(rows))])
-    fig = digits.grid_figure(grid, names, f"Composed prompt: {digits.prompt_text(active)}")
+    fig = grid_figure(grid, names, f"Composed prompt: {digits.prompt_text(active)}")
     st.plotly_chart(fig, width="stretch", theme=None, key="prompts.grid")
     when = ("computed ahead of time and read from a file" if ahead == len(rows)
             else f"{seconds:.2f} s of sampling on {v.device} when first computed")
@@ -222,7 +223,7 @@ def classify_section():
     guess = int(np.argmin(errors))
     left, right = st.columns([1, 2])
     with left:
-        img = digits.image_figure(x0.numpy(), f"Test image #{index} (a {true})")
+        img = image_figure(x0.numpy(), f"Test image #{index} (a {true})")
         st.plotly_chart(img, width="stretch", theme=None, key="prompts.image")
         m1, m2 = st.columns(2)
         m1.metric("True label", f"{true}")
@@ -235,7 +236,7 @@ def classify_section():
     right.caption(f"Each bar: how much larger that label's mean squared {unit} error per pixel is than the best "
                   f"label's (the best label, {guess}, has {errors.min():.4g}; its bar is the stub at 0). The true "
                   f"label's bar is orange with a black outline. Averaged over {draws} shared (t, ε) draws; {when}.")
-    mid = digits.grid_figure(scores["mid"][None], [""], f"The model's guess x̂₀ under each label c, from one noisy "
+    mid = grid_figure(scores["mid"][None], [""], f"The model's guess x̂₀ under each label c, from one noisy "
                                                    f"copy at t = {scores['mid_t']:.2f}", cell_px=80,
                          col_names=[f"c = {c}" for c in range(10)])
     st.plotly_chart(mid, width="stretch", theme=None, key="prompts.mid")

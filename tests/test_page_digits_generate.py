@@ -8,7 +8,7 @@ import torch
 
 from diffusion.samplers import guided, nfe_of, prior_sample, sample, unconditional_nfe
 from diffusion.schedules import make_schedule
-from ui import digits
+from ui import digits, images
 
 from apptest import decode, open_page
 
@@ -136,12 +136,12 @@ def test_nfe_is_counted_from_the_sampler():
 
 def test_tile_layout_and_grid_figure():
     imgs = np.arange(2 * 3 * 4 * 5, dtype=float).reshape(2, 3, 4, 5)
-    z = digits.tile(imgs, pad=1)
+    z = images.tile(imgs, pad=1)
     assert z.shape == (2 * 4 + 1, 3 * 5 + 2)
     np.testing.assert_array_equal(z[5:9, 12:17], imgs[1, 2])  # image (1, 2) at rows 5..8, columns 12..16
     np.testing.assert_array_equal(z[0:4, 6:11], imgs[0, 1])
     assert np.isnan(z[4]).all() and np.isnan(z[:, 5]).all()  # the gaps
-    fig = digits.grid_figure(np.zeros((2, 3, 28, 28)), ["digit 3", "no label"], "t")
+    fig = images.grid_figure(np.zeros((2, 3, 28, 28)), ["digit 3", "no label"], "t")
     assert fig.data[0].type == "heatmap" and fig.layout.yaxis.scaleanchor == "x"
     assert list(fig.layout.yaxis.ticktext) == ["digit 3", "no label"]
     assert fig.layout.yaxis.range[0] > fig.layout.yaxis.range[1]  # image rows top to bottom

@@ -8,9 +8,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .figures import (DENSITY_SCALE, EXTENT, FONT, add_player, density_grid, mesh_points, quiver,
-                      square_axes)
-from .posterior import EXACT_COLOR, LEARNED_COLOR, XT_COLOR
+from .figures import (DENSITY_SCALE, EXACT_COLOR, EXTENT, FONT, LEARNED_COLOR, XT_COLOR, add_player, density_grid,
+                      mesh_points, quiver, square_axes)
 from .threads import one_thread
 
 

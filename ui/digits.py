@@ -24,7 +24,6 @@ NUM_DIGITS = 10
 SIDE = 28
 MAX_PER_DIGIT = 16
 MAX_PROMPTS = 3
-INK = "Greys"  # -1 (paper) white, +1 (ink) black: dark strokes on white read best on a projector
 
 
 # --- checks -------------------------------------------------------------------------------------
@@ -274,53 +273,3 @@ def scores_figure(errors, true_label: int | None, unit: str) -> go.Figure:
                       yaxis=dict(title=f"extra {unit} error per pixel", gridcolor="#e5e5e5",
                                  range=[0, 1.3 * top]))
     return fig
-
-
-# --- drawing ------------------------------------------------------------------------------------
-
-def tile(images, pad: int = 2, fill: float = np.nan) -> np.ndarray:
-    """Images [R, C, H, W] as one array [R H + (R-1) pad, C W + (C-1) pad]; the gaps hold `fill`.
-
-    Image (r, c) sits at rows r (H + pad) .. r (H + pad) + H, columns c (W + pad) .. c (W + pad) + W.
-    """
-    images = np.asarray(images, dtype=float)
-    if images.ndim != 4:
-        raise ValueError(f"tile needs images of shape [rows, cols, H, W]; got {list(images.shape)}")
-    r, c, h, w = images.shape
-    out = np.full((r * h + (r - 1) * pad, c * w + (c - 1) * pad), fill, dtype=float)
-    for i in range(r):
-        for j in range(c):
-            out[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = images[i, j]
-    return out
-
-
-def grid_figure(images, row_names, title: str, pad: int = 2, cell_px: int | None = None,
-                col_names=None) -> go.Figure:
-    """A tiled grid of digit images as one heat map: ink dark on white, equal aspect, rows named on the left
-    (and columns below, when `col_names` is given)."""
-    images = np.asarray(images, dtype=float)
-    r, c, h, w = images.shape
-    z = np.round(np.clip(tile(images, pad), -1, 1), 3)
-    fig = go.Figure(go.Heatmap(z=z, colorscale=INK, zmin=-1, zmax=1, showscale=False, hoverongaps=False,
-                               hovertemplate="pixel %{z:.2f}<extra></extra>"))
-    centers = [i * (h + pad) + (h - 1) / 2 for i in range(r)]
-    width = z.shape[1]
-    if cell_px is None:  # large digits, yet a 10-row grid still fits a projector's screen
-        cell_px = int(min(110, max(50, 820 / r)))
-    fig.update_xaxes(range=[-0.5, width - 0.5], showticklabels=col_names is not None, showgrid=False, ticks="",
-                     zeroline=False, constrain="domain", title_text="columns: starting noises" if c > 1 else None)
-    if col_names is not None:
-        fig.update_xaxes(tickvals=[j * (w + pad) + (w - 1) / 2 for j in range(c)], ticktext=list(col_names),
-                         title_text=None, tickfont=dict(size=16))
-    fig.update_yaxes(range=[z.shape[0] - 0.5, -0.5], scaleanchor="x", constrain="domain", showgrid=False, ticks="",
-                     zeroline=False,
-                     tickvals=centers, ticktext=list(row_names), tickfont=dict(size=16))
-    fig.update_layout(title=title, font=FONT, plot_bgcolor="#b8c2cc", height=max(260, 90 + r * cell_px),
-                      margin=dict(l=40 + 8 * max(len(n) for n in row_names), r=10, t=60, b=50))
-    return fig
-
-
-def image_figure(image, title: str) -> go.Figure:
-    """One digit [28, 28] as a heat map."""
-    return grid_figure(np.asarray(image, dtype=float).reshape(1, 1, SIDE, SIDE), [""], title, cell_px=200) \
-        .update_xaxes(title_text=None).update_layout(height=300, margin=dict(l=20, r=20, t=60, b=20))

@@ -23,6 +23,7 @@ from plotly.subplots import make_subplots
 
 # Okabe & Ito's colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+EXACT_COLOR, LEARNED_COLOR, XT_COLOR = PALETTE[0], PALETTE[5], PALETTE[7]  # page 6: exact, network, the noisy x_t
 DENSITY_SCALE = [[0.0, "#ffffff"], [1.0, "#5a5a5a"]]  # density in grey, so coloured points stay readable
 FONT = dict(size=16)
 EXTENT = 3.0  # the toy sets are standardised: [-3, 3]^2 holds nearly all the mass at t = 0

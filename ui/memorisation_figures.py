@@ -18,8 +18,7 @@ from plotly.subplots import make_subplots
 from diffusion.samplers import guided, sample
 from toy_data import finite_set
 
-from .figures import EXTENT, FONT, PALETTE, square_axes
-from .posterior import EXACT_COLOR, LEARNED_COLOR
+from .figures import EXACT_COLOR, EXTENT, FONT, LEARNED_COLOR, PALETTE, square_axes
 
 # The memorisation experiment's fixed sampler. Not Heun: a finite set's ideal denoiser snaps to the nearest
 # point as sigma -> 0, and Heun's correction evaluated at t_min then divides that snap by a tiny sigma and

@@ -17,12 +17,11 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .figures import (DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid, mesh_points, square_axes,
-                      square_grid)
+from .figures import (DENSITY_SCALE, EXACT_COLOR, EXTENT, FONT, LEARNED_COLOR, XT_COLOR, density_grid, mesh_points,
+                      square_axes, square_grid)
 
 PICK_RANGE = 3.5  # the sliders and the clickable grid span [-PICK_RANGE, PICK_RANGE] (times view_scale)
 PICK_STEP = 0.25  # spacing of the clickable grid (a multiple of the sliders' step)
-EXACT_COLOR, LEARNED_COLOR, XT_COLOR = PALETTE[0], PALETTE[5], PALETTE[7]
 
 
 def clean_log_prob_grid(dist, label=None, n: int = 121, extent: float = EXTENT):
