@@ -51,12 +51,11 @@ st.latex(r"x_t = \alpha_t\,x_0 + \sigma_t\,\varepsilon, \qquad \hat x_0 = \hat x
 model, config, config_id = digit_model()  # says what is wrong (missing, corrupt, wrong kind) and stops the page
 warn_if_unusable()
 train = config.get("train", {})
-MODEL_KEY = f"mnist:{train.get('steps_done')}:{train.get('seconds')}"
 st.caption(f"Digit model: {config.get('parameterization', '?')}-prediction U-Net trained for "
            f"{train.get('steps_done', '?')} steps on the {config.get('schedule', '?').split(':')[0]} schedule, used "
            f"here under the sidebar's {SCHEDULE_NAMES[v.schedule.name]} schedule (matched through log-SNR). "
            f"Sidebar: {SAMPLER_NAMES[v.sampler]}, {v.steps} steps, guidance w = {v.guidance:g}.")
-SPEC = v.schedule.spec()
+schedule_spec = v.schedule.spec()
 
 
 @st.cache_resource(show_spinner=False)
@@ -65,7 +64,7 @@ def _test_digits():
 
 
 try:
-    TEST_X, TEST_Y = _test_digits()
+    test_images, test_labels = _test_digits()
 except MnistError as e:
     st.error(f"The MNIST test digits could not be read: {e}")
     st.stop()
@@ -87,7 +86,7 @@ def _or_error(what: str, compute, *args):
 
 
 def _stored(kind, **args):
-    return stored(model, config_id, SPEC, kind, **args)
+    return stored(model, config_id, schedule_spec, kind, **args)
 
 
 # --- 1. film strip -----------------------------------------------------------------------------------
@@ -115,13 +114,13 @@ def _film(sampler, steps, digit, w, seed, place):
         traj, seconds = Trajectory(torch.as_tensor(hit["ts"], dtype=torch.float64), torch.as_tensor(hit["xs"]),
                                    torch.as_tensor(hit["x0_hats"])), None
     else:
-        call = (MODEL_KEY, SPEC, sampler, steps, digit, w, seed, v.device)
+        call = (config_id, schedule_spec, sampler, steps, digit, w, seed, v.device)
         done, stopped = run_jobs([(repr(call), "one digit with all its steps", partial(_film_live, *call, model))],
                                  "journey.film.run", "samples", place)
         if stopped:
             return None
         traj, seconds = done[repr(call)]
-    strip, movie = _film_figures(MODEL_KEY, SPEC, sampler, steps, digit, w, seed, v.device, traj)
+    strip, movie = _film_figures(config_id, schedule_spec, sampler, steps, digit, w, seed, v.device, traj)
     return traj, strip, movie, seconds
 
 
@@ -191,16 +190,16 @@ def _survival_live(model_key, spec, t, sampler, steps, index, label, w, device, 
 
 def _journey(t, sampler, steps, index, label, w, place):
     """(journey_from's dict at t, survival sweep dict) from the presets or live with progress; None if stopped."""
-    sched = make_schedule(SPEC)
+    sched = make_schedule(schedule_spec)
     r = _stored("back", index=index, label=label, w=float(w), t=t, sampler=sampler, steps=steps)
     sweep = _stored("survival", index=index, label=label, w=float(w), sampler=sampler, steps=steps)
     jobs = []
     if r is None:
-        call = (MODEL_KEY, SPEC, t, sampler, steps, index, label, w, v.device)
+        call = (config_id, schedule_spec, t, sampler, steps, index, label, w, v.device)
         jobs.append((repr(call), f"the digit from t = {t:.2f}", partial(_journey_live, *call, model)))
     if sweep is None:
         for ts in survival_ts(sched):
-            call = (MODEL_KEY, SPEC, float(ts), sampler, steps, index, label, w, v.device)
+            call = (config_id, schedule_spec, float(ts), sampler, steps, index, label, w, v.device)
             jobs.append((repr(call), f"the digit from λ = {fmt_lam(sched.logsnr(float(ts)))}",
                          partial(_survival_live, *call, model)))
     done, stopped = run_jobs(jobs, "journey.back.run", "runs", place)
@@ -210,7 +209,7 @@ def _journey(t, sampler, steps, index, label, w, place):
         r = done[jobs[0][0]]
         jobs = jobs[1:]
     else:
-        x0 = TEST_X[index:index + 1]
+        x0 = test_images[index:index + 1]
         r = {k: torch.as_tensor(r[k]) for k in ("x_t", "x0_hat", "back")}
         for k in ("x0_hat", "back"):
             r[f"mse_{k}"] = mse(r[k], x0)
@@ -239,12 +238,12 @@ def _back_figures(model_key, spec, t, sampler, steps, index, label, w, device, _
 @st.fragment
 def _noise_section():
     c = st.columns([2, 1])
-    index = int(bound(c[0].slider, "Test image # (of the 10,000 MNIST test images)", 0, len(TEST_X) - 1, 0,
+    index = int(bound(c[0].slider, "Test image # (of the 10,000 MNIST test images)", 0, len(test_images) - 1, 0,
                       key="journey.index"))
     use_label = bound(c[1].checkbox, "Tell the model which digit it is", False, key="journey.label",
                               help="Off: the unconditional model must recognise the digit from what survives. "
                                    "On: it is prompted with the true label (and the sidebar's guidance w).")
-    true = int(TEST_Y[index])
+    true = int(test_labels[index])
     label = true if use_label else None
     w = v.guidance if use_label else 0.0
     t = float(v.schedule.clamp(v.t))
@@ -254,8 +253,8 @@ def _noise_section():
         return
     r, sweep = got
     alpha, sigma = (float(a) for a in v.schedule.alpha_sigma(t))
-    x0 = TEST_X[index]
-    fig, surv = _back_figures(MODEL_KEY, SPEC, t, v.sampler, v.steps, index, label, w, v.device, r, sweep)
+    x0 = test_images[index]
+    fig, surv = _back_figures(config_id, schedule_spec, t, v.sampler, v.steps, index, label, w, v.device, r, sweep)
     left, right = st.columns([3, 2])
     with left:
         st.plotly_chart(fig, width="stretch", theme=None, key="journey.back")
@@ -266,7 +265,7 @@ def _noise_section():
         m = st.columns(2)
         m[0].metric("Denoised back: MSE", f"{r['mse_back']:.4f}")
         m[1].metric("Denoised back: PSNR", f"{r['psnr_back']:.1f} dB")
-        power = _power(len(TEST_X))
+        power = _power(len(test_images))
         st.caption(f"α = {alpha:.3f}, σ = {sigma:.3g}: SNR = α²/σ² = {alpha**2 / sigma**2:.3g}, the ratio of the "
                    "scale factors of the image and of the noise. The powers themselves also depend on the image: "
                    f"MNIST pixels in [−1, 1] have E[x₀²] = {power:.3f} (most of it the paper, −1), so the image "
@@ -334,7 +333,7 @@ def _pca_movie(w, what, place):
     if hit is not None:
         cloud, paths, labels, ts, seconds = hit["cloud"], hit[what], hit["labels"].astype(int), hit["ts"], None
     else:
-        calls = [(MODEL_KEY, SPEC, w, d, 0, v.device) for d in range(10)]
+        calls = [(config_id, schedule_spec, w, d, 0, v.device) for d in range(10)]
         done, stopped = run_jobs([(repr(c), f"{N_PER_DIGIT} journeys of digit {c[3]}", partial(_digit_paths, *c, model))
                                   for c in calls], "journey.pca.run", "digits", place)
         if stopped:
@@ -344,7 +343,7 @@ def _pca_movie(w, what, place):
         paths = np.concatenate([p[0 if what == "x_t" else 1] for p in parts], 1)
         labels, ts = np.repeat(np.arange(10), N_PER_DIGIT), parts[0][2]
         seconds = sum(p[3] for p in parts)
-    return _pca_figure(MODEL_KEY, SPEC, w, what, v.device, cloud, paths, labels, ts), seconds
+    return _pca_figure(config_id, schedule_spec, w, what, v.device, cloud, paths, labels, ts), seconds
 
 
 @st.fragment
