@@ -303,11 +303,11 @@ def _probe_scores(data_key: str, spec: str, label, t: float, c: float, _dist):
             finite_difference_score(lambda p: energy(p) + c, probe)[0])
 
 
-s0, sc = _probe_scores(v.data_key, spec, v.label, t_key, float(c), v.dist)
+score_of_e, score_of_e_plus_c = _probe_scores(v.data_key, spec, v.label, t_key, float(c), v.dist)
 k1, k2, k3 = st.columns(3)
 k1.metric("Z of E + c  (= Z e^−c)", format_z(z_c), help=f"log Z = {z_c['log_Z']:.4f}; Z e^−c = {z['Z'] * math.exp(-c):.4g}")
-k2.metric("Score at (0.5, 0.5) from E", f"({s0[0]:+.4f}, {s0[1]:+.4f})")
-k3.metric("Score at (0.5, 0.5) from E + c", f"({sc[0]:+.4f}, {sc[1]:+.4f})",
+k2.metric("Score at (0.5, 0.5) from E", f"({score_of_e[0]:+.4f}, {score_of_e[1]:+.4f})")
+k3.metric("Score at (0.5, 0.5) from E + c", f"({score_of_e_plus_c[0]:+.4f}, {score_of_e_plus_c[1]:+.4f})",
           help="central differences of E + c, step 1e-4")
 st.caption("Both panels share one picture; only the colour bar's numbers move by c. The white arrows are "
            "−∇E computed separately from each panel's own numbers, and they coincide.")
