@@ -94,13 +94,20 @@ def _animation(keys, spec, label, _dist, _trajs):
 
 
 spec = v.schedule.spec()
-common = (spec, v.sampler, v.steps, v.label, v.guidance, eta, seed)
+
+
+def run_key(model_key: str, n: int = N_PARTICLES, sampler: str | None = None) -> tuple:
+    """A run's `_trajectory` arguments (model key first, which names the data set), as the cache key of what is
+    built from that run; `sampler` replaces the sidebar's."""
+    return model_key, spec, sampler or v.sampler, v.steps, v.label, v.guidance, eta, seed, n, v.device
+
+
 try:
     with st.spinner(f"Sampling {N_PARTICLES:,} particles with {SAMPLER_NAMES[v.sampler]}, {v.steps} steps..."):
         clock = time.perf_counter()
-        runs = {name: _trajectory(key, *common, N_PARTICLES, v.device, model) for name, (key, model) in models.items()}
+        runs = {name: _trajectory(*run_key(key), model) for name, (key, model) in models.items()}
         trajs = {name: r[0] for name, r in runs.items()}
-        anim = _animation(tuple((models[n][0],) + common + (N_PARTICLES, v.device) for n in trajs), spec, v.label,
+        anim = _animation(tuple(run_key(models[n][0]) for n in trajs), spec, v.label,
                           v.dist, trajs)
         elapsed = time.perf_counter() - clock
 except ValueError as e:  # e.g. a guidance weight or eta the core rejects
@@ -207,7 +214,7 @@ def _ratio(key, data_key, label, n, _dist, _x):
 
 cols = st.columns(len(trajs) + 2)
 for col, (name, tr) in zip(cols, trajs.items()):
-    r = _ratio((models[name][0],) + common + (N_PARTICLES, v.device), v.data_key, v.label, N_PARTICLES, v.dist,
+    r = _ratio(run_key(models[name][0]), v.data_key, v.label, N_PARTICLES, v.dist,
                tr.xs[-1])
     col.metric(f"ED ratio, {name.lower()}", f"{r:.2f}" if r < 10 else f"{r:.0f}")
 cols[len(trajs)].metric("Fresh exact samples", f"{lo:.2f} to {hi:.2f}",
@@ -264,7 +271,7 @@ def _ode_sde(keys, label, _dist, _ode, _sde):
     return reverse.ode_sde_figure(_dist, _ode, _sde, label=label)
 
 
-ode_fig = _ode_sde((key0,) + common[:1] + common[2:] + (ode_n, v.device), v.label, v.dist, ode, sde)
+ode_fig = _ode_sde(run_key(key0, ode_n, sampler="heun and sde"), v.label, v.dist, ode, sde)
 st.plotly_chart(ode_fig, width="stretch", theme=None, key="reverse.odesde")
 st.caption(f"{name0} model, {v.steps} steps, {ode_n} particles; six paths drawn, the same colour for the same "
            "start. Paths may enter from outside the frame: the starting noise is spread as widely as the schedule's "
@@ -286,13 +293,12 @@ main_name = next(iter(reversed(trajs)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _x0_fig(key, label, _dist, _traj):
-    """`key` (the run's `_trajectory` arguments: model key, which holds the data key, then spec, ...) names `_dist`
-    and `_traj`."""
-    return reverse.x0_hat_figure(_dist, make_schedule(key[1]), _traj, label=label)
+def _x0_fig(key, spec, label, _dist, _traj):
+    """`key` (`run_key` of the run) names `_dist` and `_traj`."""
+    return reverse.x0_hat_figure(_dist, make_schedule(spec), _traj, label=label)
 
 
-x0_fig = _x0_fig((models[main_name][0],) + common + (N_PARTICLES, v.device), v.label, v.dist, trajs[main_name])
+x0_fig = _x0_fig(run_key(models[main_name][0]), spec, v.label, v.dist, trajs[main_name])
 st.plotly_chart(x0_fig, width="stretch", theme=None, key="reverse.x0hat")
 st.caption(f"{main_name} model with the sidebar's sampler: three particles of the run above. Crosses grow as t falls.")
 downloads(x0_fig, "predicted-x0", key="reverse.dl.x0hat")
