@@ -240,6 +240,12 @@ class SigmoidSchedule(Schedule):
         return (z * self.tau - self.start) / (self.end - self.start)
 
 
+def _check_sigma_range(sigma_min: float, sigma_max: float) -> None:
+    """The noise range of the alpha = 1 schedules (edm, ve)."""
+    _check("sigma_min", sigma_min, 1e-4 <= sigma_min <= 10, "1e-4 <= sigma_min <= 10")
+    _check("sigma_max", sigma_max, sigma_min < sigma_max <= 1000, f"sigma_min ({sigma_min:g}) < sigma_max <= 1000")
+
+
 @dataclass(frozen=True)
 class KarrasSchedule(Schedule):
     """EDM / Karras et al. 2022: alpha = 1, sigma(t) = (smin^(1/rho) + t (smax^(1/rho) - smin^(1/rho)))^rho.
@@ -256,9 +262,7 @@ class KarrasSchedule(Schedule):
     name = "edm"
 
     def __post_init__(self):
-        _check("sigma_min", self.sigma_min, 1e-4 <= self.sigma_min <= 10, "1e-4 <= sigma_min <= 10")
-        _check("sigma_max", self.sigma_max, self.sigma_min < self.sigma_max <= 1000,
-               f"sigma_min ({self.sigma_min:g}) < sigma_max <= 1000")
+        _check_sigma_range(self.sigma_min, self.sigma_max)
         _check("rho", self.rho, 0.5 <= self.rho <= 20, "0.5 <= rho <= 20")
         super().__post_init__()
 
@@ -290,9 +294,7 @@ class VESchedule(Schedule):
     name = "ve"
 
     def __post_init__(self):
-        _check("sigma_min", self.sigma_min, 1e-4 <= self.sigma_min <= 10, "1e-4 <= sigma_min <= 10")
-        _check("sigma_max", self.sigma_max, self.sigma_min < self.sigma_max <= 1000,
-               f"sigma_min ({self.sigma_min:g}) < sigma_max <= 1000")
+        _check_sigma_range(self.sigma_min, self.sigma_max)
         super().__post_init__()
 
     def _alpha_sigma(self, t):
