@@ -2,6 +2,7 @@
 answer, and memorising a finite training set versus generalising."""
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
@@ -217,11 +218,11 @@ def _memo_all(data_key: str, dataset: str, path: str, folder: str, _dist):
     curves = {k: [float(np.median(dists[n][k])) for n in memorisation.NS] for k in keys}
     views = {}
     for n in memorisation.NS:
-        table = {  # columns, as they are shown
+        table = pd.DataFrame({
             "sampler": [MEMO_NAMES[k] for k in keys],
-            "median distance to nearest": [f"{np.median(dists[n][k]):.3f}" for k in keys],
-            "share closer than 0.02": [f"{(dists[n][k] < 0.02).mean():.0%}" for k in keys],
-        }
+            "median distance to nearest": [np.median(dists[n][k]) for k in keys],
+            "share closer than 0.02": [(dists[n][k] < 0.02).mean() for k in keys],
+        })
         samples = {k: arrays[f"{k}_{n}" if k != "true" else "true"] for k in keys}
         fig = memorisation_figure(arrays[f"train_{n}"], samples)
         views[n] = (fig, fig.to_dict(), table, distance_curve_figure(memorisation.NS, curves, n).to_dict())
@@ -265,7 +266,8 @@ def _memo_section():
     st.plotly_chart(SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
     left, right = st.columns([2, 3])
     with left:
-        st.table(table, hide_index=True)
+        st.table(table.style.format({"median distance to nearest": "{:.3f}", "share closer than 0.02": "{:.0%}"})
+                 .hide(axis="index"))  # numbers right-aligned, as a table of numbers reads best
         unused = ("" if label is None else
                   f" The sidebar's {prompt} does not apply here: these networks were trained without labels.")
         st.caption(f"N = {n_train} training points (open circles); {memorisation.N_GEN} samples each, "
