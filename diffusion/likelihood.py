@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .parameterizations import flow_velocity, to_x0_eps
-from .samplers import check_steps
+from .grids import check_steps
 from .schedules import as_time
 
 

@@ -21,7 +21,8 @@ from toy_data import DATASETS, get_dataset
 from . import cli
 from .checkpoints import atomic_write, load_checkpoint
 from .models import oracle_model
-from .samplers import GRIDS, SAMPLERS, guided, prior_sample, sample
+from .grids import GRIDS
+from .samplers import SAMPLERS, guided, prior_sample, sample
 from .schedules import SCHEDULES, make_schedule
 
 

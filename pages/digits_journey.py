@@ -14,7 +14,8 @@ import torch  # noqa: E402
 
 from functools import partial  # noqa: E402
 
-from diffusion.samplers import Trajectory, guided, sample, time_grid  # noqa: E402
+from diffusion.grids import time_grid  # noqa: E402
+from diffusion.samplers import Trajectory, guided, sample  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
 from toy_data.mnist import MnistError, load_mnist  # noqa: E402
 from ui import digit_presets  # noqa: E402

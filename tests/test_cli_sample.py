@@ -117,7 +117,8 @@ def test_guidance_interval_skips_the_unconditional_calls_outside_it(tmp_path, mo
     each evaluation time whose log-SNR is in [lo, hi) (the interval's ends are off the grid's lambdas)."""
     import diffusion.sample as cli_sample
     from diffusion.models import oracle_model
-    from diffusion.samplers import nfe_of, time_grid
+    from diffusion.grids import time_grid
+    from diffusion.samplers import nfe_of
     from diffusion.schedules import make_schedule
 
     calls = []

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from diffusion.models import oracle_model
-from diffusion.samplers import SAMPLERS, Trajectory, sample, time_grid
+from diffusion.grids import time_grid
+from diffusion.samplers import SAMPLERS, Trajectory, sample
 from diffusion.schedules import make_schedule
 from toy_data import finite_set
 from toy_data.mnist import load_mnist

@@ -11,9 +11,9 @@ import torch
 from conftest import LABEL_PURITY, calibrated_reference, energy_reference, gen, record_ratio
 from diffusion.metrics import EnergyReference, energy_distance, mean_distance
 from diffusion.models import oracle_model
-from diffusion.samplers import (GRIDS, GUIDANCE_INTERVAL, NFE_PER_STEP, SAMPLERS, Trajectory, evaluation_times,
-                                guided, nfe_of, prior_sample, sample, steps_for_nfe, time_grid,
-                                unconditional_nfe)
+from diffusion.grids import GRIDS, time_grid
+from diffusion.samplers import (GUIDANCE_INTERVAL, NFE_PER_STEP, SAMPLERS, Trajectory, evaluation_times, guided,
+                                nfe_of, prior_sample, sample, steps_for_nfe, unconditional_nfe)
 from diffusion.schedules import SCHEDULES, make_schedule
 from toy_data import DATASETS, finite_set, get_dataset
 
@@ -374,7 +374,7 @@ def test_guidance_interval_guides_only_inside_its_logsnr_range(moons_cosine):
 
 
 def test_guidance_interval_ends_are_decided_the_same_way_despite_round_off():
-    from diffusion.samplers import in_interval, time_grid
+    from diffusion.samplers import in_interval
 
     for lam, inside in ((-2.0, True), (-2.0 - 1e-9, True), (-2.1, False), (3.9, True), (4.0, False),
                         (4.0 - 1e-9, False), (4.0 + 1e-9, False)):

@@ -286,7 +286,7 @@ def test_edm_sigma_min_below_the_logsnr_clamp_changes_no_grid():
     """The log-SNR clamp ends every grid at sigma = e^-5 (KarrasSchedule's docstring and the sidebar say
     so): any sigma_min at or below it gives the same noise levels on every grid, to float64 round-off of
     the t <-> sigma maps; above it, sigma_min is the end."""
-    from diffusion.samplers import GRIDS, time_grid
+    from diffusion.grids import GRIDS, time_grid
 
     def sigmas(sched, grid):
         return sched.alpha_sigma(time_grid(sched, 10, grid))[1]
