@@ -137,7 +137,7 @@ def _schedule_params(name: str) -> dict:
         lo, hi, step = PARAM_RANGES[f.name]
         decimals = len(repr(float(step)).partition(".")[2].rstrip("0"))  # as many as the step has: s = 0.008
         params[f.name] = bound(st.slider, PARAM_LABELS[f.name], lo, hi, float(getattr(defaults, f.name)), step,
-                                key=f"{name}.{f.name}", help=PARAM_HELP.get(f.name), format=f"%.{decimals}f")
+                               key=f"{name}.{f.name}", help=PARAM_HELP.get(f.name), format=f"%.{decimals}f")
     return params
 
 
@@ -161,8 +161,8 @@ def sidebar() -> View:
         name = bound(st.selectbox, "Dataset", names, key="dataset")
         st.caption(DATASET_NAMES[name] if name != CUSTOM else "Your own points (page 8)")
         sched_name = bound(st.selectbox, "Noise schedule", list(SCHEDULES), index=list(SCHEDULES).index("cosine"),
-                            key="schedule",
-                            help=" · ".join(f"{k}: {v}" for k, v in SCHEDULE_NAMES.items()) + ". " + SCHEDULE_HELP)
+                           key="schedule",
+                           help=" · ".join(f"{k}: {v}" for k, v in SCHEDULE_NAMES.items()) + ". " + SCHEDULE_HELP)
         with st.expander("Schedule parameters"):
             params = _schedule_params(sched_name)
             if sched_name == "flow":
@@ -173,19 +173,19 @@ def sidebar() -> View:
             st.warning(f"{e}. Using the default {SCHEDULE_NAMES[sched_name]} parameters.")
             schedule = make_schedule(sched_name)
         t = bound(st.slider, "Time t", 0.0, 1.0, 0.3, T_STEP, key="t",
-                   help="0 is clean data, 1 is pure noise. Shared by every page.")
+                  help="0 is clean data, 1 is pure noise. Shared by every page.")
         lam = float(schedule.logsnr(t))
         st.caption(f"log-SNR λ = {lam + 0.0:.2f} · SNR = e^λ = {torch.tensor(lam).exp().item():.3g}")
         dist = dataset(name)
         label_name = bound(st.selectbox, "Label (the prompt)", ["none"] + list(dist.label_names), key="label",
-                            help="Condition on a class, or 'none' for the whole distribution.")
+                           help="Condition on a class, or 'none' for the whole distribution.")
         label = None if label_name == "none" else list(dist.label_names).index(label_name)
         with st.expander("Model"):
             sources = ["shipped"] + (["session"] if model_store.has_session(name) else [])
             if st.session_state.get("model") not in sources:
                 st.session_state.pop("model", None)
             source = bound(st.radio, "Learned model", sources, key="model", horizontal=True,
-                            help="shipped: trained by us, in checkpoints/; session: the one you trained on the Train page")
+                           help="shipped: trained by us, in checkpoints/; session: the one you trained on the Train page")
             info = model_store.info(name, source)
             st.caption(model_store.describe(info) if info else "No learned model yet: train one on the Train page.")
         if source == "shipped" and (bad := model_store.problem(name)):
@@ -193,13 +193,13 @@ def sidebar() -> View:
                        "a model trained on the Train page works as usual.")
         with st.expander("Sampler and device"):
             guidance = bound(st.slider, "Guidance weight w", 0.0, 8.0, 0.0, 0.5, key="w",
-                              help="Classifier-free guidance; used only when a label is chosen.")
+                             help="Classifier-free guidance; used only when a label is chosen.")
             sampler = bound(st.selectbox, "Sampler", list(SAMPLERS), index=list(SAMPLERS).index("heun"),
-                             key="sampler",
-                             help=" · ".join(f"{k}: {v}" for k, v in SAMPLER_NAMES.items()) + ". " + SAMPLER_HELP)
+                            key="sampler",
+                            help=" · ".join(f"{k}: {v}" for k, v in SAMPLER_NAMES.items()) + ". " + SAMPLER_HELP)
             steps = bound(st.slider, "Sampler steps", 1, MAX_STEPS, 25, key="steps")
             device = bound(st.selectbox, "Device", devices(), key="device",
-                            help="Where training and sampling run. A GPU is used only when present.")
+                           help="Where training and sampling run. A GPU is used only when present.")
     v = View(name, schedule, float(t), label, float(guidance), sampler, int(steps), source, device)
     st.session_state["_view"] = v
     return v
