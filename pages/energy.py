@@ -141,7 +141,8 @@ if model is not None:
 
 # --- the landscape -----------------------------------------------------------------------------------
 st.subheader("The energy landscape, exact beside learned")
-fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_map, v.model_key if learned else "", v.device, xs, E, learned)
+fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_map, v.model_key if learned else "", v.device, xs, E,
+                                   learned)
 st.plotly_chart(fig_heat, width="stretch", theme=None)
 lo, hi = energy_cap(E)
 if learned is not None:
