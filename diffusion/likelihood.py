@@ -20,6 +20,9 @@ from .parameterizations import flow_velocity, to_x0_eps
 from .grids import check_steps
 from .schedules import as_time
 
+BOX_HALF = 3.0  # the toy sets are standardised: [-3, 3]^2 holds nearly all their mass (ui.figures.EXTENT)
+LOG_Z_TIMES = (0.05, 0.3, 0.6)  # the times at which training records an energy head's log Z_theta(t)
+
 
 def velocity(model, x: Tensor, t, label=None, create_graph: bool = False) -> Tensor:
     """The probability-flow velocity alpha' x0_hat + sigma' eps_hat of a DiffusionModel (differentiable)."""
@@ -93,3 +96,28 @@ def nll(model, x: Tensor, label=None, steps: int = 64, exact: bool | None = None
 def energy_via_ode(model, x: Tensor, t: float, label=None, steps: int = 48) -> Tensor:
     """The learned energy E_t(x) = -log p_t(x) of any head, through the ODE from t to t_max: [B]."""
     return -ode_log_likelihood(model, x, label, t, steps)
+
+
+def log_z_grid(model, t: float, label=None, n: int = 64, half: float = BOX_HALF) -> float:
+    """log Z_theta(t) = log of the integral of exp(-E_theta(x, t)) over [-half, half]^2, for an energy head.
+
+    The midpoint rule on n x n cells (error O(h^2) for a smooth E, h = 2 half / n), summed by a float64
+    logsumexp so that any constant in E_theta neither overflows nor underflows. E_theta is defined only up to a
+    constant in x for each t (training sees its gradient), so log Z_theta(t) is whatever that constant makes it.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"grid cells per axis n must be >= 1; got {n}")
+    if not half > 0:
+        raise ValueError(f"the box's half-width must be > 0; got {half}")
+    h = 2 * half / n
+    centres = -half + h * (torch.arange(n, dtype=torch.float64) + 0.5)
+    g1, g2 = torch.meshgrid(centres, centres, indexing="xy")
+    pts = torch.stack([g1.ravel(), g2.ravel()], 1)
+    inner = getattr(model, "model", model)  # a Rescheduled wrapper holds the module
+    param = next(iter(inner.parameters()), None) if hasattr(inner, "parameters") else None
+    device = param.device if param is not None else torch.device("cpu")
+    with torch.no_grad():
+        e = model.energy(pts.to(device, torch.float32), float(t), label)
+    e = e.detach().cpu().double()
+    return float(torch.logsumexp(-e, 0)) + 2 * math.log(h)
