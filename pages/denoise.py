@@ -9,7 +9,7 @@ import torch
 
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
-from ui import memorisation, posterior
+from ui import dsm, memorisation, posterior
 from ui.denoiser_field import denoiser_field, field_data, field_figure, field_times
 from ui.figures import EXTENT, LazyFigure, SpecFigure, at_frame, patch, quiver, view_scale
 from ui.memorisation_figures import (MEMO_NAMES, MEMO_SAMPLER, MEMO_STEPS, distance_curve_figure, memorisation_figure,
@@ -285,6 +285,80 @@ def _memo_section():
 
 
 _memo_section()
+
+# --- denoising score matching, seen ------------------------------------------------------------------
+st.header("Denoising score matching, seen")
+st.markdown(dsm.EXPLANATION)
+st.latex(dsm.IDENTITY)
+dsm_x1, dsm_x2 = "denoise.dsm.x1", "denoise.dsm.x2"
+
+
+def _on_dsm_pick():
+    event = st.session_state.get("denoise.dsm.pick")
+    points = [p for p in ((event or {}).get("selection") or {}).get("points", [])
+              if p.get("curve_number") == dsm.CLICK_TRACE]
+    if points:
+        st.session_state[dsm_x1] = float(np.clip(round(points[-1]["x"] / scale / 0.05) * 0.05, -3.5, 3.5))
+        st.session_state[dsm_x2] = float(np.clip(round(points[-1]["y"] / scale / 0.05) * 0.05, -3.5, 3.5))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _dsm_fan(data_key: str, label, spec: str, t: float, x1: float, x2: float, _dist):
+    """The 4,096 targets at x_t = (x1, x2) times the view scale, drawn once (seed 0); `data_key` names `_dist`."""
+    a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
+    with one_thread():
+        return dsm.fan(_dist, a, s, np.array([x1, x2]) * view_scale(a, s), label)
+
+
+@st.cache_resource(show_spinner=False)
+def _dsm_bases():
+    """The fan and curve charts' styles, built once; data and title are patched in per x_t and n."""
+    return dsm.base_dicts()
+
+
+@st.fragment
+def _dsm_section():
+    """Reruns alone when x_t or the number drawn changes; a change of n only slices the cached targets."""
+    unit = "" if scale == 1 else f" (× {scale:.3g})"
+    with st.container(horizontal=True):
+        x1 = bound(st.slider, f"Targets' x_t, first coordinate{unit}", -3.5, 3.5, 1.5, 0.05, key=dsm_x1)
+        x2 = bound(st.slider, f"Targets' x_t, second coordinate{unit}", -3.5, 3.5, 1.5, 0.05, key=dsm_x2)
+        n = bound(st.select_slider, "Targets drawn", dsm.NS, value=64, key="denoise.dsm.n",
+                  help="How many clean points x₀ are drawn from p(x₀ | x_t), each giving one target.")
+    data = _dsm_fan(v.data_key, label, v.schedule.spec(), v.t, x1, x2, dist)
+    learned = None
+    if model is not None:
+        with one_thread(), torch.no_grad():
+            learned = model.score(torch.tensor(data["xt"][None], dtype=torch.float32), v.t, label)[0].double().numpy()
+    net_error = None if learned is None else dsm.relative_error(learned, data["exact"])
+    nx, pt = _noisy(v.data_key, label, v.schedule.spec(), v.t, dist)
+    fan_base, curve_base = _dsm_bases()
+    fan_vals = dsm.fan_values(nx, pt, posterior.pick_grid() * scale, data, n, sigma, learned)
+    title = {"title": {"text": f"Training targets at x_t (t = {v.t:.2f}), drawn × σ²"}}
+    left, right = st.columns([3, 2])
+    left.plotly_chart(SpecFigure(patch(fan_base, dict(enumerate(fan_vals)), title)), width="stretch", theme=None,
+                      key="denoise.dsm.pick", on_select=_on_dsm_pick, selection_mode="points",
+                      config={"displayModeBar": False})
+    right.plotly_chart(SpecFigure(patch(curve_base, dict(enumerate(dsm.curve_values(data, n, net_error))))),
+                       width="stretch", theme=None, key="denoise.dsm.curve")
+    cols = st.columns(3)
+    cols[0].metric("Average of the targets vs exact", f"{data['rel_error'][n - 1]:.2%}",
+                   help=f"|average of {n:,} − ∇log p_t(x_t)| / |∇log p_t(x_t)|")
+    cols[1].metric("Standard error", f"{data['rel_se1'] / np.sqrt(n):.2%}", help="sqrt(trace Cov[target | x_t] / n) "
+                   "/ |∇log p_t(x_t)|, exact from the posterior: the average's typical relative error.")
+    if net_error is not None:
+        cols[2].metric("Network vs exact", f"{net_error:.2%}", help="|s_θ(x_t) − ∇log p_t(x_t)| / |∇log p_t(x_t)|")
+    else:
+        need_model(v)
+    st.caption(dsm.caption(sigma))
+    if data["rel_se1"] > 3:
+        st.caption(dsm.NEAR_PEAK)
+    downloads(LazyFigure(lambda: dsm.fan_figure(nx, pt, posterior.pick_grid() * scale, data, n, sigma, learned, v.t)),
+              f"dsm-targets-{v.dataset}-t{v.t:.2f}", key="denoise.dl.dsm")
+
+
+_dsm_section()
 show_source(posterior.posterior_grid, posterior.posterior_summary, type(dist).posterior, type(dist).denoise,
             denoiser_field, quiver, memoriser, sample_from, nearest_distance,
-            memorisation.train_net, field_figure)
+            memorisation.train_net, field_figure, dsm.posterior_draws, dsm.dsm_targets, dsm.fan,
+            dsm.target_spread)
