@@ -70,10 +70,13 @@ def recovered(tg: dict, lvl) -> dict:
 def predictions(model, x: torch.Tensor, t, label=None, dtype=torch.float32) -> dict:
     """{'eps', 'x0', 'v'}: what `model` predicts at x (float64 [B, 2]) and t (a float or [B] tensor), in each form.
 
-    The model's own output (`predict`, in its parameterization) goes through `to_x0_eps` in float64; `dtype`
-    is what the model is fed (float32 for a network, float64 for the ideal denoiser)."""
+    The model's own output (`predict`, in its parameterization) goes through `to_x0_eps` in float64, at the level of
+    the model's schedule in float64 (a network hands back its level in its own float32); `dtype` is what the model
+    is fed (float32 for a network, float64 for the ideal denoiser)."""
+    t = torch.as_tensor(t, dtype=torch.float64)
     with torch.no_grad():
-        out, lvl = model.predict(x.to(dtype), torch.as_tensor(t, dtype=torch.float64), label)
+        out, _ = model.predict(x.to(dtype), t, label)
+    lvl = noise_level(model.schedule, t)
     x0, eps = to_x0_eps(model.parameterization, out.detach().double(), x, lvl)
     return {k: from_x0_eps(k, x0, eps, lvl) for k in TARGETS}
 
@@ -164,26 +167,30 @@ def weight_curves(lam) -> dict:
 
 
 def weights_figure(schedule, lam_now: float, selected: str | None = None, n: int = 161) -> go.Figure:
-    """Each weighting w(lambda) (the weight on the eps error) on a log axis, the schedule's lambda density under
-    uniform t shaded behind them (right axis), this section's lambda marked; `selected` drawn thicker."""
+    """Top: each weighting w(lambda) (the weight on the eps error) on a log axis, `selected` drawn thicker. Below:
+    the schedule's lambda density under uniform t, shaded. This section's lambda is marked on both."""
     lo, hi = lambda_range(schedule)
     lam = np.linspace(lo, hi, n)
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=lam, y=lambda_density(schedule, lam), mode="lines", fill="tozeroy", name="λ in training",
-                             line=dict(color="#bbbbbb", width=1), fillcolor="rgba(150,150,150,0.25)",
-                             hovertemplate="λ = %{x:.2f}<br>density %{y:.3f}<extra></extra>"), secondary_y=True)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.04)
     for k, w in weight_curves(lam).items():
         fig.add_trace(go.Scatter(x=lam, y=w, mode="lines", name=WEIGHT_LABELS[k],
-                                 line=dict(color=WEIGHT_COLORS[k], width=5 if k == selected else 2.5),
+                                 line=dict(color=WEIGHT_COLORS[k], width=6 if k == selected else 2.5),
                                  hovertemplate=f"{WEIGHT_LABELS[k]}<br>λ = %{{x:.2f}}<br>w = %{{y:.3g}}<extra></extra>"),
-                      secondary_y=False)
-    fig.add_vline(x=lam_now, line=dict(color=XT_COLOR, width=2, dash="dash"))
-    fig.update_xaxes(title_text="log-SNR λ (noisier to the right)", range=[hi, lo], gridcolor="#e5e5e5")
-    fig.update_yaxes(title_text="weight w(λ) on the ε error", type="log", exponentformat="power", gridcolor="#e5e5e5",
-                     secondary_y=False)
-    fig.update_yaxes(title_text="density of λ (t uniform)", rangemode="tozero", showgrid=False, secondary_y=True)
-    fig.update_layout(height=480, font=FONT, plot_bgcolor="white", margin=dict(l=80, r=80, t=50, b=60),
-                      title="What each loss weighs", legend=dict(orientation="h", x=0, y=-0.2, font=dict(size=14)))
+                      row=1, col=1)
+    fig.add_trace(go.Scatter(x=lam, y=lambda_density(schedule, lam), mode="lines", fill="tozeroy",
+                             name="λ in training (t uniform)", line=dict(color="#888888", width=1.5),
+                             fillcolor="rgba(150,150,150,0.35)",
+                             hovertemplate="λ = %{x:.2f}<br>density %{y:.3f}<extra></extra>"), row=2, col=1)
+    for row in (1, 2):
+        fig.add_vline(x=lam_now, line=dict(color=XT_COLOR, width=2, dash="dash"), row=row, col=1)
+    fig.update_xaxes(range=[hi, lo], gridcolor="#e5e5e5")
+    fig.update_xaxes(title_text="log-SNR λ (noisier to the right)", row=2, col=1)
+    fig.update_yaxes(title_text="w(λ) on the ε error", type="log", exponentformat="power", gridcolor="#e5e5e5",
+                     row=1, col=1)
+    fig.update_yaxes(title_text="density", rangemode="tozero", gridcolor="#e5e5e5", row=2, col=1)
+    fig.update_layout(height=520, font=FONT, plot_bgcolor="white", margin=dict(l=80, r=20, t=50, b=60),
+                      title="What each loss weighs, and where training looks",
+                      legend=dict(x=1.01, xanchor="left", y=1, yanchor="top", font=dict(size=14)))
     return fig
 
 
@@ -233,14 +240,14 @@ def errors_figure(lams, floor: dict, errors: dict, lam_now: float | None = None)
     """One panel per form (eps, x0, v): each model's error against the ideal denoiser (solid, dashed) and the
     ideal denoiser's own loss against the drawn targets (dotted), against lambda on log axes.
     `errors` is {name: (curves, colour, dash)}."""
-    fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.03,
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.05,
                         subplot_titles=[f"{TARGET_NAMES[k]}" for k in TARGETS])
     for j, k in enumerate(TARGETS, start=1):
         fig.add_trace(go.Scatter(x=lams, y=floor[k], mode="lines", name="ideal denoiser vs the drawn target",
                                  legendgroup="floor", showlegend=j == 1, line=dict(color=EXACT_COLOR, width=3, dash="dot"),
                                  hovertemplate="λ = %{x:.2f}<br>%{y:.3g}<extra>floor</extra>"), row=1, col=j)
         for name, (curves, color, dash) in errors.items():
-            fig.add_trace(go.Scatter(x=lams, y=np.maximum(curves[k], 1e-12), mode="lines+markers", name=name,
+            fig.add_trace(go.Scatter(x=lams, y=curves[k], mode="lines+markers", name=name,
                                      legendgroup=name, showlegend=j == 1, line=dict(color=color, width=3, dash=dash),
                                      marker=dict(size=6, color=color),
                                      hovertemplate=f"λ = %{{x:.2f}}<br>%{{y:.3g}}<extra>{name}</extra>"), row=1, col=j)
@@ -250,7 +257,54 @@ def errors_figure(lams, floor: dict, errors: dict, lam_now: float | None = None)
     fig.update_xaxes(range=[hi + 0.3, lo - 0.3], gridcolor="#e5e5e5")
     fig.update_xaxes(title_text="log-SNR λ (noisier to the right)", row=1, col=2)
     fig.update_yaxes(type="log", exponentformat="power", gridcolor="#e5e5e5")
+    fig.update_yaxes(matches="y", row=1, col=2)  # one scale for the three panels, each with its own labels
+    fig.update_yaxes(matches="y", row=1, col=3)
     fig.update_yaxes(title_text="mean squared error", row=1, col=1)
     fig.update_layout(height=480, font=FONT, plot_bgcolor="white", margin=dict(l=80, r=20, t=60, b=60),
                       legend=dict(orientation="h", x=0, y=-0.22, font=dict(size=14)))
     return fig
+
+
+# --- the words and formulas beside the figures ---------------------------------------------------------------
+
+INTRO = (
+    "The network makes **one** prediction at x_t, and ε, x₀ and v are three names for it: together with x_t, any "
+    "one of them fixes the other two (the formulas beside the plane). Choosing what the network writes out "
+    "therefore does not change what it can learn. What changes is how much the loss counts each noise level: "
+    "an error in ε̂ is an error in x̂₀ multiplied by σ/α, so the same mistake weighs e^{−λ} times as much in "
+    "x₀ units as in ε units. The second figure draws each weighting against where training puts λ (x₀-MSE "
+    "hardly counts the nearly clean levels, ε-MSE counts all alike); the third measures the trained networks' "
+    "error in all three forms, per noise level.")
+CONVERSIONS = [
+    r"x_t = \alpha\,x_0 + \sigma\,\varepsilon, \qquad v = \alpha\,\varepsilon - \sigma\,x_0",
+    r"x_0 = \frac{x_t - \sigma\,\varepsilon}{\alpha}, \qquad \varepsilon = \frac{x_t - \alpha\,x_0}{\sigma}",
+    r"x_0 = \frac{\alpha\,x_t - \sigma\,v}{\alpha^2 + \sigma^2}, \qquad "
+    r"\varepsilon = \frac{\sigma\,x_t + \alpha\,v}{\alpha^2 + \sigma^2}",
+]
+VP_FORMS = r"\alpha^2 + \sigma^2 = 1:\quad x_0 = \alpha\,x_t - \sigma\,v, \qquad \varepsilon = \sigma\,x_t + \alpha\,v"
+ERROR_LAW = (r"\lVert \hat x_0 - x_0^{*}\rVert^2 = e^{-\lambda}\,\lVert \hat\varepsilon - \varepsilon^{*}\rVert^2,"
+             r"\qquad \lVert \hat v - v^{*}\rVert^2 = \frac{(\alpha^2+\sigma^2)^2}{\alpha^2}\,"
+             r"\lVert \hat\varepsilon - \varepsilon^{*}\rVert^2")
+
+
+def level_text(t: float, lvl, worst: float) -> str:
+    """The draw's noise level and how exactly the three targets give back (x0, eps)."""
+    a, s, lam = float(lvl.alpha), float(lvl.sigma), float(lvl.logsnr)
+    return (f"At t = {t:.2f}: α = {a:.4f}, σ = {s:.4f}, λ = {lam + 0.0:.2f}, α² + σ² = {a * a + s * s:.4f}. "
+            f"From x_t and any one target, `to_x0_eps` gives back the drawn x₀ and ε to within {worst:.1e} "
+            "(float64 round-off).")
+
+
+def non_vp_text(lvl, schedule_title: str) -> str:
+    a, s = float(lvl.alpha), float(lvl.sigma)
+    return (f"The {schedule_title} schedule is not variance-preserving: here α² + σ² = {a * a + s * s:.4g}, so the "
+            "short forms x₀ = α x_t − σ v and ε = σ x_t + α v do not hold; the general ones above do, and v is not "
+            "the direction in which x_t moves along its path.")
+
+
+ERRORS_CAPTION = (
+    f"Solid and dashed: each network's mean squared error (per coordinate) against the ideal denoiser's answer in "
+    f"that form, on {ERROR_POINTS} data points noised at each of {ERROR_LAMBDAS} log-SNR values of the sidebar's "
+    "schedule (the ideal denoiser scores 0 here). Dotted: the ideal denoiser's own squared error against the drawn "
+    "targets, the least that form's unweighted loss can reach. Left of each panel the data is nearly clean, right "
+    "of it nearly pure noise. The dashed line marks this section's t.")
