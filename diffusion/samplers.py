@@ -318,6 +318,21 @@ def guided(model, label, guidance: float = 0.0, interval=None) -> Denoiser:
     return denoise
 
 
+def composed(model, prompts) -> Denoiser:
+    """Composed prompts (Liu et al. 2022): x0_u + sum_i w_i (x0_{c_i} - x0_u) for `prompts` [(label, w_i)];
+    w_i > 0 pulls towards label c_i ("and"), w_i < 0 pushes away from it ("not"). The score is affine in x0_hat,
+    so this is the score s + sum_i w_i (s_i - s); a single prompt (c, 1 + w) is `guided(model, c, w)`."""
+    prompts = [(int(c), float(w)) for c, w in prompts]
+    if not prompts or not all(w == w and abs(w) <= 20 for _, w in prompts):
+        raise ValueError(f"composed prompts need at least one (label, weight) with weights in [-20, 20]; got {prompts}")
+
+    def denoise(x, t):
+        x0_u = model(x, t, None)
+        return x0_u + sum(w * (model(x, t, c) - x0_u) for c, w in prompts)
+
+    return denoise
+
+
 @dataclass
 class Trajectory:
     """A whole sampling run: ts [S+1]; xs [S+1, B, ...] (xs[-1] is the sample); x0_hats [S, B, ...]."""

@@ -11,8 +11,9 @@ import time  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
 from diffusion.metrics import EnergyReference  # noqa: E402
-from diffusion.samplers import guided, nfe_of, sample, unconditional_nfe  # noqa: E402
+from diffusion.samplers import composed, guided, nfe_of, sample, unconditional_nfe  # noqa: E402
 from diffusion.schedules import make_schedule  # noqa: E402
+from toy_data.tilted import ComposedMixture, TiltedMixture  # noqa: E402
 from ui import guidance, reverse  # noqa: E402
 from ui.figures import LazyFigure, SpecFigure, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
@@ -144,10 +145,16 @@ def _guidance(keys, spec, label, w, seed, n, device, _dist, _schedule, _models):
     return report, figure_dict(guidance.guidance_figure(report))
 
 
-if v.label is not None and v.guidance > 0:
-    gmodels = {"Exact": (f"oracle:{v.data_key}", v.oracle())}  # the exact scores always, the learned one if shown
-    if "Learned" in models:
-        gmodels["Learned"] = models["Learned"]
+# The exact scores always; the learned model's when it is shown and knows the labels.
+gmodels = {"Exact": (f"oracle:{v.data_key}", v.oracle())}
+if "Learned" in models and getattr(models["Learned"][1], "num_classes", 0) == v.dist.num_classes:
+    gmodels["Learned"] = models["Learned"]
+gkeys, gnets = tuple(k for k, _ in gmodels.values()), {name: m for name, (_, m) in gmodels.items()}
+
+
+@st.fragment
+def _guidance_section():
+    """Reruns alone when its own w moves."""
     label_name = v.dist.label_names[v.label]
     st.header("What guidance does")
     st.markdown("Classifier-free guidance replaces the score of $p_t(x \\mid c)$ at every noise level by")
@@ -164,13 +171,14 @@ $p(x \mid c)$ **nor** $\tilde p_w$, and the ODE and the SDE, following the same 
 distributions. The samples concentrate, some can leave the data, and the two clouds differ: the table measures it.
 """
     )
-    with st.spinner(f"Sampling with guidance w = {v.guidance:g}: the ODE and the SDE..."):
-        report, gfig = _guidance(tuple(k for k, _ in gmodels.values()), spec, v.label, v.guidance, seed, N_PARTICLES,
-                                 v.device, v.dist, v.schedule, {name: m for name, (_, m) in gmodels.items()})
+    w = bound(st.slider, "Guidance weight w (this section)", 0.0, 8.0, v.guidance, 0.5, key="reverse.gw",
+              help="Starts at the sidebar's w and follows it when that moves; moving this one reruns this section only.")
+    with st.spinner(f"Sampling with guidance w = {w:g}: the ODE and the SDE..."):
+        report, gfig = _guidance(gkeys, spec, v.label, w, seed, N_PARTICLES, v.device, v.dist, v.schedule, gnets)
     st.plotly_chart(SpecFigure(gfig), width="stretch", theme=None, key="reverse.guidance")
     kept = "more than 99.9%" if report.kept > 0.999 else f"{100 * report.kept:.1f}%"
     st.caption(
-        f"Grey: the exact p(x | {label_name}). Black lines: the exact tilted density for w = {v.guidance:g} (from the "
+        f"Grey: the exact p(x | {label_name}). Black lines: the exact tilted density for w = {w:g} (from the "
         "mixture's exact log-density), enclosing 50, 90 and 99% of it; the view closes in on where the points are. "
         f"Blue: the guided probability-flow ODE (Heun, {guidance.ODE_STEPS} steps); vermilion: the guided reverse SDE "
         f"({guidance.SDE_STEPS} steps); the same starting noise, {guidance.SHOWN} of {N_PARTICLES:,} points drawn. "
@@ -179,10 +187,81 @@ distributions. The samples concentrate, some can leave the data, and the two clo
            f"The tilt keeps {kept} of p(x | {label_name}), thinning it where other labels overlap."))
     st.dataframe(guidance.summary_rows(report), hide_index=True, width="stretch", key="reverse.guidance_table")
     st.caption(f"{N_PARTICLES:,} points per row. *Outside* is the share of points where p(x | {label_name}) is lower "
-               "than at 99% of its own samples (about 1% for an exact sample). ED ratios as in the next section: "
-               "1 is as close as a fresh exact sample.")
-    downloads(LazyFigure(lambda: go.Figure(gfig, _validate=False)), f"guidance-{v.dataset}-w{v.guidance:g}",
+               "than at 99% of its own samples (about 1% for an exact sample). ED ratios as in *How close to the "
+               "truth?* below: 1 is as close as a fresh exact sample.")
+    downloads(LazyFigure(lambda: go.Figure(gfig, _validate=False)), f"guidance-{v.dataset}-w{w:g}",
               key="reverse.dl.guidance")
+
+
+if v.label is not None and v.guidance > 0:
+    if st.session_state.get("reverse.gw_sidebar", v.guidance) != v.guidance:  # the sidebar's w moved: follow it
+        st.session_state["reverse.gw"] = v.guidance
+    st.session_state["reverse.gw_sidebar"] = v.guidance
+    _guidance_section()
+
+
+# --- a composed prompt -----------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _composed(keys, spec, prompts, seed, n, device, _dist, _schedule, _models):
+    """(ComposedReport, its figure as a plain dict), shared and never modified. `keys` (the models' keys, the
+    first naming the data set) names `_dist` and `_models`; `spec` names `_schedule`."""
+    report = offload(guidance.composed_report, _dist, _schedule, _models, list(prompts), n, seed, on=device)
+    return report, figure_dict(guidance.composed_figure(report))
+
+
+@st.fragment
+def _composed_section():
+    """Reruns alone when its labels or weights change."""
+    names = list(v.dist.label_names)
+    st.header("A composed prompt: a AND NOT b")
+    st.markdown("Prompts compose by adding their pulls to the score of the data: label a's with weight $w_a$, "
+                "label b's against it with weight $w_b$. At $t = 0$ that is the score of the target on the right.")
+    st.latex(r"s(x, t) + w_a\big(s(x, t \mid a) - s(x, t)\big) - w_b\big(s(x, t \mid b) - s(x, t)\big)"
+             r"\quad\xrightarrow{\;t\, =\, 0\;}\quad p(x)\Big(\frac{p(x \mid a)}{p(x)}\Big)^{w_a}"
+             r"\Big(\frac{p(x \mid b)}{p(x)}\Big)^{-w_b}")
+    st.markdown(
+        r"""
+The NOT factor $(p(x \mid b) / p(x))^{-w_b}$ has no ceiling: it is largest where b is least likely compared with
+all the data, which can be past the end of the data, so the exact target can sit where no data point lies. During
+sampling the same composition is applied to the *noised* scores, and noising does not commute with products and
+powers of densities: the composed walk follows the target's score only at the very end, so the ODE and the SDE
+end in neither the target nor $p(x \mid a)$, and not in the same place.
+"""
+    )
+    for key in ("reverse.and", "reverse.not"):
+        if st.session_state.get(key) not in names:  # e.g. another data set's label
+            st.session_state.pop(key, None)
+    c1, c2, c3, c4 = st.columns(4)
+    a_name = bound(c1.selectbox, "Label a (AND)", names, index=0, key="reverse.and")
+    w_a = bound(c2.slider, "Weight w_a", 0.0, 4.0, 2.0, 0.5, key="reverse.w_and")
+    b_name = bound(c3.selectbox, "Label b (NOT)", names, index=1, key="reverse.not")
+    w_b = bound(c4.slider, "Weight w_b", 0.0, 4.0, 1.0, 0.5, key="reverse.w_not")
+    if a_name == b_name:
+        st.info("Label a and label b are the same: choose two different labels.")
+        return
+    prompts = ((names.index(a_name), w_a), (names.index(b_name), -w_b))
+    try:
+        with st.spinner(f"Sampling {a_name} AND NOT {b_name}: the ODE and the SDE..."):
+            report, cfig = _composed(gkeys, spec, prompts, seed, N_PARTICLES, v.device, v.dist, v.schedule, gnets)
+    except ValueError as e:  # a NOT that outweighs the rest leaves nothing to normalise
+        st.error(f"Weights w_a = {w_a:g}, w_b = {w_b:g} (each in [0, 4]): {e}")
+        return
+    st.plotly_chart(SpecFigure(cfig), width="stretch", theme=None, key="reverse.composed")
+    st.caption(
+        "Grey: the data's p(x). Black lines: the exact composed target, enclosing 50, 90 and 99% of it. Green: exact "
+        f"samples of the target, normalised on a grid of square cells {report.cell:.3f} wide around its mass (a cell "
+        "drawn by its mass, then a uniform point in it: exact for that piecewise-constant density). Blue: the composed "
+        f"ODE (Heun, {guidance.ODE_STEPS} steps); vermilion: the composed SDE ({guidance.SDE_STEPS} steps); the same "
+        f"starting noise as above, {guidance.SHOWN} of {N_PARTICLES:,} points drawn.")
+    st.dataframe(guidance.composed_rows(report, a_name), hide_index=True, width="stretch", key="reverse.composed_table")
+    st.caption(f"{N_PARTICLES:,} points per row. *Off the data*: the share of points where p(x) is lower than at 99% of "
+               "its own samples (about 1% for a sample of the data). ED ratios: 1 is as close as a fresh exact sample.")
+    downloads(LazyFigure(lambda: go.Figure(cfig, _validate=False)), f"composed-{v.dataset}-{a_name}-not-{b_name}",
+              key="reverse.dl.composed")
+
+
+if v.dist.num_classes >= 2:
+    _composed_section()
 
 # --- quality readout ---------------------------------------------------------------------------------
 st.header("How close to the truth?")
@@ -304,4 +383,5 @@ st.caption(f"{main_name} model with the sidebar's sampler: three particles of th
 downloads(x0_fig, "predicted-x0", key="reverse.dl.x0hat")
 
 show_source(reverse.run, sample, guided, reverse.sampling_animation, EnergyReference, reverse.ode_sde_figure,
-            reverse.x0_hat_figure)
+            reverse.x0_hat_figure, guidance.guidance_report, TiltedMixture, guidance.composed_report, composed,
+            ComposedMixture)

@@ -4,6 +4,9 @@
 model, and sets the samples beside two exact references: the label's own density p(x | c) and the tilted
 density p(x | c)^(1+w) p(x)^(-w) (toy_data.tilted), whose score guidance uses at t = 0. `guidance_figure`
 draws them; `summary_rows` is the table of numbers.
+
+`composed_report`, `composed_figure` and `composed_rows` do the same for a composed prompt ("a AND NOT b",
+diffusion.samplers.composed) against exact samples of its t = 0 target (toy_data.tilted.ComposedMixture).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from diffusion.metrics import EnergyReference
-from toy_data.tilted import TiltedMixture
+from diffusion.samplers import composed, prior_sample, sample
+from toy_data.tilted import ComposedMixture, TiltedMixture
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, joined, mesh_points, round_coords, round_density
 from .threads import one_thread
@@ -91,12 +95,12 @@ def guidance_report(dist, schedule, models: dict, label: int, w: float, n: int =
     return GuidanceReport(label, float(w), samples, exact, rows, kept, (xs, ys, p_c, p_w, levels))
 
 
-def view_box(x: torch.Tensor, n: int, pad: float = 1.3, smallest: float = 0.5):
+def view_box(x: torch.Tensor, n: int, pad: float = 1.3, smallest: float = 0.5, limit: float = HALF):
     """(xs [n], ys [n]): a square grid around the middle 99% of the points x [B, 2], padded, inside the
-    [-HALF, HALF] frame of the other figures (a single narrow mode gets a close-up)."""
+    [-limit, limit] frame (the other figures' [-HALF, HALF] by default; a single narrow mode gets a close-up)."""
     lo, hi = torch.quantile(x, 0.005, dim=0), torch.quantile(x, 0.995, dim=0)
-    half = min(max(pad * (hi - lo).max().item() / 2, smallest), HALF)
-    centre = ((lo + hi) / 2).clamp(-HALF + half, HALF - half)
+    half = min(max(pad * (hi - lo).max().item() / 2, smallest), limit)
+    centre = ((lo + hi) / 2).clamp(-limit + half, limit - half)
     return tuple(np.linspace(c - half, c + half, n) for c in centre.tolist())
 
 
@@ -117,27 +121,120 @@ def _contour_paths(xs, ys, p, level) -> list[np.ndarray]:
 def guidance_figure(report: GuidanceReport, shown: int = SHOWN) -> go.Figure:
     """One panel per model: p(x | c) in grey, the tilted density's 50/90/99% lines in black, and the guided
     ODE (blue) and SDE (vermilion) samples over them."""
-    names = list(report.samples)
-    fig = make_subplots(rows=1, cols=len(names), horizontal_spacing=0.06,
-                        subplot_titles=[f"{n}: guided samples" for n in names])
     xs, ys, p_c, p_w, levels = report.grid
-    paths = [path for lev in levels for path in _contour_paths(xs, ys, p_w, lev)]
+    panels = {f"{name}: guided samples": [(f"guided {kind} samples", runs[kind]) for kind in ("SDE", "ODE")]
+              for name, runs in report.samples.items()}
+    return _panels(panels, xs, ys, p_c, p_w, levels, "tilted density: lines holding 50, 90, 99% of it", shown)
+
+
+CLOUD_COLORS = {"SDE": PALETTE[5], "ODE": PALETTE[0], "exact": PALETTE[2]}
+
+
+def _panels(panels: dict, xs, ys, background, target, levels, line_name: str, shown: int) -> go.Figure:
+    """One panel per entry of `panels` ({title: [(cloud name, x [n, 2])]}): `background` in grey, `target`'s
+    `levels` lines in black, the clouds over them (coloured by the kind named last in the cloud's name)."""
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.06, subplot_titles=list(panels))
+    paths = [path for lev in levels for path in _contour_paths(xs, ys, target, lev)]
     cx, cy = joined(paths)
-    for j, name in enumerate(names, start=1):
+    seen = set()
+    for j, clouds in enumerate(panels.values(), start=1):
         first = j == 1
-        fig.add_trace(go.Heatmap(x=round_coords(xs), y=round_coords(ys), z=round_density(p_c), colorscale=DENSITY_SCALE,
-                                 showscale=False, hoverinfo="skip"), row=1, col=j)
-        fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dict(color="black", width=1.5),
-                                 name="tilted density: lines holding 50, 90, 99% of it", showlegend=first,
-                                 legendgroup="tilted", hoverinfo="skip"), row=1, col=j)
-        for kind, color in (("SDE", PALETTE[5]), ("ODE", PALETTE[0])):  # the ODE's tighter cloud on top
-            x = report.samples[name][kind][:shown].numpy()
-            fig.add_trace(go.Scattergl(x=round_coords(x[:, 0]), y=round_coords(x[:, 1]), mode="markers",
-                                       name=f"guided {kind} samples", legendgroup=kind, showlegend=first,
-                                       marker=dict(size=4, color=color, opacity=0.7), hoverinfo="skip"), row=1, col=j)
+        fig.add_trace(go.Heatmap(x=round_coords(xs), y=round_coords(ys), z=round_density(background),
+                                 colorscale=DENSITY_SCALE, showscale=False, hoverinfo="skip"), row=1, col=j)
+        fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dict(color="black", width=1.5), name=line_name,
+                                 showlegend=first, legendgroup="target", hoverinfo="skip"), row=1, col=j)
+        for name, x in clouds:  # the ODE's tighter cloud last, on top
+            kind = next(k for k in CLOUD_COLORS if k in name)
+            x = x[:shown].numpy()
+            fig.add_trace(go.Scattergl(x=round_coords(x[:, 0]), y=round_coords(x[:, 1]), mode="markers", name=name,
+                                       legendgroup=name, showlegend=name not in seen, hoverinfo="skip",
+                                       marker=dict(size=4, color=CLOUD_COLORS[kind], opacity=0.7)), row=1, col=j)
+            seen.add(name)
         fig.update_xaxes(range=[xs[0], xs[-1]], title_text="x₁ (data units)", constrain="domain", row=1, col=j)
         fig.update_yaxes(range=[ys[0], ys[-1]], title_text="x₂" if first else None, constrain="domain",
                          scaleanchor="x" if first else f"x{j}", scaleratio=1, row=1, col=j)
     fig.update_layout(height=560, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=20, t=60, b=90),
                       legend=dict(orientation="h", y=-0.18, x=0))
     return fig
+
+
+# --- composed prompts ------------------------------------------------------------------------------------
+
+@dataclass
+class ComposedReport:
+    """Samples of a composed prompt, with each model's scores, beside exact samples of its t = 0 target."""
+
+    prompts: list  # [(label, weight)]: weight < 0 is a NOT
+    samples: dict  # {model name: {"ODE": x [n, 2], "SDE": x [n, 2]}}
+    exact: torch.Tensor  # [n, 2]: a fresh exact sample of the composed target
+    rows: list  # one dict per cloud (cloud_stats; "outside" is off p(x)'s 99% region), shown by composed_rows
+    cell: float  # the width of the exact sampler's square cells (data units)
+    grid: tuple  # (xs, ys, p(x) [ny, nx], the target [ny, nx] up to a constant, its MASS_LEVELS lines)
+
+
+def composed_run(model, schedule, prompts, sampler: str, steps: int, n: int = 2000, seed: int = 0,
+                 device: str = "cpu") -> torch.Tensor:
+    """The final points [n, 2] of a run with the composed denoiser: noise from `seed`, sampler noise from
+    seed + 1 (as reverse.run draws them, so a composition of one prompt (c, 1 + w) repeats a guided run)."""
+    x = prior_sample(schedule, (n, 2), seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with one_thread(), torch.no_grad():
+        return sample(composed(model, prompts), x.to(device), schedule, sampler, steps, generator=g).cpu().float()
+
+
+def composed_report(dist, schedule, models: dict, prompts, n: int = 2000, seed: int = 1,
+                    grid_n: int = 120) -> ComposedReport:
+    """The composed ODE (Heun) and SDE samples of every model in `models` ({name: model}) from the same noise,
+    scored against exact samples of the composed target and of p(x | a), a being the first prompt's label."""
+    with one_thread():
+        target = ComposedMixture(dist, prompts)  # raises ValueError for weights that cannot be normalised
+        samples = {name: {"ODE": composed_run(m, schedule, prompts, "heun", ODE_STEPS, n, seed),
+                          "SDE": composed_run(m, schedule, prompts, "sde", SDE_STEPS, n, seed)}
+                   for name, m in models.items()}
+        a = target.prompts[0][0]
+        g = torch.Generator().manual_seed(seed + 2)
+        exact = target.sample(n, generator=g)[0]
+        refs = {"composed": EnergyReference(target, n), "cond": EnergyReference(dist, n, a)}
+
+        def log_p(x):
+            return dist.log_prob(x.double())
+
+        threshold = torch.quantile(log_p(dist.sample(20_000, generator=g)[0]), 0.01).item()  # p(x)'s 99% region
+        rows = [dict(cloud="exact sample of the composed target", **cloud_stats(exact, log_p, threshold, refs)),
+                dict(cloud=f"exact sample of p(x | {dist.label_names[a]})",
+                     **cloud_stats(dist.sample(n, label=a, generator=g)[0], log_p, threshold, refs))]
+        for name, runs in samples.items():
+            for kind, x in runs.items():
+                rows.append(dict(cloud=f"{name}, composed {kind}", **cloud_stats(x, log_p, threshold, refs)))
+        clouds = [exact] + [x for runs in samples.values() for x in runs.values()]
+        xs, ys = view_box(torch.cat(clouds).double(), grid_n, limit=2 * HALF)
+        pts = torch.from_numpy(mesh_points(xs, ys))
+        p = torch.exp(log_p(pts)).numpy().reshape(len(ys), len(xs))
+        p_t = torch.exp(target.log_prob_unnormalised(pts) - target.log_top).numpy().reshape(len(ys), len(xs))
+        at_samples = torch.exp(target.log_prob_unnormalised(target.sample(20_000, generator=g)[0]) - target.log_top)
+        levels = [torch.quantile(at_samples, 1 - s).item() for s in MASS_LEVELS]
+    return ComposedReport(target.prompts, samples, exact, rows, target.cell, (xs, ys, p, p_t, levels))
+
+
+def composed_rows(report: ComposedReport, a_name: str) -> list[dict]:
+    """The composed section's table: one row per cloud, in words and two decimals."""
+    return [{"cloud": r["cloud"],
+             "mean (x₁, x₂)": f"({r['mean'][0]:.2f}, {r['mean'][1]:.2f})",
+             "std (x₁, x₂)": f"({r['std'][0]:.2f}, {r['std'][1]:.2f})",
+             "off the data (outside p(x)'s 99% region)": f"{100 * r['outside']:.1f}%",
+             "ED ratio to the composed target": _ratio_text(r["ed_composed"]),
+             f"ED ratio to p(x | {a_name})": _ratio_text(r["ed_cond"])} for r in report.rows]
+
+
+def _ratio_text(r: float) -> str:
+    return f"{r:.1f}" if r < 100 else f"{r:,.0f}"
+
+
+def composed_figure(report: ComposedReport, shown: int = SHOWN) -> go.Figure:
+    """The exact target's samples, then one panel per model's composed ODE and SDE samples: p(x) in grey, the
+    target's 50/90/99% lines in black."""
+    xs, ys, p, p_t, levels = report.grid
+    panels = {"Exact samples of the target": [("exact samples of the target", report.exact)]}
+    panels.update({f"{name}: composed samples": [(f"composed {kind} samples", runs[kind]) for kind in ("SDE", "ODE")]
+                   for name, runs in report.samples.items()})
+    return _panels(panels, xs, ys, p, p_t, levels, "composed target: lines holding 50, 90, 99% of it", shown)
