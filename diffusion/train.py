@@ -27,6 +27,7 @@ from toy_data.mnist import mnist_sampler
 
 from . import cli, distributed
 from .checkpoints import load_checkpoint, save_checkpoint
+from .likelihood import LOG_Z_TIMES, log_z_grid
 from .models import build_model
 from .parameterizations import PARAMETERIZATIONS, WEIGHTINGS
 from .schedules import SCHEDULES, make_schedule
@@ -42,6 +43,28 @@ ALL_SETS = (*DATASETS, *IMAGE_SETS)
 
 def defaults(dataset: str) -> dict:
     return DEFAULTS_MNIST if dataset in IMAGE_SETS else DEFAULTS_2D
+
+
+def log_z_every(steps: int) -> int:
+    """How often an energy head's log Z_theta(t) is recorded while it trains: every max(25, steps // 40) steps."""
+    return max(25, steps // 40)
+
+
+def log_z_recorder(steps: int, times=LOG_Z_TIMES):
+    """(history, record): `record(info)` adds log Z_theta(t) of the EMA snapshot, for each t in `times`, at every
+    `log_z_every(steps)`-th step and at the last; `history` is {"t": [...], "steps": [...], "log_z": [[...], ...]}."""
+    history = {"t": [float(t) for t in times], "steps": [], "log_z": []}
+    every = log_z_every(steps)
+
+    def record(info):
+        step = info["step"]
+        if step % every and step != steps:
+            return
+        snap = info["snapshot"]()
+        history["steps"].append(int(step))
+        history["log_z"].append([round(log_z_grid(snap, t), 6) for t in history["t"]])
+
+    return history, record
 
 
 def build_parser():
@@ -114,10 +137,15 @@ def main(argv=None) -> int:
     bar = cli.ProgressBar(args.steps, f"training {args.dataset}",
                           enabled=False if args.quiet or not main_process else None)
 
+    energy = model.parameterization == "energy" and args.dataset not in IMAGE_SETS
+    log_z_history, record_log_z = log_z_recorder(args.steps) if energy else (None, None)
+
     def progress(info):
         bar(info)
         if info["step"] % 50 == 0:
             bar.bar.set_postfix(loss=f"{info['loss']:.4f}")
+        if record_log_z is not None:
+            record_log_z(info)
 
     start = time.perf_counter()
     result = train(model, data, config, callback=progress)
@@ -128,7 +156,8 @@ def main(argv=None) -> int:
                     train={**config.to_dict(), "device": str(device), "steps_done": result.steps_done,
                            "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
                            "world_size": result.world_size,
-                           "resumed_from": args.resume})
+                           "resumed_from": args.resume,
+                           **({"log_z_history": log_z_history} if log_z_history is not None else {})})
     if result.stopped:
         sys.stderr.write(f"warning: {result.stopped}\n")
     sys.stderr.write(f"saved {args.out} ({result.steps_done} steps, {result.seconds:.1f} s on {device}"

@@ -17,7 +17,8 @@ from checkpoints import build
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIPPED = {"classifier": ["mnist_classifier.safetensors"], "mnist": ["mnist.safetensors"],
            "digit-presets": ["digit_presets.npz"], "models-2d": ["<dataset>.safetensors"],
-           "energy-maps": ["energy_maps.npz"], "memorisation-nets": ["memorisation/<dataset>-N<N>.safetensors"],
+           "energy-maps": ["energy_maps.npz"], "energy-heads": ["energy/<dataset>.safetensors"],
+           "memorisation-nets": ["memorisation/<dataset>-N<N>.safetensors"],
            "memorisation-samples": ["memorisation/samples.npz"]}
 
 
@@ -130,6 +131,19 @@ def test_energy_maps_and_digit_presets_write_where_asked(run, tmp_path, monkeypa
     assert code == 0, err
     store, problem = digit_presets.load(tmp_path / "d.npz")
     assert problem is None and store.meta["spec"] == "cosine:s=0.008"
+
+
+def test_energy_heads_train_energy_networks_that_keep_their_log_z_history(run, tmp_path):
+    from diffusion.checkpoints import load_checkpoint
+    from diffusion.likelihood import LOG_Z_TIMES
+
+    code, _, err = run("energy-heads", "--datasets", "moons", "--steps", 3, "--folder", tmp_path / "heads")
+    assert code == 0, err
+    model, config = load_checkpoint(tmp_path / "heads" / "moons.safetensors")
+    assert model.parameterization == "energy" and config["train"]["steps_done"] == 3
+    history = config["train"]["log_z_history"]
+    assert history["t"] == list(LOG_Z_TIMES) and history["steps"] == [3]  # fewer steps than one interval: the last
+    assert len(history["log_z"]) == 1 and len(history["log_z"][0]) == len(LOG_Z_TIMES)
 
 
 def test_memorisation_trains_the_networks_then_samples_them(run, tmp_path):

@@ -88,3 +88,19 @@ def test_log_z_grid_accepts_a_rescheduled_energy_head_and_rejects_a_bad_grid():
         log_z_grid(model, 0.3, n=0)
     with pytest.raises(ValueError, match="only an energy head"):
         log_z_grid(DiffusionModel(MLP2D(MLPConfig(width=16, depth=1)), "v", make_schedule("cosine"), 0), 0.3)
+
+
+def test_training_records_log_z_every_max_25_or_a_fortieth_of_the_steps():
+    from diffusion.likelihood import LOG_Z_TIMES
+    from diffusion.train import log_z_every, log_z_recorder
+
+    assert (log_z_every(100), log_z_every(1000), log_z_every(4000), log_z_every(4010)) == (25, 25, 100, 100)
+    model = random_head()
+    history, record = log_z_recorder(110)
+    for step in range(1, 111):
+        record({"step": step, "loss": 0.0, "snapshot": lambda: model})
+    assert history["steps"] == [25, 50, 75, 100, 110]  # and the last step
+    assert history["t"] == list(LOG_Z_TIMES)
+    want = [log_z_grid(model, t) for t in LOG_Z_TIMES]
+    for row in history["log_z"]:
+        assert row == pytest.approx(want, abs=1e-6)  # stored rounded to 6 decimals
