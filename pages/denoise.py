@@ -291,6 +291,8 @@ st.header("Denoising score matching, seen")
 st.markdown(dsm.EXPLANATION)
 st.latex(dsm.IDENTITY)
 dsm_x1, dsm_x2 = "denoise.dsm.x1", "denoise.dsm.x2"
+st.session_state.setdefault(dsm_x1, 1.5)
+st.session_state.setdefault(dsm_x2, 1.5)
 
 
 def _on_dsm_pick():
@@ -321,8 +323,8 @@ def _dsm_section():
     """Reruns alone when x_t or the number drawn changes; a change of n only slices the cached targets."""
     unit = "" if scale == 1 else f" (× {scale:.3g})"
     with st.container(horizontal=True):
-        x1 = bound(st.slider, f"Targets' x_t, first coordinate{unit}", -3.5, 3.5, 1.5, 0.05, key=dsm_x1)
-        x2 = bound(st.slider, f"Targets' x_t, second coordinate{unit}", -3.5, 3.5, 1.5, 0.05, key=dsm_x2)
+        x1 = bound(st.slider, f"Targets' x_t, first coordinate{unit}", -3.5, 3.5, step=0.05, key=dsm_x1)
+        x2 = bound(st.slider, f"Targets' x_t, second coordinate{unit}", -3.5, 3.5, step=0.05, key=dsm_x2)
         n = bound(st.select_slider, "Targets drawn", dsm.NS, value=64, key="denoise.dsm.n",
                   help="How many clean points x₀ are drawn from p(x₀ | x_t), each giving one target.")
     data = _dsm_fan(v.data_key, label, v.schedule.spec(), v.t, x1, x2, dist)

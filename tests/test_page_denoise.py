@@ -18,7 +18,11 @@ from toy_data import get_dataset
 from ui import denoiser_field, memorisation, memorisation_figures, posterior
 from ui.figures import SpecFigure, at_frame, patch
 from ui.threads import one_thread
-from apptest import open_page
+from ui.models import shipped
+from diffusion.models import reschedule
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+from streamlit.testing.v1.element_tree import Block, Widget
+from apptest import charts as chart_dicts, decode, open_page
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +51,7 @@ def page():
 def test_page_widgets_change_what_is_shown(page):
     at = page
     charts = _charts(at)
-    assert len(charts) == 5  # pick, posterior, field, memorisation, distance curve
+    assert len(charts) == 7  # pick, posterior, field, memorisation, distance curve, DSM targets and their curve
     assert "click a point" in charts[0] and "Exact posterior" in charts[1]
     assert '"frames"' in charts[2]  # the field animates over t in the browser
     m0 = _metrics(at)
@@ -168,3 +172,98 @@ def test_pick_and_posterior_patches_match_the_built_figures():
     nx, pt = posterior.noisy_density(dist, 0.8, 0.6, n=20)
     fig = posterior.pick_figure(nx, pt, posterior.pick_grid(), 2.0, (0.3, 0.4), 0.5)
     assert fig.data[1].x[0] == pytest.approx(-2 * posterior.PICK_RANGE) and "t = 0.50" in fig.layout.title.text
+
+
+# --- denoising score matching, seen ---------------------------------------------------------------------------
+
+class _Click(Widget):
+    """A click on a point of a plotly chart drawn with on_select: the selection the browser sends (AppTest has no
+    plotly widget of its own, so the chart's element is replaced by this one before the run)."""
+
+    def __init__(self, chart, points):
+        self.proto, self.root, self.type = chart.proto, chart.root, "plotly_chart"
+        self.id, self.key, self.disabled, self._value = chart.proto.id, chart.key, False, None
+        self.points = points
+
+    @property
+    def value(self):
+        return self.points
+
+    @property
+    def _widget_state(self):
+        selection = {"selection": {"points": self.points, "point_indices": [], "box": [], "lasso": []}}
+        return WidgetState(id=self.id, string_value=json.dumps(selection))
+
+
+def _click(at, key: str, x: float, y: float, curve: int):
+    def replace(block) -> bool:
+        for i, child in block.children.items():
+            if getattr(child, "key", None) == key:
+                block.children[i] = _Click(child, [{"curve_number": curve, "point_number": 0, "x": x, "y": y}])
+                return True
+            if isinstance(child, Block) and replace(child):
+                return True
+        return False
+
+    assert replace(at.main), key
+    return at.run()
+
+
+def _dsm_charts(at) -> tuple[dict, dict]:
+    by_title = {c["layout"]["title"]["text"]: c for c in chart_dicts(at) if "title" in c["layout"]}
+    fan = next(c for t, c in by_title.items() if t.startswith("Training targets at x_t"))
+    return fan, by_title["The average settles on the score"]
+
+
+def _percent(text: str) -> float:
+    return float(text.rstrip("%")) / 100
+
+
+def test_dsm_view_shows_the_average_settling_on_the_exact_score():
+    """Opened from a shared link at x_t = (0, 2.5), t = 0.5, n = 4,096 (where 2% is more than 5 standard errors:
+    tests/test_dsm.py): the shown average is within 2% and within 4 of the shown standard errors of the exact
+    score, the exact arrow is sigma^2 times dist.score, the network's error is |s_theta - s| / |s| of the page's
+    model; the slider only slices the one draw, and a click moves x_t."""
+    at = open_page("pages/denoise.py", dataset="moons", t="0.5",
+                   **{"denoise.dsm.x1": "0", "denoise.dsm.x2": "2.5", "denoise.dsm.n": "4096"})
+    assert (at.slider(key="denoise.dsm.x1").value, at.slider(key="denoise.dsm.x2").value) == (0.0, 2.5)
+    assert at.select_slider(key="denoise.dsm.n").value == 4096
+    dist, schedule = get_dataset("moons"), make_schedule("cosine")
+    alpha, sigma = (float(a) for a in schedule.alpha_sigma(0.5))
+    m = _metrics(at)
+    average, se = _percent(m["Average of the targets vs exact"]), _percent(m["Standard error"])
+    assert average < 0.02 and average < 4 * se + 5e-5  # 5e-5: the shown percentages' rounding
+    fan, curve = _dsm_charts(at)
+    x = torch.tensor([[0.0, 2.5]], dtype=torch.float64)
+    exact = dist.score(x, alpha, sigma)[0].numpy()
+    arrow = fan["data"][4]
+    np.testing.assert_allclose([arrow["x"][1] - arrow["x"][0], arrow["y"][1] - arrow["y"][0]], sigma**2 * exact,
+                               rtol=1e-9)
+    assert len(decode(fan["data"][2]["x"])) == 3 * 4096  # every target drawn: start, tip, gap
+    model = reschedule(shipped("moons")[0], schedule)
+    with torch.no_grad():
+        s_theta = model.score(x.float(), 0.5).double()[0].numpy()
+    net = np.linalg.norm(s_theta - exact) / np.linalg.norm(exact)
+    assert _percent(m["Network vs exact"]) == pytest.approx(net, abs=5e-5)
+    assert decode(curve["data"][3]["y"])[0] == pytest.approx(net, rel=1e-6)
+
+    # fewer targets: the first 16 of the same draw, a larger error, the same exact arrow
+    tips = decode(fan["data"][3]["x"])
+    at.select_slider(key="denoise.dsm.n").set_value(16).run()
+    fan16, curve16 = _dsm_charts(at)
+    np.testing.assert_array_equal(decode(fan16["data"][3]["x"]), tips[:16])
+    assert fan16["data"][4] == fan["data"][4] and decode(curve16["data"][2]["x"]).tolist() == [16]
+    m16 = _metrics(at)
+    # SE falls as 1/sqrt(n): sqrt(4096 / 16) = 16 times the shown one, whose rounding (5e-5) grows 16-fold too
+    assert _percent(m16["Standard error"]) == pytest.approx(16 * se, abs=16 * 5e-5 + 5e-5)
+    assert m16["Average of the targets vs exact"] != m["Average of the targets vs exact"]
+
+    # a click on the clickable points (trace 1) moves x_t to it, on the sliders' 0.05 grid
+    _click(at, "denoise.dsm.pick", -2.0, 1.0, curve=1)
+    assert not at.exception
+    assert (at.slider(key="denoise.dsm.x1").value, at.slider(key="denoise.dsm.x2").value) == (-2.0, 1.0)
+    fan_moved = _dsm_charts(at)[0]
+    assert fan_moved["data"][7]["x"] == [-2.0] and fan_moved["data"][7]["y"] == [1.0]
+    exact = dist.score(torch.tensor([[-2.0, 1.0]], dtype=torch.float64), alpha, sigma)[0].numpy()
+    arrow = fan_moved["data"][4]
+    np.testing.assert_allclose([arrow["x"][1] + 2.0, arrow["y"][1] - 1.0], sigma**2 * exact, rtol=1e-9)
