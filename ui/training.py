@@ -35,6 +35,7 @@ from diffusion.train import DEFAULTS_2D
 from diffusion.training import TrainConfig, pick_device, train
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
+from .live_metrics import LiveKL, LogZHistory, add_kl_traces, kl_range
 from .threads import lower_this_threads_priority
 
 # The page's choices, with the shipped recipe (diffusion/train.py) as the defaults, except the step count:
@@ -110,11 +111,15 @@ class TrainingJob:
         # every live sample starts from this noise, so what changes between pictures is the model
         self.x_T = prior_sample(schedule, (SNAPSHOT_POINTS, 2), seed=1)
         self.exact_x, self.exact_y = exact_points(dist)
+        self.kl = LiveKL(dist)  # KL(p_data || p_theta) on held-out points, within a share of the training time
+        self.log_z = LogZHistory(max(25, config.steps // 40)) if self.parameterization == "energy" else None
         # written by the thread, read under the lock
         self._state = "new"  # new, queued, running, evaluating, done, failed
         self._steps: list[int] = []
         self._losses: list[float] = []
         self._snap: tuple[int, np.ndarray] | None = None
+        self._kl: list[tuple[int, float, float]] = []
+        self.kl_final: tuple[float, float] | None = None  # (nats, standard error) of the finished model
         self._started = self._finished = None
         self.result = None  # TrainResult once done
         self.ed_ratio: float | None = None
@@ -154,25 +159,39 @@ class TrainingJob:
 
     def progress(self) -> dict:
         """A consistent copy: state, step, total, steps [k], losses [k], snapshot (step, samples) or None,
-        seconds so far."""
+        seconds so far, kl [(step, nats, standard error)], kl_final (nats, standard error) or None."""
         with self._lock:
             now = self._finished or time.perf_counter()
             return {"state": self._state, "step": self._steps[-1] if self._steps else 0, "total": self.config.steps,
                     "steps": list(self._steps), "losses": list(self._losses), "snapshot": self._snap,
-                    "seconds": 0.0 if self._started is None else now - self._started}
+                    "seconds": 0.0 if self._started is None else now - self._started,
+                    "kl": list(self._kl), "kl_final": self.kl_final}
 
     # --- the thread ----------------------------------------------------------------------------------
 
     def _callback(self, info: dict) -> None:
         step = info["step"]
-        snap = None
+        snap, model = None, []
+
+        def ema():  # the EMA snapshot, taken at most once per step
+            if not model:
+                model.append(info["snapshot"]())
+            return model[0]
+
         if step % self.snapshot_every == 0 or step == self.config.steps:
-            snap = (step, snapshot_samples(info["snapshot"](), self.schedule, self.x_T, self.exact_y))
+            snap = (step, snapshot_samples(ema(), self.schedule, self.x_T, self.exact_y))
+        if self.log_z is not None:
+            self.log_z.update(step, ema, last=step == self.config.steps)
+        with self._lock:
+            started = self._started
+        measured = self.kl.update(step, ema, time.perf_counter() - started - self.kl.seconds)
         with self._lock:
             self._steps.append(step)
             self._losses.append(info["loss"])
             if snap is not None:
                 self._snap = snap
+            if measured:
+                self._kl = list(self.kl.curve)
 
     def _run(self) -> None:
         torch.set_num_threads(1)  # see the module docstring
@@ -194,9 +213,16 @@ class TrainingJob:
                 self._state = "evaluating"
             if result.steps_done:
                 snap = (result.steps_done, snapshot_samples(result.model, self.schedule, self.x_T, self.exact_y))
+                with self._lock:
+                    self._snap = snap
+                if self.log_z is not None and (not self.log_z.steps or self.log_z.steps[-1] != result.steps_done):
+                    self.log_z.update(result.steps_done, lambda: result.model, last=True)
+                kl_final = self.kl.finish(result.model)
+                with self._lock:
+                    self.kl_final = kl_final
                 ed = quick_ed_ratio(result.model, self.dist)
                 with self._lock:
-                    self._snap, self.ed_ratio = snap, ed
+                    self.ed_ratio = ed
             with self._lock:
                 self._state = "done"
         except Exception as e:  # noqa: BLE001 -- shown on the page, never a silent dead thread
@@ -211,12 +237,18 @@ class TrainingJob:
     def info(self) -> dict:
         """The `info` dict for ui.models.put_session (what the sidebar and other pages show)."""
         r = self.result
+        train = {**self.config.to_dict(), "steps_done": r.steps_done, "seconds": round(r.seconds, 1),
+                 "stopped": r.stopped, "data_key": self.data_key,
+                 "final_loss": round(float(np.mean(r.losses[-100:])), 5) if r.losses else None,
+                 "kl_seconds": round(self.kl.seconds, 2)}
+        if self.log_z is not None:
+            train["log_z_history"] = self.log_z.to_dict()
+        metrics = {"ed_ratio": round(self.ed_ratio, 3) if self.ed_ratio is not None else None}
+        if self.kl_final is not None:
+            metrics.update(kl_gap_nats=round(self.kl_final[0], 4), kl_gap_se=round(self.kl_final[1], 4))
         return {"parameterization": self.parameterization, "schedule": self.schedule.spec(),
-                "dataset": self.dataset, "label_names": list(self.dist.label_names),
-                "train": {**self.config.to_dict(), "steps_done": r.steps_done, "seconds": round(r.seconds, 1),
-                          "stopped": r.stopped, "data_key": self.data_key,
-                          "final_loss": round(float(np.mean(r.losses[-100:])), 5) if r.losses else None},
-                "metrics": {"ed_ratio": round(self.ed_ratio, 3) if self.ed_ratio is not None else None}}
+                "dataset": self.dataset, "label_names": list(self.dist.label_names), "train": train,
+                "metrics": metrics}
 
 
 # --- figures -------------------------------------------------------------------------------------------
@@ -232,24 +264,34 @@ def smooth(values, window: int = 50) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def loss_figure(steps, losses, total: int | None = None, max_points: int = 1500) -> go.Figure:
-    """The training loss per step on a log axis: raw (faint) and its running mean."""
+def loss_figure(steps, losses, total: int | None = None, max_points: int = 1500, kl=None,
+                kl_final=None) -> go.Figure:
+    """The training loss per step on a log axis, raw (faint) and its running mean; below it, when `kl` is
+    given (LiveKL's curve, [(step, nats, se)], and `kl_final` (nats, se) or None), KL(p_data || p_theta)."""
     steps, losses = np.asarray(steps), np.asarray(losses, dtype=float)
     trend = smooth(losses)
     stride = max(1, int(np.ceil(steps.size / max_points)))  # keep the figure small for long runs
-    fig = go.Figure()
+    rows = 1 if kl is None else 2
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.55, 0.45][:rows])
     fig.add_trace(go.Scatter(x=steps[::stride], y=losses[::stride], mode="lines", name="loss per batch",
                              line=dict(color=PALETTE[4], width=1), opacity=0.6))
     fig.add_trace(go.Scatter(x=steps[::stride], y=trend[::stride], mode="lines", name="running mean (50 steps)",
                              line=dict(color=PALETTE[0], width=3)))
-    fig.update_layout(title="Training loss", font=FONT, height=500, margin=dict(l=70, r=10, t=60, b=40),
-                      plot_bgcolor="white",
+    x_range = [0, total or max(1, int(steps.max(initial=1)))]
+    fig.update_layout(title="Training loss", font=FONT, height=500 if rows == 1 else 640,
+                      margin=dict(l=70, r=10, t=60, b=40), plot_bgcolor="white",
                       # inside the top right, where a falling loss leaves room; below, it hit the axis title
                       legend=dict(x=0.99, xanchor="right", y=0.99, yanchor="top", bgcolor="rgba(255,255,255,0.85)"),
-                      xaxis=dict(title="training step", range=[0, total or max(1, int(steps.max(initial=1)))],
-                                 gridcolor="#e5e5e5"),
+                      xaxis=dict(title="training step" if rows == 1 else None, range=x_range, gridcolor="#e5e5e5"),
                       # whole numbers on every tick: plotly's default log labels write 0.3 as a bare "3"
                       yaxis=dict(title="weighted denoising loss", type="log", tickformat=".2~g", gridcolor="#e5e5e5"))
+    if rows == 2:
+        last = int(steps.max()) if steps.size else None
+        add_kl_traces(fig, kl, kl_final, last, row=2)
+        fig.update_xaxes(title_text="training step", range=x_range, gridcolor="#e5e5e5", row=2, col=1)
+        fig.update_yaxes(title_text="KL(p_data ‖ p_θ), nats", range=kl_range(kl, kl_final), gridcolor="#e5e5e5",
+                         zeroline=False, row=2, col=1)
+        fig.update_layout(legend=dict(y=0.99, yanchor="top", x=0.99, xanchor="right", font=dict(size=14)))
     return fig
 
 

@@ -1,0 +1,135 @@
+"""What the Train page measures while a model trains, beside its loss (no Streamlit here).
+
+`LiveKL` draws KL(p_data || p_theta) = E_{x ~ p_data}[log p_data(x) - log p_theta(x)] on a fixed held-out set:
+log p_data is exact (the data is a known Gaussian mixture) and log p_theta comes from the probability-flow ODE
+(diffusion.evaluate.kl_gaps, the estimator of `python -m diffusion.evaluate`). A live estimate uses the first
+LIVE_POINTS of the held-out points and LIVE_STEPS Heun steps; the final one all FINAL_POINTS. Live estimates run
+in the training thread only while their total time stays under SHARE of the time spent training, so they slow
+training by at most that share, however fast or slow the machine is.
+
+`LogZHistory` records, for an energy head, log Z_theta(t) = log of the integral of exp(-E_theta(x, t)) over the
+plot box at a few t while it trains (diffusion.likelihood.log_z_grid): training fixes only the slope of E_theta,
+so its level, and with it Z_theta, drifts from step to step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+
+from diffusion.evaluate import held_out, kl_gaps
+
+from .figures import PALETTE
+
+LIVE_POINTS = 500  # held-out points of a live estimate: standard error about 0.007 nats on moons
+LIVE_STEPS = 48  # Heun steps of a live estimate: 0.002 nats below the 128-step figure on the shipped moons and spiral
+FINAL_POINTS = 2000  # the final estimate, on the held-out set of `python -m diffusion.evaluate` (seed 0)
+SHARE = 0.08  # live estimates take at most this share of the training time
+TARGET_NATS = 0.05  # the lab's target for a trained 2-D model (docs/measurements.md)
+
+
+class LiveKL:
+    """KL(p_data || p_theta) of a training model on a fixed held-out set, within a time budget."""
+
+    def __init__(self, dist, live_points: int = LIVE_POINTS, steps: int = LIVE_STEPS, share: float = SHARE,
+                 final_points: int = FINAL_POINTS):
+        self.dist, self.steps, self.share = dist, int(steps), float(share)
+        self.x = held_out(dist, max(final_points, live_points))
+        self.log_p = dist.log_prob(self.x.double()).cpu()
+        self.live_points = int(live_points)
+        self.curve: list[tuple[int, float, float]] = []  # (step, estimate, standard error)
+        self.final: tuple[float, float] | None = None
+        self.seconds = 0.0  # spent on live estimates
+        self._last = 0.0  # the last estimate's duration: the cost expected of the next
+
+    def measure(self, model, n: int | None = None) -> tuple[float, float]:
+        """(KL estimate in nats, its standard error) on the first n held-out points (all of them by default)."""
+        n = len(self.x) if n is None else int(n)
+        gaps = kl_gaps(model, self.dist, self.x[:n], self.steps, self.log_p[:n])
+        return gaps.mean().item(), gaps.std().item() / n ** 0.5
+
+    def due(self, train_seconds: float) -> bool:
+        """True when one more live estimate keeps their total within `share` of `train_seconds`."""
+        return self.seconds + self._last <= self.share * train_seconds
+
+    def update(self, step: int, model, train_seconds: float) -> bool:
+        """A live estimate at `step` if the budget allows one (`model`: a callable returning the model, asked only
+        then). True when one was made."""
+        if not self.due(train_seconds):
+            return False
+        start = time.perf_counter()
+        self.curve.append((int(step), *self.measure(model(), self.live_points)))
+        self._last = time.perf_counter() - start
+        self.seconds += self._last
+        return True
+
+    def finish(self, model) -> tuple[float, float]:
+        """The final estimate, on every held-out point."""
+        self.final = self.measure(model)
+        return self.final
+
+
+class LogZHistory:
+    """log Z_theta(t) of an energy head at LOG_Z_TIMES, every `every` steps: the format of
+    diffusion.likelihood (a checkpoint's config["train"]["log_z_history"])."""
+
+    def __init__(self, every: int):
+        from diffusion.likelihood import LOG_Z_TIMES
+
+        self.every, self.t = max(1, int(every)), [float(t) for t in LOG_Z_TIMES]
+        self.steps: list[int] = []
+        self.log_z: list[list[float]] = []
+
+    def update(self, step: int, model, last: bool = False) -> bool:
+        """Record at every `every`-th step (and at the last); `model` is a callable returning the model."""
+        if step % self.every and not last:
+            return False
+        from diffusion.likelihood import log_z_grid
+
+        m = model()
+        self.steps.append(int(step))
+        self.log_z.append([round(log_z_grid(m, t), 5) for t in self.t])
+        return True
+
+    def to_dict(self) -> dict:
+        return {"t": list(self.t), "steps": list(self.steps), "log_z": [list(r) for r in self.log_z]}
+
+
+def add_kl_traces(fig: go.Figure, curve, final, last_step: int | None, row: int) -> None:
+    """The live KL estimates (with +-1 standard error) and the final one into row `row` of `fig`, with the
+    target line. `curve` is [(step, estimate, se)], `final` (estimate, se) or None."""
+    if curve:
+        s, k, e = (np.asarray(c, dtype=float) for c in zip(*curve))
+        fig.add_trace(go.Scatter(x=s, y=k, mode="lines+markers", name=f"KL, {LIVE_POINTS} held-out points",
+                                 error_y=dict(type="data", array=e, thickness=1, width=3),
+                                 line=dict(color=PALETTE[1], width=2), marker=dict(size=6)), row=row, col=1)
+    if final is not None:
+        fig.add_trace(go.Scatter(x=[last_step], y=[final[0]], mode="markers",
+                                 name=f"final KL, {FINAL_POINTS:,} points",
+                                 error_y=dict(type="data", array=[final[1]], thickness=2, width=6),
+                                 marker=dict(size=12, symbol="diamond", color=PALETTE[5])), row=row, col=1)
+    fig.add_hline(y=TARGET_NATS, line=dict(color="#555", dash="dot", width=1.5), row=row, col=1,
+                  annotation_text=f"{TARGET_NATS} nats", annotation_position="top left",
+                  annotation_font=dict(size=15, color="#555"))
+    fig.add_hline(y=0, line=dict(color="#999", width=1), row=row, col=1)
+
+
+def kl_range(curve, final, cap: float = 1.0) -> list[float]:
+    """The KL axis: from a little below 0 (estimates near 0 can be negative) to the largest value, at most `cap`
+    nats, so that the last stretch stays readable after a large start."""
+    values = [k + e for _, k, e in curve] + ([final[0] + final[1]] if final else [])
+    top = min(cap, max([0.2] + values) * 1.1)
+    return [-0.1 * top, top]
+
+
+def kl_text(curve, final) -> str:
+    """One sentence for the caption: the latest estimate."""
+    if final is not None:
+        return f"Final KL {final[0]:.3f} ± {final[1]:.3f} nats on {FINAL_POINTS:,} held-out points."
+    if curve:
+        step, k, e = curve[-1]
+        return f"At step {step:,}: KL {k:.3f} ± {e:.3f} nats."
+    return "The first KL estimate appears within a few seconds."
+
