@@ -2,7 +2,6 @@
 answer, and memorising a finite training set versus generalising."""
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
@@ -12,8 +11,9 @@ from diffusion.schedules import make_schedule
 from ui import dsm, memorisation, posterior
 from ui.denoiser_field import denoiser_field, field_data, field_figure, field_times
 from ui.figures import EXTENT, LazyFigure, SpecFigure, at_frame, patch, quiver, view_scale
-from ui.memorisation_figures import (MEMO_NAMES, MEMO_SAMPLER, MEMO_STEPS, distance_curve_figure, memorisation_figure,
-                                     memoriser, nearest_distance, sample_from)
+from ui.memorisation_figures import (MEMO_SAMPLER, MEMO_STEPS, distance_curve_figure, memorisation_figure, memoriser,
+                                     nearest_distance, sample_from)
+from ui.memorisation_live import own_section
 from ui.page import downloads, need_model, show_source
 from ui.state import DATASET_NAMES, bound, view
 from ui.threads import one_thread
@@ -218,11 +218,7 @@ def _memo_all(data_key: str, dataset: str, path: str, folder: str, _dist):
     curves = {k: [float(np.median(dists[n][k])) for n in memorisation.NS] for k in keys}
     views = {}
     for n in memorisation.NS:
-        table = pd.DataFrame({
-            "sampler": [MEMO_NAMES[k] for k in keys],
-            "median distance to nearest": [np.median(dists[n][k]) for k in keys],
-            "share closer than 0.02": [(dists[n][k] < 0.02).mean() for k in keys],
-        })
+        table = memorisation.distance_table(dists[n])
         samples = {k: arrays[f"{k}_{n}" if k != "true" else "true"] for k in keys}
         fig = memorisation_figure(arrays[f"train_{n}"], samples)
         views[n] = (fig, fig.to_dict(), table, distance_curve_figure(memorisation.NS, curves, n).to_dict())
@@ -262,7 +258,8 @@ def _memo_section():
     if "net" not in curves and v.dataset not in memorisation.DATASETS:
         st.info("Networks trained on N points are shipped for "
                 + ", ".join(DATASET_NAMES[d] for d in memorisation.DATASETS)
-                + ". For this dataset the section shows the ideal denoiser and fresh samples only.")
+                + ". For this dataset the section shows the ideal denoiser and fresh samples only; train a "
+                "network yourself below.")
     st.plotly_chart(SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
     left, right = st.columns([2, 3])
     with left:
@@ -285,6 +282,7 @@ def _memo_section():
 
 
 _memo_section()
+own_section(v, dist)
 
 # --- denoising score matching, seen ------------------------------------------------------------------
 st.header("Denoising score matching, seen")
@@ -361,6 +359,6 @@ def _dsm_section():
 
 _dsm_section()
 show_source(posterior.posterior_grid, posterior.posterior_summary, type(dist).posterior, type(dist).denoise,
-            denoiser_field, quiver, memoriser, sample_from, nearest_distance,
-            memorisation.train_net, field_figure, dsm.posterior_draws, dsm.dsm_targets, dsm.fan,
-            dsm.target_spread)
+            denoiser_field, quiver, memoriser, sample_from, nearest_distance, memorisation.user_training_set,
+            memorisation.compute_one, memorisation.train_net, field_figure, dsm.posterior_draws, dsm.dsm_targets,
+            dsm.fan, dsm.target_spread)

@@ -170,7 +170,7 @@ else:
         if info and info.get("train", {}).get("data_key") != f"{CUSTOM}:{key}":
             st.warning("The model trained in this session on your data was trained on an earlier version of your "
                        "points or bandwidth: train again to compare it with this ground truth.")
-        u1, u2, _ = st.columns([1, 1, 2])
+        u1, u2, u3, _ = st.columns([1, 1, 1.3, 0.7])
         if v.dataset == CUSTOM:
             u1.success("Every page is showing your data.", icon=":material/check:")
         elif u1.button("Use my data on every page", type="primary", key="yours.use", icon=":material/done_all:"):
@@ -181,6 +181,11 @@ else:
             # query_params={}: Streamlit refuses to clear the sidebar's URL parameters (they are bound to its
             # widgets), and they need no carrying: the widgets keep their values and write them back.
             st.switch_page("pages/train.py", query_params={})
+        if u3.button("Does a network memorise your points?", key="yours.memorise", icon=":material/join_inner:",
+                     help="Page 6 trains a network on exactly your points and compares it with the ideal "
+                          "denoiser of those points, which can only give them back."):
+            request(dataset=CUSTOM)
+            st.switch_page("pages/denoise.py", query_params={})
         fig = _density_figure(key, dist)
         st.plotly_chart(fig, width="stretch", theme=None, key="yours.density")
         z, centre, scale = standardise(data["points"])

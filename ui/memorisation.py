@@ -31,8 +31,8 @@ from diffusion.train import DEFAULTS_2D
 
 from . import npz_files
 from .energy_maps import weights_fingerprint
-from .memorisation_figures import (MEMO_GRID, MEMO_SAMPLER, MEMO_STEPS, memoriser, nearest_distance, sample_from,
-                                   training_set)
+from .memorisation_figures import (MEMO_GRID, MEMO_NAMES, MEMO_SAMPLER, MEMO_STEPS, memoriser, nearest_distance,
+                                   sample_from, training_set)
 from .threads import one_thread
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,15 +59,17 @@ def points_hash(points) -> str:
 
 # --- training -----------------------------------------------------------------------------------------------
 
-def train_net(dist, n: int, recipe: dict = RECIPE, callback=None):
+def train_net(dist, n: int, recipe: dict = RECIPE, callback=None, points=None, should_stop=None):
     """A network of the shipped 2-D architecture trained on the N training points only: (model, TrainResult).
+    `points` [N, 2] are the training points (default: training_set(dist, n, SEED)).
 
     Every batch draws its rows from the N points with replacement (batch 1024 at N = 4: each point ~256 times)."""
     from diffusion.schedules import make_schedule
     from diffusion.models import build_model
     from diffusion.training import TrainConfig, train
 
-    points = training_set(dist, n, SEED)[0].float()  # [N, 2]
+    points = (training_set(dist, n, SEED)[0] if points is None else torch.as_tensor(points)).float()  # [N, 2]
+    n = len(points)
 
     def data(b, g):
         return points[torch.randint(n, (b,), generator=g)], None
@@ -76,7 +78,7 @@ def train_net(dist, n: int, recipe: dict = RECIPE, callback=None):
                          weighting=recipe["weighting"], ema_decay=recipe["ema"], seed=recipe["seed"], device="cpu")
     model = build_model("points", recipe["parameterization"], make_schedule(recipe["schedule"]), 0,
                         width=recipe["width"], depth=recipe["depth"], dim=dist.dim, seed=recipe["seed"])
-    result = train(model, data, config, callback=callback)
+    result = train(model, data, config, callback=callback, should_stop=should_stop)
     return result.model.requires_grad_(False), result
 
 
@@ -172,6 +174,54 @@ def switch(ns, curves: dict) -> tuple[int | None, int | None]:
     copies = [n for n, net, ideal in zip(ns, curves["net"], curves["ideal"]) if net < 1.5 * ideal]
     fresh = [n for n, net, true in zip(ns, curves["net"], curves["true"]) if net >= 0.8 * true]
     return (max(copies) if copies else None), (min(fresh) if fresh else None)
+
+
+def distance_table(d: dict):
+    """The page's table for one training set, from its distances ({sampler: [B]}, as `distances` gives per n)."""
+    import pandas as pd
+
+    return pd.DataFrame({"sampler": [MEMO_NAMES[k] for k in d],
+                         "median distance to nearest": [float(np.median(x)) for x in d.values()],
+                         "share closer than 0.02": [float((x < 0.02).mean()) for x in d.values()]})
+
+
+# --- a network for the user's own N, or the user's own points (page 6) ------------------------------------------
+
+# The shipped recipe with 1,000 steps at batch 256 instead of 4,000 at 1,024: 16x fewer training rows, 7-18 s
+# on the 2-core machine (docs/memorisation.md) against 136-250 s. Trained less, a network fits its N points
+# less closely, so it copies them only at smaller N than the shipped networks do.
+USER_RECIPE = {**RECIPE, "steps": 1000, "batch": 256}
+USER_NS = (2, 2000)  # the N a user may ask for (the user's own points: as many as page 8 holds)
+
+
+def check_n(n) -> int:
+    """N as an int, or ValueError naming the parameter and its range."""
+    lo, hi = USER_NS
+    if isinstance(n, bool) or not float(n).is_integer() or not lo <= int(n) <= hi:
+        raise ValueError(f"training set size N must be a whole number in {lo}..{hi}; got {n}")
+    return int(n)
+
+
+def user_training_set(dist, n: int | None, own: bool):
+    """(points [N, 2] float64, labels [N]): the user's own points when `own` (dist is page 8's mixture, whose
+    components sit on them; N is their number), else the first N draws of the dataset (training_set)."""
+    if own:
+        return dist.means.clone(), dist.labels.clone()
+    return training_set(dist, check_n(n), SEED)
+
+
+def compute_one(dist, points, labels, net, n_gen: int = N_GEN, seed: int = NOISE_SEED) -> dict:
+    """`compute` for one training set and its network (noise, sampler and seeds as there):
+    {'train_<N>', 'ideal_<N>', 'net_<N>', 'true'}; 'true' are fresh samples of `dist`."""
+    from diffusion.models import oracle_model
+
+    schedule, n = net.schedule, len(points)
+    with one_thread():
+        noise = prior_sample(schedule, (n_gen, 2), seed=seed)
+        true = dist.sample(n_gen, generator=torch.Generator().manual_seed(seed + 1))[0].double().numpy()
+        ideal = sample_from(oracle_model(memoriser(dist, points, labels), schedule), schedule, noise)
+        return {f"train_{n}": np.asarray(points, dtype=np.float64), f"ideal_{n}": ideal,
+                f"net_{n}": sample_from(net, schedule, noise), "true": true}
 
 
 # --- the shipped samples file ----------------------------------------------------------------------------------
