@@ -12,6 +12,15 @@ from ui.training import (BATCH_CHOICES, DEFAULTS, LR_CHOICES, MAX_CONCURRENT, PA
                          WEIGHTING_NAMES, TrainingJob, eta_text, exact_points, loss_figure,
                          make_config, samples_figure, snapshot_samples)
 from diffusion.parameterizations import PARAMETERIZATIONS, WEIGHTINGS
+import pandas as pd
+import torch
+from diffusion.models import reschedule
+from diffusion.schedules import make_schedule
+from ui import targets as three
+import plotly.graph_objects as go
+from ui.figures import LEARNED_COLOR, PALETTE, LazyFigure, SpecFigure, patch
+from ui.state import T_STEP, bound
+from ui.threads import one_thread
 
 v = view()
 
@@ -188,6 +197,103 @@ def monitor():
 
 monitor()
 
+# --- three targets, one prediction ------------------------------------------------------------------------------
+TARGETS_T, TARGETS_DRAW = "train.targets_t", "train.targets_draw"
+DRAWS = 10_000  # draws 0..9999
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _target_errors(data_key: str, model_key: str, spec: str, label, _dist, _model):
+    """(lambdas, {'eps', 'x0', 'v'}): `_model`'s error against the ideal denoiser per noise level or, when `_model` is
+    None, the ideal denoiser's own loss. `data_key` names `_dist`; `model_key` and `spec` name `_model`."""
+    schedule = make_schedule(spec)
+    lams = three.error_lambdas(schedule)
+    with one_thread():
+        if _model is None:
+            return lams, three.loss_floor(_dist, schedule, lams, label)
+        return lams, three.model_errors(_model, _dist, schedule, lams, label)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _weights_spec(spec: str, selected: str) -> dict:
+    return three.weights_figure(make_schedule(spec), None, selected).to_dict()
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _errors_spec(data_key: str, model_keys: tuple, spec: str, label, _lams, _floor, _curves) -> dict:
+    """`data_key`, `model_keys`, `spec` and `label` name `_lams`, `_floor` and `_curves` (see _target_errors)."""
+    return three.errors_figure(_lams, _floor, _curves).to_dict()
+
+
+def _marked(spec: dict, lam: float, panels: int):
+    """The cached figure dict with this section's lambda marked, for drawing; a real figure for the downloads."""
+    marked = patch(spec, {}, {"shapes": three.marker_lines(lam, panels)})
+    return SpecFigure(marked), LazyFigure(lambda: go.Figure(marked))
+
+
+@st.fragment
+def targets_section():
+    """Reruns alone when this section's t or draw changes."""
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    with c1:
+        t = bound(st.slider, "Time t of this draw", 0.0, 1.0, 0.5, T_STEP, key=TARGETS_T)
+    with c2:
+        seed = bound(st.number_input, "Draw (+ for a new one)", 0, DRAWS - 1, 0, 1, key=TARGETS_DRAW,
+                     help=f"Which clean point and noise: 0..{DRAWS - 1}")
+    if not (0 <= t <= 1) or seed is None or not 0 <= seed < DRAWS:
+        st.error(f"Time t must lie in [0, 1] and the draw in 0..{DRAWS - 1}; got t = {t}, draw = {seed}.")
+        return
+    lvl = three.noise_at(v.schedule, t)
+    x0, eps = three.draw_pair(v.dist, int(seed), v.label)
+    tg = three.targets(x0, eps, lvl)
+    worst = max(float(torch.max(torch.abs(a - b))) for r in three.recovered(tg, lvl).values() for a, b in zip(r, (x0, eps)))
+    learned = v.learned()
+    with one_thread():
+        exact = three.predictions(v.oracle(), tg["x_t"], t, v.label, torch.float64)
+        guess = None if learned is None else three.predictions(learned, tg["x_t"], t, v.label)
+    fig = three.targets_figure(tg, three.sample_path(v.schedule, x0, eps), three.is_vp(lvl), exact, guess,
+                               _density(v.data_key, v.dist))
+    left, right = st.columns([3, 2])
+    left.plotly_chart(fig, width="stretch", theme=None, key="train.targets_plane")
+    with right:
+        for line in three.CONVERSIONS:
+            st.latex(line)
+        st.latex(three.VP_FORMS)
+        st.caption(three.level_text(t, lvl, worst))
+        if not three.is_vp(lvl):
+            st.caption(three.non_vp_text(lvl, sched_title))
+        st.table(pd.DataFrame(three.targets_table(tg, exact, guess)).set_index("target"))
+    st.caption("ε and x₀ are drawn from the origin, v from x_t: along the dotted path x_t = α x₀ + σ ε, traced for "
+               "t from 0 to 1, v is the direction in which x_t moves as the noise grows (for a variance-preserving "
+               "schedule). Diamonds: where the ideal denoiser's and the network's predictions put each tip; they "
+               "differ from this draw's targets because x_t alone does not tell which x₀ and ε made it.")
+    spec, lam = v.schedule.spec(), float(lvl.logsnr)
+    weights = _marked(_weights_spec(spec, weighting), lam, 2)
+    models = {"shipped model": (f"shipped:{v.data_key}", model_store.get(v.dataset, "shipped"), LEARNED_COLOR, "solid")}
+    if model_store.has_session(v.dataset):
+        sid = model_store.info(v.dataset, "session").get("id", "")
+        models["trained in this session"] = (f"session:{v.data_key}:{sid}", model_store.get(v.dataset, "session"),
+                                             PALETTE[3], "dash")
+    lams, floor = _target_errors(v.data_key, "exact", spec, v.label, v.dist, None)
+    curves = {name: (_target_errors(v.data_key, key, spec, v.label, v.dist, reschedule(m, v.schedule))[1], color, dash)
+              for name, (key, m, color, dash) in models.items() if m is not None}
+    keys = tuple(key for key, m, _, _ in models.values() if m is not None)
+    errors = _marked(_errors_spec(v.data_key, keys, spec, v.label, lams, floor, curves), lam, 3)
+    st.plotly_chart(weights[0], width="stretch", theme=None, key="train.targets_weights")
+    st.caption("Each weighting's w(λ), the weight the loss puts on the ε error at that noise level (the one chosen "
+               "above drawn thick); shaded: how often training draws each λ under this schedule, with t uniform.")
+    st.latex(three.ERROR_LAW)
+    st.plotly_chart(errors[0], width="stretch", theme=None, key="train.targets_errors")
+    st.caption(three.ERRORS_CAPTION)
+    for f, name, key in ((fig, f"targets-{v.dataset}-t{t:.2f}", "plane"), (weights[1], "loss-weightings", "weights"),
+                         (errors[1], f"errors-per-noise-level-{v.dataset}", "errors")):
+        downloads(f, name, key=f"train.dl_targets_{key}")
+
+
+st.header("Three targets, one prediction")
+st.markdown(three.INTRO)
+targets_section()
+
 with st.expander("Why the page stays responsive"):
     st.markdown(
         """
@@ -198,4 +304,5 @@ or when you press Stop, the *EMA* copy of the weights (a running average that is
 step's weights) becomes this session's model. Switching pages does not stop it; come back here to collect it.
 """
     )
-show_source(diffusion_loss, train, build_model, snapshot_samples)
+show_source(diffusion_loss, train, build_model, snapshot_samples, three.targets, three.predictions,
+            three.lambda_density, three.model_errors, three.loss_floor)

@@ -167,3 +167,64 @@ def test_before_training_the_page_shows_the_true_points():
     exact = [t for t in samples.data if t.type == "scattergl" and t.xaxis in (None, "x")]
     assert sum(len(_arr(t.x)) for t in exact) == 300
     assert any(f.layout.title.text == "Training loss" for f in figs)
+
+
+def test_three_targets_section_draws_the_numbers_and_follows_its_controls():
+    """The section's t and draw come from the URL; x_t, the targets, the weight curves and the shipped model's
+    errors on the page are the ones ui.targets computes, and moving either control moves them."""
+    from apptest import charts, decode
+    from diffusion.models import reschedule
+    from diffusion.parameterizations import WEIGHTINGS
+    from ui import targets as three
+    from ui.models import CHECKPOINTS
+
+    at = _page(dataset="moons", **{"train.targets_t": "0.3", "train.targets_draw": "5"})
+    assert at.slider(key="train.targets_t").value == 0.3 and at.number_input(key="train.targets_draw").value == 5
+    dist, schedule = get_dataset("moons"), make_schedule("cosine")
+
+    def drawn(t, seed):
+        x0, eps = three.draw_pair(dist, seed)
+        lvl = three.noise_at(schedule, t)
+        return three.targets(x0, eps, lvl), float(lvl.logsnr)
+
+    def section(at):
+        figs = charts(at)
+        plane = next(f for f in figs if f["layout"].get("title", {}).get("text", "").startswith("One draw"))
+        weights = next(f for f in figs if f["layout"].get("title", {}).get("text", "").startswith("What each loss"))
+        errors = next(f for f in figs if [a["text"] for a in f["layout"].get("annotations", [])] == ["ε", "x₀", "v"])
+        xt = next(tr for tr in plane["data"] if tr.get("name") == "x_t")
+        return np.array([xt["x"][0], xt["y"][0]]), weights, errors
+
+    for t, seed in ((0.3, 5), (0.8, 5), (0.8, 6)):
+        if t != at.slider(key="train.targets_t").value:
+            at.slider(key="train.targets_t").set_value(t).run()
+        if seed != at.number_input(key="train.targets_draw").value:
+            at.number_input(key="train.targets_draw").set_value(seed).run()
+        assert not at.exception and not at.error
+        tg, lam = drawn(t, seed)
+        xt, weights, errors = section(at)
+        assert np.allclose(xt, tg["x_t"][0].numpy(), rtol=0, atol=1e-12)  # float64 through JSON: exact
+        table = at.table[-1].value
+        assert list(table["this draw"]) == [f"({tg[k][0, 0]:+.3f}, {tg[k][0, 1]:+.3f})" for k in three.TARGETS]
+        worst = float(next(c.value for c in at.caption if "to within" in c.value).split("to within ")[1].split(" ")[0])
+        assert worst < 1e-12  # the three targets give back the draw to float64 round-off
+        assert all(s["x0"] == pytest.approx(lam, abs=1e-12) for s in weights["layout"]["shapes"])  # this t's λ
+    # the weight curves are the core's, the page's chosen weighting drawn thick
+    thick = max(weights["data"], key=lambda tr: tr.get("line", {}).get("width", 0))
+    assert thick["name"] == three.WEIGHT_LABELS[DEFAULTS["weighting"]]
+    for k, label in three.WEIGHT_LABELS.items():
+        tr = next(tr for tr in weights["data"] if tr.get("name") == label)
+        lam = decode(tr["x"])
+        assert np.allclose(decode(tr["y"]), WEIGHTINGS[k](torch.as_tensor(lam)).numpy(), rtol=1e-12, atol=0)
+    # the shipped model's errors per noise level. Tolerance: its float32 outputs can differ in the last bit
+    # between two runs (summation order), which moves an error of size Δ² by ~2e-7 / Δ relative; the smallest
+    # Δ here is ~5e-4, so 1e-3 relative
+    from diffusion.checkpoints import load_checkpoint
+
+    model, _ = load_checkpoint(f"{CHECKPOINTS}/moons.safetensors")
+    lams = three.error_lambdas(schedule)
+    want = three.model_errors(reschedule(model, schedule), dist, schedule, lams)
+    got = [tr for tr in errors["data"] if tr.get("name") == "shipped model"]
+    assert len(got) == 3
+    for tr, k in zip(got, three.TARGETS):
+        assert np.allclose(decode(tr["x"]), lams) and np.allclose(decode(tr["y"]), want[k], rtol=1e-3, atol=0), k
