@@ -142,6 +142,14 @@ def targets_table(tg: dict, exact: dict, learned: dict | None) -> dict:
     return cols
 
 
+def marker_lines(lam: float, panels: int) -> list[dict]:
+    """A dashed vertical line at lambda = `lam` across each of the first `panels` panels (layout shapes), so a
+    cached figure dict can be marked at a new lambda with ui.figures.patch(spec, {}, {"shapes": ...})."""
+    return [dict(type="line", x0=lam, x1=lam, y0=0, y1=1, xref=f"x{i if i > 1 else ''}",
+                 yref=f"y{i if i > 1 else ''} domain", line=dict(color=XT_COLOR, width=2, dash="dash"))
+            for i in range(1, panels + 1)]
+
+
 # --- figure 2: the loss weightings and where training looks --------------------------------------------------
 
 def lambda_range(schedule) -> tuple[float, float]:
@@ -166,7 +174,7 @@ def weight_curves(lam) -> dict:
     return {k: f(lam).numpy() for k, f in WEIGHTINGS.items()}
 
 
-def weights_figure(schedule, lam_now: float, selected: str | None = None, n: int = 161) -> go.Figure:
+def weights_figure(schedule, lam_now: float | None = None, selected: str | None = None, n: int = 161) -> go.Figure:
     """Top: each weighting w(lambda) (the weight on the eps error) on a log axis, `selected` drawn thicker. Below:
     the schedule's lambda density under uniform t, shaded. This section's lambda is marked on both."""
     lo, hi = lambda_range(schedule)
@@ -181,8 +189,8 @@ def weights_figure(schedule, lam_now: float, selected: str | None = None, n: int
                              name="λ in training (t uniform)", line=dict(color="#888888", width=1.5),
                              fillcolor="rgba(150,150,150,0.35)",
                              hovertemplate="λ = %{x:.2f}<br>density %{y:.3f}<extra></extra>"), row=2, col=1)
-    for row in (1, 2):
-        fig.add_vline(x=lam_now, line=dict(color=XT_COLOR, width=2, dash="dash"), row=row, col=1)
+    if lam_now is not None:
+        fig.update_layout(shapes=marker_lines(lam_now, 2))
     fig.update_xaxes(range=[hi, lo], gridcolor="#e5e5e5")
     fig.update_xaxes(title_text="log-SNR λ (noisier to the right)", row=2, col=1)
     fig.update_yaxes(title_text="w(λ) on the ε error", type="log", exponentformat="power", gridcolor="#e5e5e5",
@@ -251,8 +259,8 @@ def errors_figure(lams, floor: dict, errors: dict, lam_now: float | None = None)
                                      legendgroup=name, showlegend=j == 1, line=dict(color=color, width=3, dash=dash),
                                      marker=dict(size=6, color=color),
                                      hovertemplate=f"λ = %{{x:.2f}}<br>%{{y:.3g}}<extra>{name}</extra>"), row=1, col=j)
-        if lam_now is not None:
-            fig.add_vline(x=lam_now, line=dict(color=XT_COLOR, width=2, dash="dash"), row=1, col=j)
+    if lam_now is not None:
+        fig.update_layout(shapes=marker_lines(lam_now, 3))
     lo, hi = float(np.min(lams)), float(np.max(lams))
     fig.update_xaxes(range=[hi + 0.3, lo - 0.3], gridcolor="#e5e5e5")
     fig.update_xaxes(title_text="log-SNR λ (noisier to the right)", row=1, col=2)
