@@ -228,3 +228,31 @@ def test_three_targets_section_draws_the_numbers_and_follows_its_controls():
     assert len(got) == 3
     for tr, k in zip(got, three.TARGETS):
         assert np.allclose(decode(tr["x"]), lams) and np.allclose(decode(tr["y"]), want[k], rtol=1e-3, atol=0), k
+
+
+def test_three_targets_section_with_a_session_model_and_a_non_vp_schedule():
+    """A session's model (here an untrained energy head, whose eps comes from -grad E) gets its own error curves
+    beside the shipped model's; under rectified flow (alpha^2 + sigma^2 < 1 inside (0, 1)) the page says which
+    short forms do not hold, and the conversions still give back the draw."""
+    from apptest import charts
+    from diffusion.models import DiffusionModel
+    from diffusion.nets import MLP2D, MLPConfig
+
+    torch.manual_seed(0)
+    net = MLP2D(MLPConfig(width=16, depth=1, num_classes=2, scalar_out=True))
+    model = DiffusionModel(net, "energy", make_schedule("cosine"), 2).requires_grad_(False)
+    info = {"parameterization": "energy", "schedule": "cosine", "train": {"steps_done": 1}, "source": "session",
+            "id": "targets-test"}
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update(dataset="moons", schedule="flow", model="session")
+    at.session_state["trained"] = {"moons": (model, info)}
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception and not at.error
+    errors = next(f for f in charts(at) if [a["text"] for a in f["layout"].get("annotations", [])] == ["ε", "x₀", "v"])
+    names = [tr.get("name") for tr in errors["data"]]
+    assert names.count("shipped model") == 3 and names.count("trained in this session") == 3
+    text = " ".join(c.value for c in at.caption)
+    assert "is not variance-preserving" in text and "α² + σ² = 0.5" in text  # t = 0.5: 0.25 + 0.25
+    assert float(text.split("to within ")[1].split(" ")[0]) < 1e-12
+    assert list(at.table[-1].value.columns) == ["this draw", "ideal denoiser", "network", "|network − ideal|"]
