@@ -7,9 +7,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from diffusion.checkpoints import load_checkpoint
-from toy_data import get_dataset
+from toy_data import finite_set, get_dataset
 from ui import memorisation, memorisation_figures
 from ui.energy_maps import weights_fingerprint
 
@@ -182,3 +183,63 @@ def test_a_dataset_without_networks_shows_the_ideal_denoiser_and_says_so():
     assert any("shipped for" in i.value for i in at.info)
     table = at.table[0].value
     assert list(table["sampler"]) == [memorisation_figures.MEMO_NAMES["ideal"], memorisation_figures.MEMO_NAMES["true"]]
+
+
+def test_issue_targets_the_small_n_network_copies_and_the_large_n_one_is_as_far_as_fresh_data(moons_live):
+    small = memorisation.distances(moons_live, (SMALL,))[SMALL]
+    # Target: >= 90% of the N = 4 network's samples within 0.05 of a training point. A copy lies a Rayleigh(0.0067)
+    # distance from its point (the sampler's final noise), beyond 0.05 with probability exp(-0.05² / (2 x 0.0067²))
+    # ~ 1e-12, so the share counts copies; the binomial standard error of a share near 0.95 of 1,000 is 0.007.
+    assert (small["net"] < 0.05).mean() >= 0.9
+    assert (small["true"] < 0.05).mean() < 0.1  # fresh data are not near 4 points: the 0.05 bound has teeth
+    large = memorisation.distances(moons_live, (LARGE,))[LARGE]
+    # Target: at N = 2,000 the medians agree within 20%. Each 1,000-sample median has a relative standard error of
+    # 2-4% (median_se), so 20% is about 5 combined standard errors for a network whose samples are fresh data.
+    assert abs(np.median(large["net"]) / np.median(large["true"]) - 1) <= 0.2
+    assert np.median(large["ideal"]) < 0.5 * np.median(large["true"])  # copies would miss the 20% by far
+
+
+def test_the_user_training_sets_and_bad_n():
+    dist = get_dataset("moons")
+    points, labels = memorisation.user_training_set(dist, 16, own=False)
+    np.testing.assert_array_equal(points, memorisation_figures.training_set(dist, 16, memorisation.SEED)[0])
+    own = finite_set(torch.tensor([[0.0, 1.0], [1.0, 0.0], [-1.0, -1.0]]), torch.tensor([0, 1, 1]), ("a", "b"), 0.3)
+    points, labels = memorisation.user_training_set(own, None, own=True)  # page 8's points; N is their number
+    np.testing.assert_array_equal(points, own.means)
+    assert labels.tolist() == [0, 1, 1]
+    for bad in (1, 2001, 2.5, "many", None, True):
+        with pytest.raises(ValueError, match=r"training set size N must be a whole number in 2\.\.2000"):
+            memorisation.user_training_set(dist, bad, own=False)
+
+
+def test_one_training_set_is_sampled_as_the_shipped_ones_are(moons_nets, moons_live):
+    dist = get_dataset("moons")
+    points, labels = memorisation.user_training_set(dist, SMALL, own=False)
+    one = memorisation.compute_one(dist, points, labels, moons_nets[SMALL])
+    for key in (f"train_{SMALL}", f"ideal_{SMALL}", f"net_{SMALL}", "true"):
+        # the same noise, network and sampler in the same process: the same numbers up to float64 round-off
+        np.testing.assert_allclose(one[key], moons_live[key], atol=1e-9, err_msg=key)
+    table = memorisation.distance_table(memorisation.distances(one, (SMALL,))[SMALL])
+    assert list(table["sampler"]) == list(memorisation_figures.MEMO_NAMES.values())
+
+
+@pytest.mark.slow  # trains two tiny networks in a background thread (a few seconds)
+def test_a_user_job_trains_samples_and_stops():
+    from ui import memorisation_live
+
+    dist = get_dataset("moons")
+    points, labels = memorisation.user_training_set(dist, 8, own=False)
+    job = memorisation_live.MemoJob(dist, "moons", "moons", points, labels,
+                                    {**memorisation.USER_RECIPE, "steps": 30}).start()
+    job.join(120)
+    pr = job.progress()
+    assert (pr["state"], pr["step"], pr["total"], job.error) == ("done", 30, 30, "") and pr["seconds"] > 0
+    assert set(job.arrays) == {"train_8", "ideal_8", "net_8", "true"}
+    assert job.arrays["net_8"].shape == (memorisation.N_GEN, 2) and np.isfinite(job.arrays["net_8"]).all()
+    fig, spec, table = memorisation_live.job_view(job)
+    assert memorisation_live.job_view(job)[0] is fig and len(table) == 3  # built once
+    long = memorisation_live.MemoJob(dist, "moons", "moons", points, labels,
+                                     {**memorisation.USER_RECIPE, "steps": 100_000}).start()
+    long.request_stop()
+    long.join(60)
+    assert long.progress()["state"] == "stopped" and long.arrays is None and long.error == ""

@@ -267,3 +267,62 @@ def test_dsm_view_shows_the_average_settling_on_the_exact_score():
     exact = dist.score(torch.tensor([[-2.0, 1.0]], dtype=torch.float64), alpha, sigma)[0].numpy()
     arrow = fan_moved["data"][4]
     np.testing.assert_allclose([arrow["x"][1] + 2.0, arrow["y"][1] - 1.0], sigma**2 * exact, rtol=1e-9)
+
+
+def _train_own(at, steps: int = 40):
+    """Press the memorisation section's Train, wait for its job, and redraw: (job, its distance table)."""
+    from ui import memorisation_live
+
+    at.button(key="denoise.own_train").click().run()
+    assert not at.exception
+    job = at.session_state[memorisation_live.JOB]
+    assert job.recipe["steps"] == steps
+    job.join(120)
+    at.run()  # the job is done: the section redraws the page once, so it stops polling
+    assert not at.exception and job.progress()["state"] == "done", job.error
+    return job, at.table[1].value.set_index("sampler")["median distance to nearest"].astype(float)
+
+
+@pytest.mark.slow  # opens page 6 and trains a 40-step network through its control (10-20 s)
+def test_a_network_trained_on_your_own_n_is_shown_beside_the_ideal_denoiser(monkeypatch):
+    from ui import memorisation_live
+
+    monkeypatch.setattr(memorisation_live, "USER_RECIPE", {**memorisation.USER_RECIPE, "steps": 40})
+    at = open_page("pages/denoise.py", dataset="moons")
+    at.number_input(key="denoise.own_n").set_value(16).run()
+    job, row = _train_own(at)
+    assert job.n == 16
+    np.testing.assert_array_equal(job.arrays["train_16"], memorisation_figures.training_set(get_dataset("moons"),
+                                                                                           16, memorisation.SEED)[0])
+    names = memorisation_figures.MEMO_NAMES
+    d = memorisation.distances(job.arrays, (16,))[16]
+    for key in ("ideal", "net", "true"):  # the table shows the job's own distances (rounded to 3 decimals there)
+        assert row[names[key]] == pytest.approx(np.median(d[key]), abs=1e-12)
+    # the ideal denoiser's samples copy the 16 points (sampling's final noise: median 0.008); fresh data do not
+    assert row[names["ideal"]] < 0.015 and row[names["true"]] > 10 * row[names["ideal"]]
+    assert any("40 steps of 256 points" in c.value and "4,000 steps" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) >= 6  # the job's samples figure joined the page's
+    at.number_input(key="denoise.own_n").set_value(1).run()  # below the range: the widget itself clamps
+    assert not at.exception
+
+
+@pytest.mark.slow  # page 8, then page 6 with your points, training a 40-step network on them (10-20 s)
+def test_a_network_trained_on_your_points_from_page_8(monkeypatch):
+    from ui import memorisation_live
+
+    monkeypatch.setattr(memorisation_live, "USER_RECIPE", {**memorisation.USER_RECIPE, "steps": 40})
+    at = open_page("pages/your_data.py")
+    at.slider(key="yours.preset_n").set_value(30)
+    at.button(key="yours.load_preset").click().run()
+    at.button(key="yours.memorise").click().run()  # to page 6, with your points chosen in the sidebar
+    assert not at.exception and at.session_state["dataset"] == "yours"
+    at.switch_page("pages/denoise.py").run()  # AppTest stays on the page it was switched to: follow
+    assert not at.exception and not [w for w in at.number_input if w.key == "denoise.own_n"]
+    assert any("your 30 points" in m.value for m in at.markdown)
+    job, row = _train_own(at)
+    mixture = at.session_state["custom_dist"]
+    np.testing.assert_array_equal(job.arrays["train_30"], mixture.means.numpy())  # exactly your points
+    assert job.dataset == "yours" and job.n == 30
+    names = memorisation_figures.MEMO_NAMES
+    # fresh samples of the fitted mixture (each point blurred by h) lie about h from the points; copies do not
+    assert row[names["ideal"]] < 0.015 < 0.3 * float(mixture.stds[0]) < row[names["true"]]

@@ -191,14 +191,18 @@ def distance_table(d: dict):
 # on the 2-core machine (docs/memorisation.md) against 136-250 s. Trained less, a network fits its N points
 # less closely, so it copies them only at smaller N than the shipped networks do.
 USER_RECIPE = {**RECIPE, "steps": 1000, "batch": 256}
-USER_NS = (2, 2000)  # the N a user may ask for (the user's own points: as many as page 8 holds)
+USER_NS = (2, 2000)  # the N a user may ask for; the user's own points (page 8) count as many as they are
 
 
 def check_n(n) -> int:
     """N as an int, or ValueError naming the parameter and its range."""
     lo, hi = USER_NS
-    if isinstance(n, bool) or not float(n).is_integer() or not lo <= int(n) <= hi:
-        raise ValueError(f"training set size N must be a whole number in {lo}..{hi}; got {n}")
+    try:
+        ok = not isinstance(n, bool) and float(n).is_integer() and lo <= int(n) <= hi
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"training set size N must be a whole number in {lo}..{hi}; got {n!r}")
     return int(n)
 
 
