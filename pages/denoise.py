@@ -352,7 +352,7 @@ def _dsm_section():
         need_model(v)
     st.caption(dsm.caption(sigma))
     if data["rel_se1"] > 3:
-        st.caption(dsm.NEAR_PEAK)
+        st.caption(dsm.WIDE_FAN)
     downloads(LazyFigure(lambda: dsm.fan_figure(nx, pt, posterior.pick_grid() * scale, data, n, sigma, learned, v.t)),
               f"dsm-targets-{v.dataset}-t{v.t:.2f}", key="denoise.dl.dsm")
 

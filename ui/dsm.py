@@ -29,22 +29,25 @@ CURVE_POINTS = 60  # log-spaced n at which the convergence curve is drawn
 EXPLANATION = (
     "We want the network to match the score ∇log p_t, but nobody can hand it the score: we only have samples "
     "of the data. Denoising score matching uses each sample as it comes: noise a clean x₀ into x_t and ask for "
-    "the target (αx₀ − x_t)/σ² = −ε/σ, which points from x_t towards the clean point that made it. At one x_t "
-    "the targets disagree (thin arrows), because many clean points could have made x_t: the denoiser is not "
-    "one-to-one. A network trained with squared error on them can only learn their average, and that average "
-    "is exactly the score, so matching noisy targets matches the score.")
+    "the target (αx₀ − x_t)/σ² = −ε/σ, which points from x_t towards αx₀, the clean point that made it scaled "
+    "by α. At one x_t the targets disagree (thin arrows), because many clean points could have made x_t: the "
+    "denoiser is not one-to-one. A network trained with squared error on them can only learn their average, and "
+    "that average is exactly the score, so matching noisy targets matches the score.")
 IDENTITY = (r"\nabla_{x_t}\log p_t(x_t) = \mathbb{E}_{x_0 \sim p(x_0 \mid x_t)}\!\left[\frac{\alpha_t x_0 - x_t}"
             r"{\sigma_t^2}\right] \qquad \text{(Tweedie; Vincent 2011)}")
-NEAR_PEAK = ("Here x_t sits near a peak of p_t, where the score is short beside the spread of the targets, so the "
-             "relative errors are large: move x_t off the data to see the average settle.")
+WIDE_FAN = ("Here one target strays from the score by more than three times the score's own length: x_t sits near "
+            "a peak of p_t, where the score is short, or the noise is so low that the targets spread like 1/σ while "
+            "the score does not. The average still settles on the score, but slowly, as 1/√n.")
 
 
 def caption(sigma: float) -> str:
     """What the fan figure draws, in words."""
     return (f"Every arrow is drawn at σ² = {sigma**2:.3g} times its length, so each thin arrow ends at αx₀ (dot), "
-            "the clean point it was made from, and the score's at αE[x₀ | x_t]. The x₀ are drawn from the exact "
-            "posterior p(x₀ | x_t), the clean points that training meets at this x_t (seed 0); n = 1 to 4,096 are "
-            "the first n of one draw, so the average settles as n grows, by about 1/√n (dashed line).")
+            "α times the clean point it was made from, and the score's at αE[x₀ | x_t]. The x₀ are drawn from the "
+            "exact posterior p(x₀ | x_t), the clean points that training meets at this x_t (seed 0); n = 1 to 4,096 "
+            "are the first n of one draw, so the average settles as n grows, by about 1/√n (dashed line). Where "
+            "the dotted line crosses the curve, the network is as close to the score as an average of that many "
+            "targets.")
 
 
 def posterior_draws(dist, alpha: float, sigma: float, xt, label=None, n: int = N_MAX, seed: int = 0) -> np.ndarray:
@@ -162,15 +165,18 @@ def fan_figure(xs, p_t, grid, data: dict, n: int, sigma: float, learned=None, t:
     dots), their average (bold), the exact score and the network's score, all at sigma^2 times their length."""
     fig = go.Figure()
     fig.add_trace(go.Heatmap(colorscale=DENSITY_SCALE, showscale=False, hoverinfo="skip", zsmooth="best"))
-    fig.add_trace(go.Scatter(mode="markers", name="click to choose x_t", marker=dict(size=7, color="rgba(0,114,178,0.13)"),
+    fig.add_trace(go.Scatter(mode="markers", name="click to choose x_t",
+                             marker=dict(size=7, color="rgba(0,114,178,0.13)"),
                              hovertemplate="x_t = (%{x:.2f}, %{y:.2f})<extra>click</extra>", showlegend=False))
-    fig.add_trace(go.Scatter(mode="lines", showlegend=True, name="targets (α x₀ − x_t)/σ²", line=dict(color=TARGET_COLOR, width=1),
+    fig.add_trace(go.Scatter(mode="lines", showlegend=True, name="targets (α x₀ − x_t)/σ²",
+                             line=dict(color=TARGET_COLOR, width=1),
                              hoverinfo="skip", connectgaps=False))
     fig.add_trace(go.Scatter(mode="markers", name="α x₀, x₀ ~ p(x₀ | x_t)", hoverinfo="skip",
                              marker=dict(size=4, color=TARGET_COLOR, opacity=0.6)))
     fig.add_trace(go.Scatter(mode="lines", showlegend=True, name="exact score ∇log p_t(x_t)", hoverinfo="skip",
                              line=dict(color=EXACT_COLOR, width=9), opacity=0.55))
-    fig.add_trace(go.Scatter(mode="lines", showlegend=True, name="average", hoverinfo="skip", line=dict(color=TARGET_COLOR, width=4)))
+    fig.add_trace(go.Scatter(mode="lines", showlegend=True, name="average", hoverinfo="skip",
+                             line=dict(color=TARGET_COLOR, width=4)))
     fig.add_trace(go.Scatter(mode="lines", name="network's score s_θ(x_t)", hoverinfo="skip",
                              line=dict(color=LEARNED_COLOR, width=3, dash="dot")))
     fig.add_trace(go.Scatter(mode="markers", name="x_t", hoverinfo="skip",
@@ -192,10 +198,11 @@ def curve_values(data: dict, n: int, learned_error: float | None = None) -> list
     """The per-trace data of `curve_figure` (its four traces): what changes with x_t and n."""
     cn = data["curve_n"]
     ends = [1, int(cn[-1])]
+    net = ([], []) if learned_error is None else (ends, [learned_error] * 2)
     return [{"x": cn, "y": data["curve_error"]},
             {"x": ends, "y": [data["rel_se1"] / np.sqrt(m) for m in ends]},
             {"x": [n], "y": [float(data["rel_error"][n - 1])]},
-            {"x": ends if learned_error is not None else [], "y": [learned_error] * 2 if learned_error is not None else [],
+            {"x": net[0], "y": net[1],
              "showlegend": learned_error is not None}]
 
 
@@ -203,9 +210,11 @@ def curve_figure(data: dict, n: int, learned_error: float | None = None, height:
     """log-log: the relative error of the average of the first n targets against n, the standard error
     rel_se1 / sqrt(n) (the average's rms error, from the exact posterior), and the network's error as a level."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(mode="lines", showlegend=True, name="|average − exact| / |exact|", line=dict(color=TARGET_COLOR, width=3),
+    fig.add_trace(go.Scatter(mode="lines", showlegend=True, name="|average − exact| / |exact|",
+                             line=dict(color=TARGET_COLOR, width=3),
                              hovertemplate="n = %{x}: %{y:.3g}<extra></extra>"))
-    fig.add_trace(go.Scatter(mode="lines", showlegend=True, name="standard error ∝ 1/√n", line=dict(color="#7a7a7a", width=2, dash="dash"),
+    fig.add_trace(go.Scatter(mode="lines", showlegend=True, name="standard error ∝ 1/√n",
+                             line=dict(color="#7a7a7a", width=2, dash="dash"),
                              hoverinfo="skip"))
     fig.add_trace(go.Scatter(mode="markers", name="targets drawn", hovertemplate="n = %{x}: %{y:.3g}<extra></extra>",
                              marker=dict(size=14, color=TARGET_COLOR, line=dict(width=2, color="white"))))
