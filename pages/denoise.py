@@ -341,18 +341,18 @@ def _dsm_section():
                       config={"displayModeBar": False})
     right.plotly_chart(SpecFigure(patch(curve_base, dict(enumerate(dsm.curve_values(data, n, net_error))))),
                        width="stretch", theme=None, key="denoise.dsm.curve")
-    cols = st.columns(3)
-    cols[0].metric("Average of the targets vs exact", f"{data['rel_error'][n - 1]:.2%}",
+    cols, pct = st.columns(3), (lambda x: f"{x:.2%}") if dsm.relative_defined(data) else (lambda x: "—")
+    cols[0].metric("Average of the targets vs exact", pct(data["rel_error"][n - 1]),
                    help=f"|average of {n:,} − ∇log p_t(x_t)| / |∇log p_t(x_t)|")
-    cols[1].metric("Standard error", f"{data['rel_se1'] / np.sqrt(n):.2%}", help="sqrt(trace Cov[target | x_t] / n) "
+    cols[1].metric("Standard error", pct(data["rel_se1"] / np.sqrt(n)), help="sqrt(trace Cov[target | x_t] / n) "
                    "/ |∇log p_t(x_t)|, exact from the posterior: the average's typical relative error.")
     if net_error is not None:
-        cols[2].metric("Network vs exact", f"{net_error:.2%}", help="|s_θ(x_t) − ∇log p_t(x_t)| / |∇log p_t(x_t)|")
+        cols[2].metric("Network vs exact", pct(net_error), help="|s_θ(x_t) − ∇log p_t(x_t)| / |∇log p_t(x_t)|")
     else:
         need_model(v)
     st.caption(dsm.caption(sigma))
     if data["rel_se1"] > 3:
-        st.caption(dsm.WIDE_FAN)
+        st.caption(dsm.WIDE_FAN if dsm.relative_defined(data) else dsm.ZERO_SCORE)
     downloads(LazyFigure(lambda: dsm.fan_figure(nx, pt, posterior.pick_grid() * scale, data, n, sigma, learned, v.t)),
               f"dsm-targets-{v.dataset}-t{v.t:.2f}", key="denoise.dl.dsm")
 

@@ -131,3 +131,18 @@ def test_bad_number_of_targets_is_a_clear_error():
     for bad in (0, -3, 2.5, True, 2_000_000):
         with pytest.raises(ValueError, match=r"number of targets must be an integer in \[1, 1000000\]"):
             dsm.posterior_draws(dist, 0.8, 0.6, (0.0, 0.0), n=bad)
+
+
+def test_a_zero_score_still_is_the_average_and_relative_errors_are_marked_undefined():
+    """At the centre of the 8 Gaussians the score is zero by symmetry (to round-off): relative errors are undefined
+    (the page shows a dash) and stay finite, and the average of 4,096 targets is within Z standard errors of zero,
+    the standard error taken from the targets' spread."""
+    dist = get_dataset("8gaussians")
+    alpha, sigma = _level(0.5)
+    data = dsm.fan(dist, alpha, sigma, (0.0, 0.0))
+    assert np.linalg.norm(data["exact"]) < 1e-12 and not dsm.relative_defined(data)
+    assert np.isfinite(data["rel_error"]).all() and np.isfinite(dsm.relative_error(np.ones(2), data["exact"]))
+    targets = data["targets"]
+    se = np.sqrt(np.trace(np.cov(targets.T)) / len(targets))
+    assert np.linalg.norm(targets.mean(0) - data["exact"]) < Z * se
+    assert dsm.relative_defined(dsm.fan(dist, alpha, sigma, (0.5, 0.0)))

@@ -39,6 +39,9 @@ WIDE_FAN = ("Here one target strays from the score by more than three times the 
             "a peak of p_t, where the score is short, or the noise is so low that the targets spread like 1/σ while "
             "the score does not. The average still settles on the score, but slowly, as 1/√n.")
 
+ZERO_SCORE = ("The score is zero at this x_t (p_t is flat here, as at a centre of symmetry), so errors relative to it "
+              "are undefined (—). The targets still average to it, with an error that falls as 1/√n.")
+
 
 def caption(sigma: float) -> str:
     """What the fan figure draws, in words."""
@@ -93,7 +96,7 @@ def fan(dist, alpha: float, sigma: float, xt, label=None, n: int = N_MAX, seed: 
     targets = dsm_targets(x0, xt, alpha, sigma)
     running = np.cumsum(targets, 0) / np.arange(1, n + 1)[:, None]
     exact = dist.score(torch.tensor(xt[None]), alpha, sigma, label)[0].numpy()
-    norm = float(np.linalg.norm(exact))
+    norm = max(float(np.linalg.norm(exact)), np.finfo(float).tiny)  # a zero score: see relative_defined
     rel_error = np.linalg.norm(running - exact, axis=1) / norm
     curve_n = np.unique(np.round(np.logspace(0, np.log10(n), CURVE_POINTS)).astype(int))
     return {"xt": xt, "x0": x0, "targets": targets, "running": running, "exact": exact, "norm": norm,
@@ -115,10 +118,17 @@ def base_dicts() -> tuple[dict, dict]:
             curve_figure(data, 1, 1.0).to_dict())
 
 
+def relative_defined(data: dict) -> bool:
+    """False where the score is zero beside one target's spread (below a millionth of it; round-off is about 1e-16 of
+    it), so that errors relative to the score mean nothing."""
+    return data["rel_se1"] < 1e6
+
+
 def relative_error(vector, exact) -> float:
     """|vector - exact| / |exact|."""
     exact = np.asarray(exact, dtype=np.float64)
-    return float(np.linalg.norm(np.asarray(vector, dtype=np.float64) - exact) / np.linalg.norm(exact))
+    norm = max(float(np.linalg.norm(exact)), np.finfo(float).tiny)
+    return float(np.linalg.norm(np.asarray(vector, dtype=np.float64) - exact) / norm)
 
 
 # --- the fan: targets, their average, the exact and the learned score at x_t ----------------------------------
