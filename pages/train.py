@@ -8,6 +8,7 @@ from ui import models as model_store
 from ui.figures import density_grid
 from ui.page import downloads, show_source
 from ui.state import DATASET_NAMES, SCHEDULE_NAMES, request, view
+from ui.live_metrics import FINAL_POINTS, LIVE_POINTS, LIVE_STEPS, SHARE, kl_text
 from ui.training import (BATCH_CHOICES, DEFAULTS, LR_CHOICES, MAX_CONCURRENT, PARAM_NAMES, STEPS_RANGE,
                          WEIGHTING_NAMES, TrainingJob, eta_text, exact_points, loss_figure,
                          make_config, samples_figure, snapshot_samples)
@@ -42,7 +43,7 @@ def _before(data_key: str, _dist):
 
 @st.cache_resource(show_spinner=False)
 def _empty_loss(total: int):
-    return loss_figure([], [], total)
+    return loss_figure([], [], total, kl=[])
 
 
 def _collect(job) -> bool:
@@ -157,7 +158,7 @@ def monitor():
         if r.steps_done:
             st.success(f"The model trained on **{name}** now serves every page in this session "
                        "(sidebar, *Model*: **session**).")
-            m1, m2, m3, m4 = st.columns(4)
+            m1, m2, m3, m4, m5 = st.columns(5)
             m1.metric("Training time", f"{r.seconds:.1f} s")
             m2.metric("Steps", f"{r.steps_done:,}")
             m3.metric("ED ratio", f"{job.ed_ratio:.2f}",
@@ -168,15 +169,20 @@ def monitor():
                            "grows in proportion to the number of points: it says the samples are clearly "
                            "elsewhere, not how far (look at the samples below; page 7, Reverse sampling, shows "
                            "the scatter of exact samples beside its ratios).")
-            m4.metric("Final loss", f"{sum(r.losses[-100:]) / len(r.losses[-100:]):.4f}",
+            if job.kl_final is not None:
+                m4.metric("KL(p_data ‖ p_θ)", f"{job.kl_final[0]:.3f} ± {job.kl_final[1]:.3f}",
+                          help=f"nats, on {FINAL_POINTS:,} held-out true points: the figure `python -m "
+                               "diffusion.evaluate` reports as kl_gap_nats (its ODE uses more steps; see below)")
+            m5.metric("Final loss", f"{sum(r.losses[-100:]) / len(r.losses[-100:]):.4f}",
                       help="mean over the last 100 steps")
     left, right = st.columns([2, 3])
     snap = pr["snapshot"]
-    fkey = (id(job), step, None if snap is None else snap[0], state, len(pr["losses"]))
+    fkey = (id(job), step, None if snap is None else snap[0], state, len(pr["losses"]), len(pr["kl"]),
+            pr["kl_final"])
     cached = st.session_state.get("_train_figs")
     if cached is None or cached[0] != fkey:  # build the figures only when something changed
         title = "Learned (not yet sampled)" if snap is None else f"Learned, step {snap[0]:,}"
-        cached = (fkey, loss_figure(pr["steps"], pr["losses"], total),
+        cached = (fkey, loss_figure(pr["steps"], pr["losses"], total, kl=pr["kl"], kl_final=pr["kl_final"]),
                   samples_figure(job.dist, job.exact_x, job.exact_y, None if snap is None else snap[1], title,
                                  density=_density(job.data_key, job.dist)))
         st.session_state["_train_figs"] = cached
@@ -187,7 +193,8 @@ def monitor():
         st.plotly_chart(fig_samples, width="stretch", theme=None, key="train.samples_chart")
     st.caption(f"{name}. Left of the pair: 300 true points over the exact density. Right: 300 samples of the "
                f"current EMA model (Heun, 15 steps, always from the same starting noise), each asked for the class "
-               f"its colour shows, redrawn every {job.snapshot_every} training steps.")
+               f"its colour shows, redrawn every {job.snapshot_every} training steps. Below the loss: "
+               f"KL(p_data ‖ p_θ) of the EMA model, ± one standard error. {kl_text(pr['kl'], pr['kl_final'])}")
     if not job.active:
         st.caption("The loss curve:")
         downloads(fig_loss, "training loss", key="train.dl_loss")
@@ -196,6 +203,29 @@ def monitor():
 
 
 monitor()
+
+st.subheader("The divergence we cannot train on")
+st.markdown(
+    f"""
+Below the loss, the page draws the quantity we would *like* to minimise: the KL divergence from the data to the
+model, the average over true points of how much less likely the model finds them than the data does. It can be
+drawn here because both terms are known: $\\log p_\\text{{data}}$ exactly, since the toy data is a known
+mixture, and $\\log p_\\theta$ by following each of {LIVE_POINTS} fixed held-out points along the probability-flow
+ODE to pure noise ({LIVE_STEPS} Heun steps) and adding up how much the flow stretches space on the way. The estimates
+run in the training thread, only while they take less than {SHARE:.0%} of the time spent training. When
+training ends the same is measured on {FINAL_POINTS:,} held-out points.
+
+Training on it directly is another matter. Its first term does not depend on $\\theta$, so minimising it is
+maximising $\\mathbb E\\,\\log p_\\theta(x)$, which needs a *normalised* $p_\\theta$ for every training
+point: either the normaliser $Z_\\theta$ of an energy (page 2: hopeless beyond a few dimensions) or a whole ODE
+solve with the divergence of the network, differentiated through, per point and per step. For a 28x28 image that
+divergence alone is 784 backward passes (or a noisy estimate of it). And for real data
+$\\log p_\\text{{data}}$ is unknown, so even the curve can only be drawn for toy data. The denoising loss above
+asks for one network call per point and needs neither.
+"""
+)
+st.latex(r"\mathrm{KL}(p_\text{data} \,\|\, p_\theta) = \mathbb{E}_{x \sim p_\text{data}}"
+         r"\big[\log p_\text{data}(x) - \log p_\theta(x)\big]")
 
 # --- three targets, one prediction ------------------------------------------------------------------------------
 TARGETS_T, TARGETS_DRAW = "train.targets_t", "train.targets_draw"

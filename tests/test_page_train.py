@@ -77,7 +77,7 @@ def test_train_short_run_serves_the_sidebar():
     figs = [pio.from_json(c.proto.spec) for c in at.get("plotly_chart")]
     loss = next(f for f in figs if f.layout.title.text == "Training loss")
     assert loss.layout.yaxis.type == "log" and list(_arr(loss.data[0].x)) == list(range(1, 31))
-    samples = next(f for f in figs if f.layout.annotations)
+    samples = next(f for f in figs if f is not loss and f.layout.annotations)
     assert [a.text for a in samples.layout.annotations] == ["Exact", "Learned, step 30"]
     learned = [t for t in samples.data if t.type == "scattergl" and t.xaxis == "x2"]
     assert sum(len(_arr(t.x)) for t in learned) == 300  # the EMA model's samples

@@ -4,8 +4,8 @@
 log p_data is exact (the data is a known Gaussian mixture) and log p_theta comes from the probability-flow ODE
 (diffusion.evaluate.kl_gaps, the estimator of `python -m diffusion.evaluate`). A live estimate uses the first
 LIVE_POINTS of the held-out points and LIVE_STEPS Heun steps; the final one all FINAL_POINTS. Live estimates run
-in the training thread only while their total time stays under SHARE of the time spent training, so they slow
-training by at most that share, however fast or slow the machine is.
+in the training thread: one at step 1, and each later one only once the training since the previous estimate has
+taken 1/SHARE times its expected cost, so that on a steady machine they slow training by about SHARE.
 
 `LogZHistory` records, for an energy head, log Z_theta(t) = log of the integral of exp(-E_theta(x, t)) over the
 plot box at a few t while it trains (diffusion.likelihood.log_z_grid): training fixes only the slope of E_theta,
@@ -42,7 +42,8 @@ class LiveKL:
         self.curve: list[tuple[int, float, float]] = []  # (step, estimate, standard error)
         self.final: tuple[float, float] | None = None
         self.seconds = 0.0  # spent on live estimates
-        self._last = 0.0  # the last estimate's duration: the cost expected of the next
+        self._at = 0.0  # the training time of the last estimate
+        self._costs: list[float] = []  # each live estimate's duration
 
     def measure(self, model, n: int | None = None) -> tuple[float, float]:
         """(KL estimate in nats, its standard error) on the first n held-out points (all of them by default)."""
@@ -51,8 +52,16 @@ class LiveKL:
         return gaps.mean().item(), gaps.std().item() / n ** 0.5
 
     def due(self, train_seconds: float) -> bool:
-        """True when one more live estimate keeps their total within `share` of `train_seconds`."""
-        return self.seconds + self._last <= self.share * train_seconds
+        """True for the first estimate, and then once the training since the last one has paid for the next (its
+        cost forecast as the larger of the last and the mean cost, divided by `share`) and the total stays within
+        `share` of `train_seconds`: estimates spread evenly over the run, never bunched."""
+        if not self.curve:
+            return True
+        if self.share <= 0:
+            return False
+        forecast = max(self._costs[-1], self.seconds / len(self._costs))
+        return (train_seconds - self._at >= forecast / self.share
+                and self.seconds + forecast <= self.share * train_seconds)
 
     def update(self, step: int, model, train_seconds: float) -> bool:
         """A live estimate at `step` if the budget allows one (`model`: a callable returning the model, asked only
@@ -61,8 +70,9 @@ class LiveKL:
             return False
         start = time.perf_counter()
         self.curve.append((int(step), *self.measure(model(), self.live_points)))
-        self._last = time.perf_counter() - start
-        self.seconds += self._last
+        self._costs.append(time.perf_counter() - start)
+        self.seconds += self._costs[-1]
+        self._at = train_seconds
         return True
 
     def finish(self, model) -> tuple[float, float]:
