@@ -40,10 +40,11 @@ def test_exact_beside_learned_then_the_controls_change_what_is_shown(page):
     assert float(m["ED ratio, exact"]) > 0 and float(m["ED ratio, learned"]) > 0 and m["Model evaluations"] == "8"
     lo, hi = (float(v) for v in m["Fresh exact samples"].split(" to "))  # the spread of a perfect sampler
     assert 0.1 < lo < 1 < hi < 5
-    band = [tr for tr in _charts(at)[1]["data"] if "fresh exact samples" in tr.get("name", "")]
+    band = [tr for c in _charts(at) for tr in c["data"] if "fresh exact samples" in tr.get("name", "")]
     assert len(band) == 1 and min(band[0]["y"]) == pytest.approx(lo, abs=0.005)
     assert any(f"read {lo:.2f} to {hi:.2f}" in c.value for c in at.caption)
     assert not any(h.value == "What guidance does" for h in at.header)  # no label, no guidance section
+    _check_composed_section(at)
 
     at.radio(key="reverse.model").set_value("Exact oracle only").run()
     assert not at.exception
@@ -68,6 +69,25 @@ def test_exact_beside_learned_then_the_controls_change_what_is_shown(page):
     at.sidebar.selectbox(key="label").select(at.sidebar.selectbox(key="label").options[1]).run()
     assert not at.exception
     assert any("label" in h.value for h in at.subheader) and _metrics(at)["ED ratio, exact"] != ed_before
+
+
+def _check_composed_section(at):
+    """The composed prompt's section, at its defaults on 8gaussians: E (2) AND NOT NE (1)."""
+    assert any(h.value == "A composed prompt: a AND NOT b" for h in at.header)
+    fig = next(c for c in _charts(at) if any("composed target" in tr.get("name", "") for tr in c["data"]))
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["Exact samples of the target",
+                                                                 "Exact: composed samples", "Learned: composed samples"]
+    table = at.dataframe[0].value
+    assert list(table["cloud"]) == ["exact sample of the composed target", "exact sample of p(x | E)",
+                                    "Exact, composed ODE", "Exact, composed SDE",
+                                    "Learned, composed ODE", "Learned, composed SDE"]
+    ratio = table["ED ratio to the composed target"].map(lambda r: float(r.replace(",", "")))
+    assert ratio[0] < 3 < 20 < ratio[1]  # an exact sample reads as exact; p(x | E) is not the target
+    assert any("cells" in c.value and "wide" in c.value for c in at.caption)  # the exact sampler's cell size
+    at.selectbox(key="reverse.not").select("E").run()  # the same label twice: a message, not a traceback
+    assert not at.exception and any("two different labels" in i.value for i in at.info)
+    at.selectbox(key="reverse.not").select("NE").run()
+    assert not at.exception and len(at.dataframe) == 1
 
 
 def test_run_and_frames_are_the_trajectory():
@@ -144,7 +164,17 @@ def test_guidance_section_shows_the_tilted_density_and_numbers_only_when_guiding
     assert any("which guidance does not sample" in c.value for c in at.caption)
     assert not any("purer" in c.value or "more typical" in c.value for c in at.caption)
 
+    # The section's own w reruns the section alone; less guidance, a mean nearer p(x | E)'s 1.41 (its standard
+    # error is 0.002 at 2,000 points).
+    at.slider(key="reverse.gw").set_value(1.0).run()
+    assert not at.exception and not at.warning
+    ode_w1 = float(at.dataframe[0].value["mean (x₁, x₂)"][2].strip("()").split(",")[0])
+    assert 1.41 < ode_w1 < ode_mean - 0.05
+    at.sidebar.slider(key="w").set_value(2.0).run()  # the sidebar's w moves: the section's follows it
+    assert not at.exception and at.slider(key="reverse.gw").value == 2.0
+
     at.sidebar.slider(key="w").set_value(0.0).run()
     assert not at.exception
-    assert not any(h.value == "What guidance does" for h in at.header) and len(at.dataframe) == 0
+    assert not any(h.value == "What guidance does" for h in at.header)
+    assert not any("guided" in c for t in at.dataframe for c in t.value["cloud"])
     assert not any("tilted" in tr.get("name", "") for c in _charts(at) for tr in c["data"])
