@@ -144,6 +144,10 @@ else:
                "sampler). With w = 0 the guided field is the conditional one; larger w pushes harder away from "
                "the other labels' regions. Arrows: σ·score, as above.")
     downloads(fig_g, "guided-score", key="score.dl_guided")
+    st.caption("Where guided samples end (neither p(x | label) nor the tilted density), and a composed prompt "
+               "(label a AND NOT label b) beside exact samples of its target, are on page 7, sections *What guidance "
+               "does* and *A composed prompt*.")
+    st.page_link("pages/reverse.py")
 
 show_source(score.field_frames, score.exact_scaled_score, score.learned_scaled_score, score.relative_error,
             score.guided_scaled_score, guided, score.score_animation, at_frame)

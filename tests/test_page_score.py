@@ -143,6 +143,8 @@ def test_page_runs_and_its_widgets_change_what_is_shown():
     assert not at.exception
     after = _specs(at)[2]
     assert after != guided_before and "w = 4" in json.dumps(after["layout"]["annotations"])
+    assert any("A composed prompt" in c.value for c in at.caption)  # page 7 holds the composed prompt's view
+    assert [p.page for p in at.get("page_link")][-1:] == ["reverse"]  # a link to page 7
     start = time.perf_counter()
     at.sidebar.slider(key="t").set_value(0.71).run()  # same frame, cached field: a cheap rerun
     assert 1000 * (time.perf_counter() - start) < CACHED_RERUN_MS
