@@ -5,16 +5,19 @@ import math
 import numpy as np
 import streamlit as st
 
-from diffusion.likelihood import energy_via_ode, ode_log_likelihood
-from diffusion.models import is_energy_head, network_parameterization
+from diffusion.likelihood import energy_via_ode, log_z_grid, ode_log_likelihood
+from diffusion.models import is_energy_head, network_parameterization, reschedule
 from diffusion.schedules import make_schedule
-from ui import energy_maps
+from toy_data.chain_rule import chain_rule_sample, conditional_log_prob
+from ui import energy_head, energy_maps
+from ui import models as model_store
+from ui.autoregressive import A_RANGE, N_RATIO, at_a, chain_rule_figure, chain_rule_samples, curves
 from ui.energy import (constant_figure, convergence_figure, cost_figure, cost_story, energy_cap, energy_heatmaps,
                        energy_surfaces, exact_energy, exact_z_convergence, finite_difference_score, format_z,
-                       grid_log_z, learned_energy, partition_function, points_needed, raw_energy, raw_energy_figure)
-from ui.figures import view_half_width
+                       grid_log_z, learned_energy, partition_function, points_needed)
+from ui.figures import LazyFigure, SpecFigure, figure_dict, view_half_width
 from ui.page import downloads, need_model, show_source
-from ui.state import bound, view
+from ui.state import DATASET_NAMES, bound, view
 from ui.training import PARAM_NAMES
 from ui.workers import offload
 
@@ -62,16 +65,6 @@ def _exact(data_key: str, spec: str, label, t: float, n: int, half: float, _dist
 def _learned(model_key: str, spec: str, label, t: float, n: int, half: float, steps: int, device: str, _model):
     """`model_key` and `spec` name `_model` (the learned model under that schedule)."""
     return offload(learned_energy, _model, t, label, n, half, steps, on=device)
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _raw(model_key: str, spec: str, label, t: float, n: int, half: float, _model):
-    return raw_energy(_model, t, label, n, half)
-
-
-@st.cache_resource(show_spinner=False, max_entries=64)
-def _raw_figure(model_key: str, spec: str, label, t: float, _xs, _E, log_z: float, _xs_exact, _E_exact):
-    return raw_energy_figure(_xs, _E, log_z, _E_exact, _xs_exact)
 
 
 @st.cache_resource(show_spinner=False)
@@ -184,27 +177,6 @@ st.caption(
     + how_learned)
 st.latex(r"\log p_t(x) = \log p_1(x_1) + \int_t^1 \nabla\!\cdot v_\theta(x_s, s)\, ds")
 
-if model is not None and is_energy_head(model):
-    st.subheader("The network's own energy E_θ, and its Z_θ")
-    st.markdown(
-        "This model is an **energy head**: for each point the network outputs one number $E_\\theta(x, t)$, "
-        "and its score is $-\\nabla_x E_\\theta$. Training only ever sees that slope, so adding any constant "
-        "to $E_\\theta$ changes nothing the model does: its level is arbitrary, and so is its normaliser "
-        "$Z_\\theta(t)$. Only $E_\\theta + \\log Z_\\theta$ is a $-\\log$ density. Here $Z_\\theta$ "
-        "is summed on the grid, which two dimensions allow.")
-    st.latex(r"p_\theta(x \mid t) = \frac{e^{-E_\theta(x,\,t)}}{Z_\theta(t)}, \qquad "
-             r"Z_\theta(t) = \int e^{-E_\theta(x,\,t)}\,dx")
-    xr, Er, log_zr = _raw(v.model_key, spec, v.label, t_map, LEARNED_GRID, half_map, model)
-    r1, r2 = st.columns([1, 2])
-    r1.metric("log Z_θ at this t", f"{log_zr:.2f}",
-              help="log of the sum of e^−E_θ over the grid times the cell area; a different run of training would "
-                   "give a different number, with the same score")
-    r1.metric("Lowest raw E_θ", f"{float(Er.min()):.2f}", help="what the network outputs, before any normalising")
-    with r2:
-        st.plotly_chart(_raw_figure(v.model_key, spec, v.label, t_map, xr, Er, log_zr, xs, E), width="stretch", theme=None)
-    st.caption("Left: E_θ as the network outputs it (its own colour range). Right: E_θ + log Z_θ, now a −log "
-               "density, on the exact map's colour range.")
-
 st.plotly_chart(fig_surface, width="stretch", theme=None)
 st.caption("The same landscape in 3-D (drag to turn it). Samples roll downhill into the valleys.")
 downloads(fig_heat, "energy-heatmaps", key="energy.dl_heat")
@@ -313,5 +285,112 @@ k3.metric("Score at (0.5, 0.5) from E + c", f"({score_of_e_plus_c[0]:+.4f}, {sco
 st.caption("Both panels share one picture; only the colour bar's numbers move by c. The white arrows are "
            "−∇E computed separately from each panel's own numbers, and they coincide.")
 
+# --- the network's own energy ------------------------------------------------------------------------
+st.subheader("The network's own energy E_θ, and its Z_θ")
+heads = energy_head.shipped_datasets()
+shipped_h, shipped_info = energy_head.shipped_head(v.dataset) if v.dataset in heads else (None, {})
+if shipped_info.get("error"):
+    st.warning(f"The shipped energy head cannot be used: {shipped_info['error']}.")
+session = model_store.get(v.dataset, "session") if model_store.has_session(v.dataset) else None
+choices = (["shipped"] if shipped_h is not None else []) + (["session"] if is_energy_head(session) else [])
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _head(head_key: str, spec: str, data_key: str, label, t: float, half: float, _model, _dist, _history, _xs, _E):
+    """(numbers, raw E figure, log Z figure) of an energy head at t. `head_key` and `spec` name `_model` (the head
+    under that schedule) and `_history` (its log Z record); `data_key` names `_dist` and, with spec, label, t and
+    half, the exact map `_xs, _E`."""
+    a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
+    numbers = energy_head.head_numbers(_model, _dist, a, s, t, label, LEARNED_GRID, half)
+    return (numbers, *energy_head.head_figures(numbers, t, _history, _xs, _E))
+
+
+if not choices:
+    st.info("An energy head is a network that outputs the energy E_θ(x, t) itself. One is shipped for "
+            + ", ".join(DATASET_NAMES[d] for d in heads) + "; pick one of those datasets in the sidebar, or train "
+            "one for this dataset on page 5 (Train) with “Network predicts: energy”.")
+else:
+    which = bound(st.radio, "Energy head", choices, key="energy.head", horizontal=True,
+                  help="shipped: checkpoints/energy/; session: the energy head you trained on page 5")
+    head, head_info = (shipped_h, shipped_info) if which == "shipped" else (session, model_store.info(v.dataset,
+                                                                                                      "session"))
+    head_key = f"{which}:{v.data_key}:{head_info.get('id', '')}"
+    history = energy_head.history_of(head_info)
+    st.markdown(
+        "An **energy head** outputs one number $E_\\theta(x, t)$ per point, and its score is $-\\nabla_x "
+        "E_\\theta$. Training only ever sees that slope, so the level of $E_\\theta$ is whatever the weights "
+        "happen to give, and so is its normaliser $Z_\\theta(t)$, summed here on the grid. $Z_\\theta$ is one "
+        "number for each t: it depends on the weights θ, not on x, and it moves as they change during "
+        "training (bottom right). The sampler never needs it: it follows $-\\nabla_x E_\\theta$, where $Z_\\theta$ "
+        "has gone.")
+    st.latex(r"p_\theta(x \mid t) = \frac{e^{-E_\theta(x,\,t)}}{Z_\theta(t)}, \qquad "
+             r"Z_\theta(t) = \int e^{-E_\theta(x,\,t)}\,dx, \qquad s_\theta = -\nabla_x E_\theta")
+    numbers, fig_raw, fig_z = _head(head_key, spec, v.data_key, v.label, t_map, half_map,
+                                    reschedule(head, v.schedule), v.dist, history, xs, E)
+    conv_h, n_top = numbers["convergence"], max(numbers["convergence"])
+    h1, h2, h3, h4 = st.columns(4)
+    h1.metric(f"log Z_θ at t = {t_map:.2f}", f"{numbers['log_z']:.3f}",
+              help=f"midpoint rule on {n_top}×{n_top} cells over the box [−{half_map:.1f}, {half_map:.1f}]²; a "
+                   "constant added to E_θ would move it by minus that constant")
+    h2.metric("Change from the next coarser grid", f"{abs(conv_h[n_top] - conv_h[n_top // 2]):.1e}",
+              help=f"|log Z_θ(n = {n_top}) − log Z_θ(n = {n_top // 2})|: the grid estimate has settled")
+    h3.metric("Lowest raw E_θ", f"{float(numbers['E'].min()):.2f}", help="what the network outputs, as it is")
+    h4.metric("Error of −∇E_θ against the exact score", f"{100 * numbers['score_error']:.1f}%",
+              help=f"sqrt(E|−∇E_θ − ∇log p_t|² / E|∇log p_t|²) on {energy_head.SCORE_POINTS:,} points drawn "
+                   "from the exact p_t at this t")
+    st.plotly_chart(fig_raw, width="stretch", theme=None)
+    st.plotly_chart(fig_z, width="stretch", theme=None)
+    st.caption("Top: E_θ as the network outputs it (its own colour range), and E_θ + log Z_θ, a −log density on "
+               "the exact map's colour range. Bottom left: log Z_θ by the grid, settling as the cells shrink. "
+               "Bottom right: log Z_θ(t) of the averaged (EMA) weights, recorded while the model trained, under "
+               "the schedule it was trained with." + energy_head.drift_sentence(history))
+    downloads(fig_z, "energy-head-log-z", key="energy.dl_head")
+
+# --- the autoregressive route --------------------------------------------------------------------------
+st.subheader("The other way around Z: one coordinate at a time")
+st.markdown(
+    "An energy leaves $Z$ out of reach. One way around it is the chain rule: write $p(x_1, x_2) = p(x_1)\\, "
+    "p(x_2 \\mid x_1)$ and model one coordinate at a time, each factor a normalised density in one variable, "
+    "so no $Z$ appears. Autoregressive models do this, for images pixel by pixel. The price: an order of the "
+    "coordinates must be chosen, a sample takes d steps one after another for d coordinates, and every "
+    "conditional must be learned as a normalised density. Diffusion takes the other way: it learns the score, "
+    "in which $Z$ never appears, and moves all coordinates at once. Here both factors are exact for the "
+    "sidebar's clean data.")
+st.latex(r"p(x_1, x_2) = p(x_1)\, p(x_2 \mid x_1), \qquad p(x_2 \mid x_1) = "
+         r"\sum_k \frac{w_k\, \mathcal N(x_1;\, \mu_{k1}, s_k^2)}{p(x_1)}\, \mathcal N(x_2;\, \mu_{k2}, s_k^2)")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _chain_samples(data_key: str, label, _dist):
+    """`data_key` names `_dist`."""
+    return chain_rule_samples(_dist, label)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _chain_base(data_key: str, label, _dist, _samples):
+    """The chain-rule figure's dict, drawn at a = 0 (moved to any a by at_a). `data_key` names `_dist`;
+    `_samples` is _chain_samples(data_key, label)."""
+    return figure_dict(chain_rule_figure(curves(_dist, 0.0, label), _samples, 0.0))
+
+
+@st.fragment
+def _chain_section():
+    """Reruns alone when a moves."""
+    a = round(float(bound(st.slider, "Condition on x₁ = a", *A_RANGE, 0.0, 0.05, key="energy.a",
+                          help="where the second panel slices the joint: p(x₂ | x₁ = a)")), 2)
+    samples = _chain_samples(v.data_key, v.label, v.dist)
+    c = curves(v.dist, a, v.label)
+    st.plotly_chart(SpecFigure(at_a(_chain_base(v.data_key, v.label, v.dist, samples), c, a)), width="stretch",
+                    theme=None, key="energy.chain")
+    lo_c, hi_c = samples["controls"]
+    st.caption(f"Energy-distance ratio of {N_RATIO:,} chain-rule samples against the joint: "
+               f"**{samples['ratio']:.2f}** (fresh exact samples score {lo_c:.2f} to {hi_c:.2f} on the same test). "
+               "The dashed line is x₁ = a: the joint's points near it spread along x₂ as p(x₂ | x₁ = a) says.")
+    downloads(LazyFigure(lambda: chain_rule_figure(c, samples, a)), "chain-rule", key="energy.dl_chain")
+
+
+_chain_section()
+
 show_source(exact_energy, learned_energy, energy_via_ode, ode_log_likelihood, partition_function,
-            cost_story, finite_difference_score)
+            cost_story, finite_difference_score, log_z_grid, energy_head.head_numbers, chain_rule_sample,
+            conditional_log_prob)
