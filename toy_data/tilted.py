@@ -84,10 +84,12 @@ class TiltedMixture:
         return xs, xs, p / (p.sum() * (xs[1] - xs[0]) ** 2)
 
 
-def label_log_probs(dist: GaussianMixture, x: Tensor, chunk: int = 20_000) -> Tensor:
+def label_log_probs(dist: GaussianMixture, x: Tensor, chunk: int | None = None) -> Tensor:
     """[C + 1, B] float64: log p(x | c) for every label c, and log p(x) in the last row, from one pass over the
-    components (dist.log_prob per label computes the same numbers, C + 1 times over)."""
+    components (dist.log_prob per label computes the same numbers, C + 1 times over). Points go `chunk` at a
+    time (by default about 4 million point-component pairs, 32 MB)."""
     x = x.double()
+    chunk = chunk or max(256, 4_000_000 // len(dist.means))
     logw = torch.log(dist.weights)
     groups = [(dist.labels == c, math.log(dist.weights[dist.labels == c].sum().item()))
               for c in range(dist.num_classes)]
