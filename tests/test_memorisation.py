@@ -170,7 +170,7 @@ def test_the_page_samples_live_when_the_file_is_damaged(tmp_path, monkeypatch):
     monkeypatch.setattr(memorisation, "PATH", str(bad))
     at = open_page("pages/denoise.py", dataset="moons")
     assert any("cannot be used" in w.value and "samples.npz" in w.value for w in at.warning)
-    assert len(at.get("plotly_chart")) == 5
+    assert {"denoise.memo", "denoise.curve"} <= {c.key for c in at.get("plotly_chart")}
     row = at.table[0].value.set_index("sampler")["median distance to nearest"].astype(float)
     assert row[memorisation_figures.MEMO_NAMES["net"]] < 0.1 * row[memorisation_figures.MEMO_NAMES["true"]]  # N = 4, sampled here
 

@@ -10,6 +10,9 @@ sample of the true distribution is the reference for "as far from the training p
     python -m checkpoints.build memorisation-nets --datasets moons --ns 4 16
     python -m checkpoints.build memorisation-samples    # the page's samples, checkpoints/memorisation/samples.npz
 
+A network for the user's own N or own points (page 6's "Train one yourself") uses USER_RECIPE, the shipped recipe
+shortened to seconds, on `user_training_set`, sampled by `compute_one`; its background job is ui/memorisation_live.py.
+
 The samples file stores, per dataset: the weights' fingerprint of every network and a hash of every training
 set. The page uses it only when both still match; anything else is sampled live through `ui.workers`. The
 file is plain arrays read with allow_pickle=False; a missing or damaged file only means live sampling.
@@ -187,9 +190,9 @@ def distance_table(d: dict):
 
 # --- a network for the user's own N, or the user's own points (page 6) ------------------------------------------
 
-# The shipped recipe with 1,000 steps at batch 256 instead of 4,000 at 1,024: 16x fewer training rows, 7-18 s
-# on the 2-core machine (docs/memorisation.md) against 136-250 s. Trained less, a network fits its N points
-# less closely, so it copies them only at smaller N than the shipped networks do.
+# The shipped recipe with 1,000 steps at batch 256 instead of 4,000 at 1,024: 16x fewer training rows, 6-8 s on
+# the idle 2-core machine and 18-25 s at load average 8-10 (docs/memorisation.md), against 136-250 s. Trained
+# less, a network fits its N points less closely, so it copies them only at smaller N than the shipped ones do.
 USER_RECIPE = {**RECIPE, "steps": 1000, "batch": 256}
 USER_NS = (2, 2000)  # the N a user may ask for; the user's own points (page 8) count as many as they are
 

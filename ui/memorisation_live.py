@@ -119,8 +119,8 @@ def recipe_text(job: MemoJob) -> str:
     return (f"Trained here in {job.progress()['seconds']:.0f} s: {r['steps']:,} steps of {r['batch']:,} points drawn "
             f"from the N, everything else as for the shipped networks, which take {RECIPE['steps']:,} steps of "
             f"{RECIPE['batch']:,} (2 to 4 minutes each). Trained less, a network fits its points less closely, so "
-            "it copies them only at smaller N than the shipped networks do: on moons it copies most of 16 points, "
-            "but at N = 64 its samples are mostly new, where the shipped network's are still copies.")
+            "it copies them only at smaller N than the shipped networks do: on moons, at N = 16 a little over half "
+            "of its samples are copies, and at N = 64 most are new, where the shipped network's are still copies.")
 
 
 def own_section(v, dist) -> None:
@@ -151,7 +151,8 @@ def _own_body(v, dist) -> None:
         st.session_state[JOB] = MemoJob(dist, v.dataset, v.data_key, points, labels).start()
         st.rerun()  # the whole page, so that this section starts polling
     if job is None:
-        st.caption("Training takes 10 to 20 s on a 2-core CPU; the page stays usable meanwhile.")
+        st.caption("Training takes about 7 s on an idle 2-core CPU, longer on a busy server; the page stays "
+                   "usable meanwhile.")
         return
     pr = job.progress()
     if job.active:
