@@ -334,9 +334,9 @@ def _dsm_section():
     nx, pt = _noisy(v.data_key, label, v.schedule.spec(), v.t, dist)
     fan_base, curve_base = _dsm_bases()
     fan_vals = dsm.fan_values(nx, pt, posterior.pick_grid() * scale, data, n, sigma, learned)
-    title = {"title": {"text": f"Training targets at x_t (t = {v.t:.2f}), drawn × σ²"}}
     left, right = st.columns([3, 2])
-    left.plotly_chart(SpecFigure(patch(fan_base, dict(enumerate(fan_vals)), title)), width="stretch", theme=None,
+    fan_spec = patch(fan_base, dict(enumerate(fan_vals)), dsm.fan_layout(nx, v.t))
+    left.plotly_chart(SpecFigure(fan_spec), width="stretch", theme=None,
                       key="denoise.dsm.pick", on_select=_on_dsm_pick, selection_mode="points",
                       config={"displayModeBar": False})
     right.plotly_chart(SpecFigure(patch(curve_base, dict(enumerate(dsm.curve_values(data, n, net_error))))),

@@ -113,8 +113,12 @@ def test_figures_draw_the_targets_ending_at_alpha_x0_and_patch_like_the_built_on
     np.testing.assert_allclose(exact_tip - data["xt"], sigma**2 * data["exact"], rtol=1e-9)
     assert fig.data[6].showlegend and "64 targets" in fig.data[5].name
     fan_base, curve_base = dsm.base_dicts()
-    patched = patch(fan_base, dict(enumerate(dsm.fan_values(xs, p, grid, data, 64, sigma, learned))))
+    patched = patch(fan_base, dict(enumerate(dsm.fan_values(xs, p, grid, data, 64, sigma, learned))),
+                    dsm.fan_layout(xs, 0.3))
     built = fig.to_dict()
+    for axis in ("xaxis", "yaxis"):
+        assert patched["layout"][axis]["range"] == list(built["layout"][axis]["range"]) == [-3.5, 3.5]
+    assert patched["layout"]["title"] == built["layout"]["title"]
     for a, b in zip(built["data"], patched["data"]):
         for key in ("x", "y"):
             if key in a:

@@ -234,6 +234,7 @@ def test_dsm_view_shows_the_average_settling_on_the_exact_score():
     average, se = _percent(m["Average of the targets vs exact"]), _percent(m["Standard error"])
     assert average < 0.02 and average < 4 * se + 5e-5  # 5e-5: the shown percentages' rounding
     fan, curve = _dsm_charts(at)
+    assert fan["layout"]["xaxis"]["range"] == fan["layout"]["yaxis"]["range"] == [-3.5, 3.5]  # the picking square
     x = torch.tensor([[0.0, 2.5]], dtype=torch.float64)
     exact = dist.score(x, alpha, sigma)[0].numpy()
     arrow = fan["data"][4]
@@ -301,6 +302,7 @@ def test_a_network_trained_on_your_own_n_is_shown_beside_the_ideal_denoiser(monk
     # the ideal denoiser's samples copy the 16 points (sampling's final noise: median 0.008); fresh data do not
     assert row[names["ideal"]] < 0.015 and row[names["true"]] > 10 * row[names["ideal"]]
     assert any("40 steps of 256 points" in c.value and "4,000 steps" in c.value for c in at.caption)
+    assert any(m.value == memorisation.verdict(16, d) for m in at.markdown)  # the distances, in words
     assert len(at.get("plotly_chart")) >= 6  # the job's samples figure joined the page's
     at.number_input(key="denoise.own_n").set_value(1).run()  # below the range: the widget itself clamps
     assert not at.exception

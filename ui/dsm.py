@@ -170,7 +170,14 @@ def fan_values(xs, p_t, grid, data: dict, n: int, sigma: float, learned=None) ->
             {"x": [float(xt[0])], "y": [float(xt[1])]}]
 
 
-def fan_figure(xs, p_t, grid, data: dict, n: int, sigma: float, learned=None, t: float = 0.0, height: int = 540):
+def fan_layout(xs, t: float) -> dict:
+    """The layout keys of `fan_figure` that change with t: its title and the axes' range (the grid of `xs`)."""
+    extent = float(xs[-1])
+    return {"title": {"text": f"Training targets at x_t (t = {t:.2f}), drawn × σ²", "font": {"size": 18}},
+            "xaxis": {"range": [-extent, extent]}, "yaxis": {"range": [-extent, extent]}}
+
+
+def fan_figure(xs, p_t, grid, data: dict, n: int, sigma: float, learned=None, t: float = 0.0, height: int = 560):
     """The noisy data p_t (grey) with clickable points, and at x_t: the first n targets (thin, ending at alpha x0,
     dots), their average (bold), the exact score and the network's score, all at sigma^2 times their length."""
     fig = go.Figure()
@@ -194,9 +201,8 @@ def fan_figure(xs, p_t, grid, data: dict, n: int, sigma: float, learned=None, t:
     for tr, values in zip(fig.data, fan_values(xs, p_t, grid, data, n, sigma, learned)):
         tr.update(values)
     square_axes(fig, float(xs[-1]), xlabel="x₁ (noisy)", ylabel="x₂ (noisy)")
-    fig.update_layout(height=height, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=10, t=60, b=150),
-                      clickmode="event+select", dragmode=False,
-                      title=dict(text=f"Training targets at x_t (t = {t:.2f}), drawn × σ²", font=dict(size=18)),
+    fig.update_layout(height=height, font=FONT, plot_bgcolor="white", margin=dict(l=60, r=10, t=50, b=120),
+                      clickmode="event+select", dragmode=False, title=fan_layout(xs, t)["title"],
                       legend=dict(orientation="h", x=0.5, xanchor="center", y=0, yanchor="bottom", yref="container",
                                   font=dict(size=15)))
     return fig
@@ -216,7 +222,7 @@ def curve_values(data: dict, n: int, learned_error: float | None = None) -> list
              "showlegend": learned_error is not None}]
 
 
-def curve_figure(data: dict, n: int, learned_error: float | None = None, height: int = 540):
+def curve_figure(data: dict, n: int, learned_error: float | None = None, height: int = 560):
     """log-log: the relative error of the average of the first n targets against n, the standard error
     rel_se1 / sqrt(n) (the average's rms error, from the exact posterior), and the network's error as a level."""
     fig = go.Figure()
@@ -232,9 +238,9 @@ def curve_figure(data: dict, n: int, learned_error: float | None = None, height:
                              line=dict(color=LEARNED_COLOR, width=3, dash="dot")))
     for tr, values in zip(fig.data, curve_values(data, n, learned_error)):
         tr.update(values)
-    fig.update_xaxes(type="log", title_text="targets drawn n")
-    fig.update_yaxes(type="log", title_text="relative error", exponentformat="power")
-    fig.update_layout(height=height, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=10, t=60, b=150),
+    fig.update_xaxes(type="log", title_text="targets drawn n", dtick=1)  # ticks at powers of ten only
+    fig.update_yaxes(type="log", title_text="relative error", exponentformat="power", dtick=1)
+    fig.update_layout(height=height, font=FONT, plot_bgcolor="white", margin=dict(l=70, r=10, t=50, b=170),
                       title=dict(text="The average settles on the score", font=dict(size=18)),
                       legend=dict(orientation="h", x=0.5, xanchor="center", y=0, yanchor="bottom", yref="container",
                                   font=dict(size=15)))
