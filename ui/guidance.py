@@ -207,7 +207,7 @@ def composed_report(dist, schedule, models: dict, prompts, n: int = 2000, seed: 
             for kind, x in runs.items():
                 rows.append(dict(cloud=f"{name}, composed {kind}", **cloud_stats(x, log_p, threshold, refs)))
         clouds = [exact] + [x for runs in samples.values() for x in runs.values()]
-        xs, ys = view_box(torch.cat(clouds).double(), grid_n, limit=10.0)  # ComposedMixture's search square
+        xs, ys = view_box(torch.cat(clouds).double(), grid_n, limit=20.0)  # ComposedMixture's search square
         pts = torch.from_numpy(mesh_points(xs, ys))
         p = torch.exp(log_p(pts)).numpy().reshape(len(ys), len(xs))
         p_t = torch.exp(target.log_prob_unnormalised(pts) - target.log_top).numpy().reshape(len(ys), len(xs))
