@@ -236,10 +236,19 @@ def test_a_user_job_trains_samples_and_stops():
     assert (pr["state"], pr["step"], pr["total"], job.error) == ("done", 30, 30, "") and pr["seconds"] > 0
     assert set(job.arrays) == {"train_8", "ideal_8", "net_8", "true"}
     assert job.arrays["net_8"].shape == (memorisation.N_GEN, 2) and np.isfinite(job.arrays["net_8"]).all()
-    fig, spec, table = memorisation_live.job_view(job)
+    fig, spec, table, text = memorisation_live.job_view(job)
     assert memorisation_live.job_view(job)[0] is fig and len(table) == 3  # built once
     long = memorisation_live.MemoJob(dist, "moons", "moons", points, labels,
                                      {**memorisation.USER_RECIPE, "steps": 100_000}).start()
     long.request_stop()
     long.join(60)
     assert long.progress()["state"] == "stopped" and long.arrays is None and long.error == ""
+
+
+def test_verdict_reads_one_training_set_by_the_switch_rule():
+    ideal, true = np.full(5, 0.008), np.full(5, 0.1)
+    assert "copies its training points" in memorisation.verdict(16, {"ideal": ideal, "net": ideal * 1.4, "true": true})
+    assert "generalises" in memorisation.verdict(16, {"ideal": ideal, "net": true * 0.8, "true": true})
+    assert "in between" in memorisation.verdict(16, {"ideal": ideal, "net": true * 0.3, "true": true})
+    assert "median distance 30% of theirs" in memorisation.verdict(16, {"ideal": ideal, "net": true * 0.3, "true": true})
+    assert "cannot be told apart" in memorisation.verdict(9, {"ideal": ideal, "net": ideal, "true": ideal})

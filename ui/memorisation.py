@@ -188,6 +188,23 @@ def distance_table(d: dict):
                          "share closer than 0.02": [float((x < 0.02).mean()) for x in d.values()]})
 
 
+def verdict(n: int, d: dict) -> str:
+    """What one training set's distances ({'ideal' | 'net' | 'true': [B]}) say, in words, by `switch`'s rule."""
+    med = {k: float(np.median(x)) for k, x in d.items()}
+    copies, fresh = switch([n], {k: [m] for k, m in med.items()})
+    if copies and fresh:
+        return (f"At N = {n:,} the points are so dense that copies and new points cannot be told apart: the "
+                "network's samples are as close to them as the ideal denoiser's and as fresh data's.")
+    if copies:
+        return (f"At N = {n:,} this network copies its training points: its samples lie as close to them as the "
+                "ideal denoiser's (median distance within 1.5 times).")
+    if fresh:
+        return (f"At N = {n:,} this network generalises: its samples are about as far from the training points as "
+                "fresh samples of the data are (median distance at least 0.8 times theirs).")
+    return (f"At N = {n:,} this network is in between: its samples are closer to the training points than fresh "
+            f"data (median distance {med['net'] / med['true']:.0%} of theirs), but most are not copies.")
+
+
 # --- a network for the user's own N, or the user's own points (page 6) ------------------------------------------
 
 # The shipped recipe with 1,000 steps at batch 256 instead of 4,000 at 1,024: 16x fewer training rows, 6-8 s on

@@ -16,8 +16,9 @@ import torch
 
 from .figures import SpecFigure
 from .memorisation import (RECIPE, USER_NS, USER_RECIPE, compute_one, distance_table, distances, train_net,
-                           user_training_set)
+                           user_training_set, verdict)
 from .memorisation_figures import memorisation_figure
+from .page import downloads
 from .state import CUSTOM, DATASET_NAMES, bound
 from .threads import lower_this_threads_priority
 from .training import MAX_CONCURRENT, eta_text
@@ -104,12 +105,12 @@ class MemoJob:
 
 
 def job_view(job: MemoJob) -> tuple:
-    """(figure, its dict, distance table) of a finished job, built once and kept on the job."""
+    """(figure, its dict, distance table, verdict) of a finished job, built once and kept on the job."""
     if job.view is None:
         d = distances(job.arrays, (job.n,))[job.n]
         samples = {k: job.arrays[f"{k}_{job.n}" if k != "true" else "true"] for k in d}
         fig = memorisation_figure(job.arrays[f"train_{job.n}"], samples)
-        job.view = (fig, fig.to_dict(), distance_table(d))
+        job.view = (fig, fig.to_dict(), distance_table(d), verdict(job.n, d))
     return job.view
 
 
@@ -138,6 +139,9 @@ def _own_body(v, dist) -> None:
         st.markdown(f"The training set is **your {n:,} points** from page 8 (standardised). The ideal denoiser "
                     "weighs exactly them; the fresh samples come from the mixture fitted to them (bandwidth h).")
     else:
+        st.markdown("Pick any N for the sidebar's dataset: a network of the same size is trained here, in the "
+                    "background, on exactly those N points, then sampled beside the ideal denoiser of the same points "
+                    "and fresh data. Does it copy its points, or make new ones?")
         n = bound(st.number_input, "Your training set size N", USER_NS[0], USER_NS[1], 100, 1, key="denoise.own_n",
                   disabled=busy, help=f"{USER_NS[0]}..{USER_NS[1]}: the first N draws of "
                   f"{DATASET_NAMES.get(v.dataset, v.dataset)} (for the N of the slider above, the same points).")
@@ -171,9 +175,11 @@ def _own_body(v, dist) -> None:
         else:
             st.info("Stopped before the end: press Train to start again.")
         return
-    fig, spec, table = job_view(job)
+    fig, spec, table, text = job_view(job)
     st.plotly_chart(SpecFigure(spec), width="stretch", theme=None, key="denoise.own_memo")
     st.table(table.style.format({"median distance to nearest": "{:.3f}", "share closer than 0.02": "{:.0%}"})
              .hide(axis="index"))
     moved = "" if job.data_key == v.data_key else " (the sidebar has moved on since: train again for its dataset)"
     st.caption(f"{DATASET_NAMES.get(job.dataset, job.dataset)}, N = {job.n:,}{moved}. " + recipe_text(job))
+    st.markdown(text)
+    downloads(fig, f"memorisation-{job.dataset}-yours-N{job.n}", key="denoise.dl.own")
