@@ -25,7 +25,8 @@ from .training import MAX_CONCURRENT, eta_text
 
 JOB = "_memo_job"  # this session's MemoJob (one at a time)
 POLL_S = 1.0  # how often the section redraws while its network trains
-_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)  # as ui.training's: at most one training per core but one
+# As ui.training's slots, but its own: at most one such training per core but one, besides the Train page's.
+_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 
 class MemoJob:
