@@ -341,6 +341,13 @@ def _dsm_section():
                       config={"displayModeBar": False})
     right.plotly_chart(SpecFigure(patch(curve_base, dict(enumerate(dsm.curve_values(data, n, net_error))))),
                        width="stretch", theme=None, key="denoise.dsm.curve")
+    name = f"{v.dataset}-t{v.t:.2f}-x{x1:g},{x2:g}-n{n}"
+    with left:
+        downloads(LazyFigure(lambda: dsm.fan_figure(nx, pt, posterior.pick_grid() * scale, data, n, sigma, learned,
+                                                    v.t)), f"dsm-targets-{name}", key="denoise.dl.dsm")
+    with right:
+        downloads(LazyFigure(lambda: dsm.curve_figure(data, n, net_error)), f"dsm-average-{name}",
+                  key="denoise.dl.dsm_curve")
     cols, pct = st.columns(3), (lambda x: f"{x:.2%}") if dsm.relative_defined(data) else (lambda x: "—")
     cols[0].metric("Average of the targets vs exact", pct(data["rel_error"][n - 1]),
                    help=f"|average of {n:,} − ∇log p_t(x_t)| / |∇log p_t(x_t)|")
@@ -353,8 +360,6 @@ def _dsm_section():
     st.caption(dsm.caption(sigma))
     if data["rel_se1"] > 3:
         st.caption(dsm.WIDE_FAN if dsm.relative_defined(data) else dsm.ZERO_SCORE)
-    downloads(LazyFigure(lambda: dsm.fan_figure(nx, pt, posterior.pick_grid() * scale, data, n, sigma, learned, v.t)),
-              f"dsm-targets-{v.dataset}-t{v.t:.2f}", key="denoise.dl.dsm")
 
 
 _dsm_section()

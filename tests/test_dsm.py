@@ -150,3 +150,18 @@ def test_a_zero_score_still_is_the_average_and_relative_errors_are_marked_undefi
     se = np.sqrt(np.trace(np.cov(targets.T)) / len(targets))
     assert np.linalg.norm(targets.mean(0) - data["exact"]) < Z * se
     assert dsm.relative_defined(dsm.fan(dist, alpha, sigma, (0.5, 0.0)))
+
+
+def test_both_figures_export_as_png():
+    """The page's download buttons: the fan and the curve render through ui.export (matplotlib)."""
+    from ui import export
+
+    dist = get_dataset("moons")
+    alpha, sigma = _level(0.5)
+    data = dsm.fan(dist, alpha, sigma, (-0.5, 1.5))
+    xs = np.linspace(-3.5, 3.5, 20)
+    p = np.exp(dist.log_prob(torch.tensor(np.stack(np.meshgrid(xs, xs), -1).reshape(-1, 2)), alpha, sigma)
+               .numpy()).reshape(20, 20)
+    for fig in (dsm.fan_figure(xs, p, np.zeros((1, 2)), data, 256, sigma, data["exact"], 0.5),
+                dsm.curve_figure(data, 256, 0.02)):
+        assert export.to_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
