@@ -101,6 +101,8 @@ class MemoJob:
         except Exception as e:  # noqa: BLE001 -- shown on the page, never a silent dead thread
             with self._lock:
                 self._state, self.error = "failed", f"{type(e).__name__}: {e}"
+                if self._seconds is None and self._started is not None:
+                    self._seconds = time.perf_counter() - self._started
         finally:
             _SLOTS.release()
 
