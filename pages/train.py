@@ -170,9 +170,10 @@ def monitor():
                            "elsewhere, not how far (look at the samples below; page 7, Reverse sampling, shows "
                            "the scatter of exact samples beside its ratios).")
             if job.kl_final is not None:
-                m4.metric("KL(p_data ‖ p_θ)", f"{job.kl_final[0]:.3f} ± {job.kl_final[1]:.3f}",
-                          help=f"nats, on {FINAL_POINTS:,} held-out true points: the figure `python -m "
-                               "diffusion.evaluate` reports as kl_gap_nats (its ODE uses more steps; see below)")
+                m4.metric("KL, nats", f"{job.kl_final[0]:.3f}",
+                          help=f"KL(p_data ‖ p_θ) ± {job.kl_final[1]:.3f} (one standard error), on {FINAL_POINTS:,} "
+                               "held-out true points: the figure `python -m diffusion.evaluate` reports as kl_gap_nats "
+                               "(its ODE takes 128 steps, this one 48: 0.002 nats lower on the shipped models)")
             m5.metric("Final loss", f"{sum(r.losses[-100:]) / len(r.losses[-100:]):.4f}",
                       help="mean over the last 100 steps")
     left, right = st.columns([2, 3])

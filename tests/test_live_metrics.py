@@ -11,7 +11,7 @@ from diffusion.likelihood import LOG_Z_TIMES, log_z_grid
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
 from ui import live_metrics
-from ui.live_metrics import FINAL_POINTS, LIVE_POINTS, SHARE, LiveKL, kl_range, kl_text
+from ui.live_metrics import FINAL_POINTS, KL_FLOOR, LIVE_POINTS, SHARE, LiveKL, kl_range, kl_text
 from ui.training import DEFAULTS, TrainingJob, make_config
 
 
@@ -76,8 +76,8 @@ def test_job_draws_kl_live_and_keeps_the_final_figure():
     # an untrained start is far from the data; 60 steps already bring the estimate down
     assert pr["kl"][0][1] > job.kl_final[0]
     assert kl_text(pr["kl"], pr["kl_final"]).startswith("Final KL")
-    lo, hi = kl_range(pr["kl"], pr["kl_final"])
-    assert lo < 0 < hi <= 1.0
+    lo, hi = kl_range(pr["kl"], pr["kl_final"])  # log10 units
+    assert 10**lo == pytest.approx(KL_FLOOR) and 10**hi >= max(1.0, pr["kl"][0][1])
 
 
 def test_energy_head_job_records_log_z_while_it_trains():

@@ -77,7 +77,7 @@ def test_train_short_run_serves_the_sidebar():
     figs = [pio.from_json(c.proto.spec) for c in at.get("plotly_chart")]
     loss = next(f for f in figs if f.layout.title.text == "Training loss")
     assert loss.layout.yaxis.type == "log" and list(_arr(loss.data[0].x)) == list(range(1, 31))
-    samples = next(f for f in figs if f is not loss and f.layout.annotations)
+    samples = next(f for f in figs if f.layout.annotations and f.layout.annotations[0].text == "Exact")
     assert [a.text for a in samples.layout.annotations] == ["Exact", "Learned, step 30"]
     learned = [t for t in samples.data if t.type == "scattergl" and t.xaxis == "x2"]
     assert sum(len(_arr(t.x)) for t in learned) == 300  # the EMA model's samples
@@ -162,7 +162,7 @@ def test_before_training_the_page_shows_the_true_points():
     """No blank page in front of a class: before Train the true samples are drawn, with an empty learned panel."""
     at = _page(dataset="pinwheel")
     figs = [pio.from_json(c.proto.spec) for c in at.get("plotly_chart")]
-    samples = next(f for f in figs if f.layout.annotations)
+    samples = next(f for f in figs if f.layout.annotations and f.layout.annotations[0].text == "Exact")
     assert [a.text for a in samples.layout.annotations] == ["Exact", "Learned (press Train)"]
     exact = [t for t in samples.data if t.type == "scattergl" and t.xaxis in (None, "x")]
     assert sum(len(_arr(t.x)) for t in exact) == 300

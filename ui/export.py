@@ -168,14 +168,11 @@ def render(fig: go.Figure, width: int | None = None, height: int | None = None):
             continue
         xa = layout["xaxis" + key[0][1:]]
         ya = layout["yaxis" + key[1][1:]]
-        if xa.range:
-            ax.set_xlim(*xa.range)
-        if ya.range:
-            ax.set_ylim(*ya.range)
-        if xa.type == "log":
-            ax.set_xscale("log")
-        if ya.type == "log":
-            ax.set_yscale("log")
+        for a, set_lim, set_scale in ((xa, ax.set_xlim, ax.set_xscale), (ya, ax.set_ylim, ax.set_yscale)):
+            if a.type == "log":
+                set_scale("log")
+            if a.range:  # plotly gives a log axis's range in powers of ten
+                set_lim(*(10.0 ** np.asarray(a.range, dtype=float) if a.type == "log" else a.range))
         if xa.title and xa.title.text:
             ax.set_xlabel(xa.title.text, fontsize=font)
         if ya.title and ya.title.text:

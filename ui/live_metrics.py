@@ -28,6 +28,7 @@ LIVE_STEPS = 48  # Heun steps of a live estimate: 0.002 nats below the 128-step 
 FINAL_POINTS = 2000  # the final estimate, on the held-out set of `python -m diffusion.evaluate` (seed 0)
 SHARE = 0.08  # live estimates take at most this share of the training time
 TARGET_NATS = 0.05  # the lab's target for a trained 2-D model (docs/measurements.md)
+KL_FLOOR = 0.002  # the bottom of the KL axis (log scale): well below one live estimate's standard error
 
 
 class LiveKL:
@@ -108,30 +109,38 @@ class LogZHistory:
 
 
 def add_kl_traces(fig: go.Figure, curve, final, last_step: int | None, row: int) -> None:
-    """The live KL estimates (with +-1 standard error) and the final one into row `row` of `fig`, with the
-    target line. `curve` is [(step, estimate, se)], `final` (estimate, se) or None."""
-    if curve:
-        s, k, e = (np.asarray(c, dtype=float) for c in zip(*curve))
-        fig.add_trace(go.Scatter(x=s, y=k, mode="lines+markers", name=f"KL, {LIVE_POINTS} held-out points",
-                                 error_y=dict(type="data", array=e, thickness=1, width=3),
-                                 line=dict(color=PALETTE[1], width=2), marker=dict(size=6)), row=row, col=1)
+    """The live KL estimates (with +-1 standard error) and the final one into row `row` of `fig`, on a log axis,
+    with the target line. `curve` is [(step, estimate, se)], `final` (estimate, se) or None. An estimate below
+    KL_FLOOR (a good model's can even be negative: it is an average of noisy differences) is drawn at the floor as
+    an open triangle; hovering shows its value."""
+    # an empty trace keeps the row's axes drawn before the first estimate (plotly skips a subplot without data)
+    fig.add_trace(go.Scatter(x=[], y=[], showlegend=False, hoverinfo="skip"), row=row, col=1)
+    points = [(s, k, e, f"KL, {LIVE_POINTS} held-out points", dict(size=7, color=PALETTE[1])) for s, k, e in curve]
     if final is not None:
-        fig.add_trace(go.Scatter(x=[last_step], y=[final[0]], mode="markers",
-                                 name=f"final KL, {FINAL_POINTS:,} points",
-                                 error_y=dict(type="data", array=[final[1]], thickness=2, width=6),
-                                 marker=dict(size=12, symbol="diamond", color=PALETTE[5])), row=row, col=1)
+        points.append((last_step, *final, f"final KL, {FINAL_POINTS:,} points",
+                       dict(size=13, symbol="diamond", color=PALETTE[5])))
+    for name in dict.fromkeys(p[3] for p in points):
+        s, k, e = (np.asarray([p[i] for p in points if p[3] == name], dtype=float) for i in range(3))
+        marker = next(p[4] for p in points if p[3] == name)
+        y = np.maximum(k, KL_FLOOR)
+        symbols = [marker.get("symbol", "circle") if v > KL_FLOOR else "triangle-down-open" for v in k]
+        fig.add_trace(go.Scatter(
+            x=s, y=y, mode="lines+markers" if name.startswith("KL") else "markers", name=name,
+            customdata=np.stack([k, e], -1), hovertemplate="step %{x}: KL %{customdata[0]:.4f} ± "
+                                                           "%{customdata[1]:.4f} nats<extra></extra>",
+            error_y=dict(type="data", array=e, arrayminus=np.minimum(e, y - KL_FLOOR * 0.999), thickness=1.5,
+                         width=4),
+            line=dict(color=marker["color"], width=2), marker={**marker, "symbol": symbols}), row=row, col=1)
     fig.add_hline(y=TARGET_NATS, line=dict(color="#555", dash="dot", width=1.5), row=row, col=1,
                   annotation_text=f"{TARGET_NATS} nats", annotation_position="top left",
-                  annotation_font=dict(size=15, color="#555"))
-    fig.add_hline(y=0, line=dict(color="#999", width=1), row=row, col=1)
+                  annotation_font=dict(size=15, color="#555"), exclude_empty_subplots=False)
 
 
-def kl_range(curve, final, cap: float = 1.0) -> list[float]:
-    """The KL axis: from a little below 0 (estimates near 0 can be negative) to the largest value, at most `cap`
-    nats, so that the last stretch stays readable after a large start."""
+def kl_range(curve, final) -> list[float]:
+    """The KL axis's range in powers of ten (plotly's log axes): from KL_FLOOR to above the largest value, and at
+    least to 1 nat."""
     values = [k + e for _, k, e in curve] + ([final[0] + final[1]] if final else [])
-    top = min(cap, max([0.2] + values) * 1.1)
-    return [-0.1 * top, top]
+    return [float(np.log10(KL_FLOOR)), float(np.log10(max([1.0] + values) * 1.6))]
 
 
 def kl_text(curve, final) -> str:

@@ -284,13 +284,13 @@ def loss_figure(steps, losses, total: int | None = None, max_points: int = 1500,
                       legend=dict(x=0.99, xanchor="right", y=0.99, yanchor="top", bgcolor="rgba(255,255,255,0.85)"),
                       xaxis=dict(title="training step" if rows == 1 else None, range=x_range, gridcolor="#e5e5e5"),
                       # whole numbers on every tick: plotly's default log labels write 0.3 as a bare "3"
-                      yaxis=dict(title="weighted denoising loss", type="log", tickformat=".2~g", gridcolor="#e5e5e5"))
+                      yaxis=dict(title="weighted denoising loss", type="log", tickformat=".3~g", gridcolor="#e5e5e5"))
     if rows == 2:
         last = int(steps.max()) if steps.size else None
         add_kl_traces(fig, kl, kl_final, last, row=2)
         fig.update_xaxes(title_text="training step", range=x_range, gridcolor="#e5e5e5", row=2, col=1)
-        fig.update_yaxes(title_text="KL(p_data ‖ p_θ), nats", range=kl_range(kl, kl_final), gridcolor="#e5e5e5",
-                         zeroline=False, row=2, col=1)
+        fig.update_yaxes(title_text="KL(p<sub>data</sub> ‖ p<sub>θ</sub>), nats", type="log", tickformat=".2~g",
+                         range=kl_range(kl, kl_final), gridcolor="#e5e5e5", row=2, col=1)
         fig.update_layout(legend=dict(y=0.99, yanchor="top", x=0.99, xanchor="right", font=dict(size=14)))
     return fig
 
