@@ -8,7 +8,9 @@ from ui import models as model_store
 from ui.figures import density_grid
 from ui.page import downloads, show_source
 from ui.state import DATASET_NAMES, SCHEDULE_NAMES, request, view
-from ui.live_metrics import FINAL_POINTS, LIVE_POINTS, LIVE_STEPS, SHARE, kl_text
+from diffusion.evaluate import kl_gaps
+from diffusion.likelihood import ode_log_likelihood
+from ui.live_metrics import FINAL_POINTS, LIVE_POINTS, LIVE_STEPS, SHARE, LiveKL, kl_text
 from ui.training import (BATCH_CHOICES, DEFAULTS, LR_CHOICES, MAX_CONCURRENT, PARAM_NAMES, STEPS_RANGE,
                          WEIGHTING_NAMES, TrainingJob, eta_text, exact_points, loss_figure,
                          make_config, samples_figure, snapshot_samples)
@@ -285,7 +287,9 @@ def targets_section():
     fig = three.targets_figure(tg, three.sample_path(v.schedule, x0, eps), three.is_vp(lvl), exact, guess,
                                _density(v.data_key, v.dist))
     left, right = st.columns([3, 2])
-    left.plotly_chart(fig, width="stretch", theme=None, key="train.targets_plane")
+    with left:
+        st.plotly_chart(fig, width="stretch", theme=None, key="train.targets_plane")
+        downloads(fig, f"targets-{v.dataset}-t{t:.2f}", key="train.dl_targets_plane")
     with right:
         for line in three.CONVERSIONS:
             st.latex(line)
@@ -313,12 +317,11 @@ def targets_section():
     st.plotly_chart(weights[0], width="stretch", theme=None, key="train.targets_weights")
     st.caption("Each weighting's w(λ), the weight the loss puts on the ε error at that noise level (the one chosen "
                "above drawn thick); shaded: how often training draws each λ under this schedule, with t uniform.")
+    downloads(weights[1], "loss-weightings", key="train.dl_targets_weights")
     st.latex(three.ERROR_LAW)
     st.plotly_chart(errors[0], width="stretch", theme=None, key="train.targets_errors")
     st.caption(three.ERRORS_CAPTION)
-    for f, name, key in ((fig, f"targets-{v.dataset}-t{t:.2f}", "plane"), (weights[1], "loss-weightings", "weights"),
-                         (errors[1], f"errors-per-noise-level-{v.dataset}", "errors")):
-        downloads(f, name, key=f"train.dl_targets_{key}")
+    downloads(errors[1], f"errors-per-noise-level-{v.dataset}", key="train.dl_targets_errors")
 
 
 st.header("Three targets, one prediction")
@@ -335,5 +338,5 @@ or when you press Stop, the *EMA* copy of the weights (a running average that is
 step's weights) becomes this session's model. Switching pages does not stop it; come back here to collect it.
 """
     )
-show_source(diffusion_loss, train, build_model, snapshot_samples, three.targets, three.predictions,
-            three.lambda_density, three.model_errors, three.loss_floor)
+show_source(diffusion_loss, train, build_model, snapshot_samples, LiveKL.update, kl_gaps, ode_log_likelihood,
+            three.targets, three.predictions, three.lambda_density, three.model_errors, three.loss_floor)

@@ -279,7 +279,7 @@ INTRO = (
     "The network makes **one** prediction at x_t, and ε, x₀ and v are three names for it: together with x_t, any "
     "one of them fixes the other two (the formulas beside the plane). Choosing what the network writes out "
     "therefore does not change what it can learn. What changes is how much the loss counts each noise level: "
-    "an error in ε̂ is an error in x̂₀ multiplied by σ/α, so the same mistake weighs e^{−λ} times as much in "
+    "an error in ε̂ is an error in x̂₀ multiplied by σ/α, so the same mistake weighs $e^{-\\lambda}$ times as much in "
     "x₀ units as in ε units. The second figure draws each weighting against where training puts λ (x₀-MSE "
     "hardly counts the nearly clean levels, ε-MSE counts all alike); the third measures the trained networks' "
     "error in all three forms, per noise level.")
