@@ -2,6 +2,7 @@
 
     python benchmarks/app_perf.py                 # everything (needs Debian's chromium for the cold start)
     python benchmarks/app_perf.py --skip-browser  # server-side figures only
+    python benchmarks/app_perf.py --views         # the views table: cold and warm open, control changes
 
 Server time per widget change is the wall time of the script rerun that the change triggers, measured
 with streamlit.testing.v1.AppTest (the same script run a browser would trigger, without the network),
@@ -36,6 +37,69 @@ CHANGES = {
     "pages/reverse.py": [("sidebar.slider", "t", [0.2, 0.5, 0.8]), ("radio", "reverse.model", ["Exact oracle only",
                                                                                                "Exact and learned"])],
 }
+
+
+# The views of docs/measurements.md's "Views" table: (view, page, URL query, [(widget kind, key, values)]). Each is
+# opened once to warm the server, then opened again in a fresh session (the warm open) and its controls changed.
+VIEWS = [
+    ("Denoising score matching, seen (6)", "pages/denoise.py", {"dataset": "moons"},
+     [("select_slider", "denoise.dsm.n", [4096, 16]), ("slider", "denoise.dsm.x1", [0.0, -1.0])]),
+    ("Live KL beside the loss (5)", "pages/train.py", {"dataset": "moons"}, []),
+    ("Memorising vs generalising (6)", "pages/denoise.py", {"dataset": "moons"},
+     [("select_slider", "denoise.n", [16, 256])]),
+    # page 7's sections sample for seconds per value: the values one slider step away are computed ahead
+    # (ui/prefetch.py), so a step answers at once and a far jump waits; both are measured
+    ("What guidance samples (7): one step", "pages/reverse.py", {"dataset": "moons", "label": "upper moon", "w": "2"},
+     [("slider", "reverse.gw", [2.5, 3.0, 2.5, 2.0])]),
+    ("What guidance samples (7): a far jump", "pages/reverse.py", {"dataset": "moons", "label": "upper moon", "w": "2"},
+     [("slider", "reverse.gw", [6.0])]),
+    ("A composed prompt (7): one step", "pages/reverse.py", {"dataset": "moons"},
+     [("slider", "reverse.w_and", [2.5, 2.0]), ("slider", "reverse.w_not", [1.5, 1.0])]),
+    ("A composed prompt (7): a far jump", "pages/reverse.py", {"dataset": "moons"},
+     [("slider", "reverse.w_and", [4.0])]),
+    ("Three targets, one prediction (5)", "pages/train.py", {"dataset": "moons"},
+     [("slider", "train.targets_t", [0.2, 0.8]), ("number_input", "train.targets_draw", [1, 2])]),
+]
+
+
+def view_times(repeats: int = 2) -> list:
+    """[(view, cold open s, warm open s, median change s, max change s, changes)]: the cold open is the first
+    session's (it fills the server's caches), the warm open a second session's. Each change is made `repeats`
+    times, so the first visit of a value and the cached revisit both count (a far jump once only: its revisit is
+    cached). Before each change the background work a view started is let finish, as it would while a student
+    looks at the figure."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui.prefetch import wait_all
+
+    def open_page(page, query):
+        at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=600)
+        at.query_params.update(query)
+        start = time.perf_counter()
+        at.run()
+        if page != "pages/home.py":
+            at.switch_page(page).run()
+        return at, time.perf_counter() - start
+
+    rows = []
+    for name, page, query, changes in VIEWS:
+        _, cold = open_page(page, query)
+        at, warm = open_page(page, query)
+        if at.exception:
+            rows.append((name, "error", str(at.exception[0].message)[:200]))
+            continue
+        times = []
+        for _ in range(1 if "jump" in name else repeats):
+            for kind, key, values in changes:
+                for value in values:
+                    wait_all(300)
+                    _set(_widget(at, kind, key), value)
+                    t0 = time.perf_counter()
+                    at.run()
+                    times.append(time.perf_counter() - t0)
+        rows.append((name, cold, warm, statistics.median(times) if times else None, max(times, default=None),
+                     len(times)))
+    return rows
 
 
 def _widget(at, kind, key):
@@ -139,10 +203,21 @@ def cold_start(chromium: str = "/usr/bin/chromium") -> float:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--skip-browser", action="store_true")
+    p.add_argument("--views", action="store_true", help="only the views table")
     args = p.parse_args()
     import torch
 
     print(f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    if args.views:
+        print("\n| view (page) | cold open s | warm open s | median change s | max change s | changes |\n"
+              "|---|---|---|---|---|---|")
+        for row in view_times():
+            if row[1] == "error":
+                print(f"| {row[0]} | error: {row[2]} | | | | |")
+            else:
+                med, mx = ("-", "-") if row[3] is None else (f"{row[3]:.3f}", f"{row[4]:.3f}")
+                print(f"| {row[0]} | {row[1]:.2f} | {row[2]:.2f} | {med} | {mx} | {row[5]} |")
+        return
     if not args.skip_browser:
         print(f"cold start to a drawn home page (Chromium): {cold_start():.2f} s")
     s = sampling_and_drawing()

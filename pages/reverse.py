@@ -19,6 +19,7 @@ from ui.figures import LazyFigure, SpecFigure, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, bound  # noqa: E402
 from ui.threads import one_thread  # noqa: E402
+from ui.prefetch import Prefetcher  # noqa: E402
 from ui.workers import offload  # noqa: E402
 
 N_PARTICLES = 2000
@@ -138,11 +139,11 @@ downloads(LazyFigure(lambda: go.Figure(anim, _validate=False), frames=anim["fram
           f"reverse-{v.dataset}-{v.sampler}-{v.steps}", key="reverse.dl.anim", gif=True)
 
 # --- what guidance does ------------------------------------------------------------------------------
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _guidance(keys, spec, label, w, seed, n, device, _dist, _schedule, _models):
-    """(GuidanceReport, its figure as a plain dict), shared and never modified."""
-    report = offload(guidance.guidance_report, _dist, _schedule, _models, label, w, n, seed, on=device)
-    return report, figure_dict(guidance.guidance_figure(report))
+@st.cache_resource(show_spinner=False)
+def _ahead():
+    """Guidance and composition results, shared by every session: each computed once, the neighbouring slider
+    values ahead in a background thread (ui/prefetch.py). A result's key holds every input it was computed from."""
+    return Prefetcher(max_entries=256)
 
 
 # The exact scores always; the learned model's when it is shown and knows the labels.
@@ -173,8 +174,15 @@ distributions. The samples concentrate, some can leave the data, and the two clo
     )
     w = bound(st.slider, "Guidance weight w (this section)", 0.0, 8.0, v.guidance, 0.5, key="reverse.gw",
               help="Starts at the sidebar's w and follows it when that moves; moving this one reruns this section only.")
+    def key(w):  # every input of guidance_view
+        return "guidance", gkeys, spec, v.label, w, seed, N_PARTICLES, v.device
+
+    def args(w, here):
+        return v.dist, v.schedule, gnets, v.label, w, N_PARTICLES, seed, v.device, here
+
     with st.spinner(f"Sampling with guidance w = {w:g}: the ODE and the SDE..."):
-        report, gfig = _guidance(gkeys, spec, v.label, w, seed, N_PARTICLES, v.device, v.dist, v.schedule, gnets)
+        report, gfig = _ahead().compute(key(w), guidance.guidance_view, *args(w, False))
+    _ahead().ahead([(key(w2), guidance.guidance_view, args(w2, True)) for w2 in guidance.nearby(w, 0.0, 8.0, 2)])
     st.plotly_chart(SpecFigure(gfig), width="stretch", theme=None, key="reverse.guidance")
     kept = "more than 99.9%" if report.kept > 0.999 else f"{100 * report.kept:.1f}%"
     st.caption(
@@ -201,14 +209,6 @@ if v.label is not None and v.guidance > 0:
 
 
 # --- a composed prompt -----------------------------------------------------------------------------------
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _composed(keys, spec, prompts, seed, n, device, _dist, _schedule, _models):
-    """(ComposedReport, its figure as a plain dict), shared and never modified. `keys` (the models' keys, the
-    first naming the data set) names `_dist` and `_models`; `spec` names `_schedule`."""
-    report = offload(guidance.composed_report, _dist, _schedule, _models, list(prompts), n, seed, on=device)
-    return report, figure_dict(guidance.composed_figure(report))
-
-
 @st.fragment
 def _composed_section():
     """Reruns alone when its labels or weights change."""
@@ -239,10 +239,17 @@ end in neither the target nor $p(x \mid a)$, and not in the same place.
     if a_name == b_name:
         st.info("Label a and label b are the same: choose two different labels.")
         return
-    prompts = ((names.index(a_name), w_a), (names.index(b_name), -w_b))
+    def key(wa, wb):  # every input of composed_view
+        return "composed", gkeys, spec, (names.index(a_name), wa), (names.index(b_name), -wb), seed, N_PARTICLES, v.device
+
+    def args(wa, wb, here):
+        return v.dist, v.schedule, gnets, key(wa, wb)[3:5], N_PARTICLES, seed, v.device, here
+
     try:
         with st.spinner(f"Sampling {a_name} AND NOT {b_name}: the ODE and the SDE..."):
-            report, cfig = _composed(gkeys, spec, prompts, seed, N_PARTICLES, v.device, v.dist, v.schedule, gnets)
+            report, cfig = _ahead().compute(key(w_a, w_b), guidance.composed_view, *args(w_a, w_b, False))
+        _ahead().ahead([(key(a, b), guidance.composed_view, args(a, b, True))
+                        for a, b in guidance.nearby_pairs(w_a, w_b, 0.0, 4.0)])
     except ValueError as e:  # a NOT that outweighs the rest leaves nothing to normalise
         st.error(f"Weights w_a = {w_a:g}, w_b = {w_b:g} (each in [0, 4]): {e}")
         return

@@ -23,9 +23,11 @@ from diffusion.metrics import EnergyReference
 from diffusion.samplers import composed, prior_sample, sample
 from toy_data.tilted import ComposedMixture, TiltedMixture
 
-from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, joined, mesh_points, round_coords, round_density
+from .figures import (DENSITY_SCALE, EXTENT, FONT, PALETTE, figure_dict, joined, mesh_points, round_coords,
+                      round_density)
 from .threads import one_thread
 from .reverse import run
+from .workers import offload
 
 # Heun and Euler-Maruyama steps: 4x finer grids moved the clouds' means by at most 0.02 (exact scores,
 # 8gaussians E at w = 3, moons' upper moon at w = 4).
@@ -238,3 +240,38 @@ def composed_figure(report: ComposedReport, shown: int = SHOWN) -> go.Figure:
     panels.update({f"{name}: composed samples": [(f"composed {kind} samples", runs[kind]) for kind in ("SDE", "ODE")]
                    for name, runs in report.samples.items()})
     return _panels(panels, xs, ys, p, p_t, levels, "composed target: lines holding 50, 90, 99% of it", shown)
+
+
+# --- the page's results, computed now or ahead (ui/prefetch.py) ----------------------------------------------
+
+W_STEP = 0.5  # the step of page 7's guidance and composition sliders
+
+
+def guidance_view(dist, schedule, models: dict, label: int, w: float, n: int, seed: int, device: str = "cpu",
+                  here: bool = False):
+    """(GuidanceReport, its figure as a plain dict). The sampling runs in a worker process (ui.workers.offload),
+    or in this thread with `here` (the prefetch thread, which must not hold up the pages' own offloaded work)."""
+    args = (dist, schedule, models, label, w, n, seed)
+    report = guidance_report(*args) if here else offload(guidance_report, *args, on=device)
+    return report, figure_dict(guidance_figure(report))
+
+
+def composed_view(dist, schedule, models: dict, prompts, n: int, seed: int, device: str = "cpu", here: bool = False):
+    """(ComposedReport, its figure as a plain dict); `here` as in guidance_view."""
+    args = (dist, schedule, models, list(prompts), n, seed)
+    report = composed_report(*args) if here else offload(composed_report, *args, on=device)
+    return report, figure_dict(composed_figure(report))
+
+
+def nearby(value: float, lo: float, hi: float, reach: int = 1, step: float = W_STEP) -> list[float]:
+    """The slider values within `reach` steps of `value` in [lo, hi], nearest first (not `value` itself)."""
+    out = []
+    for k in range(1, reach + 1):
+        out += [round(value + s * k * step, 6) for s in (1, -1) if lo - 1e-9 <= value + s * k * step <= hi + 1e-9]
+    return out
+
+
+def nearby_pairs(a: float, b: float, lo: float, hi: float, reach: int = 1, step: float = W_STEP) -> list[tuple]:
+    """The (a', b') slider pairs within `reach` steps of (a, b) on each slider, nearest first, (a, b) excluded."""
+    pairs = [(x, y) for x in [a] + nearby(a, lo, hi, reach, step) for y in [b] + nearby(b, lo, hi, reach, step)]
+    return sorted(pairs[1:], key=lambda p: (max(abs(p[0] - a), abs(p[1] - b)), abs(p[0] - a) + abs(p[1] - b)))
