@@ -3,8 +3,7 @@
     python benchmarks/live_kl.py [--dataset moons] [--steps 3000]
 
 Trains the page's default recipe (ui.training.DEFAULTS, one torch thread, as the page does) twice through
-ui.training.TrainingJob: once with the live KL estimates and once with them off (the share set to 0, so only the
-first estimate at step 1 runs). Prints the training time of each, the time the live estimates took, their number,
+ui.training.TrainingJob: once with the live KL estimates and once with them off (the share set to 0). Prints the training time of each, the time the live estimates took, their number,
 the KL curve, the final KL on 2,000 held-out points, and `python -m diffusion.evaluate`'s kl_gap_nats +- kl_gap_se
 for the same model saved as a checkpoint (run as a separate process, as a user would).
 """

@@ -68,7 +68,7 @@ def test_the_weight_curves_are_the_cores_weightings():
     for k, f in WEIGHTINGS.items():
         tr = drawn[three.WEIGHT_LABELS[k]]
         assert np.array_equal(np.asarray(tr.y), f(torch.as_tensor(np.asarray(tr.x))).numpy()), k
-    assert drawn["v-MSE"].line.width > drawn["ε-MSE"].line.width  # the page's chosen weighting stands out
+    assert drawn[three.WEIGHT_LABELS["v"]].line.width > drawn["ε-MSE"].line.width  # the page's chosen weighting stands out
     assert fig.layout.yaxis.type == "log"
 
 

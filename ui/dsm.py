@@ -35,7 +35,8 @@ EXPLANATION = (
     "that average is exactly the score, so matching noisy targets matches the score.")
 IDENTITY = (r"\nabla_{x_t}\log p_t(x_t) = \mathbb{E}_{x_0 \sim p(x_0 \mid x_t)}\!\left[\frac{\alpha_t x_0 - x_t}"
             r"{\sigma_t^2}\right] \qquad \text{(Tweedie; Vincent 2011)}")
-WIDE_FAN = ("Here one target strays from the score by more than three times the score's own length: x_t sits near "
+WIDE_FAN = ("Here a typical target (root mean square) strays from the score by more than three times the score's "
+            "own length: x_t sits near "
             "a peak of p_t, where the score is short, or the noise is so low that the targets spread like 1/σ while "
             "the score does not. The average still settles on the score, but slowly, as 1/√n.")
 

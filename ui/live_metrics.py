@@ -4,8 +4,8 @@
 log p_data is exact (the data is a known Gaussian mixture) and log p_theta comes from the probability-flow ODE
 (diffusion.evaluate.kl_gaps, the estimator of `python -m diffusion.evaluate`). A live estimate uses the first
 LIVE_POINTS of the held-out points and LIVE_STEPS Heun steps; the final one all FINAL_POINTS. Live estimates run
-in the training thread: one at step 1, and each later one only once the training since the previous estimate has
-taken 1/SHARE times its expected cost, so that on a steady machine they slow training by about SHARE.
+in the training thread, each only once the training since the previous one has taken 1/SHARE times its expected
+cost, so that on a steady machine they slow training by about SHARE.
 
 `LogZHistory` records, for an energy head, log Z_theta(t) = log of the integral of exp(-E_theta(x, t)) over the
 plot box at a few t while it trains (diffusion.likelihood.log_z_grid): training fixes only the slope of E_theta,
@@ -27,6 +27,7 @@ LIVE_POINTS = 500  # held-out points of a live estimate: standard error about 0.
 LIVE_STEPS = 48  # Heun steps of a live estimate: 0.002 nats below the 128-step figure on the shipped moons and spiral
 FINAL_POINTS = 2000  # the final estimate, on the held-out set of `python -m diffusion.evaluate` (seed 0)
 SHARE = 0.08  # live estimates take at most this share of the training time
+CALIBRATION_POINTS = 100  # a first, small estimate on this many points forecasts a live one's cost (a little high)
 TARGET_NATS = 0.05  # the lab's target for a trained 2-D model (docs/measurements.md)
 KL_FLOOR = 0.002  # the bottom of the KL axis (log scale): well below one live estimate's standard error
 
@@ -45,6 +46,7 @@ class LiveKL:
         self.seconds = 0.0  # spent on live estimates
         self._at = 0.0  # the training time of the last estimate
         self._costs: list[float] = []  # each live estimate's duration
+        self._guess: float | None = None  # the first estimate's cost, forecast from a small one
 
     def measure(self, model, n: int | None = None) -> tuple[float, float]:
         """(KL estimate in nats, its standard error) on the first n held-out points (all of them by default)."""
@@ -53,20 +55,26 @@ class LiveKL:
         return gaps.mean().item(), gaps.std().item() / n ** 0.5
 
     def due(self, train_seconds: float) -> bool:
-        """True for the first estimate, and then once the training since the last one has paid for the next (its
-        cost forecast as the larger of the last and the mean cost, divided by `share`) and the total stays within
-        `share` of `train_seconds`: estimates spread evenly over the run, never bunched."""
-        if not self.curve:
-            return True
-        if self.share <= 0:
+        """True once the training since the last estimate has paid for the next (its cost forecast as the larger of
+        the last and the mean cost, divided by `share`) and the total stays within `share` of `train_seconds`:
+        estimates spread evenly over the run, never bunched. The first one's cost is forecast from a small estimate
+        on CALIBRATION_POINTS points, so a run too short to pay for one has none (only the final one)."""
+        if self.share <= 0 or (self._guess is None and not self._costs):
             return False
-        forecast = max(self._costs[-1], self.seconds / len(self._costs))
+        forecast = max(self._costs[-1], sum(self._costs) / len(self._costs)) if self._costs else self._guess
         return (train_seconds - self._at >= forecast / self.share
                 and self.seconds + forecast <= self.share * train_seconds)
 
     def update(self, step: int, model, train_seconds: float) -> bool:
         """A live estimate at `step` if the budget allows one (`model`: a callable returning the model, asked only
         then). True when one was made."""
+        if self._guess is None and self.share > 0:  # forecast the first estimate's cost (counted in `seconds`)
+            n = min(CALIBRATION_POINTS, self.live_points)
+            start = time.perf_counter()
+            self.measure(model(), n)
+            cost = time.perf_counter() - start
+            self.seconds += cost
+            self._guess = cost * self.live_points / n
         if not self.due(train_seconds):
             return False
         start = time.perf_counter()

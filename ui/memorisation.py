@@ -228,7 +228,7 @@ def check_n(n) -> int:
 
 def user_training_set(dist, n: int | None, own: bool):
     """(points [N, 2] float64, labels [N]): the user's own points when `own` (dist is page 8's mixture, whose
-    components sit on them; N is their number), else the first N draws of the dataset (training_set)."""
+    components sit on them; N is their number), else N draws of the dataset with seed SEED (training_set)."""
     if own:
         return dist.means.clone(), dist.labels.clone()
     return training_set(dist, check_n(n), SEED)

@@ -123,8 +123,9 @@ def recipe_text(job: MemoJob) -> str:
     return (f"Trained here in {job.progress()['seconds']:.0f} s: {r['steps']:,} steps of {r['batch']:,} points drawn "
             f"from the N, everything else as for the shipped networks, which take {RECIPE['steps']:,} steps of "
             f"{RECIPE['batch']:,} (2 to 4 minutes each). Trained less, a network fits its points less closely, so "
-            "it copies them only at smaller N than the shipped networks do: on moons, at N = 16 a little over half "
-            "of its samples are copies, and at N = 64 most are new, where the shipped network's are still copies.")
+            "it copies them only at smaller N than the shipped networks do" + (
+                ": on moons, at N = 16 a little over half of its samples are copies, and at N = 64 most are new, where "
+                "the shipped network's are still copies." if job.dataset == "moons" else "."))
 
 
 def own_section(v, dist) -> None:
@@ -146,8 +147,8 @@ def _own_body(v, dist) -> None:
                     "background, on exactly those N points, then sampled beside the ideal denoiser of the same points "
                     "and fresh data. Does it copy its points, or make new ones?")
         n = bound(st.number_input, "Your training set size N", USER_NS[0], USER_NS[1], 100, 1, key="denoise.own_n",
-                  disabled=busy, help=f"{USER_NS[0]}..{USER_NS[1]}: the first N draws of "
-                  f"{DATASET_NAMES.get(v.dataset, v.dataset)} (for the N of the slider above, the same points).")
+                  disabled=busy, help=f"{USER_NS[0]}..{USER_NS[1]}: N points of {DATASET_NAMES.get(v.dataset, v.dataset)} drawn with "
+                  "seed 0 (for an N of the slider above, the very points its network was trained on).")
     if st.button(f"Train a network on these {n:,} points", icon=":material/model_training:", key="denoise.own_train",
                  disabled=busy):
         try:

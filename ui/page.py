@@ -40,15 +40,15 @@ def downloads(fig, name: str, key: str, gif: bool = False, png_kwargs: dict | No
     The files are drawn only when a button is clicked (deferred callables), so they cost the page
     nothing on a rerun.
     """
-    cols = st.columns(4)
+    row = st.container(horizontal=True)  # buttons as wide as their labels, also in a narrow column
     from . import export  # matplotlib loads on the first page that offers a download, not at start-up
 
     slug = _slug(name)
     real = getattr(fig, "figure", lambda: fig)  # a LazyFigure is built only when a file is asked for
-    cols[0].download_button("Download PNG", lambda: export.to_png(real(), **(png_kwargs or {})), f"{slug}.png",
+    row.download_button("Download PNG", lambda: export.to_png(real(), **(png_kwargs or {})), f"{slug}.png",
                             "image/png", key=f"{key}.png", on_click="ignore", icon=":material/image:")
     if gif and fig.frames:
-        cols[1].download_button("Download GIF", lambda: export.to_gif(real()), f"{slug}.gif", "image/gif",
+        row.download_button("Download GIF", lambda: export.to_gif(real()), f"{slug}.gif", "image/gif",
                                 key=f"{key}.gif", on_click="ignore", icon=":material/animation:")
 
 

@@ -31,7 +31,7 @@ ERROR_POINTS = 512  # noisy points per noise level
 ERROR_RANGE = (-8.0, 8.0)  # their log-SNR range (inside every schedule's own where it reaches that far)
 WEIGHT_COLORS = {"eps": PALETTE[2], "x0": PALETTE[3], "v": PALETTE[1], "flow": PALETTE[4], "min_snr": PALETTE[0],
                  "sigmoid": PALETTE[5]}
-WEIGHT_LABELS = {"eps": "ε-MSE", "x0": "x₀-MSE", "v": "v-MSE", "flow": "flow", "min_snr": "min-SNR-5",
+WEIGHT_LABELS = {"eps": "ε-MSE", "x0": "x₀-MSE", "v": "v-MSE (VP)", "flow": "flow", "min_snr": "min-SNR-5",
                  "sigmoid": "sigmoid"}
 
 
@@ -143,10 +143,10 @@ def targets_table(tg: dict, exact: dict, learned: dict | None) -> dict:
 
 
 def marker_lines(lam: float, panels: int) -> list[dict]:
-    """A dashed vertical line at lambda = `lam` across each of the first `panels` panels (layout shapes), so a
+    """A grey dotted vertical line at lambda = `lam` across each of the first `panels` panels (layout shapes), so a
     cached figure dict can be marked at a new lambda with ui.figures.patch(spec, {}, {"shapes": ...})."""
     return [dict(type="line", x0=lam, x1=lam, y0=0, y1=1, xref=f"x{i if i > 1 else ''}",
-                 yref=f"y{i if i > 1 else ''} domain", line=dict(color=XT_COLOR, width=2, dash="dash"))
+                 yref=f"y{i if i > 1 else ''} domain", line=dict(color="#888888", width=2.5, dash="dot"))
             for i in range(1, panels + 1)]
 
 
@@ -279,8 +279,8 @@ INTRO = (
     "The network makes **one** prediction at x_t, and ε, x₀ and v are three names for it: together with x_t, any "
     "one of them fixes the other two (the formulas beside the plane). Choosing what the network writes out "
     "therefore does not change what it can learn. What changes is how much the loss counts each noise level: "
-    "an error in ε̂ is an error in x̂₀ multiplied by σ/α, so the same mistake weighs $e^{-\\lambda}$ times as much in "
-    "x₀ units as in ε units. The second figure draws each weighting against where training puts λ (x₀-MSE "
+    "an error δ in ε̂ makes an error (σ/α)·δ in x̂₀, so the same mistake weighs σ²/α² = $e^{-\\lambda}$ times as "
+    "much in x₀ units as in ε units. The second figure draws each weighting against where training puts λ (x₀-MSE "
     "hardly counts the nearly clean levels, ε-MSE counts all alike); the third measures the trained networks' "
     "error in all three forms, per noise level.")
 CONVERSIONS = [
@@ -307,7 +307,8 @@ def non_vp_text(lvl, schedule_title: str) -> str:
     a, s = float(lvl.alpha), float(lvl.sigma)
     return (f"The {schedule_title} schedule is not variance-preserving: here α² + σ² = {a * a + s * s:.4g}, so the "
             "short forms x₀ = α x_t − σ v and ε = σ x_t + α v do not hold; the general ones above do, and v is not "
-            "the direction in which x_t moves along its path.")
+            "the direction in which x_t moves along its path. The v-MSE curve of the weightings figure, 1 + e^−λ, is "
+            "the v error's weight for variance-preserving schedules; here the formula under that figure applies.")
 
 
 ERRORS_CAPTION = (
@@ -315,4 +316,4 @@ ERRORS_CAPTION = (
     f"that form, on {ERROR_POINTS} data points noised at each of {ERROR_LAMBDAS} log-SNR values of the sidebar's "
     "schedule (the ideal denoiser scores 0 here). Dotted: the ideal denoiser's own squared error against the drawn "
     "targets, the least that form's unweighted loss can reach. Left of each panel the data is nearly clean, right "
-    "of it nearly pure noise. The dashed line marks this section's t.")
+    "of it nearly pure noise. The grey dotted vertical line marks this section's t.")

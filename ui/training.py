@@ -245,7 +245,8 @@ class TrainingJob:
             train["log_z_history"] = self.log_z.to_dict()
         metrics = {"ed_ratio": round(self.ed_ratio, 3) if self.ed_ratio is not None else None}
         if self.kl_final is not None:
-            metrics.update(kl_gap_nats=round(self.kl_final[0], 4), kl_gap_se=round(self.kl_final[1], 4))
+            metrics.update(kl_gap_nats=round(self.kl_final[0], 4), kl_gap_se=round(self.kl_final[1], 4),
+                           kl_ode_steps=self.kl.steps)
         return {"parameterization": self.parameterization, "schedule": self.schedule.spec(),
                 "dataset": self.dataset, "label_names": list(self.dist.label_names), "train": train,
                 "metrics": metrics}
