@@ -291,3 +291,15 @@ def test_the_chain_rule_figure_moved_to_a_is_the_figure_drawn_at_a(a):
     # The marker sits on p(x1 = a), read off the curve by linear interpolation (step h = 0.01): relative error
     # h^2 |p''| / (8 p) <= h^2 (z^2 - 1) / (8 s^2) < 5e-3 within z = 3 of a component of width s = 0.14.
     assert moved["data"][1]["y"][1] == pytest.approx(p, rel=5e-3)
+
+
+def test_a_damaged_or_wrong_energy_head_file_is_refused_with_a_reason(tmp_path):
+    from ui.energy_head import shipped_datasets, shipped_head
+
+    (tmp_path / "moons.safetensors").write_bytes(b"not a checkpoint")
+    (tmp_path / "circles.safetensors").write_bytes((ROOT / "checkpoints" / "circles.safetensors").read_bytes())
+    assert shipped_datasets(str(tmp_path)) == ["circles", "moons"]
+    for name in ("moons", "circles", "spiral"):  # garbage, a v-prediction model, no file
+        model, info = shipped_head(name, str(tmp_path))
+        assert model is None and info["error"], name
+    assert "parameterization" in shipped_head("circles", str(tmp_path))[1]["error"]
