@@ -335,7 +335,7 @@ else:
     h2.metric("Change from the next coarser grid", f"{abs(conv_h[n_top] - conv_h[n_top // 2]):.1e}",
               help=f"|log Z_θ(n = {n_top}) − log Z_θ(n = {n_top // 2})|: the grid estimate has settled")
     h3.metric("Lowest raw E_θ", f"{float(numbers['E'].min()):.2f}", help="what the network outputs, as it is")
-    h4.metric("Error of −∇E_θ against the exact score", f"{100 * numbers['score_error']:.1f}%",
+    h4.metric("Score error of −∇E_θ", f"{100 * numbers['score_error']:.1f}%",
               help=f"sqrt(E|−∇E_θ − ∇log p_t|² / E|∇log p_t|²) on {energy_head.SCORE_POINTS:,} points drawn "
                    "from the exact p_t at this t")
     st.plotly_chart(fig_raw, width="stretch", theme=None)

@@ -247,7 +247,7 @@ def test_page_shows_the_shipped_energy_head_with_its_z_and_the_chain_rule():
     log_z = float(_metric(at, "log Z_θ at t = 0.30"))
     assert log_z == pytest.approx(log_z_grid(reschedule(model, cosine), 0.3, None, 128, half), abs=5e-4)
     assert float(_metric(at, "Change from the next coarser grid")) < 1e-3  # the grid has settled
-    err = float(_metric(at, "Error of −∇E_θ").rstrip("%")) / 100
+    err = float(_metric(at, "Score error of −∇E_θ").rstrip("%")) / 100
     assert err == pytest.approx(energy_head.score_error(model, get_dataset("moons"), alpha, sigma, 0.3), abs=6e-4)
     assert err < 0.5  # a trained head's -grad E_theta is close to the exact score
     figs = charts(at)

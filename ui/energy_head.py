@@ -116,7 +116,8 @@ def z_figure(convergence: dict, t: float, history: dict | None) -> go.Figure:
                              line=dict(color=PALETTE[3], width=3), marker=dict(size=9), showlegend=False,
                              hovertemplate="n = %{x}: log Z_θ = %{y:.4f}<extra></extra>"), row=1, col=1)
     fig.update_xaxes(type="log", title_text="cells per axis n", tickvals=ns, row=1, col=1)
-    fig.update_yaxes(title_text="log Z_θ", row=1, col=1)
+    fig.update_yaxes(title_text="log Z_θ", title_standoff=12, nticks=5, tickformat=".4f", automargin=True, row=1,
+                     col=1)  # the grid estimates differ only in the 4th or 5th decimal
     if history is not None:
         for j, tt in enumerate(history["t"]):
             fig.add_trace(go.Scatter(x=history["steps"], y=[row[j] for row in history["log_z"]], mode="lines",
