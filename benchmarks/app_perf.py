@@ -42,6 +42,10 @@ CHANGES = {
 # The views of docs/measurements.md's "Views" table: (view, page, URL query, [(widget kind, key, values)]). Each is
 # opened once to warm the server, then opened again in a fresh session (the warm open) and its controls changed.
 VIEWS = [
+    ("Z_θ of a learned energy (2)", "pages/energy.py", {"dataset": "moons"},
+     [("sidebar.slider", "t", [0.5, 0.3])]),
+    ("One coordinate at a time (2)", "pages/energy.py", {"dataset": "moons"},
+     [("slider", "energy.a", [1.0, -1.0])]),
     ("Denoising score matching, seen (6)", "pages/denoise.py", {"dataset": "moons"},
      [("select_slider", "denoise.dsm.n", [4096, 16]), ("slider", "denoise.dsm.x1", [0.0, -1.0])]),
     ("Live KL beside the loss (5)", "pages/train.py", {"dataset": "moons"}, []),
