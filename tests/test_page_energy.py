@@ -303,3 +303,29 @@ def test_a_damaged_or_wrong_energy_head_file_is_refused_with_a_reason(tmp_path):
         model, info = shipped_head(name, str(tmp_path))
         assert model is None and info["error"], name
     assert "parameterization" in shipped_head("circles", str(tmp_path))[1]["error"]
+
+
+def test_an_energy_head_trained_on_page_5_shows_its_log_z_drift_on_page_2():
+    """Page 5's training job records log Z_theta(t) while an energy head trains; page 2 draws that record."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui.training import TrainingJob, make_config
+
+    dist = get_dataset("moons")
+    job = TrainingJob(dist, "moons", "moons", "energy", make_schedule("cosine"), make_config(60, 128, 3e-3, "eps", "cpu"))
+    job.start().join(120)
+    assert job.state == "done", job.error
+    info = {**job.info(), "source": "session", "id": "energy-drift-test"}
+    history = info["train"]["log_z_history"]
+    assert history["steps"] == [25, 50, 60]  # every max(25, 60 // 40) steps, and the last
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params.update({"dataset": "moons", "t": "0.5", "model": "session", "energy.head": "session"})
+    at.session_state["trained"] = {"moons": (job.result.model, info)}
+    at.run()
+    at.switch_page("pages/energy.py").run()
+    assert not at.exception, at.exception
+    drawn = next(c for c in charts(at) if any(tr.get("name") == "t = 0.05" for tr in c["data"]))
+    for j, t in enumerate(history["t"]):
+        line = next(tr for tr in drawn["data"] if tr.get("name") == f"t = {t:g}")
+        assert list(decode(line["x"])) == history["steps"]
+        np.testing.assert_allclose(decode(line["y"]), [row[j] for row in history["log_z"]], rtol=0, atol=1e-9)

@@ -20,7 +20,7 @@ from .memorisation import (RECIPE, USER_NS, USER_RECIPE, compute_one, distance_t
 from .memorisation_figures import memorisation_figure
 from .page import downloads
 from .state import CUSTOM, DATASET_NAMES, bound
-from .threads import lower_this_threads_priority
+from .threads import BackgroundJob, lower_this_threads_priority
 from .training import MAX_CONCURRENT, eta_text
 
 JOB = "_memo_job"  # this session's MemoJob (one at a time)
@@ -29,37 +29,22 @@ POLL_S = 1.0  # how often the section redraws while its network trains
 _SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 
-class MemoJob:
+class MemoJob(BackgroundJob):
     """One network trained on a user's N points in a background thread, then sampled beside the ideal denoiser
     of those points and fresh data. As ui.training.TrainingJob: one torch thread, a lower priority than the
     pages, at most MAX_CONCURRENT at once; every public read is a consistent copy taken under a lock."""
 
     def __init__(self, dist, dataset: str, data_key: str, points, labels, recipe: dict | None = None):
+        super().__init__(f"memorise-{dataset}-N{len(points)}")
         self.dist, self.dataset, self.data_key = dist, dataset, data_key
         self.points, self.labels = points, labels
         self.n = len(points)
         self.recipe = dict(USER_RECIPE if recipe is None else recipe)
-        self._lock, self._stop = threading.Lock(), threading.Event()
-        self._thread: threading.Thread | None = None
-        self._state, self._step, self._started, self._seconds = "new", 0, None, None
+        self._step, self._started, self._seconds = 0, None, None
         self.arrays: dict | None = None  # compute_one's, once done
         self.error = ""
         self.shown = False  # set by the page once it has drawn the finished job
         self.view: tuple | None = None  # job_view's, built once
-
-    def start(self) -> "MemoJob":
-        self._thread = threading.Thread(target=self._run, name=f"memorise-{self.dataset}-N{self.n}", daemon=True)
-        with self._lock:
-            self._state = "queued"
-        self._thread.start()
-        return self
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     @property
     def active(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -73,8 +74,6 @@ def lower_this_threads_priority(nice: int = BACKGROUND_NICE) -> bool:
     and the training takes what is left. Elsewhere this does nothing. Priority cannot help with Python's
     GIL, but a training step spends most of its time in torch kernels, which release it.
     """
-    import threading
-
     if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
         return False
     try:
@@ -83,3 +82,38 @@ def lower_this_threads_priority(nice: int = BACKGROUND_NICE) -> bool:
         return True
     except OSError:
         return False
+
+
+class BackgroundJob:
+    """The thread handling of a page's background job (the Train page's training, page 6's memorisation run):
+    `start` runs the subclass's `_run` in a daemon thread named `name`, `request_stop` asks it to stop (the job
+    polls `_stop`), `join` waits. `_lock` guards whatever the job shares with the page; `_state` starts "new"
+    and is "queued" once started."""
+
+    def __init__(self, name: str):
+        self._name = name
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._state = "new"
+
+    def _run(self) -> None:  # pragma: no cover - every job defines its own
+        raise NotImplementedError
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        with self._lock:
+            self._state = "queued"
+        self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -36,7 +36,7 @@ from diffusion.training import TrainConfig, pick_device, train
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
 from .live_metrics import LiveKL, LogZHistory, add_kl_traces, kl_range
-from .threads import lower_this_threads_priority
+from .threads import BackgroundJob, lower_this_threads_priority
 
 # The page's choices, with the shipped recipe (diffusion/train.py) as the defaults, except the step count:
 # 3,000 steps train a usable model in under a minute on two idle CPU cores (the recipe uses 4,000).
@@ -97,24 +97,21 @@ def quick_ed_ratio(model, dist, n: int = 2000, steps: int = 25, seed: int = 0) -
     return EnergyReference(dist, n, refs=2, pairs=2).ratio(x)
 
 
-class TrainingJob:
+class TrainingJob(BackgroundJob):
     """One training run in a background thread; every public read is a consistent copy taken under a lock."""
 
     def __init__(self, dist, dataset: str, data_key: str, parameterization: str, schedule, config: TrainConfig,
                  snapshot_every: int | None = None):
+        super().__init__(f"train-{dataset}")
         self.dist, self.dataset, self.data_key = dist, dataset, data_key
         self.parameterization, self.schedule, self.config = check_parameterization(parameterization), schedule, config
         self.snapshot_every = snapshot_every or max(25, config.steps // 25)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         # every live sample starts from this noise, so what changes between pictures is the model
         self.x_T = prior_sample(schedule, (SNAPSHOT_POINTS, 2), seed=1)
         self.exact_x, self.exact_y = exact_points(dist)
         self.kl = LiveKL(dist)  # KL(p_data || p_theta) on held-out points, within a share of the training time
         self.log_z = LogZHistory(max(25, config.steps // 40)) if self.parameterization == "energy" else None
-        # written by the thread, read under the lock
-        self._state = "new"  # new, queued, running, evaluating, done, failed
+        # written by the thread, read under the lock; _state: new, queued, running, evaluating, done, failed
         self._steps: list[int] = []
         self._losses: list[float] = []
         self._snap: tuple[int, np.ndarray] | None = None
@@ -125,26 +122,6 @@ class TrainingJob:
         self.ed_ratio: float | None = None
         self.error = ""
         self.collected = False  # set by the page once the model is in the session's model store
-
-    # --- control --------------------------------------------------------------------------------------
-
-    def start(self) -> "TrainingJob":
-        self._thread = threading.Thread(target=self._run, name=f"train-{self.dataset}", daemon=True)
-        with self._lock:
-            self._state = "queued"
-        self._thread.start()
-        return self
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     # --- reading ---------------------------------------------------------------------------------------
 
