@@ -191,9 +191,10 @@ def energy_heatmaps(xs, E_exact, xs_learned=None, E_learned=None, title_exact="E
 
 def raw_energy_figure(xs, E_raw, log_z: float, E_exact, xs_exact, span: float = 16.0) -> go.Figure:
     """An energy head's raw E_theta (own colour range) beside E_theta + log Z_theta (the exact map's range)."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["Raw E_θ", "E_θ + log Z_θ"], horizontal_spacing=0.12)
+    # wide spacing: the left panel's colour bar sits in it, clear of the right panel's axis title
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Raw E_θ", "E_θ + log Z_θ"], horizontal_spacing=0.22)
     lo = float(np.min(E_raw))
-    for tr in _heat(xs, E_raw, lo, lo + span, showscale=True, colorbar_x=0.44):
+    for tr in _heat(xs, E_raw, lo, lo + span, showscale=True, colorbar_x=0.41):
         fig.add_trace(tr, row=1, col=1)
     zmin, zmax = energy_cap(E_exact, span)
     for tr in _heat(xs, E_raw + log_z, zmin, zmax, showscale=True):

@@ -268,8 +268,8 @@ def errors_figure(lams, floor: dict, errors: dict, lam_now: float | None = None)
     fig.update_yaxes(matches="y", row=1, col=2)  # one scale for the three panels, each with its own labels
     fig.update_yaxes(matches="y", row=1, col=3)
     fig.update_yaxes(title_text="mean squared error", row=1, col=1)
-    fig.update_layout(height=480, font=FONT, plot_bgcolor="white", margin=dict(l=80, r=20, t=60, b=60),
-                      legend=dict(orientation="h", x=0, y=-0.22, font=dict(size=14)))
+    fig.update_layout(height=520, font=FONT, plot_bgcolor="white", margin=dict(l=80, r=20, t=60, b=110),
+                      legend=dict(orientation="h", x=0, y=-0.3, yanchor="top", font=dict(size=14)))
     return fig
 
 
