@@ -296,7 +296,7 @@ def test_training_starts_reports_progress_and_stops_with_its_model_kept(server, 
             time.sleep(0.5)
         assert "trained here:" in side.inner_text()
         assert page.locator('[data-testid="stException"]').count() == 0
-        assert _check_downloads(page) == 2  # the loss curve and the samples
+        assert _check_downloads(page) == 5  # the loss curve and the samples, and the three targets view's three
     finally:
         page.close()
 
