@@ -127,4 +127,5 @@ def test_the_page_reads_the_shipped_maps_and_survives_a_damaged_file(tmp_path, m
     at = open_page("pages/energy.py", t="0.4")
     assert any("precomputed energy maps cannot be used" in w.value and "energy_maps.npz" in w.value for w in at.warning)
     assert "first time anyone asked" in _help(at, "Time they took")  # computed live, and shown
-    assert len(at.get("plotly_chart")) == 5
+    # the landscape, its 3-D surface, the grid's Z, its cost in d, the constant, the energy head's two, the chain rule
+    assert len(at.get("plotly_chart")) == 8
