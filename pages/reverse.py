@@ -19,7 +19,7 @@ from ui.figures import LazyFigure, SpecFigure, figure_dict  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES, SCHEDULE_NAMES, bound  # noqa: E402
 from ui.threads import one_thread  # noqa: E402
-from ui.prefetch import Prefetcher  # noqa: E402
+from ui.prefetch import Prefetcher, enabled as prefetch_enabled  # noqa: E402
 from ui.workers import offload  # noqa: E402
 
 N_PARTICLES = 2000
@@ -143,7 +143,7 @@ downloads(LazyFigure(lambda: go.Figure(anim, _validate=False), frames=anim["fram
 def _ahead():
     """Guidance and composition results, shared by every session: each computed once, the neighbouring slider
     values ahead in a background thread (ui/prefetch.py). A result's key holds every input it was computed from."""
-    return Prefetcher(max_entries=256)
+    return Prefetcher(max_entries=256, ahead=prefetch_enabled())
 
 
 # The exact scores always; the learned model's when it is shown and knows the labels.

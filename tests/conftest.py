@@ -10,6 +10,9 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Page 7 computes the neighbouring slider values ahead in a background thread (ui/prefetch.py); in the tests that
+# work would run on into the next tests, so it is off here (tests/test_prefetch.py tests the mechanism itself).
+os.environ.setdefault("DIFFUSION_LAB_PREFETCH", "0")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 

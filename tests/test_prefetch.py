@@ -73,3 +73,15 @@ def test_a_failing_job_is_kept_out_of_the_queue_and_raises_in_the_foreground():
     assert p.pending() == 0  # not retried in the background
     with pytest.raises(ValueError, match="normalised"):
         p.compute("bad", bad)
+
+
+def test_ahead_can_be_turned_off(monkeypatch):
+    from ui import prefetch
+
+    monkeypatch.setenv(prefetch.ENV, "0")
+    assert not prefetch.enabled()
+    monkeypatch.setenv(prefetch.ENV, "1")
+    assert prefetch.enabled()
+    p = Prefetcher(ahead=False)
+    p.ahead([("k", lambda: 1, ())])
+    assert p.pending() == 0 and p.get("k") is None and p.compute("k", lambda: 1) == 1

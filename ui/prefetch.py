@@ -6,10 +6,14 @@ likely to ask for next (the neighbouring values of its sliders); one background 
 time, at a lower priority than the threads that answer the pages and with one torch thread, as the Train page's
 training does. Each new request replaces the queue, so the work follows the latest view and stops once its
 neighbourhood is filled. What is stored is read-only and shared, like st.cache_resource's results.
+
+DIFFUSION_LAB_PREFETCH=0 turns the computing ahead off (results are still kept): the test suite sets it, so that
+one page test's background work does not run on into the next tests.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -18,13 +22,19 @@ from collections import OrderedDict
 from .threads import lower_this_threads_priority
 
 _ALL: "weakref.WeakSet[Prefetcher]" = weakref.WeakSet()
+ENV = "DIFFUSION_LAB_PREFETCH"
+
+
+def enabled() -> bool:
+    """False when DIFFUSION_LAB_PREFETCH is "0": nothing is computed ahead."""
+    return os.environ.get(ENV, "1").strip() != "0"
 
 
 class Prefetcher:
     """A bounded store of results by key, with a background thread that fills the keys it is asked for ahead."""
 
-    def __init__(self, max_entries: int = 128):
-        self.max_entries = int(max_entries)
+    def __init__(self, max_entries: int = 128, ahead: bool = True):
+        self.max_entries, self.computes_ahead = int(max_entries), bool(ahead)
         self._store: OrderedDict = OrderedDict()
         self._queue: list = []  # [(key, fn, args)], first first
         self._busy = None  # the key being computed
@@ -67,7 +77,9 @@ class Prefetcher:
 
     def ahead(self, jobs) -> None:
         """Compute [(key, fn, args)] in the background, in this order, skipping keys stored or failed before;
-        replaces whatever was still queued."""
+        replaces whatever was still queued. Nothing, for a Prefetcher made with ahead=False."""
+        if not self.computes_ahead:
+            return
         with self._lock:
             self._queue = [job for job in jobs if job[0] not in self._store and job[0] not in self.errors]
             if self._queue and (self._thread is None or not self._thread.is_alive()):
