@@ -125,15 +125,16 @@ class EnergyReference:
         return [self.ratio(self.dist.sample(self.n, label=self.label, generator=g)[0]) for _ in range(k)]
 
 
-def relative_score_error(model, dist, schedule, ts=(0.05, 0.1, 0.25, 0.5, 0.75), n: int = 4000, seed: int = 0):
-    """{t: sqrt(E|s_hat - s|^2 / E|s|^2)} on points x_t drawn from the exact p_t."""
+def relative_score_error(model, dist, schedule, ts=(0.05, 0.1, 0.25, 0.5, 0.75), n: int = 4000, seed: int = 0,
+                         label=None):
+    """{t: sqrt(E|s_hat - s|^2 / E|s|^2)} on points x_t drawn from the exact p_t (of `label`'s data, if given)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for t in ts:
         alpha, sigma = schedule.alpha_sigma(t)
-        x0 = dist.sample(n, generator=g)[0]
+        x0 = dist.sample(n, label=label, generator=g)[0]
         xt = (alpha * x0 + sigma * torch.randn(x0.shape, generator=g)).float()
-        true = dist.score(xt, alpha, sigma)
-        err = ((model.score(xt, t) - true) ** 2).sum(-1).mean() / (true**2).sum(-1).mean()
+        true = dist.score(xt, alpha, sigma, label)
+        err = ((model.score(xt, t, label) - true) ** 2).sum(-1).mean() / (true**2).sum(-1).mean()
         out[f"{t:g}"] = round(float(err.sqrt()), 4)
     return out

@@ -300,8 +300,7 @@ def _head(head_key: str, spec: str, data_key: str, label, t: float, half: float,
     """(numbers, raw E figure, log Z figure) of an energy head at t. `head_key` and `spec` name `_model` (the head
     under that schedule) and `_history` (its log Z record); `data_key` names `_dist` and, with spec, label, t and
     half, the exact map `_xs, _E`."""
-    a, s = (float(x) for x in make_schedule(spec).alpha_sigma(t))
-    numbers = energy_head.head_numbers(_model, _dist, a, s, t, label, LEARNED_GRID, half)
+    numbers = energy_head.head_numbers(_model, _dist, t, label, LEARNED_GRID, half)
     return (numbers, *energy_head.head_figures(numbers, t, _history, _xs, _E))
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from diffusion.likelihood import log_z_grid
+from diffusion.metrics import relative_score_error
 from diffusion.models import oracle_model
 from diffusion.schedules import make_schedule
 from toy_data import get_dataset
@@ -248,7 +249,8 @@ def test_page_shows_the_shipped_energy_head_with_its_z_and_the_chain_rule():
     assert log_z == pytest.approx(log_z_grid(reschedule(model, cosine), 0.3, None, 128, half), abs=5e-4)
     assert float(_metric(at, "Change from the next coarser grid")) < 1e-3  # the grid has settled
     err = float(_metric(at, "Score error of −∇E_θ").rstrip("%")) / 100
-    assert err == pytest.approx(energy_head.score_error(model, get_dataset("moons"), alpha, sigma, 0.3), abs=6e-4)
+    exact_err = relative_score_error(reschedule(model, cosine), get_dataset("moons"), cosine, (0.3,), 2000)["0.3"]
+    assert err == pytest.approx(exact_err, abs=6e-4)  # shown to 0.1%
     assert err < 0.5  # a trained head's -grad E_theta is close to the exact score
     figs = charts(at)
     z_fig = next(f for f in figs if "log Z_θ(t) while training" in json.dumps(f["layout"], ensure_ascii=False))

@@ -6,16 +6,15 @@ The shipped heads live in checkpoints/energy/<dataset>.safetensors (python -m ch
 
 from __future__ import annotations
 
-import math
 import os
 
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 from plotly.subplots import make_subplots
 
 from diffusion.checkpoints import CheckpointError, load_checkpoint
 from diffusion.likelihood import log_z_grid
+from diffusion.metrics import relative_score_error
 
 from .energy import raw_energy, raw_energy_figure
 from .figures import FONT, PALETTE
@@ -54,26 +53,15 @@ def log_z_convergence(model, t: float, label=None, ns=GRID_NS, half: float = 3.0
         return {int(n): log_z_grid(model, t, label, n=int(n), half=half) for n in ns}
 
 
-def score_error(model, dist, alpha: float, sigma: float, t: float, label=None, n: int = SCORE_POINTS,
-                seed: int = 0) -> float:
-    """sqrt(E|-grad E_theta - s|^2 / E|s|^2) on n points drawn from the exact p_t (s the exact score)."""
-    g = torch.Generator().manual_seed(seed)
-    x0 = dist.sample(n, label=label, generator=g)[0].double()
-    xt = alpha * x0 + sigma * torch.randn(x0.shape, generator=g, dtype=torch.float64)
-    true = dist.score(xt, alpha, sigma, label)
-    with one_thread():
-        learned = model.score(xt.float(), t, label).double()
-    return math.sqrt(float(((learned - true) ** 2).sum(-1).mean() / (true**2).sum(-1).mean()))
-
-
-def head_numbers(model, dist, alpha: float, sigma: float, t: float, label=None, n: int = 40,
-                 half: float = 3.0) -> dict:
+def head_numbers(model, dist, t: float, label=None, n: int = 40, half: float = 3.0) -> dict:
     """What page 2 shows of an energy head at t: raw E_theta on an n x n grid over [-half, half]^2 (xs, E),
-    log Z_theta by grids of growing size over that box (convergence; its finest is log_z), and the score's error."""
+    log Z_theta by grids of growing size over that box (convergence; its finest is log_z), and the relative error
+    of its score -grad E_theta on SCORE_POINTS points of the exact p_t (diffusion.metrics.relative_score_error)."""
     xs, E, _ = raw_energy(model, t, label, n, half)
     conv = log_z_convergence(model, t, label, half=half)
-    return {"xs": xs, "E": E, "convergence": conv, "log_z": conv[max(conv)],
-            "score_error": score_error(model, dist, alpha, sigma, t, label)}
+    with one_thread():
+        err = relative_score_error(model, dist, model.schedule, (t,), SCORE_POINTS, label=label)[f"{t:g}"]
+    return {"xs": xs, "E": E, "convergence": conv, "log_z": conv[max(conv)], "score_error": err}
 
 
 def head_figures(numbers: dict, t: float, history: dict | None, xs_exact, E_exact) -> tuple[go.Figure, go.Figure]:
