@@ -52,13 +52,14 @@ def log_z_every(steps: int) -> int:
 
 def log_z_recorder(steps: int, times=LOG_Z_TIMES):
     """(history, record): `record(info)` adds log Z_theta(t) of the EMA snapshot, for each t in `times`, at every
-    `log_z_every(steps)`-th step and at the last; `history` is {"t": [...], "steps": [...], "log_z": [[...], ...]}."""
+    `log_z_every(steps)`-th step and at the last (`record(info, last=True)`: also at a run's early end); `history`
+    is {"t": [...], "steps": [...], "log_z": [[...], ...]}."""
     history = {"t": [float(t) for t in times], "steps": [], "log_z": []}
     every = log_z_every(steps)
 
-    def record(info):
+    def record(info, last: bool = False):
         step = info["step"]
-        if step % every and step != steps:
+        if (step % every and step != steps and not last) or step in history["steps"][-1:]:
             return
         snap = info["snapshot"]()
         history["steps"].append(int(step))

@@ -6,10 +6,6 @@ log p_data is exact (the data is a known Gaussian mixture) and log p_theta comes
 LIVE_POINTS of the held-out points and LIVE_STEPS Heun steps; the final one all FINAL_POINTS. Live estimates run
 in the training thread, each only once the training since the previous one has taken 1/SHARE times its expected
 cost, so that on a steady machine they slow training by about SHARE.
-
-`LogZHistory` records, for an energy head, log Z_theta(t) = log of the integral of exp(-E_theta(x, t)) over the
-plot box at a few t while it trains (diffusion.likelihood.log_z_grid): training fixes only the slope of E_theta,
-so its level, and with it Z_theta, drifts from step to step.
 """
 
 from __future__ import annotations
@@ -88,32 +84,6 @@ class LiveKL:
         """The final estimate, on every held-out point."""
         self.final = self.measure(model)
         return self.final
-
-
-class LogZHistory:
-    """log Z_theta(t) of an energy head at LOG_Z_TIMES, every `every` steps: the format of
-    diffusion.likelihood (a checkpoint's config["train"]["log_z_history"])."""
-
-    def __init__(self, every: int):
-        from diffusion.likelihood import LOG_Z_TIMES
-
-        self.every, self.t = max(1, int(every)), [float(t) for t in LOG_Z_TIMES]
-        self.steps: list[int] = []
-        self.log_z: list[list[float]] = []
-
-    def update(self, step: int, model, last: bool = False) -> bool:
-        """Record at every `every`-th step (and at the last); `model` is a callable returning the model."""
-        if step % self.every and not last:
-            return False
-        from diffusion.likelihood import log_z_grid
-
-        m = model()
-        self.steps.append(int(step))
-        self.log_z.append([round(log_z_grid(m, t), 5) for t in self.t])
-        return True
-
-    def to_dict(self) -> dict:
-        return {"t": list(self.t), "steps": list(self.steps), "log_z": [list(r) for r in self.log_z]}
 
 
 def add_kl_traces(fig: go.Figure, curve, final, last_step: int | None, row: int) -> None:

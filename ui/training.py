@@ -31,11 +31,11 @@ from diffusion.metrics import EnergyReference
 from diffusion.models import build_model
 from diffusion.parameterizations import PARAMETERIZATIONS, WEIGHTINGS, check_parameterization
 from diffusion.samplers import guided, prior_sample, sample
-from diffusion.train import DEFAULTS_2D
+from diffusion.train import DEFAULTS_2D, log_z_recorder
 from diffusion.training import TrainConfig, pick_device, train
 
 from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
-from .live_metrics import LiveKL, LogZHistory, add_kl_traces, kl_range
+from .live_metrics import LiveKL, add_kl_traces, kl_range
 from .threads import BackgroundJob, lower_this_threads_priority
 
 # The page's choices, with the shipped recipe (diffusion/train.py) as the defaults, except the step count:
@@ -110,7 +110,9 @@ class TrainingJob(BackgroundJob):
         self.x_T = prior_sample(schedule, (SNAPSHOT_POINTS, 2), seed=1)
         self.exact_x, self.exact_y = exact_points(dist)
         self.kl = LiveKL(dist)  # KL(p_data || p_theta) on held-out points, within a share of the training time
-        self.log_z = LogZHistory(max(25, config.steps // 40)) if self.parameterization == "energy" else None
+        self.log_z = self._record_log_z = None  # an energy head's log Z_theta(t) history, as diffusion.train keeps it
+        if self.parameterization == "energy":
+            self.log_z, self._record_log_z = log_z_recorder(config.steps)
         # written by the thread, read under the lock; _state: new, queued, running, evaluating, done, failed
         self._steps: list[int] = []
         self._losses: list[float] = []
@@ -158,7 +160,7 @@ class TrainingJob(BackgroundJob):
         if step % self.snapshot_every == 0 or step == self.config.steps:
             snap = (step, snapshot_samples(ema(), self.schedule, self.x_T, self.exact_y))
         if self.log_z is not None:
-            self.log_z.update(step, ema, last=step == self.config.steps)
+            self._record_log_z({"step": step, "snapshot": ema})
         with self._lock:
             started = self._started
         measured = self.kl.update(step, ema, time.perf_counter() - started - self.kl.seconds)
@@ -192,8 +194,8 @@ class TrainingJob(BackgroundJob):
                 snap = (result.steps_done, snapshot_samples(result.model, self.schedule, self.x_T, self.exact_y))
                 with self._lock:
                     self._snap = snap
-                if self.log_z is not None and (not self.log_z.steps or self.log_z.steps[-1] != result.steps_done):
-                    self.log_z.update(result.steps_done, lambda: result.model, last=True)
+                if self.log_z is not None:  # a run stopped early: its last step too
+                    self._record_log_z({"step": result.steps_done, "snapshot": lambda: result.model}, last=True)
                 kl_final = self.kl.finish(result.model)
                 with self._lock:
                     self.kl_final = kl_final
@@ -219,7 +221,7 @@ class TrainingJob(BackgroundJob):
                  "final_loss": round(float(np.mean(r.losses[-100:])), 5) if r.losses else None,
                  "kl_seconds": round(self.kl.seconds, 2)}
         if self.log_z is not None:
-            train["log_z_history"] = self.log_z.to_dict()
+            train["log_z_history"] = {k: list(v) for k, v in self.log_z.items()}
         metrics = {"ed_ratio": round(self.ed_ratio, 3) if self.ed_ratio is not None else None}
         if self.kl_final is not None:
             metrics.update(kl_gap_nats=round(self.kl_final[0], 4), kl_gap_se=round(self.kl_final[1], 4),
