@@ -52,12 +52,15 @@ def main() -> None:
     show_titled_navigation()
     page = st.navigation(PAGES)
 
+    from ui import present
     from ui.state import forget, sidebar
     from ui.threads import quick_gil_handoff, use_one_thread
 
     use_one_thread()  # one torch thread per computation, so a class's sessions share the cores (ui/threads.py)
     quick_gil_handoff()  # a short GIL switch interval, so torch work is not starved by other sessions' Python
     sidebar()
+    present.toggle()  # presenter mode (?present=1): the switch at the top of every page, then its style
+    present.style()
     try:
         page.run()
     finally:
