@@ -9,6 +9,7 @@ from diffusion.schedules import make_schedule
 from ui import data
 from ui.figures import LazyFigure, SpecFigure, density_grid, patch
 from ui.page import downloads, need_model, show_source
+from ui.present import chart
 from ui.state import bound, view
 from ui.threads import one_thread
 from ui.workers import offload
@@ -92,7 +93,7 @@ if label is None:  # no prompt: p(x | c) would be p(x) again, so that panel is l
     cond_x = cond_y = None
 spec = patch(_prompt_base(v.data_key, label, learned_x is not None, dist),
              data.prompt_values(dist, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
-st.plotly_chart(SpecFigure(spec), width="stretch", theme=None, key="data.fig")
+chart(SpecFigure(spec), width="stretch", theme=None, key="data.fig")
 fig = LazyFigure(lambda: data.prompt_figure(dist, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_x, learned_y))
 st.caption(
     f"Grey: the exact density (darker = more likely). Colour: each sample's label (for the learned samples, "
@@ -104,7 +105,7 @@ st.caption(
 left, right = st.columns([2, 3])
 with left:
     prior = data.class_prior(dist)
-    st.plotly_chart(data.prior_figure(dist, prior, label), width="stretch", theme=None, key="data.prior")
+    chart(data.prior_figure(dist, prior, label), width="stretch", theme=None, key="data.prior")
 with right:
     st.subheader("What the prompt does")
     if label is None:

@@ -15,6 +15,7 @@ from ui.memorisation_figures import (MEMO_SAMPLER, MEMO_STEPS, distance_curve_fi
                                      nearest_distance, sample_from)
 from ui.memorisation_live import own_section
 from ui.page import downloads, need_model, show_source
+from ui.present import chart
 from ui.state import DATASET_NAMES, bound, view
 from ui.threads import one_thread
 from ui.workers import offload
@@ -108,10 +109,10 @@ def _pick_section():
     post_spec = patch(_post_base(v.data_key, dist), dict(enumerate(values)))
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(SpecFigure(pick_spec), width="stretch", theme=None, key="denoise.pick",
-                        on_select=_on_pick, selection_mode="points", config={"displayModeBar": False})
+        chart(SpecFigure(pick_spec), width="stretch", theme=None, key="denoise.pick",
+              on_select=_on_pick, selection_mode="points", config={"displayModeBar": False})
     with right:
-        st.plotly_chart(SpecFigure(post_spec), width="stretch", theme=None, key="denoise.post")
+        chart(SpecFigure(post_spec), width="stretch", theme=None, key="denoise.post")
     post_fig = LazyFigure(lambda: posterior.posterior_figure(xs, post, xt, alpha, sigma, exact_x0, learned_x0))
 
     cols = st.columns(4)
@@ -173,7 +174,7 @@ def _field_fig(data_key: str, model_key: str, spec: str, label, device: str, _di
 
 
 field_fig, field_spec = _field_fig(v.data_key, v.model_key, v.schedule.spec(), label, v.device, dist, model)
-st.plotly_chart(SpecFigure(at_frame(field_spec, active)), width="stretch", theme=None, key="denoise.field")
+chart(SpecFigure(at_frame(field_spec, active)), width="stretch", theme=None, key="denoise.field")
 downloads(LazyFigure(lambda: go.Figure(at_frame(field_spec, active)), frames=field_fig.frames),
           f"denoising-field-{v.dataset}-t{ts[active]:.2f}", key="denoise.dl.field", gif=True)
 
@@ -260,7 +261,7 @@ def _memo_section():
                 + ", ".join(DATASET_NAMES[d] for d in memorisation.DATASETS)
                 + ". For this dataset the section shows the ideal denoiser and fresh samples only; train a "
                 "network yourself below.")
-    st.plotly_chart(SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
+    chart(SpecFigure(memo_spec), width="stretch", theme=None, key="denoise.memo")
     left, right = st.columns([2, 3])
     with left:
         st.table(table.style.format({"median distance to nearest": "{:.3f}", "share closer than 0.02": "{:.0%}"})
@@ -276,7 +277,7 @@ def _memo_section():
                    "*Share closer than 0.02*: samples that practically copy a training point (sampling ends with "
                    f"noise of size 0.007).{unused}")
     with right:
-        st.plotly_chart(SpecFigure(curve_spec), width="stretch", theme=None, key="denoise.curve")
+        chart(SpecFigure(curve_spec), width="stretch", theme=None, key="denoise.curve")
     st.markdown(_memo_text(curves))
     downloads(memo_fig, f"memorisation-{v.dataset}-N{n_train}", key="denoise.dl.memo")
 
@@ -336,11 +337,11 @@ def _dsm_section():
     fan_vals = dsm.fan_values(nx, pt, posterior.pick_grid() * scale, data, n, sigma, learned)
     left, right = st.columns([3, 2])
     fan_spec = patch(fan_base, dict(enumerate(fan_vals)), dsm.fan_layout(nx, v.t))
-    left.plotly_chart(SpecFigure(fan_spec), width="stretch", theme=None,
-                      key="denoise.dsm.pick", on_select=_on_dsm_pick, selection_mode="points",
-                      config={"displayModeBar": False})
-    right.plotly_chart(SpecFigure(patch(curve_base, dict(enumerate(dsm.curve_values(data, n, net_error))))),
-                       width="stretch", theme=None, key="denoise.dsm.curve")
+    chart(SpecFigure(fan_spec), left, width="stretch", theme=None,
+          key="denoise.dsm.pick", on_select=_on_dsm_pick, selection_mode="points",
+          config={"displayModeBar": False})
+    chart(SpecFigure(patch(curve_base, dict(enumerate(dsm.curve_values(data, n, net_error))))), right,
+          width="stretch", theme=None, key="denoise.dsm.curve")
     name = f"{v.dataset}-t{v.t:.2f}-x{x1:g},{x2:g}-n{n}"
     with left:
         downloads(LazyFigure(lambda: dsm.fan_figure(nx, pt, posterior.pick_grid() * scale, data, n, sigma, learned,

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui.present import chart
 from ui.state import view
 
 v = view()
@@ -152,7 +153,7 @@ def generate_section():  # not a fragment: its seed and sampler also drive the g
               if labelled else "unconditional")
     fig = grid_figure(images, [label_name(d) for d in digits],
                          f"{SAMPLER_NAMES[sampler]}, {steps} steps ({nfe} evaluations), {w_text}")
-    st.plotly_chart(fig, width="stretch", theme=None, key="digits.grid")
+    chart(fig, width="stretch", theme=None, key="digits.grid")
     m = st.columns(4)
     m[0].metric("Digits", f"{n_images}")
     m[1].metric("Function evaluations (NFE)", f"{nfe}",
@@ -235,7 +236,7 @@ def sweep_section():
         return
     fig = grid_figure(grid_of(rows, SWEEP_WS, n), [f"w = {w:g}" for w in SWEEP_WS],
                          f"Digit {digit} with growing guidance ({SAMPLER_NAMES[sampler]}, {nfe} evaluations)")
-    st.plotly_chart(fig, width="stretch", theme=None, key="digits.sweep")
+    chart(fig, width="stretch", theme=None, key="digits.sweep")
     when = ("computed ahead of time" if ahead == len(SWEEP_WS)
             else f"{seconds:.2f} s of sampling when first computed")
     st.caption(f"The same {n} starting noises in every row (the page's noise seed above); {when}.")

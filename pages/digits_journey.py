@@ -3,6 +3,7 @@ reverse trajectories watched in the plane of the first two principal components 
 
 import streamlit as st
 
+from ui.present import chart
 from ui.state import view
 
 v = view()
@@ -152,10 +153,10 @@ def _film_section():
     traj, strip, movie, seconds = got
     when = "computed ahead of time" if seconds is None else f"sampled in {seconds:.2f} s (kept for everyone afterwards)"
     c[2].caption(f"{SAMPLER_NAMES[v.sampler]}, {v.steps} steps, w = {w:g}: {when}.")
-    st.plotly_chart(strip, width="stretch", theme=None, key="journey.strip")
+    chart(strip, width="stretch", theme=None, key="journey.strip")
     downloads(strip, f"film-strip-{choice}-{v.sampler}", key="journey.dl.strip")
     st.subheader("Every step, as a movie")
-    st.plotly_chart(movie, width="stretch", theme=None, key="journey.movie")
+    chart(movie, width="stretch", theme=None, key="journey.movie")
     st.caption("Press Play or drag the slider: all the steps are in your browser. Left: x_t (scaled); right: the "
                "model's x̂₀ at that step. The last frame is the finished sample.")
     downloads(movie, f"journey-{choice}-{v.sampler}", key="journey.dl.movie", gif=True)
@@ -258,7 +259,7 @@ def _noise_section():
     fig, surv = _back_figures(config_id, schedule_spec, t, v.sampler, v.steps, index, label, w, v.device, r, sweep)
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(fig, width="stretch", theme=None, key="journey.back")
+        chart(fig, width="stretch", theme=None, key="journey.back")
     with right:
         m = st.columns(2)
         m[0].metric("One step: MSE", f"{r['mse_x0_hat']:.4f}")
@@ -275,7 +276,7 @@ def _noise_section():
                    "MSE 0 is a perfect copy; for scale, a blank page against this digit scores "
                    f"{mse(torch.full_like(x0, -1.0), x0):.2f}.")
     downloads(fig, f"noise-and-back-{index}-t{t:.2f}", key="journey.dl.back")
-    st.plotly_chart(surv, width="stretch", theme=None, key="journey.survival")
+    chart(surv, width="stretch", theme=None, key="journey.survival")
     st.caption(f"The same digit and the same ε noised to {len(sweep['t'])} log-SNR values and denoised back with "
                f"{SAMPLER_NAMES[v.sampler]} (big dots: the sidebar's t). The dashed line is the noisy image itself, "
                "divided by α: the denoised image keeps its error far below it. Right: where the "
@@ -355,7 +356,7 @@ def _pca_section():
     if got is None:
         return
     fig, seconds = got
-    st.plotly_chart(fig, width="stretch", theme=None, key="journey.pca")
+    chart(fig, width="stretch", theme=None, key="journey.pca")
     when = "computed ahead of time" if seconds is None else f"sampled in {seconds:.1f} s, then kept"
     st.caption(
         f"{N_PER_DIGIT * 10} samples, DDIM with {PCA_STEPS} steps ({when}). Press Play: "

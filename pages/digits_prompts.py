@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui.present import chart
 from ui.state import view
 
 v = view()
@@ -138,7 +139,7 @@ def compose_section():
     blank = np.full((n, digits.SIDE, digits.SIDE), np.nan)
     grid = np.stack([images.get(i, blank) for i in range(len(rows))])
     fig = grid_figure(grid, names, f"Composed prompt: {digits.prompt_text(active)}")
-    st.plotly_chart(fig, width="stretch", theme=None, key="prompts.grid")
+    chart(fig, width="stretch", theme=None, key="prompts.grid")
     when = ("computed ahead of time and read from a file" if ahead == len(rows)
             else f"{seconds:.2f} s of sampling on {v.device} when first computed")
     st.caption(f"{SAMPLER_NAMES[sampler]}, {steps} steps ({nfe} evaluations, each one network call on "
@@ -224,14 +225,14 @@ def classify_section():
     left, right = st.columns([1, 2])
     with left:
         img = image_figure(x0.numpy(), f"Test image #{index} (a {true})")
-        st.plotly_chart(img, width="stretch", theme=None, key="prompts.image")
+        chart(img, width="stretch", theme=None, key="prompts.image")
         m1, m2 = st.columns(2)
         m1.metric("True label", f"{true}")
         m2.metric("Model's guess", f"{guess}", delta="right" if guess == true else "wrong",
                   delta_color="normal" if guess == true else "inverse", delta_arrow="off")
     unit = "x₀" if kind == "x0" else "ε"
     bars = digits.scores_figure(errors, true, unit)
-    right.plotly_chart(bars, width="stretch", theme=None, key="prompts.bars")
+    chart(bars, right, width="stretch", theme=None, key="prompts.bars")
     when = "computed ahead of time" if seconds is None else f"scored in {seconds:.2f} s when first computed"
     right.caption(f"Each bar: how much larger that label's mean squared {unit} error per pixel is than the best "
                   f"label's (the best label, {guess}, has {errors.min():.4g}; its bar is the stub at 0). The true "
@@ -239,7 +240,7 @@ def classify_section():
     mid = grid_figure(scores["mid"][None], [""], f"The model's guess x̂₀ under each label c, from one noisy "
                                                    f"copy at t = {scores['mid_t']:.2f}", cell_px=80,
                          col_names=[f"c = {c}" for c in range(10)])
-    st.plotly_chart(mid, width="stretch", theme=None, key="prompts.mid")
+    chart(mid, width="stretch", theme=None, key="prompts.mid")
     st.caption("Told the wrong label, the model still tries to see that digit in the noise; the closer its guess "
                "stays to the real image, the better that label explains it. This is the generator's own opinion, "
                "not a trained classifier: at large t every label's guess is a blur and says little, at tiny t the "

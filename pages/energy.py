@@ -17,6 +17,7 @@ from ui.energy import (constant_figure, convergence_figure, cost_figure, cost_st
                        grid_log_z, learned_energy, partition_function, points_needed)
 from ui.figures import LazyFigure, SpecFigure, figure_dict, view_half_width
 from ui.page import downloads, need_model, show_source
+from ui.present import chart
 from ui.state import DATASET_NAMES, bound, view
 from ui.training import PARAM_NAMES
 from ui.workers import offload
@@ -136,7 +137,7 @@ if model is not None:
 st.subheader("The energy landscape, exact beside learned")
 fig_heat, fig_surface = _landscape(v.data_key, spec, v.label, t_map, v.model_key if learned else "", v.device, xs, E,
                                    learned)
-st.plotly_chart(fig_heat, width="stretch", theme=None)
+chart(fig_heat, width="stretch", theme=None)
 lo, hi = energy_cap(E)
 if learned is not None:
     xl, El, secs, ahead = learned
@@ -177,7 +178,7 @@ st.caption(
     + how_learned)
 st.latex(r"\log p_t(x) = \log p_1(x_1) + \int_t^1 \nabla\!\cdot v_\theta(x_s, s)\, ds")
 
-st.plotly_chart(fig_surface, width="stretch", theme=None)
+chart(fig_surface, width="stretch", theme=None)
 st.caption("The same landscape in 3-D (drag to turn it). Samples roll downhill into the valleys.")
 downloads(fig_heat, "energy-heatmaps", key="energy.dl_heat")
 
@@ -232,8 +233,8 @@ st.caption(f"Box [−{half_map:.1f}, {half_map:.1f}]². " + (
 story = cost_story(n)
 fig_cost = _cost_figure(int(n))
 col_a, col_b = st.columns([2, 3])
-col_a.plotly_chart(_convergence_figure(v.data_key, spec, v.label, t_map, half_map, conv), width="stretch", theme=None)
-col_b.plotly_chart(fig_cost, width="stretch", theme=None)
+chart(_convergence_figure(v.data_key, spec, v.label, t_map, half_map, conv), col_a, width="stretch", theme=None)
+chart(fig_cost, col_b, width="stretch", theme=None)
 years = story["log10_years"]
 atoms = ("more evaluations than there are atoms in the universe (about $10^{80}$)" if story["beats_atoms"] else
          "still fewer evaluations than atoms in the universe (about $10^{80}$), but only because the grid is so coarse")
@@ -261,7 +262,7 @@ constant vanishes when you differentiate. That is why diffusion models learn the
 )
 st.latex(r"\nabla_x \log p(x) = -\nabla_x E(x) - \underbrace{\nabla_x \log Z}_{=\,0} = -\nabla_x E(x)")
 fig_c = _constant_figure(v.data_key, spec, v.label, t_map, float(c), xs, E)
-st.plotly_chart(fig_c, width="stretch", theme=None)
+chart(fig_c, width="stretch", theme=None)
 
 
 
@@ -337,8 +338,8 @@ else:
     h4.metric("Score error of −∇E_θ", f"{100 * numbers['score_error']:.1f}%",
               help=f"sqrt(E|−∇E_θ − ∇log p_t|² / E|∇log p_t|²) on {energy_head.SCORE_POINTS:,} points drawn "
                    "from the exact p_t at this t")
-    st.plotly_chart(fig_raw, width="stretch", theme=None)
-    st.plotly_chart(fig_z, width="stretch", theme=None)
+    chart(fig_raw, width="stretch", theme=None)
+    chart(fig_z, width="stretch", theme=None)
     st.caption("Top: E_θ as the network outputs it (its own colour range), and E_θ + log Z_θ, a −log density on "
                "the exact map's colour range. Bottom left: log Z_θ by the grid, settling as the cells shrink. "
                "Bottom right: log Z_θ(t) of the averaged (EMA) weights, recorded while the model trained, under "
@@ -379,8 +380,8 @@ def _chain_section():
                           help="where the second panel slices the joint: p(x₂ | x₁ = a)")), 2)
     samples = _chain_samples(v.data_key, v.label, v.dist)
     c = curves(v.dist, a, v.label)
-    st.plotly_chart(SpecFigure(at_a(_chain_base(v.data_key, v.label, v.dist, samples), c, a)), width="stretch",
-                    theme=None, key="energy.chain")
+    chart(SpecFigure(at_a(_chain_base(v.data_key, v.label, v.dist, samples), c, a)), width="stretch",
+          theme=None, key="energy.chain")
     lo_c, hi_c = samples["controls"]
     st.caption(f"Energy-distance ratio of {N_RATIO:,} chain-rule samples against the joint: "
                f"**{samples['ratio']:.2f}** (fresh exact samples score {lo_c:.2f} to {hi_c:.2f} on the same test). "

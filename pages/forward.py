@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui.present import chart
 from ui.state import view
 
 v = view()
@@ -50,7 +51,7 @@ movie_dict = _movie(v.data_key, v.schedule.spec(), v.label, v.dist)
 movie_spec = at_frame(movie_dict, active)  # a shallow copy opened at the sidebar's t: the frames stay shared
 movie = LazyFigure(lambda: go.Figure(movie_spec, _validate=False), frames=movie_dict["frames"])  # for downloads
 st.subheader(f"Noising {v.dist.name or v.dataset} under the {SCHEDULE_NAMES[v.schedule.name]} schedule")
-st.plotly_chart(SpecFigure(movie_spec), width="stretch", theme=None, key="forward.movie")
+chart(SpecFigure(movie_spec), width="stretch", theme=None, key="forward.movie")
 st.caption(
     f"Showing {lab}. Press Play or drag the slider: the frames (every 1/30 in t) are all in your browser, "
     f"and the movie opens at t = {forward.FRAME_TS[active]:.2f}, the frame nearest the sidebar's t = {v.t:.2f}. "
@@ -132,7 +133,7 @@ def _curve_lines(specs: tuple, current: str):
 
 specs = tuple(s.spec() for s in schedules.values())
 curves = forward.mark_t(_curve_lines(specs, v.schedule.name), schedules, v.schedule.name, v.t, names=SCHEDULE_NAMES)
-st.plotly_chart(curves, width="stretch", theme=None, key="forward.curves")
+chart(curves, width="stretch", theme=None, key="forward.curves")
 st.caption(
     f"All six schedules on shared axes; the sidebar's ({SCHEDULE_NAMES[v.schedule.name]}) is drawn bold, and "
     f"each dot is where that schedule stands at the sidebar's t = {v.t:.2f}. Flat ends are the clamp that "
@@ -173,7 +174,7 @@ else:
     index = int(bound(c[0].number_input, f"Test image # (0 to {n_test - 1})", 0, n_test - 1, 0, 1, key="forward.digit"))
     seed = int(bound(c[1].number_input, "Noise seed ε", 0, 9999, 0, 1, key="forward.digit_seed"))
     digits_fig, true = _digit_grid(specs, v.schedule.name, index, seed)
-    st.plotly_chart(digits_fig, width="stretch", theme=None, key="forward.digits")
+    chart(digits_fig, width="stretch", theme=None, key="forward.digits")
     st.caption(
         f"Test image #{index} (a {true}). Every row uses the same ε. A cell whose schedule cannot reach that λ "
         "(its range is clamped, e.g. variance exploding stops where σ_max runs out) shows the λ it does reach."

@@ -5,6 +5,7 @@ import streamlit as st
 from diffusion.schedules import make_schedule
 from ui.figures import forward_panels
 from ui.page import downloads, show_source
+from ui.present import chart
 from ui.state import view
 
 v = view()
@@ -73,7 +74,7 @@ def _figure(data_key: str, spec: str, label, _dist):
 
 
 fig = _figure(v.data_key, v.schedule.spec(), v.label, v.dist)
-st.plotly_chart(fig, width="stretch", theme=None)
+chart(fig, width="stretch", theme=None)
 st.caption("At t = 0 the points are the data, coloured by class. By t = 1 only noise is left. The log-SNR λ "
            "falls as t grows: a high λ means mostly signal, a low λ mostly noise.")
 downloads(fig, f"forward-{v.dataset}-{v.schedule.name}", key="home.fig")

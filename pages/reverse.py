@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ui.present import chart
 from ui.state import view
 
 v = view()
@@ -120,7 +121,7 @@ label_text = "unconditional" if v.label is None else (
     f"label '{v.dist.label_names[v.label]}'" + (f", guidance w = {v.guidance:g}" if v.guidance else ""))
 st.subheader(f"{SAMPLER_NAMES[v.sampler]}, {v.steps} steps, {label_text}"
              + (f", η = {eta:g}" if v.sampler == "ddim" else ""))
-st.plotly_chart(SpecFigure(anim), width="stretch", theme=None, key="reverse.anim")
+chart(SpecFigure(anim), width="stretch", theme=None, key="reverse.anim")
 frames = len(anim["frames"])
 st.caption(
     f"{N_PARTICLES:,} particles from the same starting noise in every panel; press Play or drag the slider "
@@ -183,7 +184,7 @@ distributions. The samples concentrate, some can leave the data, and the two clo
     with st.spinner(f"Sampling with guidance w = {w:g}: the ODE and the SDE..."):
         report, gfig = _ahead().compute(key(w), guidance.guidance_view, *args(w, False))
     _ahead().ahead([(key(w2), guidance.guidance_view, args(w2, True)) for w2 in guidance.nearby(w, 0.0, 8.0, 2)])
-    st.plotly_chart(SpecFigure(gfig), width="stretch", theme=None, key="reverse.guidance")
+    chart(SpecFigure(gfig), width="stretch", theme=None, key="reverse.guidance")
     kept = "more than 99.9%" if report.kept > 0.999 else f"{100 * report.kept:.1f}%"
     st.caption(
         f"Grey: the exact p(x | {label_name}). Black lines: the exact tilted density for w = {w:g} (from the "
@@ -253,7 +254,7 @@ end in neither the target nor $p(x \mid a)$, and not in the same place.
     except ValueError as e:  # a NOT that outweighs the rest leaves nothing to normalise
         st.error(f"Weights w_a = {w_a:g}, w_b = {w_b:g} (each in [0, 4]): {e}")
         return
-    st.plotly_chart(SpecFigure(cfig), width="stretch", theme=None, key="reverse.composed")
+    chart(SpecFigure(cfig), width="stretch", theme=None, key="reverse.composed")
     st.caption(
         "Grey: the data's p(x). Black lines: the exact composed target, enclosing 50, 90 and 99% of it. Green: exact "
         f"samples of the target, normalised on a grid of square cells {report.cell:.3f} wide around its mass (a cell "
@@ -329,7 +330,7 @@ with st.spinner(f"Scoring {SAMPLER_NAMES[v.sampler]} at {', '.join(map(str, STEP
     curves = {name: _ed_steps(key, spec, v.sampler, v.label, v.guidance, eta, seed, N_PARTICLES, v.data_key, v.device,
                               model, v.dist) for name, (key, model) in models.items()}
 ed_fig = reverse.ed_steps_figure(STEPS_LIST, curves, band=controls)
-st.plotly_chart(ed_fig, width="stretch", theme=None, key="reverse.ed")
+chart(ed_fig, width="stretch", theme=None, key="reverse.ed")
 st.caption(f"The ED ratio of {N_PARTICLES:,} samples of {SAMPLER_NAMES[v.sampler]} against the number of steps, "
            f"same starting noise. The green band spans the {N_CONTROLS} fresh exact samples: a perfect sampler lands "
            "anywhere in it. Few steps leave discretisation error; with the exact oracle and no guidance the only other "
@@ -358,7 +359,7 @@ def _ode_sde(keys, label, _dist, _ode, _sde):
 
 
 ode_fig = _ode_sde(run_key(key0, ode_n, sampler="heun and sde"), v.label, v.dist, ode, sde)
-st.plotly_chart(ode_fig, width="stretch", theme=None, key="reverse.odesde")
+chart(ode_fig, width="stretch", theme=None, key="reverse.odesde")
 st.caption(f"{name0} model, {v.steps} steps, {ode_n} particles; six paths drawn, the same colour for the same "
            "start. Paths may enter from outside the frame: the starting noise is spread as widely as the schedule's "
            f"σ at t = 1 ({SCHEDULE_NAMES[v.schedule.name]}: σ = {float(v.schedule.alpha_sigma(1.0)[1]):.3g}).")
@@ -385,7 +386,7 @@ def _x0_fig(key, spec, label, _dist, _traj):
 
 
 x0_fig = _x0_fig(run_key(models[main_name][0]), spec, v.label, v.dist, trajs[main_name])
-st.plotly_chart(x0_fig, width="stretch", theme=None, key="reverse.x0hat")
+chart(x0_fig, width="stretch", theme=None, key="reverse.x0hat")
 st.caption(f"{main_name} model with the sidebar's sampler: three particles of the run above. Crosses grow as t falls.")
 downloads(x0_fig, "predicted-x0", key="reverse.dl.x0hat")
 

@@ -9,6 +9,7 @@ from diffusion.schedules import make_schedule
 from ui import score
 from ui.figures import LazyFigure, SpecFigure, at_frame, figure_dict
 from ui.page import downloads, need_model, show_source
+from ui.present import chart
 from ui.state import bound, view
 from ui.workers import offload
 
@@ -62,7 +63,7 @@ except ValueError as e:
     st.error(f"The score field could not be computed: {e}")
     st.stop()
 
-st.plotly_chart(SpecFigure(fig_spec), width="stretch", theme=None, key="score.animation")
+chart(SpecFigure(fig_spec), width="stretch", theme=None, key="score.animation")
 fig = LazyFigure(lambda: go.Figure(fig_spec, _validate=False), frames=anim["frames"])  # built only for a download
 st.caption(
     "Arrows show σ_t times the score, which is minus the predicted noise, so they stay readable at every t: "
@@ -100,7 +101,7 @@ if has_model:
         return score.error_curve(_frames, t, err)
 
     fig_err = _error_figure(*keys, round(v.t, 4), err, frames)
-    st.plotly_chart(fig_err, width="stretch", theme=None)
+    chart(fig_err, width="stretch", theme=None)
 
 # --- guidance --------------------------------------------------------------------------------------------
 st.subheader("Conditional, unconditional and guided fields")
@@ -139,7 +140,7 @@ else:
 
     fig_g = _guidance_figure(v.data_key, spec, v.model_key if has_model else "", v.label, v.guidance, round(v.t, 4),
                              v.device, label_name, g)
-    st.plotly_chart(fig_g, width="stretch", theme=None)
+    chart(fig_g, width="stretch", theme=None)
     st.caption(f"At t = {v.t:.2f}, label “{label_name}”, w = {v.guidance:g} (set w in the sidebar under Model and "
                "sampler). With w = 0 the guided field is the conditional one; larger w pushes harder away from "
                "the other labels' regions. Arrows: σ·score, as above.")

@@ -7,6 +7,7 @@ from diffusion.training import diffusion_loss, train
 from ui import models as model_store
 from ui.figures import density_grid
 from ui.page import downloads, show_source
+from ui.present import chart
 from ui.state import DATASET_NAMES, SCHEDULE_NAMES, request, view
 from diffusion.evaluate import kl_gaps
 from diffusion.likelihood import ode_log_likelihood
@@ -125,8 +126,8 @@ def monitor():
         st.info("Press **Train** to start. The loss curve and the model's samples update here while it runs; "
                 "you can stop at any time and keep the model trained so far.")
         left, right = st.columns([2, 3])
-        left.plotly_chart(_empty_loss(int(steps)), width="stretch", theme=None, key="train.loss_chart")
-        right.plotly_chart(_before(v.data_key, v.dist), width="stretch", theme=None, key="train.samples_chart")
+        chart(_empty_loss(int(steps)), left, width="stretch", theme=None, key="train.loss_chart")
+        chart(_before(v.data_key, v.dist), right, width="stretch", theme=None, key="train.samples_chart")
         st.caption(f"{DATASET_NAMES.get(v.dataset, v.dataset)}: 300 true points over the exact density. The right "
                    "panel fills with the model's samples once it trains.")
         return
@@ -195,9 +196,9 @@ def monitor():
         st.session_state["_train_figs"] = cached
     _, fig_loss, fig_samples = cached
     with left:
-        st.plotly_chart(fig_loss, width="stretch", theme=None, key="train.loss_chart")
+        chart(fig_loss, width="stretch", theme=None, key="train.loss_chart")
     with right:
-        st.plotly_chart(fig_samples, width="stretch", theme=None, key="train.samples_chart")
+        chart(fig_samples, width="stretch", theme=None, key="train.samples_chart")
     st.caption(f"{name}. Left of the pair: 300 true points over the exact density. Right: 300 samples of the "
                f"current EMA model (Heun, 15 steps, always from the same starting noise), each asked for the class "
                f"its colour shows, redrawn every {job.snapshot_every} training steps. Below the loss: "
@@ -292,7 +293,7 @@ def targets_section():
                                _density(v.data_key, v.dist))
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(fig, width="stretch", theme=None, key="train.targets_plane")
+        chart(fig, width="stretch", theme=None, key="train.targets_plane")
         downloads(fig, f"targets-{v.dataset}-t{t:.2f}", key="train.dl_targets_plane")
     with right:
         for line in three.CONVERSIONS:
@@ -318,12 +319,12 @@ def targets_section():
               for name, (key, m, color, dash) in models.items() if m is not None}
     keys = tuple(key for key, m, _, _ in models.values() if m is not None)
     errors = _marked(_errors_spec(v.data_key, keys, spec, v.label, lams, floor, curves), lam, 3)
-    st.plotly_chart(weights[0], width="stretch", theme=None, key="train.targets_weights")
+    chart(weights[0], width="stretch", theme=None, key="train.targets_weights")
     st.caption("Each weighting's w(λ), the weight the loss puts on the ε error at that noise level (the one chosen "
                "above drawn thick); shaded: how often training draws each λ under this schedule, with t uniform.")
     downloads(weights[1], "loss-weightings", key="train.dl_targets_weights")
     st.latex(three.ERROR_LAW)
-    st.plotly_chart(errors[0], width="stretch", theme=None, key="train.targets_errors")
+    chart(errors[0], width="stretch", theme=None, key="train.targets_errors")
     st.caption(three.ERRORS_CAPTION)
     downloads(errors[1], f"errors-per-noise-level-{v.dataset}", key="train.dl_targets_errors")
 

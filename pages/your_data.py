@@ -6,6 +6,7 @@ import streamlit as st
 from toy_data import finite_set
 from ui import models as model_store
 from ui.page import downloads, show_source
+from ui.present import chart
 from ui.state import CUSTOM, request, view
 from ui.your_data import (MAX_BANDWIDTH, MAX_CLASSES, MAX_ROWS, MIN_BANDWIDTH, PRESETS, build_dist, canvas_figure,
                           canvas_range, data_key, density_figure, parse_csv, preset, rule_of_thumb, standardise,
@@ -137,9 +138,9 @@ with click_tab:
     bounds = st.session_state.get("yours.bounds") if len(data["points"]) else None
     bounds = bounds or canvas_range(data["points"])
     with canvas_col:
-        event = st.plotly_chart(canvas_figure(data["points"], data["labels"], data["names"], bounds), width="stretch",
-                                theme=None, key=f"yours.canvas.{n_click}", on_select="rerun", selection_mode="points",
-                                config={"displayModeBar": False})
+        event = chart(canvas_figure(data["points"], data["labels"], data["names"], bounds), width="stretch",
+                      theme=None, key=f"yours.canvas.{n_click}", on_select="rerun", selection_mode="points",
+                      config={"displayModeBar": False})
     if event and add_clicks(event.get("selection", {}), bounds, new_label):
         st.session_state["yours.canvas_n"] = n_click + 1  # a fresh chart, so the same click is not added twice
         st.session_state["yours.bounds"] = bounds
@@ -187,7 +188,7 @@ else:
             request(dataset=CUSTOM)
             st.switch_page("pages/denoise.py", query_params={})
         fig = _density_figure(key, dist)
-        st.plotly_chart(fig, width="stretch", theme=None, key="yours.density")
+        chart(fig, width="stretch", theme=None, key="yours.density")
         z, centre, scale = standardise(data["points"])
         st.caption(f"{n} points from {data['source']}, {dist.num_classes} class(es): "
                    f"{', '.join(dist.label_names)}. Standardised as z = (x − ({centre[0]:.3g}, {centre[1]:.3g})) × "

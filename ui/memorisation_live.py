@@ -19,6 +19,7 @@ from .memorisation import (RECIPE, USER_NS, USER_RECIPE, compute_one, distance_t
                            user_training_set, verdict)
 from .memorisation_figures import memorisation_figure
 from .page import downloads
+from .present import chart
 from .state import CUSTOM, DATASET_NAMES, bound
 from .threads import BackgroundJob, lower_this_threads_priority
 from .training import MAX_CONCURRENT, eta_text
@@ -165,7 +166,7 @@ def _own_body(v, dist) -> None:
             st.info("Stopped before the end: press Train to start again.")
         return
     fig, spec, table, text = job_view(job)
-    st.plotly_chart(SpecFigure(spec), width="stretch", theme=None, key="denoise.own_memo")
+    chart(SpecFigure(spec), width="stretch", theme=None, key="denoise.own_memo")
     st.table(table.style.format({"median distance to nearest": "{:.3f}", "share closer than 0.02": "{:.0%}"})
              .hide(axis="index"))
     moved = "" if job.data_key == v.data_key else " (the sidebar has moved on since: train again for its dataset)"
