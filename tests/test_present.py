@@ -101,6 +101,15 @@ def test_axes_make_room_and_the_figure_grows_up_to_the_screen():
     assert present.enlarge_dict(taller)["layout"]["height"] == 1200  # never shrinks
 
 
+def test_a_log_axis_writes_its_in_between_labels_at_18_too():
+    """plotly.js writes a log axis's labels between the powers of ten (2, 5) at 3/4 of its tick font."""
+    layout = present.enlarge_dict({"data": [], "layout": {"font": {"size": 16}, "yaxis": {"type": "log"},
+                                                         "yaxis2": {"type": "log", "tickfont": {"size": 28}},
+                                                         "xaxis": {"type": "linear"}}})["layout"]
+    assert 0.75 * layout["yaxis"]["tickfont"]["size"] >= 18 and layout["yaxis2"]["tickfont"]["size"] == 35
+    assert "tickfont" not in layout["xaxis"]  # a linear axis inherits the figure's 20
+
+
 def test_the_input_is_never_changed_and_its_arrays_are_shared():
     spec = busy_figure()
     before = copy.deepcopy(spec)

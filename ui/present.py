@@ -21,10 +21,12 @@ MAX_HEIGHT = 960  # px: a figure grows to at most this height (a 1080-line scree
 # so that it stays whole on the screen; one already taller keeps its height
 PLOTLY_FONT = 12  # plotly.js's own default font size (hover labels: 13), for fonts that set none
 HOVER_FONT = 13
+LOG_TICK_FONT = 24  # a log axis writes its in-between labels (2, 5) at 3/4 of its tick font: 3/4 of 24 is 18
 STYLE = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapseButton"], [data-testid="stExpandSidebarButton"],
 [data-testid="stSidebarCollapsedControl"] { display: none !important; }
 html { font-size: 24px !important; }
+[data-testid="stMainBlockContainer"] { padding-top: 3rem !important; }
 [data-testid="stMain"] :is(p, li, td, th, label, summary, button, input, textarea, [data-testid="stCaptionContainer"],
   [data-testid="stWidgetLabel"], [data-testid="stMetricLabel"], [data-baseweb="select"] div,
   [data-testid="stExpander"] summary, [data-testid="stTable"], [data-testid="stMarkdownContainer"]) {
@@ -119,22 +121,25 @@ def _layout(layout: dict, root: bool) -> dict:
     enlarged."""
     out = _fonts(layout)
     out = dict(out) if out is layout else out
+    if root:
+        out["font"] = _font(layout.get("font"), PLOTLY_FONT)
+        hover = layout.get("hoverlabel") if isinstance(layout.get("hoverlabel"), dict) else {}
+        out["hoverlabel"] = {**out.get("hoverlabel", {}), "font": _font(hover.get("font"), HOVER_FONT)}
+        if isinstance(layout.get("height"), (int, float)):
+            out["height"] = max(layout["height"], min(round(SCALE * layout["height"]), MAX_HEIGHT))
+        if "margin" in layout:
+            out["margin"] = _scaled(layout["margin"])
+        for menus in ("updatemenus", "sliders"):  # the player sits below the x-axis title, which grows
+            if isinstance(out.get(menus), list):
+                out[menus] = [{**m, "pad": _scaled(m["pad"])} if isinstance(m, dict) and isinstance(m.get("pad"), dict)
+                              else m for m in out[menus]]
     for key, val in layout.items():
         if key.startswith(("xaxis", "yaxis")) and isinstance(val, dict):
-            out[key] = {**out[key], "automargin": True}
-    if not root:
-        return out
-    out["font"] = _font(layout.get("font"), PLOTLY_FONT)
-    hover = layout.get("hoverlabel") if isinstance(layout.get("hoverlabel"), dict) else {}
-    out["hoverlabel"] = {**out.get("hoverlabel", {}), "font": _font(hover.get("font"), HOVER_FONT)}
-    if isinstance(layout.get("height"), (int, float)):
-        out["height"] = max(layout["height"], min(round(SCALE * layout["height"]), MAX_HEIGHT))
-    if "margin" in layout:
-        out["margin"] = _scaled(layout["margin"])
-    for menus in ("updatemenus", "sliders"):  # the player sits below the x-axis title, which grows
-        if isinstance(out.get(menus), list):
-            out[menus] = [{**m, "pad": _scaled(m["pad"])} if isinstance(m, dict) and isinstance(m.get("pad"), dict)
-                          else m for m in out[menus]]
+            axis = out[key] = {**out[key], "automargin": True}
+            tickfont = axis.get("tickfont") if isinstance(axis.get("tickfont"), dict) else {}
+            size = tickfont.get("size", out["font"]["size"] if root else None)
+            if val.get("type") == "log" and size is not None and size < LOG_TICK_FONT:
+                axis["tickfont"] = {**tickfont, "size": LOG_TICK_FONT}
     return out
 
 
