@@ -27,6 +27,7 @@ def main() -> None:
     PAGES = {
         "The story on 2-D data": [  # the story's order: data, energy, score, noise, learning, sampling
             st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+            st.Page("pages/lesson.py", title="Lesson", icon=":material/school:", url_path="lesson"),
             st.Page("pages/data.py", title="1 · Data and prompts", icon=":material/scatter_plot:", url_path="data"),
             st.Page("pages/energy.py", title="2 · Energy and the normaliser", icon=":material/landscape:", url_path="energy"),
             st.Page("pages/score.py", title="3 · Score field", icon=":material/explore:", url_path="score"),

@@ -20,6 +20,11 @@ density we know exactly, so each learned quantity can be shown next to the true 
 """
 )
 
+st.page_link("pages/lesson.py", label="Start the lesson: the whole argument in 14 steps, with a question at each",
+             icon=":material/school:")
+st.caption("For a class: add ?present=1 to any address, or switch on Presenter mode at the top of a page, for large "
+           "type and figures without the sidebar.")
+
 st.subheader("How to use it")
 st.markdown(
     """

@@ -70,12 +70,17 @@ class Step:
     try_this: str
     question: Question
     page: str  # url_path of the full page
-    settings: dict = field(default_factory=dict)  # that page's query parameters, the step's own view
+    settings: dict = field(default_factory=dict)  # that page's widget values (by key) for the step's own view
     caption: str = ""
 
-    def page_query(self, value=None) -> dict:
-        """The full page's query parameters: the lesson's data and schedule, then the step's own settings."""
-        return {"dataset": DATASET, "schedule": "cosine", "cosine.s": "0.008", **self.settings}
+    def page_state(self) -> dict:
+        """The full page's view: the sidebar's and the page's widget values (by key) that show what this step shows."""
+        return {"dataset": DATASET, "schedule": "cosine", "cosine.s": 0.008, "model": "shipped", "label": "none",
+                **self.settings}
+
+    def page_query(self) -> dict:
+        """The same view as the full page's URL query parameters."""
+        return {k: str(v) for k, v in self.page_state().items()}
 
     def page_url(self, base: str = "") -> str:
         return f"{base}/{self.page}?{urlencode(self.page_query())}"
@@ -117,7 +122,7 @@ STEPS: list[Step] = [
                  2, "It rises by exactly 1 at every point, although the shape, and so the distribution, is unchanged. "
                  "Without the normaliser the number can be pushed up forever: the KL needs log p_θ = −E_θ − log Z_θ.",
                  ("Nothing: the shape is the same", "It falls by 1", "It rises by 1 at every point")),
-        "energy", {"t": "0.05"},
+        "energy", {"t": 0.05},
     ),
     Step(
         "energy", "The energy, and the normaliser nobody can compute",
@@ -131,7 +136,7 @@ STEPS: list[Step] = [
         Question("With 10 grid points per axis, a grid over a 28 × 28 image needs 10^k energy evaluations. What is k?",
                  784, "The grid has 10 points on each of the 784 axes, so 10^784 points. There are about 10^80 atoms "
                  "in the universe.", tolerance=0.5),
-        "energy", {"t": "0.0"},
+        "energy", {"t": 0.0},
     ),
     Step(
         "chain", "The autoregressive route, briefly",
@@ -148,7 +153,7 @@ STEPS: list[Step] = [
                  "(or a sum over a vocabulary). It does not remove normalising: it makes it cheap, one factor at a time.",
                  ("Every factor is a one-dimensional density, whose normaliser is cheap",
                   "It removes the need for any normaliser", "It lets all coordinates be sampled at once")),
-        "energy", {"energy.a": "0.0"},
+        "energy", {"energy.a": 0.0},
     ),
     Step(
         "score", "The score, where Z cancels",
@@ -163,7 +168,7 @@ STEPS: list[Step] = [
                  1, "e^(−E−c) = e^(−c) e^(−E): Z shrinks by e^(−c), and p = e^(−E)/Z is unchanged, so is the score. "
                  "The score only sees differences in energy.",
                  ("The score", "Only Z (and p and the score stay the same)", "Both the score and p")),
-        "score", {"t": "0.3"},
+        "score", {"t": 0.3},
     ),
     Step(
         "detour", "We have no true score: the denoising detour",
@@ -180,7 +185,7 @@ STEPS: list[Step] = [
                  "is ours, so its score is known for every pair (x₀, x_t).",
                  ("We only have samples: p_data, and so its score, is unknown", "The score is not defined for images",
                   "The score needs Z")),
-        "forward", {"t": "0.3"},
+        "forward", {"t": 0.3},
     ),
     Step(
         "forward", "The forward process",
@@ -197,7 +202,7 @@ STEPS: list[Step] = [
                  "That is why sampling can start from pure noise.",
                  ("Still two moons, only blurred", "Standard Gaussian noise, whatever the data was",
                   "All points at the origin")),
-        "forward", {"t": "0.5"},
+        "forward", {"t": 0.5},
     ),
     Step(
         "snr", "SNR and log-SNR: one clock for every schedule",
@@ -213,7 +218,7 @@ STEPS: list[Step] = [
                  "identical in distribution; λ, not t, is what the denoiser needs to know.",
                  ("The same picture, up to an overall scale", "Different: t decides the noise",
                   "Both are pure noise")),
-        "forward", {"t": "0.5"},
+        "forward", {"t": 0.5},
     ),
     Step(
         "posterior", "Denoising is not one-to-one",
@@ -228,7 +233,7 @@ STEPS: list[Step] = [
                  2, "It is the average of the posterior, which then covers both moons; the average of two arcs lies "
                  "between them. That blur is why one denoising step from pure noise gives no sample.",
                  ("On the nearest moon", "Exactly at the noisy point", "Between the moons, where there is no data")),
-        "denoise", {"t": "0.5", "denoise.x1": str(XT[0]), "denoise.x2": str(XT[1])},
+        "denoise", {"t": 0.5, "denoise.x1": XT[0], "denoise.x2": XT[1]},
     ),
     Step(
         "dsm", "Denoising score matching: a fan of targets",
@@ -244,7 +249,7 @@ STEPS: list[Step] = [
                  "averages over many of them, so the network learns the mean.",
                  ("The exact score at x_t", "A noisy estimate whose average is the score",
                   "A biased estimate of the score")),
-        "denoise", {"t": str(DSM_T), "denoise.dsm.x1": str(XT[0]), "denoise.dsm.x2": str(XT[1]), "denoise.dsm.n": "64"},
+        "denoise", {"t": DSM_T, "denoise.dsm.x1": XT[0], "denoise.dsm.x2": XT[1], "denoise.dsm.n": 64},
     ),
     Step(
         "targets", "ε, x₀ and v: three names for one prediction",
@@ -259,7 +264,7 @@ STEPS: list[Step] = [
                  0, "Yes: x_t = α_t x₀ + σ_t ε, so x̂₀ = (x_t − σ_t ε̂)/α_t (wherever α_t > 0). The three "
                  "parameterizations are one prediction.",
                  ("Yes, by x̂₀ = (x_t − σ_t ε̂)/α_t", "Only by training a second network", "No: ε and x₀ are unrelated")),
-        "train", {"train.targets_t": "0.5"},
+        "train", {"train.targets_t": 0.5},
     ),
     Step(
         "reverse", "The reverse walk: from noise back to data",
@@ -274,7 +279,7 @@ STEPS: list[Step] = [
                  0, "The probability-flow ODE is deterministic: the same start always ends at the same point. The SDE "
                  "would end somewhere else each time.",
                  ("At the same point both times", "At a different point each time", "At the mean of the data")),
-        "reverse", {"t": "0.3"},
+        "reverse", {"t": 0.3},
     ),
     Step(
         "guidance", "Guidance and composed prompts",
@@ -292,7 +297,7 @@ STEPS: list[Step] = [
                  "neither p(x | c) nor the tilted density exactly.",
                  ("p(x | c), only more of them", "The tilted density p(x | c)^(1+w) p(x)^(−w)/Z",
                   "Neither exactly")),
-        "reverse", {"label": "upper moon", "reverse.gw": "2.0"},
+        "reverse", {"label": "upper moon", "reverse.gw": 2.0},
     ),
     Step(
         "learned", "What the model learned, against the truth",
@@ -308,7 +313,7 @@ STEPS: list[Step] = [
                  "at low noise the error far from the data is many times the error near it.",
                  ("Near the data, where the density is sharp", "Far from the data, at low noise",
                   "Everywhere the same")),
-        "denoise", {"t": "0.3"},
+        "denoise", {"t": 0.3},
     ),
 ]
 
