@@ -3,6 +3,7 @@
     python benchmarks/app_perf.py                 # everything (needs Debian's chromium for the cold start)
     python benchmarks/app_perf.py --skip-browser  # server-side figures only
     python benchmarks/app_perf.py --views         # the views table: cold and warm open, control changes
+    python benchmarks/app_perf.py --lesson        # the lesson: each step's cold and warm first view, Next
 
 Server time per widget change is the wall time of the script rerun that the change triggers, measured
 with streamlit.testing.v1.AppTest (the same script run a browser would trigger, without the network),
@@ -103,6 +104,39 @@ def view_times(repeats: int = 2) -> list:
                     times.append(time.perf_counter() - t0)
         rows.append((name, cold, warm, statistics.median(times) if times else None, max(times, default=None),
                      len(times)))
+    return rows
+
+
+def lesson_times() -> list:
+    """[(step, cold open s, warm open s, warm open in presenter mode s, Next s)] for every step of the lesson:
+    the cold open is the first session's at ?step=k (it fills the server's figure cache), the warm opens a second
+    and third session's, and Next is the rerun that moves a warm session on to step k + 1 (whose figure the first pass cached)."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui.lesson import STEPS
+
+    def open_step(k, **query):
+        at = AppTest.from_file(os.path.join(ROOT, "app.py"), default_timeout=600)
+        at.query_params.update({"step": str(k), **query})
+        start = time.perf_counter()
+        at.run()
+        at.switch_page("pages/lesson.py").run()
+        return at, time.perf_counter() - start
+
+    cold = [open_step(k)[1] for k in range(1, len(STEPS) + 1)]  # a first pass fills the cache, step by step
+    rows = []
+    for k in range(1, len(STEPS) + 1):
+        at, warm = open_step(k)
+        _, present = open_step(k, present="1")
+        nxt = None
+        if k < len(STEPS):
+            t0 = time.perf_counter()
+            at.button(key="lesson.next").click().run()
+            nxt = time.perf_counter() - t0
+        error = str(at.exception[0].message)[:200] if at.exception else ""
+        if nxt is not None and not at.header[0].value.startswith(f"{k + 1} · "):
+            error += f" Next showed {at.header[0].value!r}"
+        rows.append((f"{k} · {STEPS[k - 1].title}", cold[k - 1], warm, present, nxt, error))
     return rows
 
 
@@ -208,10 +242,17 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--skip-browser", action="store_true")
     p.add_argument("--views", action="store_true", help="only the views table")
+    p.add_argument("--lesson", action="store_true", help="only the lesson's steps")
     args = p.parse_args()
     import torch
 
     print(f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    if args.lesson:
+        print("\n| step | cold open s | warm open s | warm open, presenter s | Next s |\n|---|---|---|---|---|")
+        for name, cold, warm, present, nxt, error in lesson_times():
+            print(f"| {name} | {cold:.2f} | {warm:.2f} | {present:.2f} | {'-' if nxt is None else f'{nxt:.2f}'} |"
+                  + (f" error: {error}" if error else ""))
+        return
     if args.views:
         print("\n| view (page) | cold open s | warm open s | median change s | max change s | changes |\n"
               "|---|---|---|---|---|---|")

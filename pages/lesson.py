@@ -27,6 +27,13 @@ if raw is not None and raw != st.session_state.get(URL_SEEN):
 st.session_state.setdefault(STEP, 0)
 
 
+def _check(step_key: str, reply) -> None:
+    """Score the first checked answer of a step and show the explanation of the latest."""
+    question = next(s.question for s in STEPS if s.key == step_key)
+    st.session_state[ANSWERS].setdefault(step_key, question.is_right(reply))
+    st.session_state[f"lesson.revealed.{step_key}"] = reply
+
+
 def _go(delta: int) -> None:
     st.session_state[STEP] = min(max(st.session_state[STEP] + delta, 0), len(STEPS) - 1)
 
@@ -87,15 +94,14 @@ if q.choices:
 else:
     reply = st.number_input("Your answer", value=None, step=1.0, key=f"lesson.reply.{step.key}")
 if presenting():
-    if st.button("Reveal the answer", key=f"lesson.reveal.{step.key}", icon=":material/visibility:"):
-        st.session_state[revealed_key] = True
+    st.button("Reveal the answer", key=f"lesson.reveal.{step.key}", icon=":material/visibility:",
+              on_click=st.session_state.__setitem__, args=(revealed_key, True))
     if st.session_state.get(revealed_key):
         st.success(f"**Answer: {q.answer_text()}.** {q.why}")
 else:
-    if st.button("Check my answer", key=f"lesson.check.{step.key}", disabled=reply is None, icon=":material/check:"):
-        answers.setdefault(step.key, q.is_right(reply))  # the first try counts
-        st.session_state[revealed_key] = reply
-    if revealed_key in st.session_state:
+    st.button("Check my answer", key=f"lesson.check.{step.key}", disabled=reply is None, icon=":material/check:",
+              on_click=_check, args=(step.key, reply))  # a callback, so the score above counts it in this run
+    if revealed_key in st.session_state and st.session_state[revealed_key] is not True:
         if q.is_right(st.session_state[revealed_key]):
             st.success(f"**Right: {q.answer_text()}.** {q.why}")
         else:
