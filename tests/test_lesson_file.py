@@ -128,6 +128,9 @@ def test_the_animated_figure_keeps_its_frames_and_the_others_draw_as_given(small
         assert spec["data"][0]["name"] == step.key
         assert spec["layout"]["title"]["text"] == f"{step.key} at {step.control.default}"  # the default value
         assert len(spec.get("frames", [])) == (2 if step.key == ANIMATED else 0)
+    sections = re.findall(r'<section class="step".*?</section>', outside_scripts(text), flags=re.S)
+    players = [k for k, section in enumerate(sections) if "the figure's own ▶ player and slider work" in section]
+    assert players == [[s.key for s in STEPS].index(ANIMATED)]  # said only where the figure has a player
 
 
 def test_every_formula_renders_with_mathtext_after_translation(small):

@@ -97,10 +97,15 @@ def formula_svg(tex: str, prefix: str = "f") -> str:
     return svg.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
 
 
-def figure_json(fig) -> str:
-    """A plotly figure (go.Figure, or the dict ui.figures.figure_dict makes) as compact JSON, frames included,
-    with <, > and / escaped so that it can sit inside a <script>."""
-    spec = figure_dict(fig) if hasattr(fig, "to_plotly_json") else fig
+def figure_spec(fig) -> dict:
+    """A plotly figure (go.Figure, or the dict ui.figures.figure_dict makes) as a dict, frames included. A
+    go.Figure's numpy arrays become plotly's base64 typed arrays (as a figure sent back from a worker process
+    has them): a third smaller than written out in digits."""
+    return fig.to_dict() if hasattr(fig, "to_dict") else fig
+
+
+def figure_json(spec: dict) -> str:
+    """A figure dict as compact JSON, with <, > and / escaped so that it can sit inside a <script>."""
     return pio.to_json(spec, validate=False, pretty=False)
 
 
@@ -116,9 +121,11 @@ def _question(step, n: int) -> str:
     return "\n".join(parts)
 
 
-def step_html(n: int, step, fig_json: str) -> str:
-    """Step number `n` (1-based) as a <section>, its figure drawn from `fig_json` by the inline plotly.js."""
+def step_html(n: int, step, spec: dict) -> str:
+    """Step number `n` (1-based) as a <section>, its figure drawn from the dict `spec` by the inline plotly.js."""
     c = step.control
+    here = ("in this file the figure's own ▶ player and slider work" if spec.get("frames")
+            else "this file draws the figure at the value above; hover over it to read its values")
     url = step.page_url(LAB)
     pager = [f'<a href="#step-{n - 1}">Previous step</a>'] if n > 1 else []
     pager.append('<a href="#contents">Contents</a>')
@@ -130,11 +137,11 @@ def step_html(n: int, step, fig_json: str) -> str:
         f"<p>{inline(step.text)}</p>",
         f'<div class="formula">{formula_svg(step.formula, f"s{n}")}</div>',
         f'<div class="figure" id="figure-{n}"></div>',
-        f'<script>draw("figure-{n}", {fig_json});</script>',
-        f'<p class="caption">{inline(step.caption)}</p>' if step.caption else "",
+        f'<script>draw("figure-{n}", {figure_json(spec)});</script>',
+        f'<p class="caption">{inline(step.caption)}</p>' if getattr(step, "caption", "") else "",
         f'<p class="setting">Drawn with <strong>{inline(c.label)}</strong> = {inline(str(c.default))}.</p>',
         f'<div class="try"><strong>Try this.</strong> {inline(step.try_this)}<br><em>The control named here is in '
-        "the live lab (the link below); in this file the figure's own ▶ player and slider work.</em></div>",
+        f"the live lab (the link below); {here}.</em></div>",
         _question(step, n),
         f'<p class="deeper">Go deeper: the full page on the same view, in the live lab (<code>streamlit run '
         f'app.py</code>): <a href="{markup.escape(url)}">{markup.escape(url)}</a></p>',
@@ -152,7 +159,7 @@ def html(figure=None, progress=None) -> str:
     toc = "".join(f'<li><a href="#step-{n}">{inline(s.title)}</a></li>' for n, s in enumerate(STEPS, 1))
     sections = []
     for n, step in enumerate(STEPS, 1):
-        sections.append(step_html(n, step, figure_json(figure(step.key, step.control.default))))
+        sections.append(step_html(n, step, figure_spec(figure(step.key, step.control.default))))
         if progress is not None:
             progress(n, len(STEPS))
     return "\n".join([
@@ -180,7 +187,7 @@ def html(figure=None, progress=None) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
-def figure(step_key: str, value) -> dict:
+def cached_figure(step_key: str, value) -> dict:
     """Step `step_key`'s figure at `value` as a plain dict, built once per server in a worker process."""
     return figure_dict(offload(build, step_key, value))
 
@@ -188,7 +195,7 @@ def figure(step_key: str, value) -> dict:
 @st.cache_resource(show_spinner=False)
 def cached_html() -> str:
     """The offline lesson, written once per server (the page's download button)."""
-    return html(figure)
+    return html(cached_figure)
 
 
 def write(path: str, figure=None, progress=None) -> int:
