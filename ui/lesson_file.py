@@ -20,13 +20,10 @@ import tempfile
 import time
 
 import plotly.io as pio
-import streamlit as st
 from plotly.offline import get_plotlyjs
 
-from .figures import figure_dict
 from .lesson import STEPS
 from .lesson_figures import build
-from .workers import offload
 
 TITLE = "Lesson: how a diffusion model learns a distribution"
 LAB = "http://localhost:8501"  # where `streamlit run app.py` serves the lab by default
@@ -184,18 +181,6 @@ def html(figure=None, progress=None) -> str:
         *sections,
         "</main></body></html>",
     ])
-
-
-@st.cache_resource(show_spinner=False, max_entries=256)
-def cached_figure(step_key: str, value) -> dict:
-    """Step `step_key`'s figure at `value` as a plain dict, built once per server in a worker process."""
-    return figure_dict(offload(build, step_key, value))
-
-
-@st.cache_resource(show_spinner=False)
-def cached_html() -> str:
-    """The offline lesson, written once per server (the page's download button)."""
-    return html(cached_figure)
 
 
 def write(path: str, figure=None, progress=None) -> int:
