@@ -42,7 +42,7 @@ def font_sizes(obj, path="") -> list[tuple[str, float]]:
 
 def busy_figure() -> dict:
     """A figure with every kind of text a page draws: subplot titles, axis titles and ticks with their own sizes,
-    an annotation, a legend, colour bars (a trace's and a marker's), a 3-D scene, the player (buttons, slider,
+    an annotation, a legend, text on bars, colour bars (a trace's and a marker's), a 3-D scene, the player (buttons, slider,
     current value), a hover label, and frames whose layouts carry annotations of their own."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["left", "right"])  # subplot titles: font size 16
     x = np.linspace(0, 1, 50)
@@ -51,6 +51,8 @@ def busy_figure() -> dict:
     fig.add_trace(go.Scatter(x=x, y=x**2, mode="markers", name="points",
                              marker=dict(color=x, colorbar=dict(tickfont=dict(size=11)))), row=1, col=2)
     fig.add_trace(go.Scatter3d(x=x, y=x, z=x, mode="lines", scene="scene"))
+    fig.add_trace(go.Bar(x=[1, 2], y=[1, 2], text=["+1", "+2"], textfont=dict(size=14),
+                         outsidetextfont=dict(size=12)), row=1, col=2)
     fig.update_layout(font=dict(size=16), legend=dict(font=dict(size=10)), hoverlabel=dict(font=dict(size=12)),
                       scene=dict(domain=dict(x=[0.8, 1]), xaxis=dict(tickfont=dict(size=9), title=dict(text="x"))),
                       height=400, margin=dict(l=40, r=10, t=60, b=40))
@@ -68,7 +70,7 @@ def test_every_font_grows_by_a_quarter_to_at_least_18():
     spec = busy_figure()
     before = dict(font_sizes(spec))
     after = dict(font_sizes(present.enlarge_dict(spec)))
-    assert len(before) >= 14  # every kind of text above, each with its own size
+    assert len(before) >= 16  # every kind of text above, each with its own size
     for path, size in before.items():
         assert after[path] == max(18, round(1.25 * size)), path
     assert after[".layout.font"] == 20 and after[".layout.hoverlabel.font"] == 18
@@ -76,6 +78,7 @@ def test_every_font_grows_by_a_quarter_to_at_least_18():
     assert after[".layout.scene.xaxis.tickfont"] == 18
     assert after[".layout.sliders[0].currentvalue.font"] == 20 and after[".layout.updatemenus[0].font"] == 18
     assert after[".data[0].colorbar.tickfont"] == 18 and after[".data[1].marker.colorbar.tickfont"] == 18
+    assert after[".data[3].textfont"] == 18 and after[".data[3].outsidetextfont"] == 18
     assert all(after[f".frames[{k}].layout.annotations[0].font"] == 19 for k in range(3))
     assert all(size >= 18 for size in after.values())
 

@@ -144,34 +144,45 @@ def _layout(layout: dict, root: bool) -> dict:
 
 
 def _trace(trace):
-    """A trace with the fonts of its colour bars enlarged (its data arrays are shared, not copied)."""
+    """A trace with the fonts of its text, hover labels and colour bars enlarged (its data arrays are shared, not
+    walked or copied)."""
     if not isinstance(trace, dict):
         return trace
-    changed = {}
-    if isinstance(trace.get("colorbar"), dict):
-        changed["colorbar"] = _fonts(trace["colorbar"])
+    changed = {k: _font(val) for k, val in trace.items() if k.endswith("font") and isinstance(val, dict)}
+    for key in ("colorbar", "hoverlabel"):
+        if isinstance(trace.get(key), dict):
+            changed[key] = _fonts(trace[key])
     marker = trace.get("marker")
     if isinstance(marker, dict) and isinstance(marker.get("colorbar"), dict):
         changed["marker"] = {**marker, "colorbar": _fonts(marker["colorbar"])}
-    if isinstance(trace.get("hoverlabel"), dict):
-        changed["hoverlabel"] = _fonts(trace["hoverlabel"])
     return {**trace, **changed} if changed else trace
+
+
+def _frame(frame):
+    if not isinstance(frame, dict):
+        return frame
+    out = dict(frame)
+    if frame.get("layout"):
+        out["layout"] = _layout(frame["layout"], root=False)
+    if frame.get("data"):
+        data = [_trace(tr) for tr in frame["data"]]
+        out["data"] = frame["data"] if all(a is b for a, b in zip(data, frame["data"])) else data
+    return out
 
 
 def enlarge_dict(spec: dict) -> dict:
     """The presenter version of a figure dict ({"data", "layout", "frames"}): every font 1.25 times as large and
-    at least 18 px (the layout's, every axis's ticks and title, annotations and subplot titles, legend, colour
-    bars, the player's buttons and current value, hover labels; the frames' layouts too), axes that make room
-    for their labels (automargin), margins and the player's padding 1.25 times as large, and the height too, up
-    to MAX_HEIGHT.
-    A new dict sharing everything it does not change with `spec`, which stays as it was."""
+    at least 18 px (the layout's, every axis's ticks and title, annotations and subplot titles, legend, text on
+    traces, colour bars, the player's buttons and current value, hover labels; in the frames too), axes that
+    make room for their labels (automargin), margins and the player's padding 1.25 times as large, and the
+    height too, up to MAX_HEIGHT. A new dict sharing everything it does not change with `spec`, which stays as
+    it was."""
     out = dict(spec)
     out["layout"] = _layout(spec.get("layout") or {}, root=True)
     if spec.get("data"):
         out["data"] = [_trace(tr) for tr in spec["data"]]
     if spec.get("frames"):
-        out["frames"] = [{**f, "layout": _layout(f["layout"], root=False)} if isinstance(f, dict) and f.get("layout")
-                         else f for f in spec["frames"]]
+        out["frames"] = [_frame(f) for f in spec["frames"]]
     return out
 
 
