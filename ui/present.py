@@ -21,12 +21,11 @@ MAX_HEIGHT = 960  # px: a figure grows to at most this height (a 1080-line scree
 # so that it stays whole on the screen; one already taller keeps its height
 PLOTLY_FONT = 12  # plotly.js's own default font size (hover labels: 13), for fonts that set none
 HOVER_FONT = 13
-LOG_TICK_FONT = 24  # a log axis writes its in-between labels (2, 5) at 3/4 of its tick font: 3/4 of 24 is 18
 STYLE = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapseButton"], [data-testid="stExpandSidebarButton"],
 [data-testid="stSidebarCollapsedControl"] { display: none !important; }
 html { font-size: 24px !important; }
-[data-testid="stMainBlockContainer"] { padding-top: 3rem !important; }
+[data-testid="stMainBlockContainer"] { padding-top: 4.5rem !important; }
 [data-testid="stMain"] :is(p, li, td, th, label, summary, button, input, textarea, [data-testid="stCaptionContainer"],
   [data-testid="stWidgetLabel"], [data-testid="stMetricLabel"], [data-baseweb="select"] div,
   [data-testid="stExpander"] summary, [data-testid="stTable"], [data-testid="stMarkdownContainer"]) {
@@ -117,8 +116,8 @@ def _scaled(box, keys=("l", "r", "t", "b")):
 
 def _layout(layout: dict, root: bool) -> dict:
     """A layout (the figure's, or a frame's) with its fonts enlarged and its axes set to make room for their
-    labels; the figure's own also gets a base font, a hover font, and its height, margins and player padding
-    enlarged."""
+    labels (a log axis without its small in-between labels); the figure's own also gets a base font, a hover
+    font, and its height, margins and player padding enlarged."""
     out = _fonts(layout)
     out = dict(out) if out is layout else out
     if root:
@@ -135,11 +134,9 @@ def _layout(layout: dict, root: bool) -> dict:
                               else m for m in out[menus]]
     for key, val in layout.items():
         if key.startswith(("xaxis", "yaxis")) and isinstance(val, dict):
-            axis = out[key] = {**out[key], "automargin": True}
-            tickfont = axis.get("tickfont") if isinstance(axis.get("tickfont"), dict) else {}
-            size = tickfont.get("size", out["font"]["size"] if root else None)
-            if val.get("type") == "log" and size is not None and size < LOG_TICK_FONT:
-                axis["tickfont"] = {**tickfont, "size": LOG_TICK_FONT}
+            out[key] = {**out[key], "automargin": True}
+            if val.get("type") == "log":  # its labels between the powers of ten (2, 5) are 3/4 size: none then
+                out[key].setdefault("minorloglabels", "none")
     return out
 
 
