@@ -112,6 +112,10 @@ def test_a_log_axis_drops_its_small_in_between_labels():
                                                          "xaxis": {"type": "linear"}}})["layout"]
     assert layout["yaxis"]["minorloglabels"] == "none" and layout["yaxis2"]["minorloglabels"] == "complete"
     assert "minorloglabels" not in layout["xaxis"]
+    # automatic log ticks at most LOG_NTICKS (a short log axis's labels crowd at its top); chosen ones stay
+    assert layout["yaxis"]["nticks"] == present.LOG_NTICKS and "nticks" not in layout["xaxis"]
+    chosen = {"type": "log", "tickvals": [1, 10]}
+    assert "nticks" not in present.enlarge_dict({"data": [], "layout": {"yaxis": chosen}})["layout"]["yaxis"]
 
 
 def test_the_input_is_never_changed_and_its_arrays_are_shared():

@@ -21,6 +21,9 @@ MAX_HEIGHT = 960  # px: a figure grows to at most this height (a 1080-line scree
 # so that it stays whole on the screen; one already taller keeps its height
 PLOTLY_FONT = 12  # plotly.js's own default font size (hover labels: 13), for fonts that set none
 HOVER_FONT = 13
+# A log axis spanning less than a decade is labelled in equal steps of value, which crowd towards its top end;
+# plotly picks the step from the axis's length, which presenter mode makes longer: at most this many labels.
+LOG_NTICKS = 6
 STYLE = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapseButton"], [data-testid="stExpandSidebarButton"],
 [data-testid="stSidebarCollapsedControl"] { display: none !important; }
@@ -137,6 +140,8 @@ def _layout(layout: dict, root: bool) -> dict:
             out[key] = {**out[key], "automargin": True}
             if val.get("type") == "log":  # its labels between the powers of ten (2, 5) are 3/4 size: none then
                 out[key].setdefault("minorloglabels", "none")
+                if not any(k in val for k in ("dtick", "tickvals", "nticks")):
+                    out[key]["nticks"] = LOG_NTICKS
     return out
 
 
