@@ -38,10 +38,11 @@ def _go(delta: int) -> None:
     st.session_state[STEP] = min(max(st.session_state[STEP] + delta, 0), len(STEPS) - 1)
 
 
-st.title("Lesson: how a diffusion model learns a distribution")
-st.caption("Fourteen steps, from a prompt to guidance, all on two moons under the cosine schedule with the shipped "
-           "network; the sidebar's settings do not change them. Each step ends in a question and a link to the page "
-           "that goes deeper.")
+if not presenting():  # a projector's screen goes to the step itself
+    st.title("Lesson: how a diffusion model learns a distribution")
+    st.caption("Fourteen steps, from a prompt to guidance, all on two moons under the cosine schedule with the shipped "
+               "network; the sidebar's settings do not change them. Each step ends in a question and a link to the "
+               "page that goes deeper.")
 answers = st.session_state.setdefault(ANSWERS, {})
 with st.container(horizontal=True, vertical_alignment="bottom"):
     st.selectbox("Step", range(len(STEPS)), key=STEP, format_func=lambda k: f"{k + 1} · {STEPS[k].title}",
@@ -57,19 +58,20 @@ st.query_params["step"] = str(k + 1)
 st.session_state[URL_SEEN] = str(k + 1)
 step = STEPS[k]
 
-st.header(f"{k + 1} · {step.title}")
-st.markdown(step.text)
-st.latex(step.formula)
-
-control = step.control
-widget = st.radio if isinstance(control.default, str) else st.select_slider
-ckey = f"lesson.{step.key}"
-if ckey in st.session_state and st.session_state[ckey] not in control.options:
-    del st.session_state[ckey]
-kwargs = dict(horizontal=True) if widget is st.radio else {}
-value = bound(widget, control.label, control.options, key=ckey, help=control.help or None,
-              **({"index": control.options.index(control.default)} if widget is st.radio else {"value": control.default}),
-              **kwargs)
+# In presenter mode the words sit beside the figure, so one screen holds both; otherwise they come first.
+words, picture = st.columns([2, 3], gap="large") if presenting() else (st.container(), st.container())
+with words:
+    st.header(f"{k + 1} · {step.title}")
+    st.markdown(step.text)
+    st.latex(step.formula)
+    control = step.control
+    widget = st.radio if isinstance(control.default, str) else st.select_slider
+    ckey = f"lesson.{step.key}"
+    if ckey in st.session_state and st.session_state[ckey] not in control.options:
+        del st.session_state[ckey]
+    start = {"index": control.options.index(control.default), "horizontal": True} if widget is st.radio else \
+        {"value": control.default}
+    value = bound(widget, control.label, control.options, key=ckey, help=control.help or None, **start)
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -78,11 +80,10 @@ def _figure(step_key: str, value) -> dict:
     return figure_dict(offload(build, step_key, value))
 
 
-with st.spinner("Drawing this step's figure (once for the whole class)..."):
+with picture, st.spinner("Drawing this step's figure (once for the whole class)..."):
     chart(SpecFigure(_figure(step.key, value)), width="stretch", theme=None, key=f"lesson.fig.{step.key}")
-if step.caption:
-    st.caption(step.caption)
-st.info(f"**Try this.** {step.try_this}", icon=":material/touch_app:")
+with words if presenting() else picture:
+    st.info(f"**Try this.** {step.try_this}", icon=":material/touch_app:")
 
 q = step.question
 st.subheader("Check yourself")

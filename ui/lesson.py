@@ -71,7 +71,6 @@ class Step:
     question: Question
     page: str  # url_path of the full page
     settings: dict = field(default_factory=dict)  # that page's widget values (by key) for the step's own view
-    caption: str = ""
 
     def page_state(self) -> dict:
         """The full page's view: the sidebar's and the page's widget values (by key) that show what this step shows."""
@@ -268,13 +267,16 @@ STEPS: list[Step] = [
     ),
     Step(
         "reverse", "The reverse walk: from noise back to data",
-        "Sampling runs the corruption backwards. Start from Gaussian noise and step towards t = 0, using the "
-        "learned score at every step. The probability-flow **ODE** is a fixed map, smooth paths, same start same "
-        "end; the reverse **SDE** adds fresh noise on each step. Both end on the data distribution.",
-        r"\frac{dx}{dt} = f(t)\, x - \tfrac{1}{2}\, g(t)^2\, \nabla_x \log p_t(x)",
+        "Sampling runs the corruption backwards. Start from Gaussian noise at t = 1 and step down to t = 0: at each "
+        "step the network predicts x̂₀ and ε̂ from x_t, and the next point is rebuilt from them at the lower noise "
+        "level s. This step (DDIM) is a simple solver of the probability-flow **ODE**, a fixed map: same start, same "
+        "end, smooth paths (the figure uses a finer solver, Heun's). "
+        "The reverse **SDE** also adds fresh noise on each step; both end on the data distribution.",
+        r"x_s = \alpha_s\, \hat{x}_0(x_t) + \sigma_s\, \hat{\varepsilon}(x_t), \qquad s < t",
         Control("Sampler steps", (5, 10, 25, 50), 25),
         "Follow one colour in both panels: the same start walks a smooth ODE path and a jittery SDE path. Lower "
-        "**Sampler steps** to 5 and see which of the two clouds misses the moons more.",
+        "**Sampler steps** to 5: the ODE still lands on the moons, the SDE's cloud does not (the noise it adds "
+        "is removed again only over many small steps).",
         Question("The same starting noise is run twice through the ODE sampler. Where does it end?",
                  0, "The probability-flow ODE is deterministic: the same start always ends at the same point. The SDE "
                  "would end somewhere else each time.",
