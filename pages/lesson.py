@@ -58,11 +58,13 @@ st.query_params["step"] = str(k + 1)
 st.session_state[URL_SEEN] = str(k + 1)
 step = STEPS[k]
 
-# In presenter mode the words sit beside the figure, so one screen holds both; otherwise they come first.
-words, picture = st.columns([2, 3], gap="large") if presenting() else (st.container(), st.container())
-with words:
-    st.header(f"{k + 1} · {step.title}")
-    st.markdown(step.text)
+# In presenter mode the formula and the control sit beside the words, so the figure, at full width, starts
+# high on a projector's screen.
+(st.title if presenting() else st.header)(f"{k + 1} · {step.title}")
+words, side = st.columns([3, 2], gap="large", vertical_alignment="center") if presenting() else \
+    (st.container(), st.container())
+words.markdown(step.text)
+with side:
     st.latex(step.formula)
     control = step.control
     widget = st.radio if isinstance(control.default, str) else st.select_slider
@@ -73,17 +75,15 @@ with words:
         {"value": control.default}
     value = bound(widget, control.label, control.options, key=ckey, help=control.help or None, **start)
 
-
 @st.cache_resource(show_spinner=False, max_entries=256)
 def _figure(step_key: str, value) -> dict:
     """The step's figure as a plain dict, built once per server (its data and model are fixed by the lesson)."""
     return figure_dict(offload(build, step_key, value))
 
 
-with picture, st.spinner("Drawing this step's figure (once for the whole class)..."):
+with st.spinner("Drawing this step's figure (once for the whole class)..."):
     chart(SpecFigure(_figure(step.key, value)), width="stretch", theme=None, key=f"lesson.fig.{step.key}")
-with words if presenting() else picture:
-    st.info(f"**Try this.** {step.try_this}", icon=":material/touch_app:")
+st.info(f"**Try this.** {step.try_this}", icon=":material/touch_app:")
 
 q = step.question
 st.subheader("Check yourself")

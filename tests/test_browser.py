@@ -20,7 +20,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PAGES = ["", "data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data", "digits_generate",
+PAGES = ["", "lesson", "data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data", "digits_generate",
          "digits_journey", "digits_prompts"]
 
 NO_BROWSER = ("the browser tests need Debian's Chromium, which is not installed: apt-get install chromium "
@@ -180,7 +180,7 @@ def test_every_page_loads_without_an_exception_or_colliding_text(server, browser
         page.close()
 
 
-MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".gif": b"GIF89a", ".csv": b"x,y"}
+MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".gif": b"GIF89a", ".csv": b"x,y", ".html": b"<!DOCTYPE html>"}
 
 
 def _check_downloads(page) -> int:

@@ -6,7 +6,7 @@ inside the file once (its animation frames included, so the ▶ player and the s
 "try this", the check question with its answer behind a click, and the address of the full page in the live lab.
 Nothing in the file is fetched from the network.
 
-    python -m ui.lesson_file [OUT]     # writes lesson.html (or OUT); about 15 MB, 10-20 s on two cores
+    python -m ui.lesson_file [OUT]     # writes lesson.html (or OUT); about 10 MB, 10-20 s on two cores
 """
 
 from __future__ import annotations
