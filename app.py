@@ -51,7 +51,10 @@ def main() -> None:
     # name before app.py has run (ui/state.py, view()). The navigation comes before the heavy imports below,
     # so that it is on screen from the first moment.
     show_titled_navigation()
-    page = st.navigation(PAGES)
+    # Presenter mode hides the sidebar (ui/present.py), so there the navigation moves to the top of the page. The
+    # check is ui.present.on()'s, read here without importing ui (which loads torch) before the navigation shows.
+    presenting = st.session_state.get("present", st.query_params.get("present") in ("1", "true"))
+    page = st.navigation(PAGES, position="top" if presenting else "sidebar")
 
     from ui import present
     from ui.state import forget, sidebar
