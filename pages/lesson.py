@@ -12,6 +12,7 @@ from ui.lesson_figures import build
 from ui.page import show_source
 from ui.present import chart
 from ui.present import on as presenting
+from ui.present import shorter
 from ui.state import bound, request, view
 from ui.workers import offload
 
@@ -19,6 +20,7 @@ view()  # the sidebar's view is not used: every step has its own settings
 STEP = "lesson.step"  # the step list's key: an index into STEPS
 URL_SEEN = "lesson.url_step"  # the ?step= value this session last took from, or wrote to, the URL
 ANSWERS = "lesson.answers"  # step key -> whether the first checked answer was right
+PRESENT_PLOT = 340  # px before presenter mode's x1.25: the height of a figure's plot area on a projector
 
 # A ?step= link opened in this session (cold, or from another page) picks the step; after that the widgets do.
 raw = st.query_params.get("step")
@@ -46,7 +48,7 @@ if not presenting():  # a projector's screen goes to the step itself
 answers = st.session_state.setdefault(ANSWERS, {})
 with st.container(horizontal=True, vertical_alignment="bottom"):
     st.selectbox("Step", range(len(STEPS)), key=STEP, format_func=lambda k: f"{k + 1} · {STEPS[k].title}",
-                 width=560, help="Every step of the argument, in order. The address bar holds the step: "
+                 width=700, label_visibility="collapsed" if presenting() else "visible", help="Every step of the argument, in order. The address bar holds the step: "
                                  "?step=7 opens step 7.")
     k = st.session_state[STEP]
     st.button("Previous", icon=":material/arrow_back:", on_click=_go, args=(-1,), disabled=k == 0, key="lesson.prev")
@@ -58,22 +60,26 @@ st.query_params["step"] = str(k + 1)
 st.session_state[URL_SEEN] = str(k + 1)
 step = STEPS[k]
 
-# In presenter mode the formula and the control sit beside the words, so the figure, at full width, starts
-# high on a projector's screen.
+# In presenter mode the formula sits beside the words and the control with its "try this" comes under the figure,
+# so that the title, the words and the whole figure fit one projector screen; otherwise they come in reading order.
 (st.title if presenting() else st.header)(f"{k + 1} · {step.title}")
-words, side = st.columns([3, 2], gap="large", vertical_alignment="center") if presenting() else \
-    (st.container(), st.container())
+if presenting():
+    words, maths = st.columns([3, 2], gap="large", vertical_alignment="center")
+    figure_place = st.container()
+    control_place, try_place = st.columns([2, 3], gap="large", vertical_alignment="center")
+else:
+    words = maths = control_place = figure_place = try_place = st.container()
 words.markdown(step.text)
-with side:
-    st.latex(step.formula)
-    control = step.control
-    widget = st.radio if isinstance(control.default, str) else st.select_slider
-    ckey = f"lesson.{step.key}"
-    if ckey in st.session_state and st.session_state[ckey] not in control.options:
-        del st.session_state[ckey]
-    start = {"index": control.options.index(control.default), "horizontal": True} if widget is st.radio else \
-        {"value": control.default}
-    value = bound(widget, control.label, control.options, key=ckey, help=control.help or None, **start)
+maths.latex(step.formula)
+control = step.control
+widget = control_place.radio if isinstance(control.default, str) else control_place.select_slider
+ckey = f"lesson.{step.key}"
+if ckey in st.session_state and st.session_state[ckey] not in control.options:
+    del st.session_state[ckey]
+start = {"index": control.options.index(control.default), "horizontal": True} if isinstance(control.default, str) \
+    else {"value": control.default}
+value = bound(widget, control.label, control.options, key=ckey, help=control.help or None, **start)
+
 
 @st.cache_resource(show_spinner=False, max_entries=256)
 def _figure(step_key: str, value) -> dict:
@@ -81,9 +87,12 @@ def _figure(step_key: str, value) -> dict:
     return figure_dict(offload(build, step_key, value))
 
 
-with st.spinner("Drawing this step's figure (once for the whole class)..."):
-    chart(SpecFigure(_figure(step.key, value)), width="stretch", theme=None, key=f"lesson.fig.{step.key}")
-st.info(f"**Try this.** {step.try_this}", icon=":material/touch_app:")
+with figure_place, st.spinner("Drawing this step's figure (once for the whole class)..."):
+    spec = _figure(step.key, value)
+    if presenting():  # so the title, the words and the plot fit one 1080-line screen (x1.25 in chart)
+        spec = shorter(spec, PRESENT_PLOT)
+    chart(SpecFigure(spec), width="stretch", theme=None, key=f"lesson.fig.{step.key}")
+try_place.info(f"**Try this.** {step.try_this}", icon=":material/touch_app:")
 
 q = step.question
 st.subheader("Check yourself")

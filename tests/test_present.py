@@ -197,3 +197,21 @@ def test_the_switch_sets_and_clears_the_url_parameter():
     at.toggle(key="present").set_value(False).run()
     assert "present" not in at.query_params and not _presenter_style(at)
     assert all(fig["layout"]["font"]["size"] == 16 for fig in charts(at))
+
+
+def test_shorter_caps_the_plot_area_keeps_the_margins_and_moves_a_legend_below_the_plot():
+    import copy
+
+    from ui.present import LEGEND_ROW, shorter
+
+    spec = {"data": [{"type": "scatter", "x": [0, 1], "y": [0, 1]}],
+            "layout": {"height": 560, "margin": {"t": 60, "b": 90}, "legend": {"orientation": "h", "y": -0.18}}}
+    before = copy.deepcopy(spec)
+    out = shorter(spec, 300)
+    assert spec == before and out["data"] is spec["data"]
+    assert out["layout"]["margin"]["t"] == 60 and out["layout"]["margin"]["b"] == 90 + LEGEND_ROW
+    assert out["layout"]["height"] - 60 - (90 + LEGEND_ROW) == 300
+    assert out["layout"]["legend"]["yref"] == "container" and out["layout"]["legend"]["y"] == 0
+    assert shorter(spec, 500) is spec  # a plot area of 410 px is already short enough
+    legend_above = {"layout": {"height": 700, "margin": {"t": 50, "b": 50}, "legend": {"y": 1.0}}}
+    assert shorter(legend_above, 300)["layout"] == {"height": 400, "margin": {"t": 50, "b": 50}, "legend": {"y": 1.0}}

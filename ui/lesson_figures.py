@@ -26,7 +26,7 @@ from .state import SCHEDULE_NAMES
 DATASET = "moons"
 SCHEDULE = "cosine:s=0.008"  # the shipped moons network's own schedule
 N_POINTS = 400  # samples per panel on the prompt step
-XT = (0.3, 0.0)  # the noisy point whose posterior and denoising targets the lesson follows (between the moons)
+XT = (0.3, 1.5)  # the noisy point (in view-scale units) whose posterior and denoising targets the lesson follows
 MAP_GRID, MAP_STEPS = 40, 16  # the Energy page's learned map: grid and ODE steps (as checkpoints/energy_maps.npz)
 
 
@@ -118,7 +118,7 @@ def noising(value):
 
 def snr(value):
     schedules = {name: make_schedule(name) for name in SCHEDULES}
-    return forward.schedule_curves(schedules, "cosine", float(value), names=SCHEDULE_NAMES)
+    return forward.schedule_curves(schedules, "", float(value), names=SCHEDULE_NAMES)  # none bold: no sidebar here
 
 
 def _alpha_sigma(t: float) -> tuple[float, float]:
@@ -153,7 +153,7 @@ def dsm_fan(value):
         with torch.no_grad():
             learned = net.score(torch.tensor(fan["xt"][None], dtype=torch.float32), DSM_T, None)[0].double().numpy()
     nx, pt = posterior.noisy_density(d, a, s, extent=posterior.PICK_RANGE * view_scale(a, s))
-    return dsm.fan_figure(nx, pt, posterior.pick_grid() * view_scale(a, s), fan, n, s, learned, t=DSM_T)
+    return dsm.fan_figure(nx, pt, np.zeros((0, 2)), fan, n, s, learned, t=DSM_T)  # no grid: nothing to click
 
 
 def three_targets(value):

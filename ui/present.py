@@ -21,6 +21,8 @@ MAX_HEIGHT = 960  # px: a figure grows to at most this height (a 1080-line scree
 # so that it stays whole on the screen; one already taller keeps its height
 PLOTLY_FONT = 12  # plotly.js's own default font size (hover labels: 13), for fonts that set none
 HOVER_FONT = 13
+DEFAULT_HEIGHT, DEFAULT_MARGIN = 450, {"t": 100, "b": 80}  # plotly.js's own figure height and margins, px
+LEGEND_ROW = 40  # px of bottom margin for a one-row legend moved below the x-axis title (`shorter`)
 # A log axis spanning less than a decade is labelled in equal steps of value, which crowd towards its top end;
 # plotly picks the step from the axis's length, which presenter mode makes longer: at most this many labels.
 LOG_NTICKS = 6
@@ -186,6 +188,27 @@ def enlarge_dict(spec: dict) -> dict:
     if spec.get("frames"):
         out["frames"] = [_frame(f) for f in spec["frames"]]
     return out
+
+
+def shorter(spec: dict, plot_height: int) -> dict:
+    """The figure dict `spec` with its plot area (its height less the top and bottom margins, which hold titles,
+    legends and players) at most `plot_height` px tall before presenter mode's x1.25; its data are shared. A
+    horizontal legend placed below the plot in plot units (y < 0), which would slide into the x-axis title as the
+    plot shrinks, moves to the bottom edge of the figure, and the bottom margin grows by a legend row for it."""
+    layout = spec.get("layout") or {}
+    margin = layout.get("margin") or {}
+    top, bottom = margin.get("t", DEFAULT_MARGIN["t"]), margin.get("b", DEFAULT_MARGIN["b"])
+    height = layout.get("height") or DEFAULT_HEIGHT
+    if height - top - bottom <= plot_height:
+        return spec
+    out = {**layout, "height": top + bottom + plot_height}
+    legend = layout.get("legend")
+    if (isinstance(legend, dict) and legend.get("orientation") == "h" and legend.get("yref", "paper") == "paper"
+            and (legend.get("y") or 0) < 0):
+        out["legend"] = {**legend, "y": 0, "yanchor": "bottom", "yref": "container"}
+        out["margin"] = {**margin, "b": bottom + LEGEND_ROW}
+        out["height"] += LEGEND_ROW
+    return {**spec, "layout": out}
 
 
 def enlarge(fig):
