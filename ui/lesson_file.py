@@ -172,8 +172,8 @@ def html(figure=None, progress=None) -> str:
         "  Plotly.newPlot(document.getElementById(id), fig);\n}</script>",
         "</head><body><main>",
         f"<h1>{markup.escape(TITLE)}</h1>",
-        f"<p>The lab's whole argument in {len(STEPS)} steps, from “a prompt is a distribution” to “guidance steers "
-        "the walk back”, each with its formula, a figure of the exact answer beside the learned one, and a "
+        f"<p>The lab's whole argument in {len(STEPS)} steps, from “{STEPS[0].title}” to “{STEPS[-1].title}”, "
+        "each with its formula, a figure (most set the exact answer beside the trained network's), and a "
         "question to check yourself. This file needs no server and no network: the figures are drawn inside it, "
         "and their ▶ players and sliders work. The controls that <em>Try this</em> names are in the live lab "
         "(<code>streamlit run app.py</code>), linked under each step.</p>",
