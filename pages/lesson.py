@@ -134,7 +134,7 @@ def _offline_file() -> bytes:
 if not presenting():
     st.divider()
     st.download_button("Download the whole lesson as one offline HTML file", _offline_file, "lesson.html",
-                       "text/html", key="lesson.offline", on_click="ignore", icon=":material/download:",
-                       help="Every step's text, formula and figure (with its animation) and the questions, in one "
-                            "file that opens in any browser without this server.")
+                       "text/html", key="lesson.offline", on_click="ignore", icon=":material/download:")
+    st.caption("Every step's text, formula and figure (with its animation) and the questions, in one file of about "
+               "10 MB that opens in any browser without this server (`python -m ui.lesson_file` writes the same).")
     show_source(build)
