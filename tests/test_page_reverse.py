@@ -122,6 +122,8 @@ def test_ode_is_deterministic_and_sde_is_not_from_the_same_start():
     paths = [tr for tr in fig.data if getattr(tr, "mode", None) == "lines"]
     assert len(paths) == 6 and np.allclose(paths[0].x, a.xs[:, 0, 0].numpy(), atol=1e-3)
     assert np.allclose(paths[3].x, c.xs[:, 0, 0].numpy(), atol=1e-3)
+    starts = [(tr.x[0], tr.y[0]) for tr in fig.data if tr.name == "its start (the same in both)"]
+    assert len(starts) == 6 and starts[:3] == starts[3:]  # the rings mark the one shared start in both panels
 
 
 def test_exact_oracle_with_heun_50_steps_reads_as_the_truth():

@@ -282,9 +282,9 @@ STEPS: list[Step] = [
         "each step; with a good score and small enough steps, both end on the data distribution.",
         r"x_s = \alpha_s\, \hat{x}_0(x_t) + \sigma_s\, \hat{\varepsilon}(x_t), \qquad s < t",
         Control("Sampler steps", (5, 10, 25, 50), 25),
-        "Each colour starts from the same noise point in both panels: it walks a smooth path under the ODE and a "
-        "jittery one under the SDE. Lower **Sampler steps** to 5: the ODE still lands on the moons, the SDE's cloud "
-        "does not (the noise it adds is removed again only over many small steps).",
+        "Each colour starts from the same noise point (its ring) in both panels: it walks a smooth path under the "
+        "ODE and a jittery one under the SDE. Lower **Sampler steps** to 5: the ODE still lands on the moons, the "
+        "SDE's cloud does not (the noise it adds is removed again only over many small steps).",
         Question("The same starting noise is run twice through the ODE sampler. Where does it end?",
                  0, "The probability-flow ODE is deterministic: the same start always ends at the same point. The SDE "
                  "would end somewhere else each time.",

@@ -149,7 +149,8 @@ def _sampling_animation(dist, schedule, trajs, label, tracked, max_frames, grid_
 def ode_sde_figure(dist, ode: Trajectory, sde: Trajectory, titles=("Deterministic: probability-flow ODE",
                    "Stochastic: reverse SDE"), label=None, n_paths: int = 6, grid_n: int = 90) -> go.Figure:
     """Two runs from the same starting noise side by side: final samples over the exact data density, and the
-    first `n_paths` particles' whole paths (the same colour for the same start in both panels)."""
+    first `n_paths` particles' whole paths (the same colour for the same start in both panels), each with a ring
+    where it starts and a dot where it ends."""
     half = EXTENT * 1.25
     fig = make_subplots(rows=1, cols=2, subplot_titles=list(titles), horizontal_spacing=0.06)
     xs, _, p = density_grid(dist, 1.0, 0.0, n=grid_n, extent=half, label=label)
@@ -167,6 +168,11 @@ def ode_sde_figure(dist, ode: Trajectory, sde: Trajectory, titles=("Deterministi
                                      line=dict(color=color, width=2), name="a particle's path", legendgroup="path",
                                      showlegend=j == 1 and i == 0,
                                      hovertemplate=f"particle {i}<extra></extra>"), row=1, col=j)
+            fig.add_trace(go.Scatter(x=round_coords(path[:1, 0]), y=round_coords(path[:1, 1]), mode="markers",
+                                     name="its start (the same in both)", legendgroup="start",
+                                     showlegend=j == 1 and i == 0,
+                                     marker=dict(size=13, color=color, symbol="circle-open", line=dict(width=2.5)),
+                                     hovertemplate=f"particle {i} starts here<extra></extra>"), row=1, col=j)
             fig.add_trace(go.Scatter(x=round_coords(path[-1:, 0]), y=round_coords(path[-1:, 1]), mode="markers",
                                      showlegend=False,
                                      marker=dict(size=11, color=color, line=dict(width=1.5, color="black")),
