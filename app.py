@@ -53,7 +53,7 @@ def main() -> None:
     show_titled_navigation()
     # Presenter mode hides the sidebar (ui/present.py), so there the navigation moves to the top of the page. The
     # check is ui.present.on()'s, read here without importing ui (which loads torch) before the navigation shows.
-    presenting = st.session_state.get("present", st.query_params.get("present") in ("1", "true"))
+    presenting = st.session_state.get("present", str(st.query_params.get("present", "")).lower() in ("1", "true"))
     page = st.navigation(PAGES, position="top" if presenting else "sidebar")
 
     from ui import present

@@ -10,13 +10,13 @@ from ui.figures import SpecFigure, figure_dict
 from ui.lesson import STEPS, index_of
 from ui.lesson_figures import build
 from ui.page import show_source
-from ui.present import chart
+from ui.present import chart, shorter
 from ui.present import on as presenting
-from ui.present import shorter
 from ui.state import bound, request, view
 from ui.workers import offload
 
 view()  # the sidebar's view is not used: every step has its own settings
+present = presenting()
 STEP = "lesson.step"  # the step list's key: an index into STEPS
 URL_SEEN = "lesson.url_step"  # the ?step= value this session last took from, or wrote to, the URL
 ANSWERS = "lesson.answers"  # step key -> whether the first checked answer was right
@@ -29,9 +29,8 @@ if raw is not None and raw != st.session_state.get(URL_SEEN):
 st.session_state.setdefault(STEP, 0)
 
 
-def _check(step_key: str, reply) -> None:
+def _check(step_key: str, question, reply) -> None:
     """Score the first checked answer of a step and show the explanation of the latest."""
-    question = next(s.question for s in STEPS if s.key == step_key)
     st.session_state[ANSWERS].setdefault(step_key, question.is_right(reply))
     st.session_state[f"lesson.revealed.{step_key}"] = reply
 
@@ -40,21 +39,21 @@ def _go(delta: int) -> None:
     st.session_state[STEP] = min(max(st.session_state[STEP] + delta, 0), len(STEPS) - 1)
 
 
-if not presenting():  # a projector's screen goes to the step itself
+if not present:  # a projector's screen goes to the step itself
     st.title("Lesson: how a diffusion model learns a distribution")
-    st.caption("Fourteen steps, from a prompt to guidance, all on two moons under the cosine schedule with the shipped "
-               "network; the sidebar's settings do not change them. Each step ends in a question and a link to the "
-               "page that goes deeper.")
+    st.caption(f"{len(STEPS)} steps, from a prompt to what the network learned, all on two moons under the cosine "
+               "schedule with the shipped network; the sidebar's settings do not change them. Each step ends in a "
+               "question and a button to the page that goes deeper.")
 answers = st.session_state.setdefault(ANSWERS, {})
 with st.container(horizontal=True, vertical_alignment="bottom"):
     st.selectbox("Step", range(len(STEPS)), key=STEP, format_func=lambda k: f"{k + 1} · {STEPS[k].title}",
-                 width=700, label_visibility="collapsed" if presenting() else "visible", help="Every step of the argument, in order. The address bar holds the step: "
-                                 "?step=7 opens step 7.")
+                 width=700, label_visibility="collapsed" if present else "visible",
+                 help="Every step of the argument, in order. The address bar holds the step: ?step=7 opens step 7.")
     k = st.session_state[STEP]
     st.button("Previous", icon=":material/arrow_back:", on_click=_go, args=(-1,), disabled=k == 0, key="lesson.prev")
     st.button("Next", icon=":material/arrow_forward:", on_click=_go, args=(1,), disabled=k == len(STEPS) - 1,
               key="lesson.next")
-    if not presenting():
+    if not present:
         st.caption(f"Score: {sum(answers.values())} right of {len(answers)} answered ({len(STEPS)} questions)")
 st.query_params["step"] = str(k + 1)
 st.session_state[URL_SEEN] = str(k + 1)
@@ -62,8 +61,8 @@ step = STEPS[k]
 
 # In presenter mode the formula sits beside the words and the control with its "try this" comes under the figure,
 # so that the title, the words and the whole figure fit one projector screen; otherwise they come in reading order.
-(st.title if presenting() else st.header)(f"{k + 1} · {step.title}")
-if presenting():
+(st.title if present else st.header)(f"{k + 1} · {step.title}")
+if present:
     words, maths = st.columns([3, 2], gap="large", vertical_alignment="center")
     figure_place = st.container()
     control_place, try_place = st.columns([2, 3], gap="large", vertical_alignment="center")
@@ -89,7 +88,7 @@ def _figure(step_key: str, value) -> dict:
 
 with figure_place, st.spinner("Drawing this step's figure (once for the whole class)..."):
     spec = _figure(step.key, value)
-    if presenting():  # so the title, the words and the plot fit one 1080-line screen (x1.25 in chart)
+    if present:  # so the title, the words and the plot fit one 1080-line screen (x1.25 in chart)
         spec = shorter(spec, PRESENT_PLOT)
     chart(SpecFigure(spec), width="stretch", theme=None, key=f"lesson.fig.{step.key}")
 try_place.info(f"**Try this.** {step.try_this}", icon=":material/touch_app:")
@@ -103,14 +102,14 @@ if q.choices:
                      key=f"lesson.reply.{step.key}", label_visibility="collapsed")
 else:
     reply = st.number_input("Your answer", value=None, step=1.0, key=f"lesson.reply.{step.key}")
-if presenting():
+if present:
     st.button("Reveal the answer", key=f"lesson.reveal.{step.key}", icon=":material/visibility:",
               on_click=st.session_state.__setitem__, args=(revealed_key, True))
     if st.session_state.get(revealed_key):
         st.success(f"**Answer: {q.answer_text()}.** {q.why}")
 else:
     st.button("Check my answer", key=f"lesson.check.{step.key}", disabled=reply is None, icon=":material/check:",
-              on_click=_check, args=(step.key, reply))  # a callback, so the score above counts it in this run
+              on_click=_check, args=(step.key, q, reply))  # a callback, so the score above counts it in this run
     if revealed_key in st.session_state and st.session_state[revealed_key] is not True:
         if q.is_right(st.session_state[revealed_key]):
             st.success(f"**Right: {q.answer_text()}.** {q.why}")
@@ -131,7 +130,7 @@ def _offline_file() -> bytes:
     return lesson_file.html(figure=_figure).encode()
 
 
-if not presenting():
+if not present:
     st.divider()
     st.download_button("Download the whole lesson as one offline HTML file", _offline_file, "lesson.html",
                        "text/html", key="lesson.offline", on_click="ignore", icon=":material/download:")

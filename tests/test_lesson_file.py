@@ -159,17 +159,22 @@ def test_a_failed_write_leaves_no_file_and_no_temporary_file(tmp_path):
     assert out.read_text() == "the old lesson" and list(tmp_path.iterdir()) == [out]
     size = lesson_file.write(str(out), stand_in)
     assert size == out.stat().st_size and list(tmp_path.iterdir()) == [out]
-    assert out.stat().st_mode & 0o777 == 0o644
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's private one
 
 
 def test_the_command_says_what_is_wrong_with_its_argument(tmp_path, capsys):
     assert lesson_file.main([str(tmp_path / "missing" / "lesson.html")]) == 2
-    assert "existing folder" in capsys.readouterr().err
-    assert lesson_file.main([str(tmp_path)]) == 2
-    assert "it is a folder" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
+    assert lesson_file.main([str(tmp_path / "lesson.txt")]) == 2
+    assert "must name a .html file" in capsys.readouterr().err
+    (tmp_path / "folder.html").mkdir()
+    assert lesson_file.main([str(tmp_path / "folder.html")]) == 2
+    assert "is a folder" in capsys.readouterr().err
     assert lesson_file.main(["a.html", "b.html"]) == 2
     assert "usage" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["folder.html"]
 
 
 # --- the real file, written by the command --------------------------------------------------------------------

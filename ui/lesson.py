@@ -23,20 +23,6 @@ class Control:
     default: object
     help: str = ""
 
-    def parse(self, raw) -> object:
-        """The option a URL value names, or the default (a link may carry anything)."""
-        for option in self.options:
-            if str(option) == str(raw):
-                return option
-        try:
-            number = float(raw)
-        except (TypeError, ValueError):
-            return self.default
-        for option in self.options:
-            if isinstance(option, (int, float)) and abs(float(option) - number) < 1e-9:
-                return option
-        return self.default
-
 
 @dataclass(frozen=True)
 class Question:
@@ -151,7 +137,8 @@ STEPS: list[Step] = [
         "one moon, two where it crosses both.",
         Question("What does the chain rule buy us?",
                  0, "Each factor is a density of one coordinate, so its normaliser is a one-dimensional integral "
-                 "(or a sum over a vocabulary). It does not remove normalising: it makes it cheap, one factor at a time.",
+                 "(or a sum over a vocabulary). It does not remove normalising: it makes it cheap, one factor "
+                 "at a time.",
                  ("Every factor is a one-dimensional density, whose normaliser is cheap",
                   "It removes the need for any normaliser", "It lets all coordinates be sampled at once")),
         "energy", {"energy.a": 0.0},
@@ -202,7 +189,8 @@ STEPS: list[Step] = [
         "α_t while their own ε pushes them off. Try **Noise schedule** *ve*: α stays 1, so nothing shrinks; σ grows "
         "far past 1 and the view zooms out (watch the axis numbers).",
         Question("Under the cosine schedule, what do the points look like at t = 1?",
-                 1, "α_1 is about 0 and σ_1 about 1, so x_1 ≈ ε: standard Gaussian noise, the same whatever the data was. "
+                 1, "α_1 is about 0 and σ_1 about 1, so x_1 ≈ ε: standard Gaussian noise, the same whatever the data "
+                 "was. "
                  "That is why sampling can start from pure noise.",
                  ("Still two moons, only blurred", "Standard Gaussian noise, whatever the data was",
                   "All points at the origin")),
@@ -262,7 +250,8 @@ STEPS: list[Step] = [
         "Given x_t, predicting the noise ε, the clean point x₀, or the velocity v = α_t ε − σ_t x₀ is the same "
         "prediction written three ways: any one gives the other two by a line of algebra. As training targets they "
         "differ in how the loss weighs the noise levels, and in how well-behaved they are near t = 0 and t = 1.",
-        r"\hat{x}_0 = \frac{x_t - \sigma_t \hat{\varepsilon}}{\alpha_t}, \qquad v = \alpha_t \varepsilon - \sigma_t x_0",
+        r"\hat{x}_0 = \frac{x_t - \sigma_t \hat{\varepsilon}}{\alpha_t}, \qquad "
+        r"v = \alpha_t \varepsilon - \sigma_t x_0",
         Control("Time t of this draw", (0.1, 0.3, 0.5, 0.7, 0.9), 0.5),
         "Move **Time t of this draw**: one clean point and one ε. The arrows are the three targets (ε and x₀ drawn "
         "from the origin, v from x_t); the diamonds show where the ideal denoiser's and the network's predictions put "
@@ -270,7 +259,8 @@ STEPS: list[Step] = [
         Question("A network predicts ε̂ at x_t. Can we get its x̂₀?",
                  0, "Yes: x_t = α_t x₀ + σ_t ε, so x̂₀ = (x_t − σ_t ε̂)/α_t (wherever α_t > 0). The three "
                  "parameterizations are one prediction.",
-                 ("Yes, by x̂₀ = (x_t − σ_t ε̂)/α_t", "Only by training a second network", "No: ε and x₀ are unrelated")),
+                 ("Yes, by x̂₀ = (x_t − σ_t ε̂)/α_t", "Only by training a second network",
+                  "No: ε and x₀ are unrelated")),
         "train", {"train.targets_t": 0.5},
     ),
     Step(
@@ -302,7 +292,8 @@ STEPS: list[Step] = [
         "Raise **Guidance weight w** from 0 to 4 (blue: the ODE's samples, orange: the SDE's): the upper moon's "
         "samples crowd to its far side, away from the lower moon, for the exact scores and the network's alike.",
         Question("With w > 0, the guided samples are drawn from...",
-                 2, "At each t the guided score is that of p_t(x | c)^(1+w) p_t(x)^(−w)/Z_t. Those densities are not the "
+                 2, "At each t the guided score is that of p_t(x | c)^(1+w) p_t(x)^(−w)/Z_t. Those densities are "
+                 "not the "
                  "t = 0 tilted density p(x | c)^(1+w) p(x)^(−w)/Z blurred by noise, so the reverse walk samples "
                  "neither p(x | c) nor the tilted density exactly.",
                  ("p(x | c), only more of them", "The tilted density p(x | c)^(1+w) p(x)^(−w)/Z",
@@ -319,7 +310,8 @@ STEPS: list[Step] = [
         "Press **▶ Play** and compare the arrows in the corners of the box, far from both moons, with those near "
         "the moons, exact (left) against learned (right).",
         Question("Where does the learned denoiser differ most from the exact one?",
-                 1, "Training noises real data, so at low noise it rarely sees a point far from the data. On this model, "
+                 1, "Training noises real data, so at low noise it rarely sees a point far from the data. On this "
+                 "model, "
                  "at low noise the error far from the data is many times the error near it.",
                  ("Near the data, where the density is sharp", "Far from the data, at low noise",
                   "Everywhere the same")),

@@ -43,6 +43,11 @@ def model():
     return shipped(DATASET)[0]
 
 
+def _alpha_sigma(t: float) -> tuple[float, float]:
+    a, s = schedule().alpha_sigma(t)
+    return float(a), float(s)
+
+
 def _label(value) -> int | None:
     names = list(dist().label_names)
     return names.index(value) if value in names else None
@@ -62,34 +67,24 @@ def prompt(value):
     return data.prompt_figure(d, xs, p, pc, label, all_x, all_y, cond_x, cond_y, learned_x, learned_y)
 
 
-def learned_map(t: float):
+def learned_map(t: float, net):
     """(xs, E) of the shipped network's energy at t: the shipped precomputed map when it matches, else solved now."""
-    net, sch = model(), schedule()
-    a, s = (float(x) for x in sch.alpha_sigma(t))
-    half = view_half_width(a, s)
+    half = view_half_width(*_alpha_sigma(t))
     store, _ = load_maps(MAPS_PATH)
-    if store is not None and net is not None:
+    if store is not None:
         hit = store.lookup(DATASET, weights_fingerprint(net), SCHEDULE, None, t, MAP_GRID, MAP_STEPS, half)
         if hit is not None:
             return hit[0], hit[1]
     return energy.learned_energy(net, t, None, MAP_GRID, half, MAP_STEPS)
 
 
-def kl_on_grid(t: float) -> dict:
-    """The exact and learned energies at t on the learned map's grid, and KL(p_t || p_theta,t) summed on it."""
-    a, s = (float(x) for x in schedule().alpha_sigma(t))
-    xs_l, E_l = learned_map(t)
-    half = float(xs_l[-1])
-    xs, E = energy.exact_energy(dist(), a, s, None, len(xs_l), half)
-    cell = (xs[1] - xs[0]) ** 2
-    p = np.exp(-E)
-    return {"xs": xs, "E": E, "E_learned": E_l, "kl": float(np.sum(p * (E_l - E)) * cell), "mass": float(p.sum() * cell)}
-
-
 def kl(value):
-    t = float(value)
-    k = kl_on_grid(t)
-    return energy.energy_heatmaps(k["xs"], k["E"], k["xs"], k["E_learned"], title_exact=f"Exact E = −log p_t, t = {t:.2f}",
+    """The exact energy at t beside the network's (on the network's grid), or alone without a network."""
+    t, net = float(value), model()
+    xs_l, E_l = learned_map(t, net) if net is not None else (None, None)
+    half = view_half_width(*_alpha_sigma(t))
+    xs, E = energy.exact_energy(dist(), *_alpha_sigma(t), None, MAP_GRID, half)
+    return energy.energy_heatmaps(xs, E, xs_l, E_l, title_exact=f"Exact E = −log p_t, t = {t:.2f}",
                                   title_learned="Learned −log p_θ,t (normalised, via the ODE)")
 
 
@@ -119,11 +114,6 @@ def noising(value):
 def snr(value):
     schedules = {name: make_schedule(name) for name in SCHEDULES}
     return forward.schedule_curves(schedules, "", float(value), names=SCHEDULE_NAMES)  # none bold: no sidebar here
-
-
-def _alpha_sigma(t: float) -> tuple[float, float]:
-    a, s = schedule().alpha_sigma(t)
-    return float(a), float(s)
 
 
 def posterior_view(value):

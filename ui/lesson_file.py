@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import html as markup
 import io
-import os
 import re
 import sys
-import tempfile
 import time
 
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
+
+from diffusion.checkpoints import atomic_write
+from diffusion.cli import check_writable
 
 from .lesson import STEPS
 from .lesson_figures import build
@@ -135,7 +136,6 @@ def step_html(n: int, step, spec: dict) -> str:
         f'<div class="formula">{formula_svg(step.formula, f"s{n}")}</div>',
         f'<div class="figure" id="figure-{n}"></div>',
         f'<script>draw("figure-{n}", {figure_json(spec)});</script>',
-        f'<p class="caption">{inline(step.caption)}</p>' if getattr(step, "caption", "") else "",
         f'<p class="setting">Drawn with <strong>{inline(c.label)}</strong> = {inline(str(c.default))}.</p>',
         f'<div class="try"><strong>Try this.</strong> {inline(step.try_this)}<br><em>The control named here is in '
         f"the live lab (the link below); {here}.</em></div>",
@@ -184,20 +184,10 @@ def html(figure=None, progress=None) -> str:
 
 
 def write(path: str, figure=None, progress=None) -> int:
-    """Write the lesson to `path` atomically (a temporary file beside it, then renamed): a failure leaves no
-    partial file. Returns the size in bytes."""
+    """Write the lesson to `path` atomically (diffusion.checkpoints.atomic_write): a failure leaves the old file
+    or none, never part of one. Returns the size in bytes."""
     data = html(figure, progress).encode("utf-8")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lesson-", suffix=".html.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0o600 would keep the file from a web server or another user
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, data)
     return len(data)
 
 
@@ -208,11 +198,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     out = argv[0] if argv else "lesson.html"
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder) or os.path.isdir(out):
-        print(f"cannot write {out}: OUT must be a file name in an existing folder ({folder} is not one)"
-              if not os.path.isdir(folder) else f"cannot write {out}: it is a folder; give a file name",
-              file=sys.stderr)
+    try:
+        check_writable(out, ".html", "OUT")
+    except ValueError as e:
+        print(f"cannot write {out}: {e}", file=sys.stderr)
         return 2
     start = time.perf_counter()
 
