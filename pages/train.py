@@ -5,6 +5,7 @@ import streamlit as st
 from diffusion.models import build_model
 from diffusion.training import diffusion_loss, train
 from ui import models as model_store
+from ui import runs
 from ui.figures import density_grid
 from ui.page import downloads, show_source
 from ui.present import chart
@@ -79,6 +80,9 @@ st.caption("c is the class label (the prompt); it is hidden from the network for
 
 job = st.session_state.get(JOB)
 busy = job is not None and job.active
+lost = runs.notice("train")  # a training this URL names that this session cannot show (ui/runs.py)
+if lost:
+    st.warning(lost, icon=":material/cloud_off:")
 
 st.subheader("Settings")
 sched_title = SCHEDULE_NAMES[v.schedule.spec().split(":")[0]]
@@ -110,6 +114,7 @@ if b1.button("Train", type="primary", icon=":material/play_arrow:", key="train.s
         config = make_config(steps, batch, lr, weighting, v.device)
         job = TrainingJob(v.dist, v.dataset, v.data_key, param, v.schedule, config).start()
         st.session_state[JOB] = job
+        runs.start("train")
         st.rerun()
     except ValueError as e:
         st.error(f"Cannot train with these settings: {e}")
