@@ -23,9 +23,10 @@ import torch
 
 from toy_data import DATASETS, get_dataset
 from toy_data.mnist import LABEL_NAMES as MNIST_LABELS
-from toy_data.mnist import mnist_sampler
+from toy_data.mnist import load_mnist
 
 from . import cli, distributed
+from .captured import CAPTURE_MODES, CUDA_MIN_BATCH, MixtureData, TensorData
 from .checkpoints import load_checkpoint, save_checkpoint
 from .likelihood import LOG_Z_TIMES, log_z_grid
 from .models import build_model
@@ -94,6 +95,12 @@ def build_parser():
     p.add_argument("--amp", action="store_true",
                    help="CUDA only: run the network under bfloat16 autocast (off by default: slower for these "
                         "small networks on an H100, see docs/measurements.md)")
+    p.add_argument("--capture", nargs="?", const="graph", default="auto", choices=CAPTURE_MODES,
+                   help="auto (default): on one CUDA GPU, each training step recorded once as a CUDA graph and "
+                        "replayed, data and losses kept on the GPU, and --batch at least "
+                        f"{CUDA_MIN_BATCH} unless given; the eager loop elsewhere. --capture alone = graph "
+                        "(an error without CUDA); static: the same step unrecorded; off: the eager loop "
+                        "(docs/training.md)")
     p.add_argument("--seed", type=cli.positive_int("--seed", 0, 2**31 - 1), default=0)
     p.add_argument("--resume", default=None,
                    help="continue from this checkpoint: its network, parameterization and schedule are kept "
@@ -110,23 +117,27 @@ def main(argv=None) -> int:
         parser.error(f"unknown dataset {args.dataset!r}; allowed: {', '.join(ALL_SETS)}")
     if args.data_path is not None and args.dataset not in IMAGE_SETS:
         parser.error("--data-path applies to --dataset mnist only")
+    batch_given = args.batch is not None
     for key, value in defaults(args.dataset).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     cli.check_writable(args.out, ".safetensors")
     rank, _, world = distributed.env_world()  # under torchrun: this process's place; (0, _, 1) otherwise
+    device = pick_device(args.device)
+    if (not batch_given and device.type == "cuda" and args.capture in ("auto", "graph") and world == 1
+            and args.parameterization != "energy"):
+        args.batch = max(CUDA_MIN_BATCH, args.batch)  # captured, a larger batch costs little more per step
     if world > 1:
         distributed.rows_of(args.batch, rank, world)  # fail early when the batch does not split evenly
     main_process = rank == 0
-    if args.dataset in IMAGE_SETS:
-        data, label_names = mnist_sampler("train", args.data_path), MNIST_LABELS
+    if args.dataset in IMAGE_SETS:  # held whole, so a captured run can keep it on the GPU
+        data, label_names = TensorData(*load_mnist("train", args.data_path)), MNIST_LABELS
     else:
         dist = get_dataset(args.dataset)
-        data, label_names = (lambda n, g: dist.sample(n, generator=g)), dist.label_names
+        data, label_names = MixtureData(dist), dist.label_names
     config = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, weighting=args.weighting,
                          ema_decay=args.ema, label_dropout=args.label_dropout, seed=args.seed,
-                         device=args.device, amp=args.amp).validate()
-    device = pick_device(args.device)
+                         device=args.device, amp=args.amp, capture=args.capture).validate()
     num_classes = 0 if args.unconditional else len(label_names)
     torch.manual_seed(args.seed)  # the network's initial weights follow --seed too
     if args.resume:
@@ -154,7 +165,8 @@ def main(argv=None) -> int:
     if not main_process:  # the other processes hold the same weights: rank 0 saves and reports
         return 0
     save_checkpoint(args.out, result.model, dataset=args.dataset, label_names=list(label_names),
-                    train={**config.to_dict(), "device": str(device), "steps_done": result.steps_done,
+                    train={**config.to_dict(), "device": str(device), "capture": result.capture,
+                           "steps_done": result.steps_done,
                            "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
                            "world_size": result.world_size,
                            "resumed_from": args.resume,

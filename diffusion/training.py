@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import distributed
+from . import captured, distributed
 from .models import DiffusionModel
 from .parameterizations import eps_scale, from_x0_eps, get_weighting, noise_level
 
@@ -92,6 +92,10 @@ class TrainConfig:
     # on an H100 the small MNIST UNet did not get faster with it (1,000 steps at batch 64 were killed at 45 s
     # wall clock under autocast, against 32.8 s of training in float32; docs/measurements.md, "Training on a GPU").
     amp: bool = False
+    # "auto": on one CUDA device, each step recorded once as a CUDA graph and replayed (diffusion.captured),
+    # for data given as captured.TensorData or MixtureData; the eager loop everywhere else. "graph" asks for
+    # it (an error where it cannot run), "static" runs the same step unrecorded, "off" the eager loop.
+    capture: str = "auto"
 
     def validate(self) -> "TrainConfig":
         checks = [("steps", 1 <= self.steps <= 1_000_000, "1..1000000"),
@@ -103,6 +107,9 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"training setting {name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
         get_weighting(self.weighting)
+        if self.capture not in captured.CAPTURE_MODES:
+            raise ValueError(f"training setting capture={self.capture!r} is invalid; allowed: "
+                             f"{', '.join(captured.CAPTURE_MODES)}")
         if self.t_sampling not in T_SAMPLING:
             raise ValueError(f"t_sampling {self.t_sampling!r} is invalid; allowed: {', '.join(T_SAMPLING)}")
         return self
@@ -119,6 +126,7 @@ class TrainResult:
     seconds: float = 0.0
     stopped: str = ""  # why training ended early ("" when it ran all its steps)
     world_size: int = 1  # processes that trained it together (torchrun), 1 for a plain process
+    capture: str = "off"  # how the steps ran: "graph" (a replayed CUDA graph), "static" or "off" (the eager loop)
 
 
 def train(model: DiffusionModel, data: Callable, config: TrainConfig, callback: Callable | None = None,
@@ -133,6 +141,10 @@ def train(model: DiffusionModel, data: Callable, config: TrainConfig, callback: 
     draws the same global batch of `config.batch_size` rows, trains on its block of them through
     DistributedDataParallel, and ends with the same weights as one process would. Only rank 0 calls
     `callback`; `should_stop()` True in any process, or a bad loss in any, stops them all at that step.
+
+    With `config.capture` resolving to "graph" or "static" (diffusion.captured.resolve) the steps run as one
+    recorded step replayed, with the data, draws and losses kept on the device; the callback then comes in
+    bursts, once per step, every captured.SYNC_EVERY steps, and `result.capture` names the mode.
     """
     config.validate()
     group, device = distributed.start(pick_device(config.device))  # a no-op in a plain process
@@ -145,63 +157,67 @@ def train(model: DiffusionModel, data: Callable, config: TrainConfig, callback: 
         g = torch.Generator().manual_seed(config.seed)  # the same in every process: the same global batches
         model.to(device).train()
         ema = copy.deepcopy(model).eval().requires_grad_(False)
-        params = list(model.parameters())
-        opt = torch.optim.Adam(params, lr=config.lr)
-        warm = max(1, config.steps // 50)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
         result, start = TrainResult(ema, world_size=group.world_size), time.perf_counter()
-        # Several processes: DDP averages the gradients during backward(). An energy head's loss is itself a
-        # gradient (score = -grad_x E, a double backward), which DDP does not support: there the gradients
-        # are averaged after backward() in one all-reduce instead.
-        by_hand = group.active and model.parameterization == "energy"
-        if by_hand:
-            distributed.broadcast_(params)  # start from rank 0's weights, as DDP does
-        elif group.active:
-            from torch.nn.parallel import DistributedDataParallel
+        result.capture = captured.resolve(config.capture, device, group.world_size, model.parameterization, data)
+        if result.capture != "off":
+            captured.run(model, ema, data, config, device, amp, result, result.capture, callback, should_stop)
+        else:
+            params = list(model.parameters())
+            opt = torch.optim.Adam(params, lr=config.lr)
+            warm = max(1, config.steps // 50)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / config.steps))))
+            # Several processes: DDP averages the gradients during backward(). An energy head's loss is itself a
+            # gradient (score = -grad_x E, a double backward), which DDP does not support: there the gradients
+            # are averaged after backward() in one all-reduce instead.
+            by_hand = group.active and model.parameterization == "energy"
+            if by_hand:
+                distributed.broadcast_(params)  # start from rank 0's weights, as DDP does
+            elif group.active:
+                from torch.nn.parallel import DistributedDataParallel
 
-            model.net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-        for step in range(config.steps):
-            stop = should_stop is not None and should_stop()
-            if group.active:  # any process asking stops all of them at the same step
-                stop = distributed.all_reduce_(torch.tensor([float(stop)], device=device), "max").item() > 0
-            if stop:
-                result.stopped = f"stopped by request after {step} steps"
-                break
-            x0, labels = data(config.batch_size, g)
-            x0 = x0.to(device)
-            if labels is not None and model.num_classes:
-                drop = torch.rand(labels.shape, generator=g) < config.label_dropout
-                labels = torch.where(drop, -1, labels).to(device)
-            else:
-                labels = None
-            loss = diffusion_loss(model, x0, labels, config.weighting, generator=g, t_sampling=config.t_sampling,
-                                  rows=rows, autocast_dtype=amp)
-            opt.zero_grad(set_to_none=True)
-            seen = loss.detach()
-            if group.active:  # the whole batch's loss: the same number, finite or not, in every process
-                seen = distributed.all_reduce_(seen.clone()) / group.world_size
-            bad = None if torch.isfinite(seen) else f"the loss became {seen.item()}"
-            if bad is None:
-                loss.backward()
-                if by_hand:
-                    distributed.average_gradients_(params, group.world_size)
-                norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)  # of the averaged gradients
-                bad = None if torch.isfinite(norm) else f"the gradient became {norm.item()}"
-            if bad is not None:  # no update was taken: the weights are those of the last good step
-                result.stopped = f"{bad} at step {step + 1}; training stopped and kept the weights of step {step}"
-                break
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                d = min(config.ema_decay, (1 + step) / (10 + step))  # short warm-up of the EMA
-                for pe, pm in zip(ema.parameters(), params):
-                    pe.lerp_(pm, 1 - d)
-            result.losses.append(seen.item())
-            result.steps_done = step + 1
-            if callback is not None and group.is_main:
-                callback({"step": step + 1, "loss": result.losses[-1],
-                          "snapshot": lambda: copy.deepcopy(ema).cpu().eval()})
+                model.net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+            for step in range(config.steps):
+                stop = should_stop is not None and should_stop()
+                if group.active:  # any process asking stops all of them at the same step
+                    stop = distributed.all_reduce_(torch.tensor([float(stop)], device=device), "max").item() > 0
+                if stop:
+                    result.stopped = f"stopped by request after {step} steps"
+                    break
+                x0, labels = data(config.batch_size, g)
+                x0 = x0.to(device)
+                if labels is not None and model.num_classes:
+                    drop = torch.rand(labels.shape, generator=g) < config.label_dropout
+                    labels = torch.where(drop, -1, labels).to(device)
+                else:
+                    labels = None
+                loss = diffusion_loss(model, x0, labels, config.weighting, generator=g, t_sampling=config.t_sampling,
+                                      rows=rows, autocast_dtype=amp)
+                opt.zero_grad(set_to_none=True)
+                seen = loss.detach()
+                if group.active:  # the whole batch's loss: the same number, finite or not, in every process
+                    seen = distributed.all_reduce_(seen.clone()) / group.world_size
+                bad = None if torch.isfinite(seen) else f"the loss became {seen.item()}"
+                if bad is None:
+                    loss.backward()
+                    if by_hand:
+                        distributed.average_gradients_(params, group.world_size)
+                    norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)  # of the averaged gradients
+                    bad = None if torch.isfinite(norm) else f"the gradient became {norm.item()}"
+                if bad is not None:  # no update was taken: the weights are those of the last good step
+                    result.stopped = f"{bad} at step {step + 1}; training stopped and kept the weights of step {step}"
+                    break
+                opt.step()
+                sched.step()
+                with torch.no_grad():
+                    d = min(config.ema_decay, (1 + step) / (10 + step))  # short warm-up of the EMA
+                    for pe, pm in zip(ema.parameters(), params):
+                        pe.lerp_(pm, 1 - d)
+                result.losses.append(seen.item())
+                result.steps_done = step + 1
+                if callback is not None and group.is_main:
+                    callback({"step": step + 1, "loss": result.losses[-1],
+                              "snapshot": lambda: copy.deepcopy(ema).cpu().eval()})
     finally:
         model.net = net
         distributed.stop(group)
