@@ -3,8 +3,12 @@ the digit pages); then the same while one more session trains.
 
     python benchmarks/load.py                         # 20 sessions, idle phase then training phase
     python benchmarks/load.py --sessions 30 --actions 20 --think 1.0
+    python benchmarks/load.py --replicas 2 --sessions 40 --phases idle   # 2 replicas behind nginx
+    python benchmarks/load.py --url http://127.0.0.1:8080 --phases idle  # a server or proxy already running
 
-It starts `streamlit run app.py` on a free loopback port (it never talks to another machine), opens
+It starts `streamlit run app.py` on a free loopback port; with --replicas N, N of them behind nginx
+(deploy/serve.py, each session landing on a replica by nginx's affinity cookie); with --url, none, and
+it drives the server or proxy at that address (the only case in which it talks to another machine). It opens
 --sessions sessions the way a browser does (a WebSocket to /_stcore/stream speaking Streamlit's own
 protobuf messages, the BackMsg/ForwardMsg pair), and has each session
 
@@ -20,7 +24,8 @@ A response time is from sending the change to the server's "script finished" mes
 after every element of the run has been sent, so it includes the server's work, the page's figures
 and their serialisation. Errors: an exception element in any run, a run that does not finish
 successfully, a run over --request-timeout, a dropped connection. Memory: the peak resident size of
-the server process together with its worker processes (ui/workers.py), sampled every 0.1 s from /proc.
+the server process together with its worker processes (ui/workers.py), sampled every 0.1 s from /proc
+(with --replicas: of every replica and nginx together; with --url: not measured).
 
 The training phase repeats the same workload while one extra session presses Train on page 5 with
 its largest settings (20,000 steps, batch 2,048) and follows its progress as a browser would (the
@@ -99,6 +104,8 @@ class Server:
 
     def __init__(self, port: int):
         self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.replica_urls = [self.url]  # where to warm the caches
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "app.py"), "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port)],
@@ -139,14 +146,67 @@ class Server:
             self.proc.kill()
 
 
+class Replicas(Server):
+    """n replicas on free loopback ports behind nginx (deploy/serve.py's Stack), their peak memory tracked."""
+
+    def __init__(self, n: int):
+        sys.path.insert(0, ROOT)
+        from deploy.serve import Stack
+
+        self.stack = Stack([free_port() for _ in range(n)], listen=f"127.0.0.1:{free_port()}")
+        self.url = self.stack.url
+        self.replica_urls = [f"http://{r}" for r in self.stack.replicas]
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._watch = threading.Thread(target=self._track, daemon=True)
+
+    def rss(self) -> int:
+        procs = [*self.stack.procs.values(), *([self.stack.nginx] if self.stack.nginx else [])]
+        return sum(_rss(pid) for p in procs for pid in _tree(p.pid))
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        self.stack.start(timeout)
+        self._watch.start()
+
+    def close(self):
+        self._stop.set()
+        self.stack.stop()
+
+
+class Remote(Server):
+    """A server or proxy that runs elsewhere (--url): nothing to start or stop, no memory to measure."""
+
+    def __init__(self, url: str):
+        self.url, self.replica_urls, self.peak_rss = url.rstrip("/"), [url.rstrip("/")], 0
+
+    def rss(self) -> int:
+        return 0
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=timeout) as r:
+            if r.status != 200:
+                raise RuntimeError(f"{self.url}/_stcore/health answered {r.status}")
+
+    def close(self):
+        pass
+
+
 # --- one browser-like session ------------------------------------------------------------------
 
 class Session:
-    """One WebSocket session: open a page, move widgets, time each script run, count errors."""
+    """One WebSocket session: open a page, move widgets, time each script run, count errors.
 
-    def __init__(self, port: int, request_timeout: float):
-        self.url = f"ws://127.0.0.1:{port}/_stcore/stream"
+    `server` is a port on 127.0.0.1 or a base address (http://host:port, such as deploy/serve.py's proxy).
+    `cookie` is sent with the WebSocket's opening request, as a browser sends its cookies; after `connect`,
+    `cookie` holds the proxy's affinity cookie when it set one, and `replica` the replica that answered
+    (nginx's X-Replica header, deploy/nginx.conf.template)."""
+
+    def __init__(self, server: int | str, request_timeout: float, cookie: str = ""):
+        base = f"http://127.0.0.1:{server}" if isinstance(server, int) else server.rstrip("/")
+        self.url = "ws" + base.removeprefix("http") + "/_stcore/stream"
         self.request_timeout = request_timeout
+        self.cookie, self.replica = cookie, ""
+        self.alerts: list[tuple[str, str]] = []  # (kind, text) of the st.warning/error/info/success of the last run
         self.widgets: dict[str, object] = {}  # label -> the Element's widget proto (id, options, ...)
         self.states: dict[str, object] = {}  # widget id -> the WidgetState last sent
         self.page = ""
@@ -163,7 +223,13 @@ class Session:
         import websockets
 
         self.ws = await websockets.connect(self.url, subprotocols=["streamlit"], max_size=None, open_timeout=30,
-                                           ping_interval=None)
+                                           ping_interval=None,
+                                           additional_headers={"Cookie": self.cookie} if self.cookie else None)
+        headers = self.ws.response.headers
+        self.replica = headers.get("X-Replica", "")
+        for value in headers.get_all("Set-Cookie"):
+            if value.startswith("lab_replica="):
+                self.cookie = value.split(";")[0]
         self._finished = asyncio.Queue()
         self._reader = asyncio.create_task(self._read())
 
@@ -180,6 +246,8 @@ class Session:
                     what = el.WhichOneof("type")
                     if what == "progress":
                         self.progress_text = el.progress.text
+                    if what == "alert":
+                        self.alerts.append((el.alert.Format.Name(el.alert.format).lower(), el.alert.body))
                     if what == "exception":
                         self.errors.append(f"exception on {self.page}: {el.exception.type}: {el.exception.message[:200]}")
                     elif what and hasattr(getattr(el, what), "id") and getattr(getattr(el, what), "id", ""):
@@ -192,6 +260,8 @@ class Session:
                     self._auto[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
                 elif kind == "stop_auto_rerun":
                     self._auto.clear()
+                elif kind == "page_info_changed":  # the page changed its URL (st.query_params), as a browser keeps it
+                    self.query = msg.page_info_changed.query_string
                 elif kind == "page_not_found":
                     self.errors.append(f"page not found: {self.page}")
         except Exception as e:  # a dropped connection ends the reader; the next request notices
@@ -212,6 +282,7 @@ class Session:
             cs.fragment_id, cs.is_auto_rerun = fragment_id, True
         while not self._finished.empty():
             self._finished.get_nowait()
+        self.alerts = []
         start = time.perf_counter()
         try:
             await self.ws.send(msg.SerializeToString())
@@ -233,6 +304,16 @@ class Session:
             self.errors.append(f"run on {self.page} ended with status {status}")
             return None
         return time.perf_counter() - start
+
+    async def poll(self) -> float | None:
+        """Rerun the page's auto-refreshing fragment, as the browser does every interval; None when it has none."""
+        if not self._auto:
+            return None
+        return await self.run(fragment_id=next(iter(self._auto)))
+
+    def poll_interval(self, default: float = 1.0) -> float:
+        """Seconds between the auto-refreshing fragment's reruns (`default` when the page has none)."""
+        return next(iter(self._auto.values()), default)
 
     async def open(self, page: str) -> float | None:
         self.page, self.widgets = page, {}
@@ -284,12 +365,13 @@ class Session:
 
 # --- the workload --------------------------------------------------------------------------------
 
-async def student(i: int, port: int, actions: int, think: float, rng: random.Random, deadline: float,
-                  request_timeout: float, times: list, loads: list, errors: list, slow: list):
+async def student(i: int, server: int | str, actions: int, think: float, rng: random.Random, deadline: float,
+                  request_timeout: float, times: list, loads: list, errors: list, slow: list, replicas: list):
     """One student: open a page, then `actions` changes with a think time before each."""
-    s = Session(port, request_timeout)
+    s = Session(server, request_timeout)
     try:
         await s.connect()
+        replicas.append(s.replica or "-")
         page = PAGES[i % len(PAGES)]
         t = await s.open(page)
         if t is not None:
@@ -330,9 +412,9 @@ async def student(i: int, port: int, actions: int, think: float, rng: random.Ran
         await s.close()
 
 
-async def trainer(port: int, request_timeout: float, stop: asyncio.Event, report: dict):
+async def trainer(server: int | str, request_timeout: float, stop: asyncio.Event, report: dict):
     """Start the largest training the Train page allows and follow it like a browser until `stop`."""
-    s = Session(port, request_timeout)
+    s = Session(server, request_timeout)
     try:
         await s.connect()
         await s.open("train")
@@ -345,13 +427,11 @@ async def trainer(port: int, request_timeout: float, stop: asyncio.Event, report
         report["started"] = True
         polls = 0
         while not stop.is_set():
-            interval = next(iter(s._auto.values()), 1.0)
             try:
-                await asyncio.wait_for(stop.wait(), interval)
+                await asyncio.wait_for(stop.wait(), s.poll_interval())
             except asyncio.TimeoutError:
                 pass
-            if s._auto and not stop.is_set():
-                await s.run(fragment_id=next(iter(s._auto)))
+            if not stop.is_set() and await s.poll() is not None:
                 polls += 1
         report["polls"] = polls
         report["progress"] = s.progress_text
@@ -362,18 +442,19 @@ async def trainer(port: int, request_timeout: float, stop: asyncio.Event, report
         await s.close()
 
 
-async def phase(port: int, args, seed: int, train: bool) -> dict:
+async def phase(server: int | str, args, seed: int, train: bool) -> dict:
     rng = random.Random(seed)
-    times, loads, errors, slow = [], [], [], []
+    times, loads, errors, slow, replicas = [], [], [], [], []
     deadline = time.monotonic() + args.deadline
     stop, report = asyncio.Event(), {}
     trainer_task = None
     if train:
-        trainer_task = asyncio.create_task(trainer(port, args.request_timeout, stop, report))
+        trainer_task = asyncio.create_task(trainer(server, args.request_timeout, stop, report))
         await asyncio.sleep(3)  # let it start before the class does
     start = time.perf_counter()
-    await asyncio.gather(*(student(i, port, args.actions, args.think, random.Random(rng.random()), deadline,
-                                   args.request_timeout, times, loads, errors, slow) for i in range(args.sessions)))
+    await asyncio.gather(*(student(i, server, args.actions, args.think, random.Random(rng.random()), deadline,
+                                   args.request_timeout, times, loads, errors, slow, replicas)
+                           for i in range(args.sessions)))
     wall = time.perf_counter() - start
     if trainer_task:
         stop.set()
@@ -381,7 +462,8 @@ async def phase(port: int, args, seed: int, train: bool) -> dict:
         errors.extend(report.get("errors", []))
     row = {"phase": "one session training" if train else "idle", "sessions": args.sessions,
            "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 1),
-           "slowest": sorted(slow, reverse=True)[:5]}
+           "slowest": sorted(slow, reverse=True)[:5],
+           "sessions_per_replica": {r: replicas.count(r) for r in sorted(set(replicas))}}  # "-": no X-Replica
     for group, pages in (("", PAGES), ("2d_", PAGES_2D), ("digits_", DIGIT_PAGES)):
         row.update(_summary([t for p, t in times if p in pages], [t for p, t in loads if p in pages], group))
     if train:
@@ -411,21 +493,29 @@ def main():
     p.add_argument("--deadline", type=float, default=300.0, help="seconds after which a phase stops by itself")
     p.add_argument("--phases", nargs="+", default=["idle", "train"], choices=["idle", "train"])
     p.add_argument("--seed", type=int, default=0)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--replicas", type=int, default=0, help="start this many replicas behind nginx (1..16; "
+                                                                 "deploy/serve.py) instead of one server")
+    where.add_argument("--url", help="drive the server or proxy at this address (http://host:port) instead")
     args = p.parse_args()
     for name, lo, hi in (("sessions", 1, 100), ("actions", 1, 200), ("think", 0, 10), ("deadline", 10, 3600),
                          ("request_timeout", 1, 600)):
         if not lo <= getattr(args, name) <= hi:
             p.error(f"--{name.replace('_', '-')} must be in [{lo}, {hi}]")
-    port = free_port()
-    server = Server(port)
+    if args.replicas and not 1 <= args.replicas <= 16:
+        p.error(f"--replicas must be in [1, 16]; got {args.replicas}")
+    if args.url and not args.url.startswith(("http://", "https://")):
+        p.error(f"--url must start with http:// or https://; got {args.url!r}")
+    server = Remote(args.url) if args.url else Replicas(args.replicas) if args.replicas else Server(free_port())
     results = []
     try:
         server.wait_ready()
         baseline = server.rss()
-        asyncio.run(_warm(port, args.request_timeout))  # load the models and first-run caches once
+        for url in server.replica_urls:  # load the models and first-run caches once, on every replica
+            asyncio.run(_warm(url, args.request_timeout))
         for i, ph in enumerate(args.phases):
             server.peak_rss = server.rss()
-            row = asyncio.run(phase(port, args, args.seed + i, ph == "train"))
+            row = asyncio.run(phase(server.url, args, args.seed + i, ph == "train"))
             row["server_peak_rss_mib"] = round(server.peak_rss / 2**20)
             row["server_start_rss_mib"] = round(baseline / 2**20)
             results.append(row)
@@ -434,8 +524,10 @@ def main():
         server.close()
     import torch
 
+    where = (f"{args.replicas} replicas behind nginx" if args.replicas else f"the server at {args.url}" if args.url
+             else "one server")
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-          f"{args.sessions} sessions x {args.actions} changes, think {args.think} s\n")
+          f"{where}; {args.sessions} sessions x {args.actions} changes, think {args.think} s\n")
     print("| phase | pages | changes | errors | median s | p95 s | max s | page load median s | page load p95 s |"
           " server peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -454,8 +546,8 @@ def main():
     return 1 if any(r["errors"] for r in results) else 0
 
 
-async def _warm(port: int, request_timeout: float):
-    s = Session(port, request_timeout)
+async def _warm(server: int | str, request_timeout: float):
+    s = Session(server, request_timeout)
     await s.connect()
     for page in PAGES:
         await s.open(page)
