@@ -45,6 +45,7 @@ def main() -> None:
                     url_path="digits_journey"),
             st.Page("pages/digits_prompts.py", title="11 · Prompts on digits", icon=":material/join:",
                     url_path="digits_prompts"),
+            st.Page("pages/digits_train.py", title="12 · Train digits", icon=":material/model_training:", url_path="digits_train"),
         ],
     }
     # url_path is each file's own name: on a fresh server's first run Streamlit may resolve the URL by file

@@ -52,6 +52,7 @@ MAP = [
     ("pages/digits_generate.py", "The same machinery on 28 × 28 images: a digit as the prompt, and guidance."),
     ("pages/digits_journey.py", "One digit's walk from noise to ink, and what the network guesses on the way."),
     ("pages/digits_prompts.py", "Composing prompts (“a 3 and an 8”) by adding their scores, and what a classifier sees."),
+    ("pages/digits_train.py", "Train your own digit model live and watch the digits form; it then serves pages 9-11."),
 ]
 for path, text in MAP:
     c1, c2 = st.columns([1, 3], vertical_alignment="center")

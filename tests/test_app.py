@@ -9,7 +9,7 @@ from ui.state import PARAM_RANGES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = ["data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data", "digits_generate",
-         "digits_journey", "digits_prompts"]
+         "digits_journey", "digits_prompts", "digits_train"]
 
 
 def _app(**query):

@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGES = ["", "lesson", "data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data", "digits_generate",
-         "digits_journey", "digits_prompts"]
+         "digits_journey", "digits_prompts", "digits_train"]
 
 NO_BROWSER = ("the browser tests need Debian's Chromium, which is not installed: apt-get install chromium "
               "(.ci/run installs it; Playwright's own browser download does not work offline)")

@@ -43,7 +43,7 @@ def test_readme_is_short():
 def test_readme_page_map_names_every_numbered_page_of_the_app():
     """One row per page of app.py's navigation, under the page's own title, in the order of the app."""
     titles = re.findall(r'st\.Page\("pages/\w+\.py",\s*title="(\d+ · [^"]+)"', (ROOT / "app.py").read_text())
-    assert len(titles) == 11, titles
+    assert len(titles) == 12, titles
     rows = re.findall(r"^\| (\d+ · [^|]+?) \|", _readme_section("The pages"), flags=re.M)
     assert rows == titles
 

@@ -86,3 +86,30 @@ def mnist(path: str = MNIST_CHECKPOINT):
         return None, {"error": str(e)}
     model.requires_grad_(False)
     return model, {**config, "source": "shipped"}
+
+
+# --- which digit model pages 9-11 use ---------------------------------------------------------------------------
+DIGITS = "mnist"  # the model store's name for a digit model trained in this session (page 12)
+DIGIT_SOURCE = "digits.source"  # this session's choice for the digit pages: "session" or "shipped"
+DIGIT_SOURCES = {"session": "the model you trained (page 12)", "shipped": "the shipped model"}
+
+
+def digit_source() -> str:
+    """The digit model this session's digit pages use: "session" once one was trained here (unless switched back
+    to the shipped one), else "shipped"."""
+    if not has_session(DIGITS):
+        return "shipped"
+    return st.session_state.get(DIGIT_SOURCE, "session")
+
+
+def set_digit_source(source: str) -> None:
+    if source not in DIGIT_SOURCES:
+        raise ValueError(f"digit model must be one of {', '.join(DIGIT_SOURCES)}; got {source!r}")
+    st.session_state[DIGIT_SOURCE] = source
+
+
+def digit_entry():
+    """(model, config) of the digit model in use (digit_source()): the one trained here, or mnist()'s answer."""
+    if digit_source() == "session":
+        return st.session_state["trained"][DIGITS]
+    return mnist()

@@ -65,17 +65,24 @@ QUALITY_STEPS = 4000  # below this many training steps the shipped MNIST checkpo
 
 
 def digit_model():
-    """(model, config, config_id) of the shipped MNIST model; on any problem, say what and stop the page.
+    """(model, config, config_id) of the digit model this session uses (ui.models.digit_source: the shipped MNIST
+    model, or the one trained on page 12), with a line saying which; on any problem, say what and stop the page.
 
-    config_id is a short hash of the checkpoint's config: the digit pages' cache key for the model.
+    config_id is a short hash of the model's config: the digit pages' cache key for the model.
     """
     import hashlib
     import json
 
     from ui import digits
-    from ui.models import mnist
+    from ui.models import digit_entry, digit_source
 
-    model, config = mnist()
+    model, config = digit_entry()
+    if digit_source() == "session":
+        train = config.get("train", {})
+        st.info(f"Digit model: **the one you trained** on page 12 ({train.get('steps_done', '?')} steps, "
+                f"{train.get('seconds', '?')} s). Page 12 switches back to the shipped model.", icon=":material/person:")
+        return model, config, hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    st.caption("Digit model: **the shipped model** (checkpoints/mnist.safetensors); page 12 trains your own.")
     if model is None:
         st.error(f"The MNIST model could not be loaded: {config.get('error', 'unknown error')}")
         st.stop()
