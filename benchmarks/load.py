@@ -12,7 +12,7 @@ it drives the server or proxy at that address (the only case in which it talks t
 --sessions sessions the way a browser does (a WebSocket to /_stcore/stream speaking Streamlit's own
 protobuf messages, the BackMsg/ForwardMsg pair), and has each session
 
-  1. open one of the pages (round-robin over PAGES) and wait for its first run to finish;
+  1. open one of the pages (round-robin over the --pages workload) and wait for its first run to finish;
   2. --actions times: think for a random 0.5-1.5 x --think seconds, then move a control and time the
      script run it triggers: on a 2-D page mostly the shared time slider, sometimes the label; on a digit
      page one of that page's own controls (DIGIT_CONTROLS); sometimes a change of page.
@@ -53,6 +53,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES_2D = ["data", "energy", "score", "forward", "train", "denoise", "reverse", "your_data"]
 DIGIT_PAGES = ["digits_generate", "digits_journey", "digits_prompts"]
 PAGES = PAGES_2D + DIGIT_PAGES
+WORKLOADS = {"all": PAGES, "2d": PAGES_2D, "digits": DIGIT_PAGES}  # --pages: which pages the sessions use
 LABELS = ["none", "upper moon", "lower moon"]  # the default dataset's labels (moons)
 # What a student moves on a digit page: (start of the widget's label, the values to choose from; None: any
 # of the widget's own options). The common settings are computed ahead (checkpoints/digit_presets.npz),
@@ -366,13 +367,14 @@ class Session:
 # --- the workload --------------------------------------------------------------------------------
 
 async def student(i: int, server: int | str, actions: int, think: float, rng: random.Random, deadline: float,
-                  request_timeout: float, times: list, loads: list, errors: list, slow: list, replicas: list):
-    """One student: open a page, then `actions` changes with a think time before each."""
+                  request_timeout: float, times: list, loads: list, errors: list, slow: list, replicas: list,
+                  pages: list = PAGES):
+    """One student: open one of `pages`, then `actions` changes with a think time before each."""
     s = Session(server, request_timeout)
     try:
         await s.connect()
         replicas.append(s.replica or "-")
-        page = PAGES[i % len(PAGES)]
+        page = pages[i % len(pages)]
         t = await s.open(page)
         if t is not None:
             loads.append((page, t))
@@ -382,7 +384,7 @@ async def student(i: int, server: int | str, actions: int, think: float, rng: ra
             await asyncio.sleep(think * rng.uniform(0.5, 1.5))
             roll = rng.random()
             if roll < 0.1:  # another page
-                page = rng.choice([p for p in PAGES if p != page])
+                page = rng.choice([p for p in pages if p != page] or pages)
                 t = await s.open(page)
                 if t is not None:
                     loads.append((page, t))
@@ -453,14 +455,14 @@ async def phase(server: int | str, args, seed: int, train: bool) -> dict:
         await asyncio.sleep(3)  # let it start before the class does
     start = time.perf_counter()
     await asyncio.gather(*(student(i, server, args.actions, args.think, random.Random(rng.random()), deadline,
-                                   args.request_timeout, times, loads, errors, slow, replicas)
+                                   args.request_timeout, times, loads, errors, slow, replicas, WORKLOADS[args.pages])
                            for i in range(args.sessions)))
     wall = time.perf_counter() - start
     if trainer_task:
         stop.set()
         await trainer_task
         errors.extend(report.get("errors", []))
-    row = {"phase": "one session training" if train else "idle", "sessions": args.sessions,
+    row = {"phase": "one session training" if train else "idle", "sessions": args.sessions, "pages": args.pages,
            "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 1),
            "slowest": sorted(slow, reverse=True)[:5],
            "sessions_per_replica": {r: replicas.count(r) for r in sorted(set(replicas))}}  # "-": no X-Replica
@@ -493,6 +495,7 @@ def main():
     p.add_argument("--deadline", type=float, default=300.0, help="seconds after which a phase stops by itself")
     p.add_argument("--phases", nargs="+", default=["idle", "train"], choices=["idle", "train"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pages", choices=list(WORKLOADS), default="all", help="the pages the sessions use (2d: pages 1-8)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--replicas", type=int, default=0, help="start this many replicas behind nginx (1..16; "
                                                                  "deploy/serve.py) instead of one server")
@@ -512,7 +515,7 @@ def main():
         server.wait_ready()
         baseline = server.rss()
         for url in server.replica_urls:  # load the models and first-run caches once, on every replica
-            asyncio.run(_warm(url, args.request_timeout))
+            asyncio.run(_warm(url, args.request_timeout, WORKLOADS[args.pages]))
         for i, ph in enumerate(args.phases):
             server.peak_rss = server.rss()
             row = asyncio.run(phase(server.url, args, args.seed + i, ph == "train"))
@@ -527,7 +530,7 @@ def main():
     where = (f"{args.replicas} replicas behind nginx" if args.replicas else f"the server at {args.url}" if args.url
              else "one server")
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-          f"{where}; {args.sessions} sessions x {args.actions} changes, think {args.think} s\n")
+          f"{where}; {args.sessions} sessions x {args.actions} changes on pages {args.pages}, think {args.think} s\n")
     print("| phase | pages | changes | errors | median s | p95 s | max s | page load median s | page load p95 s |"
           " server peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -546,10 +549,10 @@ def main():
     return 1 if any(r["errors"] for r in results) else 0
 
 
-async def _warm(server: int | str, request_timeout: float):
+async def _warm(server: int | str, request_timeout: float, pages: list = PAGES):
     s = Session(server, request_timeout)
     await s.connect()
-    for page in PAGES:
+    for page in pages:
         await s.open(page)
     await s.close()
 
