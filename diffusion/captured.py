@@ -141,9 +141,10 @@ def lr_factor(step: Tensor, steps: int) -> Tensor:
             * (0.5 * (1 + torch.cos(math.pi * torch.clamp(step / steps, max=1.0)))))
 
 
-def make_draw(data, config, schedule, batch: int):
+def make_draw(data, config, schedule, batch: int, conditional: bool = True):
     """draw(generator) -> (x0, labels, t, eps) on data's device, as train() draws them: a batch, label
-    dropout, stratified t (uniform in t or in lambda) and the noise; no host synchronisation."""
+    dropout (labels None when not `conditional`), stratified t (uniform in t or in lambda) and the noise;
+    no host synchronisation."""
     if config.t_sampling not in T_SAMPLING:
         raise ValueError(f"the captured step draws t_sampling in {', '.join(T_SAMPLING)}; got {config.t_sampling!r}")
     t_lo, t_hi = schedule.t_range
@@ -151,6 +152,7 @@ def make_draw(data, config, schedule, batch: int):
 
     def draw(g):
         x0, labels = data.draw(batch, g)
+        labels = labels if conditional else None
         dev = x0.device
         if labels is not None:
             drop = torch.rand(labels.shape, generator=g, device=dev) < config.label_dropout
@@ -240,7 +242,7 @@ def run(model, ema, data, config, device: torch.device, amp, result, mode: str, 
     config.seed elsewhere): the tests use them to feed the eager loop's own draws.
     """
     if draw is None:
-        draw = make_draw(data.on(device), config, model.schedule, config.batch_size)
+        draw = make_draw(data.on(device), config, model.schedule, config.batch_size, bool(model.num_classes))
     if generator is None and device.type != "cuda":
         generator = torch.Generator(device).manual_seed(config.seed)
     step = StaticStep(model, ema, draw, config, device, generator, amp, sync_every)
