@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The CUDA path, for a machine with an NVIDIA GPU (nothing is downloaded):
 #
-#     bash benchmarks/cuda_check.sh [OUTDIR] [train|sample|all]    (default artifacts/cuda all)
+#     bash benchmarks/cuda_check.sh [OUTDIR] [train|sample|captured|all]    (default artifacts/cuda all)
 #
 # train (about 7 minutes on one H100): MNIST training time at 1,000 and 2,000 steps in float32 (the
 # default), at batch 512, under bf16 autocast (--amp), and the shipped recipe's 9,000 steps; the 2-D
 # recipe; the core tests, where "auto" now means the GPU.
 # sample (about 5 minutes): 16 digits at 20 NFE; benchmarks/samplers_mnist.py at n = 2000 with guidance
 # in the default interval and over the whole journey; where the interval should start.
+# captured (about 8 minutes, one device run by itself): benchmarks/gpu_train.py, steps/s of the eager loop
+# against the replayed CUDA graph at batches 64, 256, 1024, then the training time to the MNIST targets;
+# its checkpoint is OUTDIR/mnist_captured.safetensors, its figures OUTDIR/gpu_train.json.
 # Each stage has its own time limit, so one failure costs only its stage. JSON and a trained checkpoint
 # land in OUTDIR; tee the output to keep the log. docs/measurements.md's "Training on a GPU" figures come from here.
 set -u
@@ -17,13 +20,20 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH=.
 py=${PYTHON:-python3}
 stage() { echo; echo "== $1 ($(date +%T))"; }
-train() { timeout "$1" $py -m diffusion.train --dataset "$2" --device cuda --quiet "${@:3}"; }
+train() { timeout "$1" $py -m diffusion.train --dataset "$2" --device cuda --quiet --capture off "${@:3}"; }  # the eager loop
 
 stage "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), 'bf16', torch.cuda.is_bf16_supported())"
 
-if [ "$what" != sample ]; then
+if [ "$what" = captured ] || [ "$what" = all ]; then
+  stage "captured against eager, and the time to the MNIST targets (benchmarks/gpu_train.py)"
+  timeout 570 $py benchmarks/gpu_train.py --device cuda --out "$out/mnist_captured.safetensors" --json "$out/gpu_train.json"
+  stage "captured-step tests on the GPU"
+  timeout 120 $py -m pytest -q -x -p no:cacheprovider tests/test_captured.py 2>&1 | tail -4
+fi
+
+if [ "$what" = train ] || [ "$what" = all ]; then
   stage "MNIST, float32: 1,000 steps, 2,000 steps, and 500 steps at batch 512"
   train 60 mnist --steps 1000 --out /tmp/m1.safetensors
   train 80 mnist --steps 2000 --out /tmp/m2.safetensors
@@ -38,7 +48,7 @@ if [ "$what" != sample ]; then
   timeout 90 $py -m pytest -q -x -p no:cacheprovider tests/test_training.py tests/test_unet.py 2>&1 | tail -4
 fi
 
-if [ "$what" != train ]; then
+if [ "$what" = sample ] || [ "$what" = all ]; then
   stage "16 digits at 20 NFE (DPM-Solver++), guided w = 1"
   timeout 60 $py - <<'PY'
 import time, torch
