@@ -17,6 +17,7 @@ import urllib.request
 import pytest
 
 from benchmarks.load import Session
+from tests.test_browser import CHROMIUM, NO_BROWSER, browser  # noqa: F401 (a fixture)
 from deploy.serve import Stack, find_nginx, free_port, parse_address, render_config
 from ui import runs
 
@@ -172,3 +173,47 @@ async def _two_visitors_one_replica_killed(stack: Stack):
     assert b.set("Stop and keep the model so far", True) and await b.run() is not None
     for s in (a, b, lost):
         await s.close()
+
+
+# --- the same in a real browser ----------------------------------------------------------------------------
+
+def _idle(page, timeout: float = 120) -> None:
+    """Wait until the page's script run ends (Streamlit's running indicator is gone)."""
+    time.sleep(1.0)
+    deadline = time.time() + timeout
+    while time.time() < deadline and page.locator('[data-testid="stStatusWidget"]').count():
+        time.sleep(0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(NGINX is None, reason=NO_NGINX)
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_BROWSER)
+def test_in_chromium_a_reload_after_the_replica_died_gets_a_page_that_says_the_training_is_lost(browser):
+    """Chromium keeps nginx's cookie, talks to its replica over the proxied WebSocket, writes the run into its
+    address bar, and on reload after that replica's death gets the page, with the message, from the other."""
+    with Stack([free_port(), free_port()], listen=f"127.0.0.1:{free_port()}") as stack:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        try:
+            page.goto(f"{stack.url}/train?dataset=moons", timeout=120_000)
+            page.wait_for_selector('input[aria-label="Training steps"]', timeout=120_000)
+            _idle(page)
+            cookie = next(c["value"] for c in context.cookies() if c["name"] == "lab_replica")
+            replica = _replica_of(stack.url, f"lab_replica={cookie}")
+            steps = page.locator('input[aria-label="Training steps"]')
+            steps.fill("20000")
+            steps.press("Enter")
+            _idle(page)
+            page.locator('[data-testid="stMain"] button').filter(has_text="Train").first.click()
+            page.get_by_text("steps/s").first.wait_for(timeout=120_000)  # steps are running
+            assert re.search(rf"[?&]{runs.param('train')}=\w+", page.url), page.url
+            stack.kill(replica)
+            page.reload(timeout=120_000)
+            page.get_by_text("ran on a server process that has stopped").wait_for(timeout=120_000)
+            _idle(page)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert runs.param("train") not in page.url and "dataset=moons" in page.url
+            assert page.locator('input[aria-label="Training steps"]').count() == 1  # a working Train page
+        finally:
+            context.close()
