@@ -11,6 +11,7 @@ from diffusion.checkpoints import CheckpointError  # noqa: E402
 from diffusion.classifier import DEFAULT_PATH, load_classifier  # noqa: E402
 from diffusion.training import diffusion_loss, train  # noqa: E402
 from ui import models as model_store  # noqa: E402
+from ui import runs  # noqa: E402
 from ui.digit_training import (GRID_SAMPLER, GRID_STEPS, GRID_W, JUDGE_NFE, JUDGE_SAMPLER, LIVE,  # noqa: E402
                                PER_DIGIT, REDRAW_S, STEPS_RANGE, DigitTrainingJob, grid_samples, judge, live_config)
 from ui.images import grid_figure  # noqa: E402
@@ -67,6 +68,9 @@ st.caption("x₀ is a 28 × 28 digit, c its label (hidden 15% of the time). The 
 classifier, classifier_problem = _classifier(DEFAULT_PATH)
 job = st.session_state.get(JOB)
 busy = job is not None and job.active
+lost = runs.notice("digits_train")  # a training this URL names that this session cannot show (ui/runs.py)
+if lost:
+    st.warning(lost, icon=":material/cloud_off:")
 
 c1, c2, c3 = st.columns([1, 1, 3])
 steps = c1.number_input("Training steps", STEPS_RANGE[0], STEPS_RANGE[1], LIVE["steps"], 100, key="digits_train.steps",
@@ -77,6 +81,7 @@ if c2.button("Train", type="primary", icon=":material/play_arrow:", key="digits_
     try:
         job = DigitTrainingJob(live_config(steps), classifier).start()
         st.session_state[JOB] = job
+        runs.start("digits_train")
         st.rerun()
     except ValueError as e:
         st.error(f"Cannot train with these settings: {e}")

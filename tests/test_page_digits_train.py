@@ -8,14 +8,14 @@ import time
 import pytest
 
 from apptest import open_page
-from ui import digit_training
+from ui import digit_training, runs
 from ui.models import DIGITS
 
 JOB = "_digit_train_job"
 PAGE = "pages/digits_train.py"
 
 
-def _wait(at, limit: float = 180.0, until=None):
+def _wait(at, limit: float = 600.0, until=None):
     """Rerun the page (as the fragment's polling does) until `until(job)`, or until the job's model is collected."""
     start = time.perf_counter()
     while time.perf_counter() - start < limit:
@@ -112,3 +112,10 @@ def test_bad_settings_and_a_missing_classifier_are_reported(monkeypatch, tmp_pat
     assert [e.value for e in at.error] == ["Cannot train with these settings: training steps must be a whole number "
                                            "in 20..20000; got 5"]
     assert JOB not in at.session_state
+
+
+def test_a_training_lost_with_its_server_process_is_reported():
+    key = runs.param("digits_train")
+    at = open_page(PAGE, **{key: "0123456789ab"})  # an id no process here started
+    assert [w.value for w in at.warning] == [runs.LOST]
+    assert key not in at.query_params  # dropped: a second reload would not repeat it
