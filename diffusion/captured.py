@@ -96,10 +96,20 @@ class MixtureData:
         return (self.means[k] + self.stds[k, None] * z).float(), self.component_labels[k]
 
 
-def resolve(mode: str, device: torch.device, world_size: int, parameterization: str, data) -> str:
+def unsupported(config) -> str | None:
+    """What in a TrainConfig the captured step does not do (None when it does all of it)."""
+    if config.t_sampling not in T_SAMPLING:
+        return f"it draws t_sampling in {', '.join(T_SAMPLING)}, not {config.t_sampling!r}"
+    if getattr(config, "batch_target", False):
+        return "it regresses on each example's own target (batch_target=False)"
+    return None
+
+
+def resolve(mode: str, device: torch.device, world_size: int, parameterization: str, data, config=None) -> str:
     """The mode a run uses: "graph", "static" or "off"; "auto" becomes "graph" where capture is possible.
 
-    Raises ValueError for "graph" or "static" where they cannot run, naming what is missing.
+    Raises ValueError for "graph" or "static" where they cannot run, naming what is missing; with `config`
+    also for the settings the captured step does not do (`unsupported`).
     """
     if mode not in CAPTURE_MODES:
         raise ValueError(f"capture {mode!r} is invalid; allowed: {', '.join(CAPTURE_MODES)}")
@@ -112,6 +122,8 @@ def resolve(mode: str, device: torch.device, world_size: int, parameterization: 
         problem = "an energy head's loss is a double backward, which it does not record"
     elif not hasattr(data, "draw") or not hasattr(data, "on"):
         problem = "it needs the data as diffusion.captured.TensorData or MixtureData (drawn on the device)"
+    elif config is not None and unsupported(config) is not None:
+        problem = unsupported(config)
     elif mode == "graph" and device.type != "cuda":
         problem = f"CUDA graphs need a CUDA device and this run is on {device.type}; use capture='static' " \
                   f"to run the same step without recording it, or 'off'"
@@ -145,8 +157,6 @@ def make_draw(data, config, schedule, batch: int, conditional: bool = True):
     """draw(generator) -> (x0, labels, t, eps) on data's device, as train() draws them: a batch, label
     dropout (labels None when not `conditional`), stratified t (uniform in t or in lambda) and the noise;
     no host synchronisation."""
-    if config.t_sampling not in T_SAMPLING:
-        raise ValueError(f"the captured step draws t_sampling in {', '.join(T_SAMPLING)}; got {config.t_sampling!r}")
     t_lo, t_hi = schedule.t_range
     lam_hi, lam_lo = float(schedule.logsnr(t_lo)), float(schedule.logsnr(t_hi))
 
@@ -241,6 +251,8 @@ def run(model, ema, data, config, device: torch.device, amp, result, mode: str, 
     `data` on `device`, with the device's default generator on CUDA and a CPU generator seeded with
     config.seed elsewhere): the tests use them to feed the eager loop's own draws.
     """
+    if unsupported(config) is not None:
+        raise ValueError(f"capture={mode!r} cannot be used: {unsupported(config)}")
     if draw is None:
         draw = make_draw(data.on(device), config, model.schedule, config.batch_size, bool(model.num_classes))
     if generator is None and device.type != "cuda":

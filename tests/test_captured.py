@@ -183,6 +183,8 @@ def test_capture_modes_resolve_and_refuse_clearly():
         captured.resolve("static", cpu, 1, "energy", data)
     with pytest.raises(ValueError, match="one process"):
         captured.resolve("static", cpu, 2, "v", data)
+    with pytest.raises(ValueError, match="t_sampling in uniform_t, uniform_logsnr, not 'other'"):
+        captured.resolve("static", cpu, 1, "v", data, config(t_sampling="other"))
     with pytest.raises(ValueError, match="capture='sometimes' is invalid; allowed: auto, graph, static, off"):
         config(capture="sometimes").validate()
     if torch.cuda.is_available():
