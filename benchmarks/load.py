@@ -5,6 +5,7 @@ the digit pages); then the same while one more session trains.
     python benchmarks/load.py --sessions 30 --actions 20 --think 1.0
     python benchmarks/load.py --replicas 2 --sessions 40 --phases idle   # 2 replicas behind nginx
     python benchmarks/load.py --url http://127.0.0.1:8080 --phases idle  # a server or proxy already running
+    python benchmarks/load.py --replicas 1 --pages 2d --sessions 10 20 30 --phases idle idle   # a sweep
 
 It starts `streamlit run app.py` on a free loopback port; with --replicas N, N of them behind nginx
 (deploy/serve.py, each session landing on a replica by nginx's affinity cookie); with --url, none, and
@@ -31,6 +32,11 @@ The training phase repeats the same workload while one extra session presses Tra
 its largest settings (20,000 steps, batch 2,048) and follows its progress as a browser would (the
 page's auto-refreshing fragment). Everything is bounded: sessions x actions requests per phase, and
 a --deadline in seconds after which the script stops by itself.
+
+Several --sessions counts run one after another on the same server(s), each with all its --phases, and
+the script ends with the largest count whose last phase kept the 2-D pages' p95 within --p95-target
+seconds. Later counts run on caches the earlier ones filled; `--phases idle idle` measures every count
+on warm caches.
 """
 
 from __future__ import annotations
@@ -488,7 +494,9 @@ def _summary(times: list, loads: list, prefix: str) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sessions", type=int, default=20, help="concurrent sessions (1..100)")
+    p.add_argument("--sessions", type=int, nargs="+", default=[20], help="concurrent sessions (1..100); several "
+                                                                         "counts run in turn")
+    p.add_argument("--p95-target", type=float, default=1.0, help="the 2-D pages' p95 (s) a sweep looks for")
     p.add_argument("--actions", type=int, default=15, help="changes per session and phase (1..200)")
     p.add_argument("--think", type=float, default=1.0, help="mean seconds between a session's changes (0..10)")
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a run counts as an error")
@@ -501,10 +509,12 @@ def main():
                                                                  "deploy/serve.py) instead of one server")
     where.add_argument("--url", help="drive the server or proxy at this address (http://host:port) instead")
     args = p.parse_args()
-    for name, lo, hi in (("sessions", 1, 100), ("actions", 1, 200), ("think", 0, 10), ("deadline", 10, 3600),
-                         ("request_timeout", 1, 600)):
-        if not lo <= getattr(args, name) <= hi:
-            p.error(f"--{name.replace('_', '-')} must be in [{lo}, {hi}]")
+    counts = args.sessions
+    for name, lo, hi in (("actions", 1, 200), ("think", 0, 10), ("deadline", 10, 3600), ("request_timeout", 1, 600),
+                         ("p95_target", 0.01, 600), *(("sessions", 1, 100) for _ in counts)):
+        for value in (counts if name == "sessions" else [getattr(args, name)]):
+            if not lo <= value <= hi:
+                p.error(f"--{name.replace('_', '-')} must be in [{lo}, {hi}]; got {value}")
     if args.replicas and not 1 <= args.replicas <= 16:
         p.error(f"--replicas must be in [1, 16]; got {args.replicas}")
     if args.url and not args.url.startswith(("http://", "https://")):
@@ -516,13 +526,15 @@ def main():
         baseline = server.rss()
         for url in server.replica_urls:  # load the models and first-run caches once, on every replica
             asyncio.run(_warm(url, args.request_timeout, WORKLOADS[args.pages]))
-        for i, ph in enumerate(args.phases):
-            server.peak_rss = server.rss()
-            row = asyncio.run(phase(server.url, args, args.seed + i, ph == "train"))
-            row["server_peak_rss_mib"] = round(server.peak_rss / 2**20)
-            row["server_start_rss_mib"] = round(baseline / 2**20)
-            results.append(row)
-            print(json.dumps(row), flush=True)
+        for n in counts:
+            args.sessions = n
+            for i, ph in enumerate(args.phases):
+                server.peak_rss = server.rss()
+                row = asyncio.run(phase(server.url, args, args.seed + i, ph == "train"))
+                row["server_peak_rss_mib"] = round(server.peak_rss / 2**20)
+                row["server_start_rss_mib"] = round(baseline / 2**20)
+                results.append(row)
+                print(json.dumps(row), flush=True)
     finally:
         server.close()
     import torch
@@ -530,18 +542,28 @@ def main():
     where = (f"{args.replicas} replicas behind nginx" if args.replicas else f"the server at {args.url}" if args.url
              else "one server")
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-          f"{where}; {args.sessions} sessions x {args.actions} changes on pages {args.pages}, think {args.think} s\n")
-    print("| phase | pages | changes | errors | median s | p95 s | max s | page load median s | page load p95 s |"
-          " server peak MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          f"{where}; {', '.join(map(str, counts))} sessions x {args.actions} changes on pages {args.pages}, "
+          f"think {args.think} s\n")
+    print("| sessions | phase | pages | changes | errors | median s | p95 s | max s | page load median s |"
+          " page load p95 s | server peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for prefix, name in (("", "all"), ("2d_", "2-D"), ("digits_", "digits")):
-            print(f"| {r['phase']} | {name} | {r[prefix + 'changes']} | {r['errors'] if not prefix else ''} | "
+            if not r[prefix + "changes"] and prefix:
+                continue
+            print(f"| {r['sessions']} | {r['phase']} | {name} | {r[prefix + 'changes']} | {r['errors'] if not prefix else ''} | "
                   f"{r[prefix + 'median_s']} | {r[prefix + 'p95_s']} | {r[prefix + 'max_s']} | "
                   f"{r[prefix + 'page_load_median_s']} | {r[prefix + 'page_load_p95_s']} | "
                   f"{r['server_peak_rss_mib'] if not prefix else ''} |")
+    last = [r for i, r in enumerate(results) if i + 1 == len(results) or results[i + 1]["sessions"] != r["sessions"]]
+    within = [r["sessions"] for r in last if not r["errors"] and r["2d_p95_s"] is not None
+              and r["2d_p95_s"] <= args.p95_target]
+    if len(counts) > 1:
+        print(f"\nLargest session count with the 2-D pages' p95 <= {args.p95_target:g} s and no error (last phase of "
+              f"each count): {max(within) if within else 'none'}"
+              + (f", {max(within) / os.cpu_count():.1f} per core ({os.cpu_count()} cores)" if within else ""))
     by = {r["phase"]: r for r in results}
-    if len(by) == 2 and by["idle"]["p95_s"]:
+    if len(counts) == 1 and len(by) == 2 and by["idle"]["p95_s"]:
         second = results[1]["phase"]
         print(f"\np95 with one session training / idle: {by['one session training']['p95_s'] / by['idle']['p95_s']:.2f}x "
               f"(the {second} phase ran second, on caches the first one filled; compare like with like by "
