@@ -40,6 +40,9 @@ def test_a_training_puts_its_id_in_the_url_and_a_reload_in_this_process_says_whe
     assert runs.known(run_id) and len(run_id) == 12
     at.run()  # the page keeps its own id, and says nothing about it
     assert at.query_params[KEY] in (run_id, [run_id]) and not _warnings(at)
+    del at.query_params[KEY]  # as after a visit to another page, which starts from a URL without it
+    at.run()
+    assert at.query_params[KEY] in (run_id, [run_id]) and not _warnings(at)  # put back
     # A reload: a new session with the same URL, on the same (living) process.
     again = open_page("pages/train.py", dataset="moons", **{KEY: run_id})
     assert _warnings(again) == [runs.LEFT]
