@@ -41,6 +41,11 @@ RECIPES = {
                                batch_target=True),
     "b1024_n3_lr1e-2_stf": dict(steps=1100, lr=1e-2, t_sampling="logsnr_normal", logsnr=(3.0, 2.5),
                                 batch_target=True),
+    "b512_lr1e-2_stf": dict(steps=2400, batch=512, lr=1e-2, batch_target=True),
+    "b512_n3_lr1e-2_stf_2000": dict(steps=2000, batch=512, lr=1e-2, t_sampling="logsnr_normal", logsnr=(3.0, 2.5),
+                                    batch_target=True),
+    "b256_n3_lr1e-2_stf": dict(steps=3700, batch=256, lr=1e-2, t_sampling="logsnr_normal", logsnr=(3.0, 2.5),
+                               batch_target=True),
     "b256_n3": dict(steps=3700, batch=256, t_sampling="logsnr_normal", logsnr=(3.0, 2.5)),
 }
 
@@ -51,13 +56,13 @@ def run(dataset: str, name: str, overrides: dict, seed: int = 0) -> dict:
     from diffusion.evaluate import held_out, kl_gaps
     from diffusion.models import build_model
     from diffusion.schedules import make_schedule
-    from diffusion import training
+    from diffusion import schedules
     from diffusion.training import TrainConfig, train
     from toy_data import get_dataset
 
     torch.set_num_threads(1)
     r = {**BASE, **overrides}
-    training.LOGSNR_NORMAL = r.get("logsnr", training.LOGSNR_NORMAL)
+    schedules.LOGSNR_NORMAL = r.get("logsnr", schedules.LOGSNR_NORMAL)
     dist = get_dataset(dataset)
     torch.manual_seed(seed)
     model = build_model("points", r["parameterization"], make_schedule(r["schedule"]), dist.num_classes,

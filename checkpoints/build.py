@@ -80,7 +80,7 @@ def models_2d(argv) -> int:
     from diffusion.evaluate import evaluate_2d
     from diffusion.models import build_model
     from diffusion.schedules import make_schedule
-    from diffusion.train import DEFAULTS_2D
+    from diffusion.train import SHIPPED_2D
     from diffusion.training import TrainConfig, pick_device, train
     from toy_data import DATASETS, get_dataset
 
@@ -90,9 +90,9 @@ def models_2d(argv) -> int:
         "at the end.")
     p.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
     p.add_argument("--steps", type=cli.positive_int("--steps", 1, 1_000_000), default=None,
-                   help=f"training steps for every dataset (default: the shipped length, {DEFAULTS_2D['steps']:,} "
+                   help=f"training steps for every dataset (default: the shipped length, {SHIPPED_2D['steps']:,} "
                         f"for {', '.join(STEPS_2D)}, {STEPS_2D_OTHERS:,} for the others)")
-    p.add_argument("--batch", type=cli.positive_int("--batch", 1, 65536), default=DEFAULTS_2D["batch"])
+    p.add_argument("--batch", type=cli.positive_int("--batch", 1, 65536), default=SHIPPED_2D["batch"])
     p.add_argument("--save", default=FOLDER, help="folder to write <dataset>.safetensors into (default: checkpoints)")
     p.add_argument("--threads", type=cli.positive_int("--threads", 1, 256), default=torch.get_num_threads())
     p.add_argument("--remeasure", default=None, metavar="FOLDER",
@@ -113,11 +113,11 @@ def models_2d(argv) -> int:
     rows = []
     for name in args.datasets:
         dist = get_dataset(name)
-        model = build_model("points", DEFAULTS_2D["parameterization"], make_schedule(DEFAULTS_2D["schedule"]),
+        model = build_model("points", SHIPPED_2D["parameterization"], make_schedule(SHIPPED_2D["schedule"]),
                             dist.num_classes, seed=0)
         steps = args.steps or STEPS_2D.get(name, STEPS_2D_OTHERS)
-        config = TrainConfig(steps=steps, batch_size=args.batch, lr=DEFAULTS_2D["lr"],
-                             weighting=DEFAULTS_2D["weighting"], device="cpu")
+        config = TrainConfig(steps=steps, batch_size=args.batch, lr=SHIPPED_2D["lr"],
+                             weighting=SHIPPED_2D["weighting"], device="cpu")
         start = time.perf_counter()
         result = train(model, lambda n, g: dist.sample(n, generator=g), config)
         seconds = time.perf_counter() - start

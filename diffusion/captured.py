@@ -31,10 +31,10 @@ import torch
 from torch import Tensor
 
 from .models import c_in, c_noise, output_scale
-from .parameterizations import NoiseLevel, eps_scale, from_x0_eps, get_weighting
+from .parameterizations import NoiseLevel, batch_posterior_x0, eps_scale, from_x0_eps, get_weighting
+from .schedules import times_of_uniform
 
 CAPTURE_MODES = ("auto", "graph", "static", "off")
-T_SAMPLING = ("uniform_t", "uniform_logsnr")  # the t draws this step knows (diffusion_loss's)
 SYNC_EVERY = 100  # steps between reads of the device-side losses
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy optimizer state, cuBLAS handles)
 CUDA_MIN_BATCH = 512  # the CLI's smallest batch for a captured CUDA run: a launch-bound step costs the same
@@ -96,20 +96,10 @@ class MixtureData:
         return (self.means[k] + self.stds[k, None] * z).float(), self.component_labels[k]
 
 
-def unsupported(config) -> str | None:
-    """What in a TrainConfig the captured step does not do (None when it does all of it)."""
-    if config.t_sampling not in T_SAMPLING:
-        return f"it draws t_sampling in {', '.join(T_SAMPLING)}, not {config.t_sampling!r}"
-    if getattr(config, "batch_target", False):
-        return "it regresses on each example's own target (batch_target=False)"
-    return None
-
-
-def resolve(mode: str, device: torch.device, world_size: int, parameterization: str, data, config=None) -> str:
+def resolve(mode: str, device: torch.device, world_size: int, parameterization: str, data) -> str:
     """The mode a run uses: "graph", "static" or "off"; "auto" becomes "graph" where capture is possible.
 
-    Raises ValueError for "graph" or "static" where they cannot run, naming what is missing; with `config`
-    also for the settings the captured step does not do (`unsupported`).
+    Raises ValueError for "graph" or "static" where they cannot run, naming what is missing.
     """
     if mode not in CAPTURE_MODES:
         raise ValueError(f"capture {mode!r} is invalid; allowed: {', '.join(CAPTURE_MODES)}")
@@ -122,8 +112,6 @@ def resolve(mode: str, device: torch.device, world_size: int, parameterization: 
         problem = "an energy head's loss is a double backward, which it does not record"
     elif not hasattr(data, "draw") or not hasattr(data, "on"):
         problem = "it needs the data as diffusion.captured.TensorData or MixtureData (drawn on the device)"
-    elif config is not None and unsupported(config) is not None:
-        problem = unsupported(config)
     elif mode == "graph" and device.type != "cuda":
         problem = f"CUDA graphs need a CUDA device and this run is on {device.type}; use capture='static' " \
                   f"to run the same step without recording it, or 'off'"
@@ -157,9 +145,6 @@ def make_draw(data, config, schedule, batch: int, conditional: bool = True):
     """draw(generator) -> (x0, labels, t, eps) on data's device, as train() draws them: a batch, label
     dropout (labels None when not `conditional`), stratified t (uniform in t or in lambda) and the noise;
     no host synchronisation."""
-    t_lo, t_hi = schedule.t_range
-    lam_hi, lam_lo = float(schedule.logsnr(t_lo)), float(schedule.logsnr(t_hi))
-
     def draw(g):
         x0, labels = data.draw(batch, g)
         labels = labels if conditional else None
@@ -170,8 +155,7 @@ def make_draw(data, config, schedule, batch: int, conditional: bool = True):
         u = torch.rand((), generator=g, dtype=torch.float64, device=dev)
         t = (torch.arange(batch, dtype=torch.float64, device=dev) + u) / batch
         t = t[torch.argsort(torch.rand(batch, generator=g, device=dev))]  # stratified, in a random order
-        if config.t_sampling == "uniform_logsnr":
-            t = schedule.t_of_logsnr(lam_hi + t * (lam_lo - lam_hi))
+        t = times_of_uniform(schedule, t, config.t_sampling)
         eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype, device=dev)
         return x0, labels, t, eps
 
@@ -179,7 +163,7 @@ def make_draw(data, config, schedule, batch: int, conditional: bool = True):
 
 
 def denoising_loss(model, x0: Tensor, labels, t: Tensor, eps: Tensor, weighting: str,
-                   autocast_dtype: torch.dtype | None = None) -> Tensor:
+                   autocast_dtype: torch.dtype | None = None, batch_target: bool = False) -> Tensor:
     """diffusion_loss with the draws given and everything on x0's device: E [w(lambda) |eps_hat - eps|^2].
 
     The network is called as DiffusionModel.predict calls it (c_in x, c_noise, label index, output scale),
@@ -198,6 +182,9 @@ def denoising_loss(model, x0: Tensor, labels, t: Tensor, eps: Tensor, weighting:
     with amp:
         out = model.net(c_in(lv) * x, c_noise(lv).reshape(b), lab) * output_scale(model.parameterization, lv)
     out = out.to(x0.dtype)
+    if batch_target:  # as diffusion_loss
+        x0 = batch_posterior_x0(x, x0, lv.alpha, lv.sigma, labels)
+        eps = (x - lv.alpha * x0) / lv.sigma
     target = from_x0_eps(model.parameterization, x0, eps, lvl)
     w = get_weighting(weighting)(lv.logsnr) / eps_scale(model.parameterization, lv) ** 2
     return (w * (out - target) ** 2).mean()
@@ -226,7 +213,7 @@ class StaticStep:
         cfg = self.config
         x0, labels, t, eps = self.draw(self.g)
         self.opt.zero_grad(set_to_none=True)
-        loss = denoising_loss(self.model, x0, labels, t, eps, cfg.weighting, self.amp)
+        loss = denoising_loss(self.model, x0, labels, t, eps, cfg.weighting, self.amp, cfg.batch_target)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         s = self.count.to(self.lr.dtype)
@@ -251,8 +238,6 @@ def run(model, ema, data, config, device: torch.device, amp, result, mode: str, 
     `data` on `device`, with the device's default generator on CUDA and a CPU generator seeded with
     config.seed elsewhere): the tests use them to feed the eager loop's own draws.
     """
-    if unsupported(config) is not None:
-        raise ValueError(f"capture={mode!r} cannot be used: {unsupported(config)}")
     if draw is None:
         draw = make_draw(data.on(device), config, model.schedule, config.batch_size, bool(model.num_classes))
     if generator is None and device.type != "cuda":

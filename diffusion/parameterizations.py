@@ -177,3 +177,20 @@ def get_weighting(name: str):
     if name not in WEIGHTINGS:
         raise ValueError(f"unknown loss weighting {name!r}; allowed: {', '.join(WEIGHTINGS)}")
     return WEIGHTINGS[name]
+
+
+@torch.no_grad()
+def batch_posterior_x0(x: Tensor, x0: Tensor, alpha: Tensor, sigma: Tensor, label=None) -> Tensor:
+    """E[x0 | x_t = x_i] under the empirical distribution of the batch x0 [B, ...]: sum_j w_ij x0_j with
+    w_ij proportional to N(x_i; alpha_i x0_j, sigma_i^2 I), over the examples j of x_i's own label when x_i has
+    one (label >= 0), over all of them otherwise. x_i's own x0_i is always among them. Training on it instead
+    of x0_i is the "stable target field" of Xu et al. 2023 (TrainConfig.batch_target)."""
+    b = x.shape[0]
+    xf, x0f = x.reshape(b, -1), x0.reshape(b, -1)
+    a, s = alpha.reshape(b, 1), sigma.reshape(b, 1)
+    d2 = (xf**2).sum(1, keepdim=True) - 2 * a * (xf @ x0f.T) + a**2 * (x0f**2).sum(1)[None]  # |x_i - a_i x0_j|^2
+    logw = -d2 / (2 * s**2)
+    if isinstance(label, Tensor) and label.ndim:
+        other = (label[:, None] >= 0) & (label[:, None] != label[None, :])
+        logw = logw.masked_fill(other, float("-inf"))
+    return (torch.softmax(logw, 1) @ x0f).reshape(x0.shape)

@@ -367,3 +367,26 @@ def make_schedule(name: str, **params) -> Schedule:
         except (TypeError, ValueError):
             raise ValueError(f"schedule parameter {key}={value!r} is not a number") from None
     return cls(**values)
+
+
+# How training draws t (TrainConfig.t_sampling). "logsnr_normal": lambda ~ N(mean, std^2) truncated to the
+# schedule's range (LOGSNR_NORMAL). Most examples then fall where the noise is about the data's own fine scale
+# (lambda 1-6 for the standardised toy sets), where a 2-D model's likelihood is lost (docs/training.md).
+T_SAMPLING = ("uniform_t", "uniform_logsnr", "logsnr_normal")
+LOGSNR_NORMAL = (3.0, 2.5)
+
+
+def times_of_uniform(schedule: Schedule, u: Tensor, rule: str = "uniform_t") -> Tensor:
+    """Times t for uniform draws u in (0, 1) under a t-sampling rule: u itself (uniform in t), lambda uniform
+    over the schedule's range, or lambda through the truncated normal's inverse CDF. On u's device."""
+    if rule not in T_SAMPLING:
+        raise ValueError(f"t_sampling {rule!r} is invalid; allowed: {', '.join(T_SAMPLING)}")
+    if rule == "uniform_t":
+        return u
+    t_lo, t_hi = schedule.t_range
+    lam_hi, lam_lo = float(schedule.logsnr(t_lo)), float(schedule.logsnr(t_hi))
+    if rule == "uniform_logsnr":
+        return schedule.t_of_logsnr(lam_hi + u * (lam_lo - lam_hi))
+    mean, std = LOGSNR_NORMAL
+    lo, hi = (0.5 * math.erfc(-(v - mean) / (std * math.sqrt(2))) for v in (lam_lo, lam_hi))  # the normal's CDF
+    return schedule.t_of_logsnr(mean + std * torch.special.ndtri(lo + u * (hi - lo)))

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from . import captured, distributed
 from .models import DiffusionModel
-from .parameterizations import eps_scale, from_x0_eps, get_weighting, noise_level
+from .parameterizations import batch_posterior_x0, eps_scale, from_x0_eps, get_weighting, noise_level
+from .schedules import T_SAMPLING, times_of_uniform
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -36,13 +37,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-T_SAMPLING = ("uniform_t", "uniform_logsnr", "logsnr_normal")
-# "logsnr_normal": lambda ~ N(mean, std^2) truncated to the schedule's range. Most examples then fall where the
-# noise is about the data's own fine scale (lambda 1-6 for the standardised toy sets), which is where a 2-D
-# model's likelihood is lost (docs/measurements.md, "Training time to the quality targets").
-LOGSNR_NORMAL = (3.0, 2.5)
-
-
 def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, generator=None,
                    t_sampling: str = "uniform_t", rows: slice | None = None,
                    autocast_dtype: torch.dtype | None = None, batch_target: bool = False) -> Tensor:
@@ -50,7 +44,7 @@ def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, gen
 
     t is drawn stratified (one per example: lower variance than i.i.d.), uniform in t or, with
     t_sampling="uniform_logsnr", uniform in lambda over the schedule's range, or with "logsnr_normal", lambda
-    from a normal (LOGSNR_NORMAL) truncated to that range.
+    from a normal truncated to that range (schedules.times_of_uniform).
 
     `rows` (one process's share when several train together): t and the noise are drawn for the whole
     batch, as without it, and the loss is the mean over these rows only; so the mean of the losses over
@@ -65,17 +59,7 @@ def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, gen
     b = x0.shape[0]
     u = torch.rand((), generator=generator, dtype=torch.float64).item()
     t = ((torch.arange(b, dtype=torch.float64) + u) / b)[torch.randperm(b, generator=generator)]
-    if t_sampling != "uniform_t":
-        t_lo, t_hi = model.schedule.t_range
-        lam_hi, lam_lo = model.schedule.logsnr(t_lo), model.schedule.logsnr(t_hi)
-        if t_sampling == "uniform_logsnr":
-            lam = lam_hi + t * (lam_lo - lam_hi)
-        else:  # the stratified u mapped through the truncated normal's inverse CDF
-            mean, std = LOGSNR_NORMAL
-            lo, hi = (torch.special.ndtr((torch.as_tensor(v, dtype=torch.float64) - mean) / std)
-                      for v in (lam_lo, lam_hi))
-            lam = mean + std * torch.special.ndtri(lo + t * (hi - lo))
-        t = model.schedule.t_of_logsnr(lam)
+    t = times_of_uniform(model.schedule, t, t_sampling)
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     if rows is not None:  # the same draws as for the whole batch, then this share of its rows
         x0, eps, t = x0[rows], eps[rows], t[rows]
@@ -96,22 +80,6 @@ def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, gen
     return (w * (out - target) ** 2).mean()
 
 
-@torch.no_grad()
-def batch_posterior_x0(x: Tensor, x0: Tensor, alpha: Tensor, sigma: Tensor, label=None) -> Tensor:
-    """E[x0 | x_t = x_i] under the empirical distribution of the batch x0 [B, ...]: sum_j w_ij x0_j with
-    w_ij proportional to N(x_i; alpha_i x0_j, sigma_i^2 I), over the examples j of x_i's own label when x_i has
-    one (label >= 0), over all of them otherwise. x_i's own x0_i is always among them."""
-    b = x.shape[0]
-    xf, x0f = x.reshape(b, -1), x0.reshape(b, -1)
-    a, s = alpha.reshape(b, 1), sigma.reshape(b, 1)
-    d2 = (xf**2).sum(1, keepdim=True) - 2 * a * (xf @ x0f.T) + a**2 * (x0f**2).sum(1)[None]  # |x_i - a_i x0_j|^2
-    logw = -d2 / (2 * s**2)
-    if isinstance(label, Tensor) and label.ndim:
-        other = (label[:, None] >= 0) & (label[:, None] != label[None, :])
-        logw = logw.masked_fill(other, float("-inf"))
-    return (torch.softmax(logw, 1) @ x0f).reshape(x0.shape)
-
-
 @dataclass
 class TrainConfig:
     steps: int = 4000
@@ -121,7 +89,7 @@ class TrainConfig:
     ema_decay: float = 0.995  # EMA of the weights; the EMA model is the one that is saved
     grad_clip: float = 1.0  # max global grad norm
     label_dropout: float = 0.15  # share of labels replaced by "no label", for classifier-free guidance
-    t_sampling: str = "uniform_t"  # or "uniform_logsnr" (more at both ends), "logsnr_normal" (see LOGSNR_NORMAL)
+    t_sampling: str = "uniform_t"  # or "uniform_logsnr" (more at both ends), "logsnr_normal" (schedules.LOGSNR_NORMAL)
     batch_target: bool = False  # regress on the batch's posterior mean of x0 (diffusion_loss)
     seed: int = 0
     device: str = "auto"
@@ -195,8 +163,7 @@ def train(model: DiffusionModel, data: Callable, config: TrainConfig, callback: 
         model.to(device).train()
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         result, start = TrainResult(ema, world_size=group.world_size), time.perf_counter()
-        result.capture = captured.resolve(config.capture, device, group.world_size, model.parameterization, data,
-                                          config)
+        result.capture = captured.resolve(config.capture, device, group.world_size, model.parameterization, data)
         if result.capture != "off":
             captured.run(model, ema, data, config, device, amp, result, result.capture, callback, should_stop)
         else:

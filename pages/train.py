@@ -3,6 +3,7 @@
 import streamlit as st
 
 from diffusion.models import build_model
+from diffusion.schedules import LOGSNR_NORMAL
 from diffusion.training import diffusion_loss, train
 from ui import models as model_store
 from ui import runs
@@ -14,7 +15,7 @@ from diffusion.evaluate import kl_gaps
 from diffusion.likelihood import ode_log_likelihood
 from ui.live_metrics import FINAL_POINTS, LIVE_POINTS, LIVE_STEPS, SHARE, LiveKL, kl_text
 from ui.training import (BATCH_CHOICES, DEFAULTS, LR_CHOICES, MAX_CONCURRENT, PARAM_NAMES, STEPS_RANGE,
-                         WEIGHTING_NAMES, TrainingJob, eta_text, exact_points, loss_figure,
+                         T_SAMPLING_NAMES, TARGET_NAMES, WEIGHTING_NAMES, TrainingJob, eta_text, exact_points, loss_figure,
                          make_config, samples_figure, snapshot_samples)
 from diffusion.parameterizations import PARAMETERIZATIONS, WEIGHTINGS
 import pandas as pd
@@ -104,6 +105,26 @@ batch = c4.select_slider("Batch size", BATCH_CHOICES, DEFAULTS["batch"], key="tr
 lr = c5.select_slider("Learning rate", LR_CHOICES, DEFAULTS["lr"], format_func=lambda x: f"{x:g}", key="train.lr",
                       disabled=busy, persist_state="session", help="peak Adam step; warm-up, then cosine decay to 0")
 
+c6, c7 = st.columns(2)
+t_sampling = c6.selectbox("Noise levels drawn", list(T_SAMPLING_NAMES), format_func=T_SAMPLING_NAMES.get,
+                          index=list(T_SAMPLING_NAMES).index(DEFAULTS["t_sampling"]), key="train.t_sampling",
+                          disabled=busy, persist_state="session")
+batch_target = c7.selectbox("Regression target", list(TARGET_NAMES), format_func=TARGET_NAMES.get,
+                            index=list(TARGET_NAMES).index(DEFAULTS["batch_target"]), key="train.batch_target",
+                            disabled=busy, persist_state="session")
+with st.expander("Why the defaults learn in about half a minute"):
+    st.markdown(
+        "Two choices make the difference, each measured against the plain recipe (uniform t, each example's own "
+        "noise as its target) on the three rings, where the plain recipe is slowest. **Where t falls:** a 2-D "
+        "model's likelihood is lost at small noise, about the width of the data's own fine structure, so most "
+        f"examples are drawn there: λ from a normal of mean {LOGSNR_NORMAL[0]:g} and spread {LOGSNR_NORMAL[1]:g}. "
+        "**A calmer target:** at small noise each example's own ε is mostly unpredictable, so its squared error is "
+        "mostly noise. Each example is instead asked for the average clean point that the whole batch suggests for "
+        "its x_t, which has the same ideal answer and far less noise. With both, three rings reach a KL gap of "
+        "0.03 nats in the time the plain recipe reaches 0.4 (docs/training.md).")
+    st.latex(r"\hat x_0(x_t) = \sum_j w_j\, x_0^{(j)},\quad w_j \propto \exp\!\Big(-\frac{\|x_t - \alpha_t x_0^{(j)}\|^2}"
+             r"{2\sigma_t^2}\Big),\qquad \bar\varepsilon = \frac{x_t - \alpha_t \hat x_0(x_t)}{\sigma_t}"
+             r"\ \text{ replaces } \varepsilon")
 if param == "energy" and weighting != "eps":
     st.caption("An energy head learns its score through the slope of one number, and trains far better with the ε-MSE "
                "weighting: after 1,000 steps on moons its score at t = 0.25 was 10% off with it and 94% off with v-MSE "
@@ -111,7 +132,7 @@ if param == "energy" and weighting != "eps":
 b1, b2, b3 = st.columns([1, 1, 3])
 if b1.button("Train", type="primary", icon=":material/play_arrow:", key="train.start", disabled=busy):
     try:
-        config = make_config(steps, batch, lr, weighting, v.device)
+        config = make_config(steps, batch, lr, weighting, v.device, t_sampling=t_sampling, batch_target=batch_target)
         job = TrainingJob(v.dist, v.dataset, v.data_key, param, v.schedule, config).start()
         st.session_state[JOB] = job
         runs.start("train")

@@ -15,8 +15,8 @@ import torch
 from diffusion import captured
 from diffusion.models import build_model
 from diffusion.parameterizations import noise_level
-from diffusion.schedules import make_schedule
-from diffusion.train import build_parser
+from diffusion.schedules import make_schedule, times_of_uniform
+from diffusion.train import DEFAULTS_2D, build_parser
 from diffusion.training import TrainConfig, TrainResult, train
 from toy_data import get_dataset
 
@@ -45,8 +45,7 @@ def eager_draws(data, cfg, conditional=True):
             labels = torch.where(torch.rand(labels.shape, generator=g) < cfg.label_dropout, -1, labels)
         u = torch.rand((), generator=g, dtype=torch.float64).item()
         t = ((torch.arange(b, dtype=torch.float64) + u) / b)[torch.randperm(b, generator=g)]
-        if cfg.t_sampling == "uniform_logsnr":
-            raise NotImplementedError  # the tests below use uniform_t
+        t = times_of_uniform(make_schedule("cosine"), t, cfg.t_sampling)  # the tests' models are cosine
         eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
         return x0, labels, t, eps
 
@@ -70,11 +69,12 @@ def static_with(model, data, cfg, draw, sync_every=7):
 SAME = dict(atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("parameterization,num_classes", [("v", 2), ("eps", 0)])
-def test_static_step_gives_the_eager_loops_weights_for_the_same_draws(parameterization, num_classes):
+@pytest.mark.parametrize("parameterization,num_classes,recipe", [
+    ("v", 2, {}), ("eps", 0, {}), ("v", 2, dict(t_sampling="logsnr_normal", batch_target=True))])
+def test_static_step_gives_the_eager_loops_weights_for_the_same_draws(parameterization, num_classes, recipe):
     dist = get_dataset("moons")
     data = captured.MixtureData(dist)
-    cfg = config(capture="off")
+    cfg = config(capture="off", **recipe)
     eager = train(moons_model(parameterization, num_classes), data, cfg)
     model = moons_model(parameterization, num_classes)
     static = static_with(model, data, cfg, eager_draws(data, cfg, num_classes > 0))
@@ -183,8 +183,6 @@ def test_capture_modes_resolve_and_refuse_clearly():
         captured.resolve("static", cpu, 1, "energy", data)
     with pytest.raises(ValueError, match="one process"):
         captured.resolve("static", cpu, 2, "v", data)
-    with pytest.raises(ValueError, match="t_sampling in uniform_t, uniform_logsnr, not 'other'"):
-        captured.resolve("static", cpu, 1, "v", data, config(t_sampling="other"))
     with pytest.raises(ValueError, match="capture='sometimes' is invalid; allowed: auto, graph, static, off"):
         config(capture="sometimes").validate()
     if torch.cuda.is_available():
@@ -241,7 +239,7 @@ def test_cli_auto_trains_eagerly_on_the_cpu_and_records_it(tmp_path):
     out = tmp_path / "m.safetensors"
     assert main(["--dataset", "moons", "--steps", "5", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
     train_info = read_config(out)["train"]
-    assert train_info["capture"] == "off" and train_info["batch_size"] == 1024  # no larger batch off CUDA
+    assert train_info["capture"] == "off" and train_info["batch_size"] == DEFAULTS_2D["batch"]  # no larger batch off CUDA
     # --capture alone means graph: refused without CUDA, in one line naming the setting
     assert run(main, "train", ["--dataset", "moons", "--steps", "5", "--device", "cpu", "--capture", "--out",
                                str(out)]) == 2

@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
-from diffusion import training
+from diffusion import schedules
 from diffusion.models import build_model
 from diffusion.schedules import make_schedule
-from diffusion.training import TrainConfig, batch_posterior_x0, diffusion_loss
+from diffusion.parameterizations import batch_posterior_x0
+from diffusion.training import TrainConfig, diffusion_loss
 
 
 def _lambdas(schedule, n=20000):
@@ -29,7 +30,7 @@ def _lambdas(schedule, n=20000):
 def test_logsnr_normal_draws_the_truncated_normal():
     schedule = make_schedule("cosine")
     lam = _lambdas(schedule)
-    mean, std = training.LOGSNR_NORMAL
+    mean, std = schedules.LOGSNR_NORMAL
     lam_hi, lam_lo = (float(schedule.logsnr(t)) for t in schedule.t_range)
     assert lam_lo - 1e-6 <= lam.min() and lam.max() <= lam_hi + 1e-6
     # the truncated normal's own mean and spread (the truncation is many std away on the cosine schedule)

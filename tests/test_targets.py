@@ -13,7 +13,7 @@ from diffusion.checkpoints import load_checkpoint
 from diffusion.models import oracle_model, reschedule
 from diffusion.parameterizations import WEIGHTINGS
 from diffusion.schedules import make_schedule
-from diffusion.train import DEFAULTS_2D
+from diffusion.train import SHIPPED_2D
 from toy_data import get_dataset
 from ui import targets as three
 
@@ -125,7 +125,7 @@ def test_the_shipped_model_is_near_exact_where_each_form_is_easy(name):
     denoiser's own loss against the drawn targets). 3% is 1/sqrt(1024): the relative standard error of one training
     batch's mean loss (the shipped batch of 1,024, squared errors whose spread is about their mean), so an excess
     below it is one the training loss cannot even see. Under a schedule other than the model's own as well."""
-    assert DEFAULTS_2D["batch"] == 1024
+    assert SHIPPED_2D["batch"] == 1024
     dist = get_dataset(name)
     model, _ = load_checkpoint(f"checkpoints/{name}.safetensors")
     for spec in ("cosine", "flow"):

@@ -30,7 +30,7 @@ import torch
 
 from diffusion.nets import MLPConfig
 from diffusion.samplers import prior_sample
-from diffusion.train import DEFAULTS_2D
+from diffusion.train import SHIPPED_2D
 
 from . import npz_files
 from .energy_maps import weights_fingerprint
@@ -46,9 +46,9 @@ DATASETS = ("moons",)
 NS = (4, 16, 64, 256, 1000, 2000)
 SEED = 0  # the training sets' seed (training_set), as on the page
 N_GEN, NOISE_SEED = 1000, 0  # samples per sampler; the shared noise's seed (the true samples use NOISE_SEED + 1)
-# The shipped 2-D recipe (diffusion.train DEFAULTS_2D, MLPConfig defaults), unconditional: the same network
+# The shipped 2-D recipe (diffusion.train SHIPPED_2D, MLPConfig defaults), unconditional: the same network
 # that generalises when it sees fresh samples of the whole distribution at every step.
-RECIPE = dict(**DEFAULTS_2D, width=MLPConfig.width, depth=MLPConfig.depth, seed=0)
+RECIPE = dict(**SHIPPED_2D, width=MLPConfig.width, depth=MLPConfig.depth, seed=0)
 
 
 def net_path(dataset: str, n: int, folder: str = FOLDER) -> str:

@@ -38,9 +38,8 @@ from .figures import DENSITY_SCALE, EXTENT, FONT, PALETTE, density_grid
 from .live_metrics import LiveKL, add_kl_traces, kl_range
 from .threads import BackgroundJob, lower_this_threads_priority
 
-# The page's choices, with the shipped recipe (diffusion/train.py) as the defaults, except the step count:
-# 3,000 steps train a usable model in under a minute on two idle CPU cores (the recipe uses 4,000).
-DEFAULTS = {**DEFAULTS_2D, "steps": 3000}
+# The page's choices, with the CLI's 2-D recipe (diffusion/train.py DEFAULTS_2D) as the defaults.
+DEFAULTS = DEFAULTS_2D
 STEPS_RANGE = (10, 20_000)  # the page's slider; longer runs belong to `python -m diffusion.train`
 BATCH_CHOICES = (64, 128, 256, 512, 1024, 2048)
 LR_CHOICES = (3e-4, 1e-3, 3e-3, 1e-2)
@@ -60,13 +59,20 @@ WEIGHTING_NAMES = {"eps": "ε-MSE (w = 1)", "x0": "x₀-MSE (w = 1/SNR)", "v": "
 assert set(PARAM_NAMES) == set(PARAMETERIZATIONS) and set(WEIGHTING_NAMES) == set(WEIGHTINGS)
 
 
-def make_config(steps: int, batch_size: int, lr: float, weighting: str, device: str, seed: int = 0) -> TrainConfig:
+T_SAMPLING_NAMES = {"logsnr_normal": "around the data's fine scale (λ normal)", "uniform_t": "uniform in t",
+                    "uniform_logsnr": "uniform in λ"}
+TARGET_NAMES = {True: "the batch's average x̂₀ (less noisy)", False: "each example's own ε"}
+
+
+def make_config(steps: int, batch_size: int, lr: float, weighting: str, device: str, seed: int = 0,
+                t_sampling: str = DEFAULTS["t_sampling"], batch_target: bool = DEFAULTS["batch_target"]) -> TrainConfig:
     """A checked TrainConfig (ValueError naming the bad setting and its allowed range)."""
     lo, hi = STEPS_RANGE
     if not lo <= int(steps) <= hi:
         raise ValueError(f"training steps must be in {lo}..{hi}; got {steps}")
     config = TrainConfig(steps=int(steps), batch_size=int(batch_size), lr=float(lr), weighting=weighting,
-                         seed=int(seed), device=device).validate()
+                         seed=int(seed), device=device, t_sampling=t_sampling,
+                         batch_target=bool(batch_target)).validate()
     pick_device(device)  # a GPU that is asked for but absent is reported now, not in the thread
     return config
 
