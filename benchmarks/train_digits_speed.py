@@ -7,11 +7,12 @@
 
 The model is trained with `diffusion.training.train` on one torch thread, as the page trains it (the same
 `live_config`, network and grid redraws every --redraw seconds, whose cost counts as training time, as on the
-page). At each step of --at (and at the end) the EMA model is judged with the clock stopped: --n samples
+page). At each step of --at (and at the end) the EMA model is judged with the clocks stopped: --n samples
 (--n / 10 of each digit) at 20 network evaluations of DPM-Solver++(2M), the digit pages' sampler, guided with
 w = 2 and unguided, read by the lab's classifier (checkpoints/mnist_classifier.safetensors). Because the
 learning rate decays to 0 at --steps, a row at step k < --steps is a model in the middle of its run, not one
-trained for k steps. Prints one table row per checkpoint and a JSON line at the end.
+trained for k steps. "training s" is wall-clock time; "CPU s / step" is the process's CPU time per step, what a step
+costs on a core of its own however busy the machine is. Prints one table row per checkpoint and a JSON line.
 """
 
 from __future__ import annotations
@@ -65,21 +66,23 @@ def main(argv=None) -> int:
           f"batch {args.batch}, lr {args.lr:g}, EMA {args.ema}, label dropout {args.label_dropout}, "
           f"{args.steps} steps; one torch thread; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores; judged on {args.n} samples per setting", flush=True)
-    print("| step | training s | s / step | guided w = 2 | unguided | judging s |\n|---|---|---|---|---|---|", flush=True)
-    clock = {"paused": 0.0, "last_draw": None, "grid_s": 0.0, "grids": 0}
+    print("| step | training s | s / step | CPU s / step | guided w = 2 | unguided | judging s |\n"
+          "|---|---|---|---|---|---|---|", flush=True)
+    clock = {"paused": 0.0, "paused_cpu": 0.0, "last_draw": None, "grid_s": 0.0, "grids": 0}
     rows = []
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
 
     def measure(step, model):
-        t0 = time.perf_counter()
-        trained = t0 - start - clock["paused"]
+        t0, c0 = time.perf_counter(), time.process_time()
+        trained, cpu = t0 - start - clock["paused"], c0 - start_cpu - clock["paused_cpu"]
         acc = judge(model, classifier, args.n)
         seconds = time.perf_counter() - t0
         clock["paused"] += seconds
+        clock["paused_cpu"] += time.process_time() - c0
         (g, g_se), (u, u_se) = acc[2.0], acc[0.0]
-        rows.append({"step": step, "train_s": round(trained, 1), "guided": round(g, 4), "guided_se": round(g_se, 4),
-                     "unguided": round(u, 4), "unguided_se": round(u_se, 4)})
-        print(f"| {step} | {trained:.1f} | {trained / step:.3f} | {100 * g:.1f}% ± {100 * g_se:.1f} | "
+        rows.append({"step": step, "train_s": round(trained, 1), "train_cpu_s": round(cpu, 1), "guided": round(g, 4),
+                     "guided_se": round(g_se, 4), "unguided": round(u, 4), "unguided_se": round(u_se, 4)})
+        print(f"| {step} | {trained:.1f} | {trained / step:.3f} | {cpu / step:.3f} | {100 * g:.1f}% ± {100 * g_se:.1f} | "
               f"{100 * u:.1f}% ± {100 * u_se:.1f} | {seconds:.1f} |", flush=True)
 
     def callback(info):
@@ -90,6 +93,7 @@ def main(argv=None) -> int:
             clock["last_draw"] = time.perf_counter()
             clock["grid_s"] += clock["last_draw"] - now
             clock["grids"] += 1
+            clock.setdefault("first_grid", clock["last_draw"] - start)
         if step in at and step != args.steps:
             measure(step, info["snapshot"]())
 
@@ -97,10 +101,11 @@ def main(argv=None) -> int:
     measure(result.steps_done, result.model)
     grid_each = clock["grid_s"] / max(1, clock["grids"])
     print(f"# {clock['grids']} live grids drew in {clock['grid_s']:.1f} s of the training time "
-          f"({grid_each:.2f} s each); final loss {sum(result.losses[-100:]) / max(1, len(result.losses[-100:])):.4f}")
+          f"({grid_each:.2f} s each), the first {clock.get('first_grid', float('nan')):.1f} s after the start; final loss {sum(result.losses[-100:]) / max(1, len(result.losses[-100:])):.4f}")
     print(json.dumps({"recipe": {k: getattr(args, k) for k in ("steps", "batch", "lr", "ema", "label_dropout", "base",
                                                                 "mults", "attention", "seed", "n")},
-                      "parameters": params, "grid_s_each": round(grid_each, 3), "rows": rows}))
+                      "parameters": params, "grid_s_each": round(grid_each, 3),
+                      "first_grid_s": round(clock.get("first_grid", float("nan")), 2), "rows": rows}))
     return 0
 
 

@@ -53,17 +53,18 @@ st.markdown(
     f"""
 Pages 9 to 11 use a model that trained for an hour. Here you train your own, live, with the same loss as the 2-D
 models on page 5: take real digits, noise them to a random level, and ask a small U-Net to undo the noise,
-told which digit it is (except in 15% of the batches, so that it also learns the unconditional model that
-guidance needs). The grid below is redrawn every few seconds from the **same starting noise**, so what changes
-is only the model: watch blurs turn into digits. The network is small enough to learn in about two minutes on
-one CPU core.
+told which digit it is (except for {LIVE['label_dropout']:.0%} of the digits, so that it also learns the
+unconditional model that guidance needs). The grid below is redrawn every few seconds from the **same starting
+noise**, so what changes is only the model: watch blurs turn into digits. The network is small enough to learn in
+about two minutes on one CPU core.
 """
 )
 st.latex(r"\mathcal{L}(\theta) = \mathbb{E}_{x_0,\,c,\,t,\,\varepsilon}\Big[\, w(\lambda_t)\,"
          r"\big\|\hat\varepsilon_\theta(\alpha_t x_0 + \sigma_t \varepsilon,\; t,\; c) - \varepsilon\big\|^2 \Big],"
          r"\qquad \lambda_t = \log\frac{\alpha_t^2}{\sigma_t^2}")
-st.caption("x₀ is a 28 × 28 digit, c its label (hidden 15% of the time). The network predicts v, whose loss is this "
-           "ε error weighted by w(λ) = (1 + SNR)/SNR, on the cosine schedule, as the shipped digit model does.")
+st.caption(f"x₀ is a 28 × 28 digit, c its label (hidden {LIVE['label_dropout']:.0%} of the time). The network "
+           "predicts v, whose loss is this ε error weighted by w(λ) = (1 + SNR)/SNR, on the cosine schedule, as the "
+           "shipped digit model does.")
 
 classifier, classifier_problem = _classifier(DEFAULT_PATH)
 job = st.session_state.get(JOB)
@@ -75,8 +76,8 @@ if lost:
 c1, c2, c3 = st.columns([1, 1, 3])
 steps = c1.number_input("Training steps", STEPS_RANGE[0], STEPS_RANGE[1], LIVE["steps"], 100, key="digits_train.steps",
                         disabled=busy, persist_state="session",
-                        help=f"{STEPS_RANGE[0]}..{STEPS_RANGE[1]}; {LIVE['steps']:,} take about two minutes on one idle "
-                             f"CPU core (batches of {LIVE['batch']} digits).")
+                        help=f"{STEPS_RANGE[0]}..{STEPS_RANGE[1]}; {LIVE['steps']:,} take about two minutes on "
+                             f"one idle CPU core (batches of {LIVE['batch']} digits).")
 if c2.button("Train", type="primary", icon=":material/play_arrow:", key="digits_train.start", disabled=busy):
     try:
         job = DigitTrainingJob(live_config(steps), classifier).start()
@@ -179,12 +180,12 @@ monitor()
 st.subheader("What is different from the shipped model")
 st.markdown(
     f"""
-The shipped digit model has 24 channels at full resolution and an attention layer, and trained for 9,000 steps
-in about an hour. The live one keeps the same U-Net layout with {LIVE['base']} channels and no attention, so one
-step costs about a quarter as much, and trains for {LIVE['steps']:,} steps with a larger learning rate
-({LIVE['lr']:g}, warmed up, then decayed to 0) and a shorter average of its weights. Guidance covers much of what
-the small network has not learned: unguided, more of its digits can be read as another digit than the shipped
-model's.
+The shipped digit model has 24 channels at full resolution and an attention layer (0.64 M weights), and trained
+for 9,000 steps in about an hour. The live one keeps the same U-Net layout with {LIVE['base']} channels and no
+attention (0.07 M weights), and trains for {LIVE['steps']:,} steps with a larger learning rate ({LIVE['lr']:g},
+warmed up, then decayed to 0) and a shorter average of its weights. Guided, it draws the asked digit about as
+reliably as the shipped model; unguided, more of its digits can be read as another digit (about 85% read as asked,
+against 97%).
 """
 )
 show_source(DigitTrainingJob._callback, grid_samples, judge, diffusion_loss, train)

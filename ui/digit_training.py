@@ -32,7 +32,7 @@ from .threads import BackgroundJob, lower_this_threads_priority
 
 # The live recipe: a small UNet for one CPU thread (benchmarks/train_digits_speed.py measures it).
 LIVE = dict(schedule="cosine", parameterization="v", weighting="v", base=8, mults=(1, 2, 2), attention=False,
-            steps=1500, batch=64, lr=4e-3, ema=0.995, label_dropout=0.15)
+            steps=1200, batch=64, lr=4e-3, ema=0.995, label_dropout=0.1)
 STEPS_RANGE = (20, 20_000)  # the page's input; longer runs belong to `python -m diffusion.train --dataset mnist`
 NUM_DIGITS = 10
 
@@ -211,7 +211,8 @@ class DigitTrainingJob(BackgroundJob):
         """The `info` dict for ui.models.put_session (what the digit pages show about this model)."""
         r = self.result
         train_info = {**self.config.to_dict(), "steps_done": r.steps_done, "seconds": round(r.seconds, 1),
-                      "stopped": r.stopped, "final_loss": round(float(np.mean(r.losses[-100:])), 5) if r.losses else None}
+                      "stopped": r.stopped,
+                      "final_loss": round(float(np.mean(r.losses[-100:])), 5) if r.losses else None}
         metrics = {}
         for w, (p, se) in (self.accuracy or {}).items():
             metrics[f"accuracy_w{w:g}"] = round(p, 4)
