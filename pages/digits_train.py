@@ -21,6 +21,7 @@ from ui.training import MAX_CONCURRENT, eta_text, loss_figure  # noqa: E402
 
 JOB = "_digit_train_job"  # this session's DigitTrainingJob (one at a time)
 POLL_S = 1.0  # how often the live view redraws while training
+SOURCE = "digits_train.source"  # the model-choice widget, a mirror of ui.models.digit_source()
 DIGIT_ROWS = [str(d) for d in range(10)]
 
 
@@ -87,12 +88,10 @@ if c2.button("Train", type="primary", icon=":material/play_arrow:", key="digits_
     except ValueError as e:
         st.error(f"Cannot train with these settings: {e}")
 if model_store.has_session(model_store.DIGITS):
-    source = c3.radio("Digit model for pages 9-11", list(model_store.DIGIT_SOURCES),
-                      index=list(model_store.DIGIT_SOURCES).index(model_store.digit_source()),
-                      format_func=model_store.DIGIT_SOURCES.get, key="digits_train.source", horizontal=True,
-                      help="In this session only. Training again replaces your model.")
-    if source != model_store.digit_source():
-        model_store.set_digit_source(source)
+    st.session_state[SOURCE] = model_store.digit_source()  # the session's choice, also after a new model arrived
+    c3.radio("Digit model for pages 9-11", list(model_store.DIGIT_SOURCES), format_func=model_store.DIGIT_SOURCES.get,
+             key=SOURCE, horizontal=True, on_change=lambda: model_store.set_digit_source(st.session_state[SOURCE]),
+             help="In this session only. Training again replaces your model.")
 if classifier_problem:
     st.warning(f"The lab's digit classifier could not be loaded ({classifier_problem}), so the finished model's "
                "accuracy is not measured. Training works as usual.")

@@ -129,3 +129,20 @@ def test_a_training_lost_with_its_server_process_is_reported():
     at = open_page(PAGE, **{key: "0123456789ab"})  # an id no process here started
     assert [w.value for w in at.warning] == [runs.LOST]
     assert key not in at.query_params  # dropped: a second reload would not repeat it
+
+
+def test_a_new_model_is_chosen_even_after_the_shipped_one_was(monkeypatch):
+    """The choice follows the session: switched to the shipped model, then a new model arrives: the new one serves."""
+    monkeypatch.setattr(digit_training, "JUDGE_N", 20)
+    at = open_page(PAGE)
+    model = digit_training.build_live_model(0, base=8, mults=(1, 2))
+    at.session_state["trained"] = {DIGITS: (model, {"train": {"steps_done": 1}, "id": "a"})}
+    at.run()
+    assert at.radio(key="digits_train.source").value == "session"
+    at.radio(key="digits_train.source").set_value("shipped").run()
+    assert at.session_state["digits.source"] == "shipped"
+    at.run()
+    assert at.radio(key="digits_train.source").value == "shipped"  # it stays through reruns
+    at.session_state["digits.source"] = "session"  # what collecting a finished training does
+    at.run()
+    assert not at.exception and at.radio(key="digits_train.source").value == "session"
