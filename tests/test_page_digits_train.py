@@ -146,3 +146,20 @@ def test_a_new_model_is_chosen_even_after_the_shipped_one_was(monkeypatch):
     at.session_state["digits.source"] = "session"  # what collecting a finished training does
     at.run()
     assert not at.exception and at.radio(key="digits_train.source").value == "session"
+
+
+@pytest.mark.slow  # each page samples with both models
+@pytest.mark.parametrize("page", ["pages/digits_journey.py", "pages/digits_prompts.py"])
+def test_pages_10_and_11_use_the_session_model_and_say_so(monkeypatch, page):
+    monkeypatch.setenv("DIFFUSION_LAB_WORKERS", "0")  # sampled in this process: no worker pool to start
+    at = open_page("pages/home.py", sampler="ddim", steps="3")
+    model = digit_training.build_live_model(0)  # untrained: what matters is which model the page takes
+    at.session_state["trained"] = {DIGITS: (model, {"parameterization": "v", "schedule": model.schedule.spec(),
+                                                    "train": {"steps_done": 5, "seconds": 1.0}, "id": "t"})}
+    at.switch_page(page).run()
+    assert not at.exception and not at.error
+    assert any("the one you trained" in i.value and "5 steps" in i.value for i in at.info)
+    at.session_state["digits.source"] = "shipped"
+    at.run()
+    assert not any("the one you trained" in i.value for i in at.info)
+    assert any("the shipped model" in c.value for c in at.caption)
