@@ -45,7 +45,7 @@ def run(dataset: str, args) -> dict:
                         width=args.width, depth=args.depth, dim=dist.dim)
     config = TrainConfig(steps=recipe["steps"], batch_size=recipe["batch"], lr=recipe["lr"],
                          weighting=recipe["weighting"], ema_decay=recipe["ema"], seed=args.seed, device="cpu",
-                         t_sampling=args.t_sampling).validate()
+                         t_sampling=recipe["t_sampling"], batch_target=recipe["batch_target"]).validate()
     rows, paused = [], [0.0]
     start = time.perf_counter()
 
@@ -67,6 +67,7 @@ def run(dataset: str, args) -> dict:
 
 
 def main():
+    from diffusion.schedules import T_SAMPLING
     from toy_data import DATASETS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -77,7 +78,8 @@ def main():
     p.add_argument("--ema", type=float)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--t-sampling", default="uniform_t", choices=["uniform_t", "uniform_logsnr"])
+    p.add_argument("--t-sampling", default=None, choices=T_SAMPLING)
+    p.add_argument("--batch-target", default=None, action=argparse.BooleanOptionalAction)
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="sets trained at once, one torch thread each")
@@ -88,7 +90,7 @@ def main():
           f"{args.jobs} set(s) at a time, one thread each", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run, args.datasets, [args] * len(args.datasets)))
-    print(f"\nrecipe: {results[0]['recipe']}, width {args.width}, depth {args.depth}, t {args.t_sampling}\n")
+    print(f"\nrecipe: {results[0]['recipe']}, width {args.width}, depth {args.depth}\n")
     print("| set | s to target (step) | at the end: steps, training s, KL gap (se), ED ratio | every measurement "
           "(step: KL, ED) |\n|---|---|---|---|")
     for r in results:
