@@ -170,8 +170,18 @@ class Stack:
         if self.nginx is not None:
             stop_group(self.nginx, signal.SIGQUIT)  # graceful: open WebSockets end as the replicas stop
             self.nginx = None
+        for proc in self.procs.values():  # all at once: each may take seconds to close its sessions
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
         for proc in self.procs.values():
-            stop_group(proc)
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                stop_group(proc, signal.SIGKILL)
         if self.own_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
