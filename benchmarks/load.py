@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -520,6 +521,7 @@ def main():
     if args.url and not args.url.startswith(("http://", "https://")):
         p.error(f"--url must start with http:// or https://; got {args.url!r}")
     server = Remote(args.url) if args.url else Replicas(args.replicas) if args.replicas else Server(free_port())
+    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: the `finally` below stops what was started
     results = []
     try:
         server.wait_ready()
@@ -571,6 +573,10 @@ def main():
     return 1 if any(r["errors"] for r in results) else 0
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 async def _warm(server: int | str, request_timeout: float, pages: list = PAGES):
     s = Session(server, request_timeout)
     await s.connect()
@@ -580,4 +586,7 @@ async def _warm(server: int | str, request_timeout: float, pages: list = PAGES):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, after main() stopped the server(s) it started
+        sys.exit(130)
