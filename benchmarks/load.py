@@ -421,14 +421,15 @@ async def student(i: int, server: int | str, actions: int, think: float, rng: ra
         await s.close()
 
 
-async def trainer(server: int | str, request_timeout: float, stop: asyncio.Event, report: dict):
-    """Start the largest training the Train page allows and follow it like a browser until `stop`."""
+async def trainer(server: int | str, request_timeout: float, stop: asyncio.Event, report: dict, page: str = "train"):
+    """Start the largest training `page` allows (the 2-D Train page, or page 12's digits) and follow it like a
+    browser until `stop`."""
     s = Session(server, request_timeout)
     try:
         await s.connect()
-        await s.open("train")
-        if not (s.set("Training steps", 20_000) and s.set("Batch size", 2048)):
-            raise RuntimeError("the Train page has no steps or batch control")
+        await s.open(page)
+        if not (s.set("Training steps", 20_000) and (page != "train" or s.set("Batch size", 2048))):
+            raise RuntimeError(f"the {page} page has no steps or batch control")
         await s.run()
         if not s.set("Train", True):
             raise RuntimeError("the Train page has no Train button")
@@ -458,7 +459,7 @@ async def phase(server: int | str, args, seed: int, train: bool) -> dict:
     stop, report = asyncio.Event(), {}
     trainer_task = None
     if train:
-        trainer_task = asyncio.create_task(trainer(server, args.request_timeout, stop, report))
+        trainer_task = asyncio.create_task(trainer(server, args.request_timeout, stop, report, args.trainer))
         await asyncio.sleep(3)  # let it start before the class does
     start = time.perf_counter()
     await asyncio.gather(*(student(i, server, args.actions, args.think, random.Random(rng.random()), deadline,
@@ -469,7 +470,8 @@ async def phase(server: int | str, args, seed: int, train: bool) -> dict:
         stop.set()
         await trainer_task
         errors.extend(report.get("errors", []))
-    row = {"phase": "one session training" if train else "idle", "sessions": args.sessions, "pages": args.pages,
+    row = {"phase": f"one session training ({args.trainer})" if train else "idle", "sessions": args.sessions,
+           "pages": args.pages,
            "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 1),
            "slowest": sorted(slow, reverse=True)[:5],
            "sessions_per_replica": {r: replicas.count(r) for r in sorted(set(replicas))}}  # "-": no X-Replica
@@ -503,6 +505,8 @@ def main():
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds before a run counts as an error")
     p.add_argument("--deadline", type=float, default=300.0, help="seconds after which a phase stops by itself")
     p.add_argument("--phases", nargs="+", default=["idle", "train"], choices=["idle", "train"])
+    p.add_argument("--trainer", default="train", choices=["train", "digits_train"],
+                   help="the page the training session of a 'train' phase uses: the 2-D Train page or page 12")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pages", choices=list(WORKLOADS), default="all", help="the pages the sessions use (2d: pages 1-8)")
     where = p.add_mutually_exclusive_group()
@@ -565,9 +569,10 @@ def main():
               f"each count): {max(within) if within else 'none'}"
               + (f", {max(within) / os.cpu_count():.1f} per core ({os.cpu_count()} cores)" if within else ""))
     by = {r["phase"]: r for r in results}
+    training = f"one session training ({args.trainer})"
     if len(counts) == 1 and len(by) == 2 and by["idle"]["p95_s"]:
         second = results[1]["phase"]
-        print(f"\np95 with one session training / idle: {by['one session training']['p95_s'] / by['idle']['p95_s']:.2f}x "
+        print(f"\np95 with one session training / idle: {by[training]['p95_s'] / by['idle']['p95_s']:.2f}x "
               f"(the {second} phase ran second, on caches the first one filled; compare like with like by "
               "also running --phases train idle)")
     return 1 if any(r["errors"] for r in results) else 0

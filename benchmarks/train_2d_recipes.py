@@ -46,6 +46,16 @@ RECIPES = {
                                     batch_target=True),
     "b256_n3_lr1e-2_stf": dict(steps=3700, batch=256, lr=1e-2, t_sampling="logsnr_normal", logsnr=(3.0, 2.5),
                                batch_target=True),
+    "b512_n3_lr1e-2_stf_d3_3000": dict(steps=3000, batch=512, lr=1e-2, depth=3, t_sampling="logsnr_normal",
+                                       logsnr=(3.0, 2.5), batch_target=True),
+    "b512_n25_lr1e-2_stf_2000": dict(steps=2000, batch=512, lr=1e-2, t_sampling="logsnr_normal", logsnr=(2.5, 2.5),
+                                     batch_target=True),
+    "b512_n3_lr1e-2_stf_d3": dict(steps=2400, batch=512, lr=1e-2, depth=3, t_sampling="logsnr_normal",
+                                  logsnr=(3.0, 2.5), batch_target=True),
+    "d3_2000_n25": dict(steps=2000, batch=512, lr=1e-2, depth=3, t_sampling="logsnr_normal", logsnr=(2.5, 2.5),
+                        batch_target=True),
+    "w96_2400": dict(steps=2400, batch=512, lr=1e-2, width=96, t_sampling="logsnr_normal", logsnr=(3.0, 2.5),
+                     batch_target=True),
     "b256_n3": dict(steps=3700, batch=256, t_sampling="logsnr_normal", logsnr=(3.0, 2.5)),
 }
 

@@ -42,7 +42,7 @@ def run(dataset: str, args) -> dict:
     dist = get_dataset(dataset)
     torch.manual_seed(args.seed)
     model = build_model("points", recipe["parameterization"], make_schedule(recipe["schedule"]), dist.num_classes,
-                        width=args.width, depth=args.depth, dim=dist.dim)
+                        width=recipe["width"], depth=recipe["depth"], dim=dist.dim)
     config = TrainConfig(steps=recipe["steps"], batch_size=recipe["batch"], lr=recipe["lr"],
                          weighting=recipe["weighting"], ema_decay=recipe["ema"], seed=args.seed, device="cpu",
                          t_sampling=recipe["t_sampling"], batch_target=recipe["batch_target"]).validate()
@@ -76,8 +76,8 @@ def main():
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--ema", type=float)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--width", type=int)
+    p.add_argument("--depth", type=int)
     p.add_argument("--t-sampling", default=None, choices=T_SAMPLING)
     p.add_argument("--batch-target", default=None, action=argparse.BooleanOptionalAction)
     p.add_argument("--eval-every", type=int, default=1000)
@@ -90,7 +90,7 @@ def main():
           f"{args.jobs} set(s) at a time, one thread each", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run, args.datasets, [args] * len(args.datasets)))
-    print(f"\nrecipe: {results[0]['recipe']}, width {args.width}, depth {args.depth}\n")
+    print(f"\nrecipe: {results[0]['recipe']}\n")
     print("| set | s to target (step) | at the end: steps, training s, KL gap (se), ED ratio | every measurement "
           "(step: KL, ED) |\n|---|---|---|---|")
     for r in results:

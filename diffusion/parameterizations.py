@@ -187,10 +187,12 @@ def batch_posterior_x0(x: Tensor, x0: Tensor, alpha: Tensor, sigma: Tensor, labe
     of x0_i is the "stable target field" of Xu et al. 2023 (TrainConfig.batch_target)."""
     b = x.shape[0]
     xf, x0f = x.reshape(b, -1), x0.reshape(b, -1)
-    a, s = alpha.reshape(b, 1), sigma.reshape(b, 1)
-    d2 = (xf**2).sum(1, keepdim=True) - 2 * a * (xf @ x0f.T) + a**2 * (x0f**2).sum(1)[None]  # |x_i - a_i x0_j|^2
-    logw = -d2 / (2 * s**2)
+    a, s2 = alpha.reshape(b, 1).to(xf), sigma.reshape(b, 1).to(xf) ** 2
+    # -|x_i - a_i x0_j|^2 / (2 s_i^2) without its row constant -|x_i|^2 / (2 s_i^2), which softmax ignores, as one
+    # matrix product: [x_i a_i / s_i^2, -a_i^2 / (2 s_i^2)] . [x0_j, |x0_j|^2]
+    logw = torch.cat([xf * (a / s2), -a**2 / (2 * s2)], 1) @ torch.cat([x0f, (x0f**2).sum(1, keepdim=True)], 1).T
     if isinstance(label, Tensor) and label.ndim:
-        other = (label[:, None] >= 0) & (label[:, None] != label[None, :])
-        logw = logw.masked_fill(other, float("-inf"))
+        same = label[:, None] == label[None, :]
+        same[label < 0] = True  # a row without a label draws on every example
+        logw = torch.where(same, logw, float("-inf"))
     return (torch.softmax(logw, 1) @ x0f).reshape(x0.shape)

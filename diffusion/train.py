@@ -39,9 +39,9 @@ from .training import T_SAMPLING, TrainConfig, pick_device, train
 # 2-D recipe"; the search in benchmarks/train_2d_recipes.py). The shipped 2-D models were trained longer with
 # SHIPPED_2D (checkpoints/build.py).
 DEFAULTS_2D = dict(schedule="cosine", parameterization="v", weighting="v", steps=2400, batch=512, lr=1e-2,
-                   ema=0.995, t_sampling="logsnr_normal", batch_target=True)
+                   ema=0.995, t_sampling="logsnr_normal", batch_target=True, width=96, depth=4)
 SHIPPED_2D = dict(schedule="cosine", parameterization="v", weighting="v", steps=4000, batch=1024, lr=3e-3,
-                  ema=0.995)  # the shipped 2-D models' recipe (uniform t, each example's own target)
+                  ema=0.995)  # the shipped 2-D models' recipe (uniform t, each example's own target, MLPConfig's net)
 DEFAULTS_MNIST = dict(schedule="cosine", parameterization="v", weighting="v", steps=9000, batch=64, lr=2e-3,
                       ema=0.999, base=24, t_sampling="uniform_t", batch_target=False)  # the shipped MNIST recipe (docs/training.md; its time in docs/measurements.md)
 IMAGE_SETS = ("mnist",)
@@ -89,8 +89,8 @@ def build_parser():
     p.add_argument("--steps", type=cli.positive_int("--steps", 1, 1_000_000), default=None)
     p.add_argument("--batch", type=cli.positive_int("--batch", 1, 65536), default=None)
     p.add_argument("--lr", type=cli.bounded_float("--lr", 1e-6, 1.0), default=None)
-    p.add_argument("--width", type=cli.positive_int("--width", 8, 2048), default=128, help="MLP width (2-D)")
-    p.add_argument("--depth", type=cli.positive_int("--depth", 1, 32), default=4, help="residual blocks (2-D)")
+    p.add_argument("--width", type=cli.positive_int("--width", 8, 2048), default=None, help="MLP width (2-D)")
+    p.add_argument("--depth", type=cli.positive_int("--depth", 1, 32), default=None, help="residual blocks (2-D)")
     p.add_argument("--base", type=cli.positive_int("--base", 8, 512), default=None,
                    help="UNet channels at full resolution (mnist)")
     p.add_argument("--label-dropout", type=cli.bounded_float("--label-dropout", 0, 1), default=0.15,

@@ -131,6 +131,7 @@ def test_pure_builders():
     assert np.allclose(smooth([1, 3, 5], window=2), [1, 2, 4])
     assert eta_text(0, 100, 0) == "step 0 / 100"
     assert eta_text(50, 100, 10) == "step 50 / 100 · 5 steps/s · about 10 s left"
+    assert eta_text(5, 100, 20) == "step 5 / 100 · 4.0 s per step · about 380 s left"  # slower than a step a second
     fig = loss_figure(np.arange(1, 5001), np.linspace(1, 0.1, 5000), 5000)
     assert len(fig.data[0].x) <= 1500 and fig.layout.yaxis.type == "log"
     dist = get_dataset("moons")

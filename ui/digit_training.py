@@ -53,7 +53,7 @@ JUDGE_SEED = 4321
 def training_slot(stop):
     """Hold one of the server's training slots (the 2-D Train page's, ui/training.py: one per core but one) while
     the block runs; yields False instead when `stop` (a threading.Event) is set while waiting for one."""
-    slots = two_d._SLOTS  # shared with the 2-D training on purpose: one semaphore for every kind of run
+    slots = two_d.SLOTS  # shared with the 2-D training on purpose: one semaphore for every kind of run
     while not slots.acquire(timeout=0.2):
         if stop.is_set():
             yield False

@@ -8,7 +8,6 @@ fitted to them. The recipe is ui.memorisation.USER_RECIPE: the shipped one, shor
 
 from __future__ import annotations
 
-import threading
 import time
 
 import streamlit as st
@@ -22,12 +21,10 @@ from .page import downloads
 from .present import chart
 from .state import CUSTOM, DATASET_NAMES, bound
 from .threads import BackgroundJob, lower_this_threads_priority
-from .training import MAX_CONCURRENT, eta_text
+from .training import MAX_CONCURRENT, SLOTS, eta_text
 
 JOB = "_memo_job"  # this session's MemoJob (one at a time)
 POLL_S = 1.0  # how often the section redraws while its network trains
-# As ui.training's slots, but its own: at most one such training per core but one, besides the Train page's.
-_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 
 class MemoJob(BackgroundJob):
@@ -65,7 +62,7 @@ class MemoJob(BackgroundJob):
     def _run(self) -> None:
         torch.set_num_threads(1)  # as TrainingJob (ui/training.py): one thread per job
         lower_this_threads_priority()
-        while not _SLOTS.acquire(timeout=0.2):
+        while not SLOTS.acquire(timeout=0.2):
             if self._stop.is_set():
                 with self._lock:
                     self._state = "stopped"
@@ -90,7 +87,7 @@ class MemoJob(BackgroundJob):
                 if self._seconds is None and self._started is not None:
                     self._seconds = time.perf_counter() - self._started
         finally:
-            _SLOTS.release()
+            SLOTS.release()
 
 
 def job_view(job: MemoJob) -> tuple:

@@ -46,7 +46,9 @@ LR_CHOICES = (3e-4, 1e-3, 3e-3, 1e-2)
 SNAPSHOT_POINTS = 300  # particles in each live sample
 SNAPSHOT_STEPS = 15  # Heun steps for a live sample (29 network calls)
 MAX_CONCURRENT = max(1, (os.cpu_count() or 2) - 1)
-_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
+# The server process's training slots, one per core but one, shared by every kind of live training (this
+# page's, the digits' in ui/digit_training.py and page 6's memorisation networks in ui/memorisation_live.py).
+SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 # Plain-words descriptions for the page.
 PARAM_NAMES = {"eps": "ε (the noise)", "x0": "x₀ (the clean point)", "v": "v = α ε − σ x₀ (velocity)",
@@ -181,7 +183,7 @@ class TrainingJob(BackgroundJob):
     def _run(self) -> None:
         torch.set_num_threads(1)  # see the module docstring
         lower_this_threads_priority()  # the pages' reruns get the CPU first (Linux; ui/threads.py)
-        while not _SLOTS.acquire(timeout=0.2):  # wait for a free slot, but a Stop while queued ends the job
+        while not SLOTS.acquire(timeout=0.2):  # wait for a free slot, but a Stop while queued ends the job
             if self._stop.is_set():
                 with self._lock:
                     self._state, self.error = "failed", "stopped while waiting for a free training slot"
@@ -190,7 +192,8 @@ class TrainingJob(BackgroundJob):
             with self._lock:
                 self._state, self._started = "running", time.perf_counter()
             model = build_model("points", self.parameterization, self.schedule, self.dist.num_classes,
-                                dim=self.dist.dim, seed=self.config.seed)
+                                width=DEFAULTS["width"], depth=DEFAULTS["depth"], dim=self.dist.dim,
+                                seed=self.config.seed)
             result = train(model, lambda n, g: self.dist.sample(n, generator=g), self.config,
                            callback=self._callback, should_stop=self._stop.is_set)
             with self._lock:
@@ -215,7 +218,7 @@ class TrainingJob(BackgroundJob):
                 self._state, self.error = "failed", f"{type(e).__name__}: {e}"
                 self._finished = self._finished or time.perf_counter()
         finally:
-            _SLOTS.release()
+            SLOTS.release()
 
     # --- the result for the model store --------------------------------------------------------------
 
@@ -316,4 +319,5 @@ def eta_text(step: int, total: int, seconds: float) -> str:
     if step <= 0 or seconds <= 0:
         return f"step {step} / {total}"
     rate = step / seconds
-    return f"step {step} / {total} · {rate:.0f} steps/s · about {max(0.0, (total - step) / rate):.0f} s left"
+    speed = f"{rate:.0f} steps/s" if rate >= 1 else f"{1 / rate:.1f} s per step"
+    return f"step {step} / {total} · {speed} · about {max(0.0, (total - step) / rate):.0f} s left"
