@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     from diffusion.classifier import load_classifier
     from diffusion.training import train
     from toy_data.mnist import mnist_sampler
+    from diffusion.schedules import T_SAMPLING
     from ui.digit_training import LIVE, REDRAW_S, build_live_model, grid_noise, grid_samples, judge, live_config
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
     p.add_argument("--ema", type=float, default=LIVE["ema"])
     p.add_argument("--label-dropout", type=float, default=LIVE["label_dropout"])
     p.add_argument("--base", type=int, default=LIVE["base"])
+    p.add_argument("--t-sampling", default=LIVE["t_sampling"], choices=T_SAMPLING)
+    p.add_argument("--batch-target", action=argparse.BooleanOptionalAction, default=LIVE["batch_target"])
     p.add_argument("--mults", type=int, nargs="+", default=list(LIVE["mults"]))
     p.add_argument("--attention", action=argparse.BooleanOptionalAction, default=LIVE["attention"])
     p.add_argument("--at", type=int, nargs="*", default=None, help="steps at which to judge (default: 5 even points)")
@@ -56,7 +59,8 @@ def main(argv=None) -> int:
     at = sorted(set(args.at if args.at is not None else [args.steps * k // 5 for k in range(1, 5)]) | {args.steps})
 
     torch.set_num_threads(1)
-    config = live_config(args.steps, args.seed, args.batch, args.lr, args.ema, args.label_dropout)
+    config = live_config(args.steps, args.seed, args.batch, args.lr, args.ema, args.label_dropout, args.t_sampling,
+                         args.batch_target)
     model = build_live_model(args.seed, args.base, args.mults, args.attention)
     classifier = load_classifier()[0]
     data = mnist_sampler("train")

@@ -128,10 +128,7 @@ def level_on_device(schedule, t: Tensor) -> NoiseLevel:
     That check reads t on the host (`if (t < 0).any()`), a synchronisation that graph capture forbids; t
     here is drawn inside the schedule's t_range, and is clamped to it as noise_level clamps it.
     """
-    t = t.clamp(*schedule.t_range)
-    alpha, sigma = schedule._alpha_sigma(t)
-    d_alpha, d_sigma = schedule._derivatives(t)
-    return NoiseLevel(alpha, sigma, d_alpha, d_sigma, schedule._logsnr(t))
+    return NoiseLevel(*schedule.values_on_device(t))
 
 
 def lr_factor(step: Tensor, steps: int) -> Tensor:

@@ -98,6 +98,12 @@ class Schedule:
         """lambda(t) = log(alpha^2 / sigma^2), strictly decreasing in t."""
         return self._logsnr(self.clamp(t))
 
+    def values_on_device(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(alpha, sigma, d alpha/dt, d sigma/dt, lambda) at t, computed where t lives and clamped to t_range
+        without as_time's check, which reads t on the host (a synchronisation a recorded CUDA graph forbids)."""
+        t = t.clamp(*self.t_range)
+        return (*self._alpha_sigma(t), *self._derivatives(t), self._logsnr(t))
+
     def t_of_logsnr(self, lam) -> Tensor:
         """The inverse of logsnr on t_range: t(lambda), lambda clamped to the schedule's range."""
         lam = torch.as_tensor(lam, dtype=torch.float64 if not torch.is_tensor(lam) else None)

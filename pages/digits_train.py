@@ -12,8 +12,9 @@ from diffusion.classifier import DEFAULT_PATH, load_classifier  # noqa: E402
 from diffusion.training import diffusion_loss, train  # noqa: E402
 from ui import models as model_store  # noqa: E402
 from ui import runs  # noqa: E402
-from ui.digit_training import (GRID_SAMPLER, GRID_STEPS, GRID_W, JUDGE_NFE, JUDGE_SAMPLER, LIVE,  # noqa: E402
-                               PER_DIGIT, REDRAW_S, STEPS_RANGE, DigitTrainingJob, grid_samples, judge, live_config)
+from ui.digit_training import (GRID_SAMPLER, GRID_STEPS, GRID_W, JUDGE_NFE, JUDGE_SAMPLER,  # noqa: E402
+                               PER_DIGIT, REDRAW_S, STEPS_RANGE, DigitTrainingJob, grid_samples, judge, live_config,
+                               recipe_for)
 from ui.images import grid_figure  # noqa: E402
 from ui.page import downloads, show_source  # noqa: E402
 from ui.state import SAMPLER_NAMES  # noqa: E402
@@ -23,6 +24,8 @@ JOB = "_digit_train_job"  # this session's DigitTrainingJob (one at a time)
 POLL_S = 1.0  # how often the live view redraws while training
 SOURCE = "digits_train.source"  # the model-choice widget, a mirror of ui.models.digit_source()
 DIGIT_ROWS = [str(d) for d in range(10)]
+LIVE = recipe_for(v.device)  # a small network on the CPU, the shipped model's on a GPU
+ON_CPU = LIVE["base"] == recipe_for("cpu")["base"]
 
 
 @st.cache_resource(show_spinner=False)
@@ -53,12 +56,12 @@ st.title("12 · Train digits")
 st.markdown(
     f"""
 Pages 9 to 11 use a model that trained for an hour. Here you train your own, live, with the same loss as the 2-D
-models on page 5: take real digits, noise them to a random level, and ask a small U-Net to undo the noise,
+models on page 5: take real digits, noise them to a random level, and ask a U-Net to undo the noise,
 told which digit it is (except for {LIVE['label_dropout']:.0%} of the digits, so that it also learns the
 unconditional model that guidance needs). The grid below is redrawn every few seconds from the **same starting
-noise**, so what changes is only the model: watch blurs turn into digits. The network is small enough to learn in
-about two minutes on one CPU core.
-"""
+noise**, so what changes is only the model: watch blurs turn into digits. """
+    + ("The network is small enough to learn in about two minutes on one CPU core." if ON_CPU else
+       "On this GPU it is the shipped model's own network and recipe.")
 )
 st.latex(r"\mathcal{L}(\theta) = \mathbb{E}_{x_0,\,c,\,t,\,\varepsilon}\Big[\, w(\lambda_t)\,"
          r"\big\|\hat\varepsilon_\theta(\alpha_t x_0 + \sigma_t \varepsilon,\; t,\; c) - \varepsilon\big\|^2 \Big],"
@@ -77,11 +80,13 @@ if lost:
 c1, c2, c3 = st.columns([1, 1, 3])
 steps = c1.number_input("Training steps", STEPS_RANGE[0], STEPS_RANGE[1], LIVE["steps"], 100, key="digits_train.steps",
                         disabled=busy, persist_state="session",
-                        help=f"{STEPS_RANGE[0]}..{STEPS_RANGE[1]}; {LIVE['steps']:,} take about two minutes on "
-                             f"one idle CPU core (batches of {LIVE['batch']} digits).")
+                        help=f"{STEPS_RANGE[0]}..{STEPS_RANGE[1]}; batches of {LIVE['batch']} digits"
+                             + ("; 1,200 take about two minutes on one idle CPU core." if ON_CPU else "."))
 if c2.button("Train", type="primary", icon=":material/play_arrow:", key="digits_train.start", disabled=busy):
     try:
-        job = DigitTrainingJob(live_config(steps), classifier).start()
+        config = live_config(steps, batch=LIVE["batch"], lr=LIVE["lr"], ema=LIVE["ema"],
+                             label_dropout=LIVE["label_dropout"], device=v.device)
+        job = DigitTrainingJob(config, classifier).start()
         st.session_state[JOB] = job
         runs.start("digits_train")
         st.rerun()
@@ -176,9 +181,10 @@ def monitor():
 
 monitor()
 
-st.subheader("What is different from the shipped model")
-st.markdown(
-    f"""
+if ON_CPU:
+    st.subheader("What is different from the shipped model")
+    st.markdown(
+        f"""
 The shipped digit model has 24 channels at full resolution and an attention layer (0.64 M weights), and trained
 for 9,000 steps in about an hour. The live one keeps the same U-Net layout with {LIVE['base']} channels and no
 attention (0.07 M weights), and trains for {LIVE['steps']:,} steps with a larger learning rate ({LIVE['lr']:g},
@@ -186,5 +192,5 @@ warmed up, then decayed to 0) and a shorter average of its weights. Guided, it d
 reliably as the shipped model; unguided, more of its digits can be read as another digit (about 85% read as asked,
 against 97%).
 """
-)
+    )
 show_source(DigitTrainingJob._callback, grid_samples, judge, diffusion_loss, train)

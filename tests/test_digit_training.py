@@ -184,3 +184,15 @@ def test_the_benchmark_runs_in_smoke_mode():
             assert r[f"{key}_se"] == pytest.approx((p * (1 - p) / 20) ** 0.5, abs=1e-4)
     assert result["first_grid_s"] >= 0
     assert out.stdout.count("\n| 10 |") == 1 and out.stdout.count("\n| 20 |") == 1
+
+
+def test_a_gpu_trains_the_shipped_network_and_a_cpu_the_small_one():
+    from diffusion.train import DEFAULTS_MNIST
+    from ui.digit_training import LIVE, ON_GPU, recipe_for
+
+    assert recipe_for("cpu") is LIVE and recipe_for("mps") is LIVE
+    assert recipe_for("cuda") is ON_GPU and recipe_for("cuda:1") is ON_GPU
+    assert ON_GPU["base"] == DEFAULTS_MNIST["base"] and ON_GPU["attention"]
+    assert ON_GPU["steps"] == DEFAULTS_MNIST["steps"] and ON_GPU["lr"] == DEFAULTS_MNIST["lr"]
+    job = dt.DigitTrainingJob(dt.live_config(100, device="cpu"))
+    assert job.model.net.cfg.base == LIVE["base"]  # the CPU's small network

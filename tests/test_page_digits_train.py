@@ -111,7 +111,7 @@ def test_stop_keeps_the_model_trained_so_far(monkeypatch):
 
 def test_bad_settings_and_a_missing_classifier_are_reported(monkeypatch, tmp_path):
     real = digit_training.live_config
-    monkeypatch.setattr(digit_training, "live_config", lambda steps: real(5))  # a value the widget cannot send
+    monkeypatch.setattr(digit_training, "live_config", lambda steps, **kw: real(5, **kw))  # a value the widget cannot send
     broken = tmp_path / "classifier.safetensors"
     broken.write_bytes(b"not a checkpoint")
     monkeypatch.setattr("diffusion.classifier.DEFAULT_PATH", str(broken))

@@ -25,14 +25,18 @@ from diffusion.samplers import guided, prior_sample, sample, steps_for_nfe
 from diffusion.schedules import make_schedule
 from diffusion.training import TrainConfig, train
 from diffusion.unet import UNet, UNetConfig
-from toy_data.mnist import LABEL_NAMES, mnist_sampler
+from diffusion.captured import TensorData
+from toy_data.mnist import LABEL_NAMES, load_mnist
 
 from . import training as two_d
 from .threads import BackgroundJob, lower_this_threads_priority
 
 # The live recipe: a small UNet for one CPU thread (benchmarks/train_digits_speed.py measures it).
 LIVE = dict(schedule="cosine", parameterization="v", weighting="v", base=8, mults=(1, 2, 2), attention=False,
-            steps=1200, batch=64, lr=4e-3, ema=0.995, label_dropout=0.1)
+            steps=1200, batch=64, lr=4e-3, ema=0.995, label_dropout=0.1, t_sampling="uniform_t", batch_target=False)
+# On a CUDA device (the sidebar's device): the shipped model's network and recipe (diffusion/train.py
+# DEFAULTS_MNIST: 24 channels, attention at 7 x 7), its steps recorded as a CUDA graph (diffusion/captured.py).
+ON_GPU = dict(LIVE, base=24, attention=True, steps=9000, lr=2e-3, ema=0.999, label_dropout=0.15)
 STEPS_RANGE = (20, 20_000)  # the page's input; longer runs belong to `python -m diffusion.train --dataset mnist`
 NUM_DIGITS = 10
 
@@ -64,6 +68,11 @@ def training_slot(stop):
         slots.release()
 
 
+def recipe_for(device: str) -> dict:
+    """The live recipe for a device: ON_GPU on CUDA, LIVE (sized for one CPU thread) anywhere else."""
+    return ON_GPU if str(device).startswith("cuda") else LIVE
+
+
 def build_live_model(seed: int = 0, base: int = LIVE["base"], mults=LIVE["mults"],
                      attention: bool = LIVE["attention"]) -> DiffusionModel:
     """An untrained 10-class MNIST DiffusionModel of the live recipe (initial weights from `seed`)."""
@@ -73,14 +82,16 @@ def build_live_model(seed: int = 0, base: int = LIVE["base"], mults=LIVE["mults"
 
 
 def live_config(steps: int = LIVE["steps"], seed: int = 0, batch: int = LIVE["batch"], lr: float = LIVE["lr"],
-                ema: float = LIVE["ema"], label_dropout: float = LIVE["label_dropout"]) -> TrainConfig:
-    """The live recipe's TrainConfig on the CPU (ValueError naming a bad setting and its allowed range)."""
+                ema: float = LIVE["ema"], label_dropout: float = LIVE["label_dropout"],
+                t_sampling: str = LIVE["t_sampling"], batch_target: bool = LIVE["batch_target"],
+                device: str = "cpu") -> TrainConfig:
+    """The live recipe's TrainConfig on `device` (ValueError naming a bad setting and its allowed range)."""
     lo, hi = STEPS_RANGE
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not lo <= int(steps) <= hi:
         raise ValueError(f"training steps must be a whole number in {lo}..{hi}; got {steps!r}")
     return TrainConfig(steps=int(steps), batch_size=int(batch), lr=float(lr), weighting=LIVE["weighting"],
                        ema_decay=float(ema), label_dropout=float(label_dropout), seed=int(seed),
-                       device="cpu").validate()
+                       device=device, t_sampling=t_sampling, batch_target=bool(batch_target)).validate()
 
 
 def grid_noise(schedule, per_digit: int = PER_DIGIT, seed: int = GRID_SEED) -> torch.Tensor:
@@ -129,7 +140,9 @@ class DigitTrainingJob(BackgroundJob):
         self.config, self.classifier, self.redraw_s = config, classifier, float(redraw_s)
         self.judge_n = JUDGE_N if judge_n is None else int(judge_n)  # samples per judged setting
         self.data = data  # (n, generator) -> (x0, labels); default: the MNIST training digits, loaded in the thread
-        self.model = model if model is not None else build_live_model(config.seed)
+        net = recipe_for(config.device)
+        self.model = model if model is not None else build_live_model(config.seed, net["base"], net["mults"],
+                                                                      net["attention"])
         self.x_T = grid_noise(self.model.schedule)  # every grid starts from this noise
         # written by the thread, read under the lock; _state: new, queued, running, evaluating, done, failed
         self._steps: list[int] = []
@@ -190,7 +203,7 @@ class DigitTrainingJob(BackgroundJob):
             try:
                 with self._lock:
                     self._state, self._started = "running", time.perf_counter()
-                data = self.data or mnist_sampler("train")
+                data = self.data or TensorData(*load_mnist("train"))  # drawn as mnist_sampler; on a GPU, there
                 result = train(self.model, data, self.config, callback=self._callback, should_stop=self._stop.is_set)
                 with self._lock:
                     self.result, self._finished, self._state = result, time.perf_counter(), "evaluating"
