@@ -157,15 +157,6 @@ class DigitTrainingJob(BackgroundJob):
         self.error = ""
         self.collected = False  # set by the page once the model is in the session's model store
 
-    @property
-    def state(self) -> str:
-        with self._lock:
-            return self._state
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("queued", "running", "evaluating")
-
     def progress(self) -> dict:
         """A consistent copy: state, step, total, steps [k], losses [k], grid (step, images) or None, grids drawn,
         seconds of the run so far, seconds to the first grid, accuracy or None."""

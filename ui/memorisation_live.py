@@ -44,9 +44,7 @@ class MemoJob(BackgroundJob):
         self.shown = False  # set by the page once it has drawn the finished job
         self.view: tuple | None = None  # job_view's, built once
 
-    @property
-    def active(self) -> bool:
-        return self.progress()["state"] in ("queued", "running", "sampling")
+    ACTIVE = ("queued", "running", "sampling")
 
     def progress(self) -> dict:
         """state (new, queued, running, sampling, done, stopped, failed), step, total, training seconds so far."""

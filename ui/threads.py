@@ -107,6 +107,17 @@ class BackgroundJob:
         self._thread.start()
         return self
 
+    ACTIVE = ("queued", "running", "evaluating")  # the states in which the job still holds or waits for work
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state
+
+    @property
+    def active(self) -> bool:
+        return self.state in self.ACTIVE
+
     def request_stop(self) -> None:
         self._stop.set()
 

@@ -135,15 +135,6 @@ class TrainingJob(BackgroundJob):
 
     # --- reading ---------------------------------------------------------------------------------------
 
-    @property
-    def state(self) -> str:
-        with self._lock:
-            return self._state
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("queued", "running", "evaluating")
-
     def progress(self) -> dict:
         """A consistent copy: state, step, total, steps [k], losses [k], snapshot (step, samples) or None,
         seconds so far, kl [(step, nats, standard error)], kl_final (nats, standard error) or None."""
