@@ -61,20 +61,22 @@ def diffusion_loss(model: DiffusionModel, x0: Tensor, label, weighting: str, gen
     t = ((torch.arange(b, dtype=torch.float64) + u) / b)[torch.randperm(b, generator=generator)]
     t = times_of_uniform(model.schedule, t, t_sampling)
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    if rows is not None:  # the same draws as for the whole batch, then this share of its rows
-        x0, eps, t = x0[rows], eps[rows], t[rows]
-        if isinstance(label, Tensor) and label.ndim:
-            label = label[rows]
     lvl = noise_level(model.schedule, t)
     lv = lvl.to(x0)
     x = lv.alpha * x0 + lv.sigma * eps
+    if batch_target:  # over the whole batch, also when this process trains on a share of its rows
+        x0 = batch_posterior_x0(x, x0, lv.alpha, lv.sigma, label)
+        eps = (x - lv.alpha * x0) / lv.sigma
+    if rows is not None:  # the same draws as for the whole batch, then this share of its rows
+        x0, eps, t, x = x0[rows], eps[rows], t[rows], x[rows]
+        if isinstance(label, Tensor) and label.ndim:
+            label = label[rows]
+        lvl = noise_level(model.schedule, t)
+        lv = lvl.to(x0)
     amp = contextlib.nullcontext() if autocast_dtype is None else torch.autocast(x0.device.type, autocast_dtype)
     with amp:
         out, _ = model.predict(x, t, label, create_graph=True)
     out = out.to(x0.dtype)
-    if batch_target:
-        x0 = batch_posterior_x0(x, x0, lv.alpha, lv.sigma, label)
-        eps = (x - lv.alpha * x0) / lv.sigma
     target = from_x0_eps(model.parameterization, x0, eps, lvl)
     w = get_weighting(weighting)(lv.logsnr) / eps_scale(model.parameterization, lv) ** 2
     return (w * (out - target) ** 2).mean()
