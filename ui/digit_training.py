@@ -15,7 +15,6 @@ benchmarks/train_digits_speed.py (docs/measurements.md, "Training digits live").
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from diffusion.unet import UNet, UNetConfig
 from diffusion.captured import TensorData
 from toy_data.mnist import LABEL_NAMES, load_mnist
 
-from . import training as two_d
+from .training import training_slot
 from .threads import BackgroundJob, lower_this_threads_priority
 
 # The live recipe: a small UNet for one CPU thread (benchmarks/train_digits_speed.py measures it).
@@ -51,21 +50,6 @@ REDRAW_S = 3.0  # seconds of training between two grids
 JUDGE_SAMPLER, JUDGE_NFE, JUDGE_WS = "dpmpp_2m", 20, (2.0, 0.0)
 JUDGE_N = 500  # samples per setting, 50 of each digit: a standard error of about 1 point at 95%
 JUDGE_SEED = 4321
-
-
-@contextmanager
-def training_slot(stop):
-    """Hold one of the server's training slots (the 2-D Train page's, ui/training.py: one per core but one) while
-    the block runs; yields False instead when `stop` (a threading.Event) is set while waiting for one."""
-    slots = two_d.SLOTS  # shared with the 2-D training on purpose: one semaphore for every kind of run
-    while not slots.acquire(timeout=0.2):
-        if stop.is_set():
-            yield False
-            return
-    try:
-        yield True
-    finally:
-        slots.release()
 
 
 def recipe_for(device: str) -> dict:

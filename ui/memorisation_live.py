@@ -21,7 +21,7 @@ from .page import downloads
 from .present import chart
 from .state import CUSTOM, DATASET_NAMES, bound
 from .threads import BackgroundJob, lower_this_threads_priority
-from .training import MAX_CONCURRENT, SLOTS, eta_text
+from .training import MAX_CONCURRENT, eta_text, training_slot
 
 JOB = "_memo_job"  # this session's MemoJob (one at a time)
 POLL_S = 1.0  # how often the section redraws while its network trains
@@ -60,11 +60,14 @@ class MemoJob(BackgroundJob):
     def _run(self) -> None:
         torch.set_num_threads(1)  # as TrainingJob (ui/training.py): one thread per job
         lower_this_threads_priority()
-        while not SLOTS.acquire(timeout=0.2):
-            if self._stop.is_set():
+        with training_slot(self._stop) as got:
+            if not got:
                 with self._lock:
                     self._state = "stopped"
                 return
+            self._train()
+
+    def _train(self) -> None:
         try:
             with self._lock:
                 self._state, self._started = "running", time.perf_counter()
@@ -84,8 +87,6 @@ class MemoJob(BackgroundJob):
                 self._state, self.error = "failed", f"{type(e).__name__}: {e}"
                 if self._seconds is None and self._started is not None:
                     self._seconds = time.perf_counter() - self._started
-        finally:
-            SLOTS.release()
 
 
 def job_view(job: MemoJob) -> tuple:

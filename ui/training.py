@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 import time
 
 import numpy as np
@@ -49,6 +50,20 @@ MAX_CONCURRENT = max(1, (os.cpu_count() or 2) - 1)
 # The server process's training slots, one per core but one, shared by every kind of live training (this
 # page's, the digits' in ui/digit_training.py and page 6's memorisation networks in ui/memorisation_live.py).
 SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
+
+
+@contextmanager
+def training_slot(stop):
+    """Hold one of SLOTS while the block runs; yields False instead when `stop` (a threading.Event) is set while
+    waiting for one, so that a Stop pressed while queued ends the job."""
+    while not SLOTS.acquire(timeout=0.2):
+        if stop.is_set():
+            yield False
+            return
+    try:
+        yield True
+    finally:
+        SLOTS.release()
 
 # Plain-words descriptions for the page.
 PARAM_NAMES = {"eps": "ε (the noise)", "x0": "x₀ (the clean point)", "v": "v = α ε − σ x₀ (velocity)",
@@ -174,11 +189,14 @@ class TrainingJob(BackgroundJob):
     def _run(self) -> None:
         torch.set_num_threads(1)  # see the module docstring
         lower_this_threads_priority()  # the pages' reruns get the CPU first (Linux; ui/threads.py)
-        while not SLOTS.acquire(timeout=0.2):  # wait for a free slot, but a Stop while queued ends the job
-            if self._stop.is_set():
+        with training_slot(self._stop) as got:
+            if not got:
                 with self._lock:
                     self._state, self.error = "failed", "stopped while waiting for a free training slot"
                 return
+            self._train()
+
+    def _train(self) -> None:
         try:
             with self._lock:
                 self._state, self._started = "running", time.perf_counter()
@@ -208,8 +226,6 @@ class TrainingJob(BackgroundJob):
             with self._lock:
                 self._state, self.error = "failed", f"{type(e).__name__}: {e}"
                 self._finished = self._finished or time.perf_counter()
-        finally:
-            SLOTS.release()
 
     # --- the result for the model store --------------------------------------------------------------
 
